@@ -1,0 +1,62 @@
+"""The `tui-tuner` command: the TUI with no arguments, a headless subcommand otherwise.
+
+    tui-tuner                 # open the TUI
+    tui-tuner --help          # list the subcommands
+
+Each subcommand lives in `tui_tuner/commands/<name>.py` with `register(subparsers)`;
+those modules import nothing heavy at top level, so `--help` and `check` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from tui_tuner import __version__
+
+# Order is the order shown in --help.
+COMMAND_MODULES = [
+    "tui_tuner.commands.config_cmd",
+]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tui-tuner",
+        description="Fine-tune LLMs with LoRA / QLoRA from a terminal. With no command, opens the TUI.",
+    )
+    parser.add_argument("--version", action="version", version=f"tui-tuner {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `tui-tuner`; returns the process exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        return _open_tui(args)
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+def _open_tui(args: argparse.Namespace) -> int:
+    try:
+        app_module = importlib.import_module("tui_tuner.tui.app")
+    except ModuleNotFoundError:
+        build_parser().print_help()
+        return EXIT_OK
+    return int(app_module.run_app() or 0)

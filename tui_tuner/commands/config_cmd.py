@@ -1,0 +1,88 @@
+"""`tui-tuner config check FILE [--set k=v] [--json]`: validate a run config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_set_option(parser: argparse.ArgumentParser) -> None:
+    """The `--set KEY=VALUE` override shared by every command that takes a config."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set training.learning_rate=1e-4 (repeatable)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("config", help="validate or show run configs")
+    csub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
+    check = csub.add_parser("check", help="validate a config and the dataset it names")
+    check.add_argument("file", help="YAML run config, e.g. configs/quickstart.yaml")
+    add_set_option(check)
+    check.add_argument("--json", action="store_true", help="print a JSON report")
+    check.set_defaults(handler=run_check)
+    show = csub.add_parser("show", help="print the full resolved config (every field, defaults included)")
+    show.add_argument("file")
+    add_set_option(show)
+    show.set_defaults(handler=run_show)
+    ref = csub.add_parser("reference", help="list every config key with its default and meaning")
+    ref.set_defaults(handler=run_reference)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from tui_tuner.config import load_config
+    from tui_tuner.console import print_issues
+
+    loaded = load_config(args.file, args.overrides)
+    issues = list(loaded.issues)
+    data_report = None
+    if loaded.ok:
+        check_data = _dataset_checker()
+        if check_data is not None:
+            data_report = check_data(loaded)
+            issues.extend(data_report.issues_as_config_issues())
+    errors = [i for i in issues if i.severity == "error"]
+    if args.json:
+        out = {"file": args.file, "ok": not errors, "issues": [i.as_dict() for i in issues]}
+        if data_report is not None:
+            out["data"] = data_report.as_dict()
+        print(json.dumps(out, indent=2))
+    else:
+        print_issues(issues)
+        if data_report is not None:
+            print(data_report.summary_text())
+        if not errors:
+            print(f"{args.file}: valid" + (f" ({len(issues)} warning(s))" if issues else ""))
+    return 2 if errors else 0
+
+
+def _dataset_checker():
+    """The dataset check for a loaded config, once the data module provides it."""
+    try:
+        from tui_tuner.data import check_config_dataset
+    except ImportError:
+        return None
+    return check_config_dataset
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from tui_tuner.config import load_config
+    from tui_tuner.console import print_issues
+
+    loaded = load_config(args.file, args.overrides)
+    if not loaded.ok:
+        print_issues(loaded.issues)
+        return 2
+    sys.stdout.write(loaded.config.to_yaml())
+    return 0
+
+
+def run_reference(args: argparse.Namespace) -> int:
+    from tui_tuner.config import field_docs
+
+    for key, default, doc in field_docs():
+        if default == "":
+            print(f"\n{key}:  {doc}")
+        else:
+            print(f"  {key} = {default}\n      {doc}")
+    return 0

@@ -1,0 +1,568 @@
+"""The run config: one validated schema, loaded from YAML, written back in full.
+
+Every part of tui-tuner (CLI, TUI, worker, estimator) reads a `RunConfig`. Loading
+never stops at the first problem: `load_config` returns every issue it finds, each
+with the dotted key, the YAML line, the offending value and what is allowed.
+
+    tui-tuner config check configs/quickstart.yaml --set training.learning_rate=1e-4
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+DEMO_MODEL_ID = "tui-tuner/demo-tiny-llama"
+"""A tiny Llama built locally on first use (see `tui_tuner.demo_model`); knows only its training data."""
+
+BUILTIN_TEMPLATES = ("chatml", "llama-3", "zephyr", "alpaca")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
+
+
+class ModelConfig(_Section):
+    name_or_path: str = DEMO_MODEL_ID
+    """Hub id (e.g. `TinyLlama/TinyLlama-1.1B-Chat-v1.0`), a local model folder, or the built-in demo model."""
+    revision: str | None = None
+    """Hub branch, tag or commit to pin; null uses the default branch."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Precision of the (unquantized) weights; auto picks bfloat16 on GPUs that support it, else float16 on GPU, float32 on CPU."""
+    max_seq_length: int = Field(1024, ge=16, le=262144)
+    """Longest tokenized example; longer ones are truncated (data check reports how many)."""
+    trust_remote_code: bool = False
+    """Run Python code shipped with a hub model. Only enable for repositories you trust."""
+    chat_template: str = "auto"
+    """`auto` (the tokenizer's own, else chatml), one of chatml / llama-3 / zephyr / alpaca, or a Jinja template string."""
+
+
+class LoraConfig(_Section):
+    r: int = Field(16, ge=1, le=4096)
+    """Rank of the low-rank update: higher learns more, costs more memory and disk."""
+    alpha: float = Field(32, gt=0)
+    """Scaling numerator: the update is multiplied by alpha / r (alpha / sqrt(r) with rsLoRA)."""
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    """Dropout on the LoRA input during training."""
+    target_modules: str | list[str] = "all-linear"
+    """`all-linear`, or module names such as [q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj]."""
+    use_rslora: bool = False
+    """Rank-stabilized LoRA: scale by alpha / sqrt(r) so higher ranks keep learning."""
+    bias: Literal["none", "all", "lora_only"] = "none"
+    """Which biases are trained alongside the adapter."""
+
+
+class QuantizationConfig(_Section):
+    quant_type: Literal["nf4", "fp4"] = "nf4"
+    """4-bit data type for QLoRA: NF4 suits normally distributed weights."""
+    double_quant: bool = True
+    """Quantize the quantization constants too (saves ~0.37 bits per parameter)."""
+    compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    """Precision that 4-bit weights are dequantized to for matmuls."""
+
+
+class DataConfig(_Section):
+    train: str = "data/sample.jsonl"
+    """Training file: .jsonl, .json, .csv or .parquet (path relative to the config file's project)."""
+    eval: str | None = None
+    """Optional held-out file for eval loss; else `eval_split` takes a fraction of train."""
+    eval_split: float = Field(0.0, ge=0.0, lt=1.0)
+    """Fraction of the training file held out for evaluation when `eval` is not given."""
+    format: Literal["auto", "instruction", "chat", "sharegpt", "prompt_completion", "text", "reasoning"] = "auto"
+    """Dataset format; auto detects it from the fields and says which."""
+    fields: dict[str, str] = Field(default_factory=dict)
+    """Map the standard field names to yours, e.g. {instruction: question, output: answer}."""
+    max_samples: int | None = Field(None, ge=1)
+    """Use only the first N examples (quick experiments)."""
+    completion_only_loss: bool = True
+    """Compute the loss on the assistant's answer only, not on the prompt."""
+    system_prompt: str | None = None
+    """System message prepended to every example that has none."""
+
+
+class TrainingConfig(_Section):
+    epochs: float = Field(1.0, gt=0)
+    """Passes over the training data (ignored when max_steps is set)."""
+    max_steps: int | None = Field(None, ge=1)
+    """Stop after this many optimizer steps; overrides epochs."""
+    batch_size: int = Field(2, ge=1, le=4096)
+    """Examples per device per forward pass. 2-4 is a good start on one GPU."""
+    grad_accumulation: int = Field(4, ge=1, le=4096)
+    """Forward passes per optimizer step: effective batch = batch_size x grad_accumulation x GPUs."""
+    learning_rate: float = Field(2e-4, gt=0, le=1.0)
+    """Peak learning rate: ~2e-4 for LoRA/QLoRA, ~1e-5 to 2e-5 for full fine-tuning."""
+    scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts"] = "cosine"
+    """Learning-rate schedule after warmup."""
+    warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0)
+    """Fraction of steps spent warming the learning rate up from 0."""
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0)
+    """Decoupled weight decay of AdamW."""
+    optimizer: Literal[
+        "adamw_torch", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "adafactor", "sgd"
+    ] = "adamw_torch"
+    """Optimizer; the 8-bit and paged variants (bitsandbytes) cut optimizer memory."""
+    max_grad_norm: float = Field(1.0, ge=0.0)
+    """Gradient clipping norm (0 disables)."""
+    seed: int = 42
+    """Seed for data order, LoRA init and dropout."""
+    gradient_checkpointing: bool = True
+    """Recompute activations in the backward pass: much less memory, ~20-30% slower."""
+    logging_steps: int = Field(1, ge=1)
+    """Write a loss point every N optimizer steps."""
+    save_steps: int = Field(50, ge=1)
+    """Save a resumable checkpoint every N steps."""
+    save_total_limit: int = Field(3, ge=1)
+    """Keep at most this many checkpoints (oldest deleted first)."""
+    eval_steps: int | None = Field(None, ge=1)
+    """Evaluate every N steps (needs data.eval or data.eval_split)."""
+    packing: bool = False
+    """Pack several short examples into each sequence for throughput."""
+
+
+class OutputConfig(_Section):
+    runs_dir: str = "runs"
+    """Folder that holds one directory per run."""
+    run_name: str | None = None
+    """Run name prefix; default is derived from the model and method."""
+
+
+class DistributedConfig(_Section):
+    gpus: int = Field(1, ge=1, le=64)
+    """Processes (GPUs) on this machine; more than 1 launches through torchrun."""
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    """DDP replicates the model on each GPU; FSDP shards it (full fine-tuning)."""
+
+
+class RunConfig(_Section):
+    """A complete, validated description of one training run."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    """The base model and how it is loaded."""
+    method: Literal["full", "lora", "qlora"] = "lora"
+    """full: train every weight; lora: train a low-rank adapter on frozen 16-bit weights; qlora: the same on 4-bit weights."""
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    """The adapter (used by lora and qlora)."""
+    quantization: QuantizationConfig = Field(default_factory=QuantizationConfig)
+    """4-bit settings (used by qlora)."""
+    data: DataConfig = Field(default_factory=DataConfig)
+    """The dataset and how it becomes training text."""
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    """Optimization settings."""
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    """Where runs are written."""
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
+    """Multi-GPU settings."""
+    backend: Literal["auto", "unsloth", "transformers"] = "auto"
+    """auto: Unsloth when a CUDA GPU is present and it imports, else transformers + peft + trl."""
+    report_to: Literal["none", "tensorboard", "wandb"] = "none"
+    """Also log to TensorBoard or Weights & Biases (must be installed)."""
+
+    def to_yaml(self) -> str:
+        """The full config (every field, defaults included) as YAML."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+    def resolve_path(self, value: str | None, base_dir: Path | None) -> Path | None:
+        """A data path from this config, made absolute against `base_dir`."""
+        if value is None:
+            return None
+        p = Path(value).expanduser()
+        return p if p.is_absolute() or base_dir is None else (base_dir / p)
+
+
+# ---------------------------------------------------------------------------- issues
+
+
+@dataclass
+class ConfigIssue:
+    """One problem in a config: where it is, what is wrong and what to do."""
+
+    key: str
+    message: str
+    line: int | None = None
+    column: int | None = None
+    value: Any = None
+    file: str | None = None
+    severity: Literal["error", "warning"] = "error"
+
+    def format(self) -> str:
+        where = self.file or "<config>"
+        if self.line is not None:
+            where += f":{self.line}"
+        key = f" `{self.key}`" if self.key else ""
+        return f"{where}:{key} {self.message}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file, "line": self.line, "column": self.column, "key": self.key,
+            "message": self.message, "severity": self.severity,
+            "value": self.value if isinstance(self.value, (str, int, float, bool, type(None))) else repr(self.value),
+        }
+
+
+class ConfigError(Exception):
+    """Raised by `load_config_or_raise` with every issue found."""
+
+    def __init__(self, issues: list[ConfigIssue]):
+        self.issues = issues
+        super().__init__("\n".join(i.format() for i in issues))
+
+
+@dataclass
+class LoadedConfig:
+    """The result of loading a config: the config (None when invalid) and every issue."""
+
+    config: RunConfig | None
+    issues: list[ConfigIssue] = field(default_factory=list)
+    path: Path | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[ConfigIssue]:
+        return [i for i in self.issues if i.severity == "error"]
+
+    @property
+    def ok(self) -> bool:
+        return self.config is not None and not self.errors
+
+    @property
+    def base_dir(self) -> Path:
+        """Relative data paths are resolved against the config file's project folder."""
+        return project_dir_for(self.path)
+
+
+def project_dir_for(config_path: Path | None) -> Path:
+    """Folder that relative paths in a config are resolved against.
+
+    A config under `configs/` or inside a run directory refers to `data/...` of the
+    project it belongs to, so paths resolve against the parent of `configs/`; a config
+    elsewhere resolves against its own folder.
+    """
+    if config_path is None:
+        return Path.cwd()
+    folder = config_path.resolve().parent
+    if folder.name == "configs":
+        return folder.parent
+    return folder
+
+
+# ---------------------------------------------------------------------------- YAML positions
+
+
+def yaml_positions(text: str) -> dict[tuple[str, ...], tuple[int, int]]:
+    """Map each key path in a YAML document to its 1-based (line, column).
+
+    The mapping points at the key for mappings, so an error about `lora.r` lands on the
+    line that says `r:`. Returns {} when the text does not parse.
+    """
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return {}
+    positions: dict[tuple[str, ...], tuple[int, int]] = {}
+
+    def walk(node: Any, path: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                key = str(key_node.value)
+                sub = path + (key,)
+                positions[sub] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                walk(value_node, sub)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                sub = path + (str(i),)
+                positions[sub] = (item.start_mark.line + 1, item.start_mark.column + 1)
+                walk(item, sub)
+
+    if root is not None:
+        walk(root, ())
+    return positions
+
+
+def _line_for(positions: dict[tuple[str, ...], tuple[int, int]], path: tuple[str, ...]) -> tuple[int | None, int | None]:
+    while path:
+        if path in positions:
+            return positions[path]
+        path = path[:-1]
+    return (None, None)
+
+
+# ---------------------------------------------------------------------------- overrides
+
+
+def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
+    """Parse `training.learning_rate=1e-4` into (("training", "learning_rate"), 0.0001).
+
+    The value is read as YAML, so `true`, `[q_proj, v_proj]` and `null` work.
+    """
+    if "=" not in text:
+        raise ValueError(f"--set {text!r}: expected KEY=VALUE, e.g. --set training.learning_rate=1e-4")
+    key, _, value = text.partition("=")
+    key = key.strip()
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
+        raise ValueError(f"--set {text!r}: {key!r} is not a dotted key such as lora.r")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        parsed = value
+    if isinstance(parsed, str) and re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", parsed):
+        parsed = float(parsed)  # YAML 1.1 reads 1e-4 as a string
+    return tuple(key.split(".")), parsed
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """A copy of `raw` with each KEY=VALUE override set (creating sections as needed)."""
+    out = copy.deepcopy(raw)
+    for text in overrides or []:
+        path, value = parse_override(text)
+        node = out
+        for part in path[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[path[-1]] = value
+    return out
+
+
+# ---------------------------------------------------------------------------- validation
+
+
+def _fix_yaml_floats(node: Any) -> Any:
+    """PyYAML (YAML 1.1) reads `2e-4` as a string; users mean a number."""
+    if isinstance(node, dict):
+        return {k: _fix_yaml_floats(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_fix_yaml_floats(v) for v in node]
+    if isinstance(node, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", node.strip()):
+        return float(node)
+    return node
+
+
+def _model_for_path(path: tuple[str | int, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] = RunConfig
+    for part in path:
+        info = model.model_fields.get(str(part))
+        if info is None:
+            return None
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        else:
+            return None
+    return model
+
+
+def _all_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, info in model.model_fields.items():
+        keys.append(prefix + name)
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys.extend(_all_keys(ann, prefix + name + "."))
+    return keys
+
+
+def _did_you_mean(path: tuple[str | int, ...]) -> str:
+    parent = _model_for_path(path[:-1])
+    bad = str(path[-1])
+    candidates = list(parent.model_fields) if parent else []
+    close = difflib.get_close_matches(bad, candidates, n=1, cutoff=0.6)
+    if close:
+        return " — did you mean `" + ".".join([*map(str, path[:-1]), close[0]]) + "`?"
+    # a key placed in the wrong section: `r:` at the top level belongs under lora
+    elsewhere = [k for k in _all_keys(RunConfig) if k.split(".")[-1] == bad]
+    if elsewhere:
+        return f" — `{bad}` belongs at `{elsewhere[0]}`."
+    if candidates:
+        return " Valid keys here: " + ", ".join(candidates) + "."
+    return ""
+
+
+def _describe_allowed(err: dict[str, Any]) -> str:
+    ctx = err.get("ctx") or {}
+    kind = err["type"]
+    if kind == "literal_error":
+        return f"allowed: {ctx.get('expected')}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return err["msg"].lower()
+    return err["msg"]
+
+
+def _pydantic_issues(exc: ValidationError, positions: dict, file: str | None) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    seen: set[str] = set()
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "str", "list["))))
+        key = ".".join(map(str, loc))
+        line, col = _line_for(positions, tuple(map(str, loc)))
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key" + _did_you_mean(loc)
+        elif key in seen:
+            continue  # a union (str | list) reports one error per branch; one is enough
+        else:
+            value = err.get("input")
+            msg = f"invalid value {value!r}: {_describe_allowed(err)}"
+        seen.add(key)
+        issues.append(ConfigIssue(key=key, message=msg, line=line, column=col, value=err.get("input"), file=file))
+    return issues
+
+
+def cross_field_issues(cfg: RunConfig) -> list[ConfigIssue]:
+    """Combinations that each field allows alone but that cannot run together."""
+    out: list[ConfigIssue] = []
+
+    def add(key: str, message: str, severity: Literal["error", "warning"] = "error") -> None:
+        out.append(ConfigIssue(key=key, message=message, severity=severity))
+
+    fields_set = cfg.model_fields_set
+    if cfg.method == "full" and "quantization" in fields_set and cfg.quantization.model_fields_set:
+        add("quantization", "4-bit quantization settings are set but method is `full`: full fine-tuning "
+            "cannot train 4-bit weights. Use `method: qlora`, or remove the quantization section.")
+    if cfg.method == "full" and "lora" in fields_set and cfg.lora.model_fields_set:
+        add("lora", "LoRA settings are set but method is `full` trains every weight; they would be "
+            "ignored. Use `method: lora`, or remove the lora section.", "warning")
+    if cfg.training.eval_steps is not None and cfg.data.eval is None and cfg.data.eval_split == 0:
+        add("training.eval_steps", "evaluation is scheduled but there is no eval data: set `data.eval` "
+            "to a held-out file or `data.eval_split` to e.g. 0.1.")
+    if cfg.data.eval is not None and cfg.data.eval_split > 0:
+        add("data.eval_split", "both `data.eval` and `data.eval_split` are set: the eval file is used "
+            "and the split is ignored.", "warning")
+    tm = cfg.lora.target_modules
+    if isinstance(tm, str) and tm != "all-linear":
+        add("lora.target_modules", f"`{tm}` is not a list: use `all-linear` or a list such as [q_proj, v_proj].")
+    if isinstance(tm, list) and not tm:
+        add("lora.target_modules", "the list is empty: name at least one module, or use `all-linear`.")
+    if cfg.method == "full" and cfg.training.learning_rate > 1e-4:
+        add("training.learning_rate", f"{cfg.training.learning_rate:g} is high for full fine-tuning "
+            "(every weight moves); 1e-5 to 5e-5 is typical.", "warning")
+    if cfg.backend == "unsloth" and cfg.distributed.gpus > 1:
+        add("backend", "the Unsloth backend trains on one GPU; use `backend: transformers` with "
+            "`distributed.gpus` > 1.")
+    if cfg.distributed.strategy == "fsdp" and cfg.method == "qlora":
+        add("distributed.strategy", "FSDP with 4-bit QLoRA weights is not supported here; use ddp.")
+    if cfg.model.trust_remote_code:
+        add("model.trust_remote_code", "the model's own Python code will run on this machine; only "
+            "enable this for repositories you trust.", "warning")
+    tmpl = cfg.model.chat_template
+    if tmpl != "auto" and tmpl not in BUILTIN_TEMPLATES and "{%" not in tmpl and "{{" not in tmpl:
+        close = difflib.get_close_matches(tmpl, BUILTIN_TEMPLATES, n=1)
+        hint = f" — did you mean `{close[0]}`?" if close else ""
+        add("model.chat_template", f"`{tmpl}` is neither a built-in template "
+            f"({', '.join(BUILTIN_TEMPLATES)}) nor a Jinja template{hint}")
+    if cfg.output.run_name is not None:
+        from tui_tuner.names import run_name_problem
+
+        problem = run_name_problem(cfg.output.run_name)
+        if problem:
+            add("output.run_name", problem)
+    return out
+
+
+def validate_raw(raw: Any, *, text: str = "", file: str | None = None) -> LoadedConfig:
+    """Validate an already-parsed mapping; `text` (the YAML source) gives line numbers."""
+    positions = yaml_positions(text) if text else {}
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        return LoadedConfig(None, [ConfigIssue("", f"the config must be a YAML mapping of sections "
+                                               f"(model:, method:, lora:, ...), not a {type(raw).__name__}.",
+                                               line=1, file=file)], raw={})
+    raw = _fix_yaml_floats(raw)
+    try:
+        cfg = RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        issues = sorted(_pydantic_issues(exc, positions, file), key=lambda i: i.line or 0)
+        return LoadedConfig(None, issues, raw=raw)
+    issues = cross_field_issues(cfg)
+    for issue in issues:
+        issue.file = file
+        issue.line, issue.column = _line_for(positions, tuple(issue.key.split(".")))
+    issues.sort(key=lambda i: (i.severity != "error", i.line or 0))
+    errors = [i for i in issues if i.severity == "error"]
+    return LoadedConfig(None if errors else cfg, issues, raw=raw)
+
+
+def _yaml_syntax_issue(text: str, exc: yaml.YAMLError, file: str | None) -> ConfigIssue:
+    mark = getattr(exc, "problem_mark", None)
+    line = mark.line + 1 if mark is not None else None
+    col = mark.column + 1 if mark is not None else None
+    problem = getattr(exc, "problem", None) or str(exc)
+    msg = f"YAML syntax error: {problem}."
+    if line is not None:
+        lines = text.splitlines()
+        nearby = lines[max(0, line - 2): line]
+        if any("\t" in s for s in nearby):
+            msg += " YAML does not allow tabs for indentation: indent with spaces."
+        else:
+            msg += " Check the indentation and that every `key: value` has a space after the colon."
+    return ConfigIssue("", msg, line=line, column=col, file=file)
+
+
+def load_config_text(text: str, *, file: str | None = None, overrides: list[str] | None = None) -> LoadedConfig:
+    """Parse and validate YAML text; every problem becomes a `ConfigIssue`."""
+    if not text.strip():
+        return LoadedConfig(None, [ConfigIssue("", "the config file is empty. Start from "
+                                               "configs/quickstart.yaml or run `tui-tuner config check "
+                                               "configs/quickstart.yaml` to see a valid one.", line=1, file=file)])
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        return LoadedConfig(None, [_yaml_syntax_issue(text, exc, file)])
+    try:
+        raw = apply_overrides(raw if isinstance(raw, dict) else {}, overrides) if overrides else raw
+    except ValueError as exc:
+        return LoadedConfig(None, [ConfigIssue("", str(exc), file="--set")])
+    loaded = validate_raw(raw, text=text, file=file)
+    return loaded
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> LoadedConfig:
+    """Load and validate a config file, collecting every issue (never raises on bad input)."""
+    path = Path(path)
+    shown = str(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return LoadedConfig(None, [ConfigIssue("", "file not found. Configs that ship with tui-tuner are in "
+                                               "configs/ (e.g. configs/quickstart.yaml).", file=shown)], path=path)
+    except (IsADirectoryError, PermissionError) as exc:
+        return LoadedConfig(None, [ConfigIssue("", f"cannot read: {exc.strerror}.", file=shown)], path=path)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        return LoadedConfig(None, [ConfigIssue("", f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the "
+                                               "file as UTF-8.", line=line, file=shown)], path=path)
+    loaded = load_config_text(text, file=shown, overrides=overrides)
+    loaded.path = path
+    return loaded
+
+
+def load_config_or_raise(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Load a config, raising `ConfigError` with every issue when it is invalid."""
+    loaded = load_config(path, overrides)
+    if not loaded.ok:
+        raise ConfigError(loaded.errors or loaded.issues)
+    assert loaded.config is not None
+    return loaded.config
+
+
+def field_docs(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted key, default, docstring) for every field: the config reference."""
+    rows = []
+    for name, info in model.model_fields.items():
+        ann = info.annotation
+        key = prefix + name
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            rows.append((key, "", info.description or ""))
+            rows.extend(field_docs(ann, key + "."))
+        else:
+            default = info.get_default(call_default_factory=True)
+            rows.append((key, yaml.safe_dump(default, default_flow_style=True).strip().removesuffix("..."), info.description or ""))
+    return rows
