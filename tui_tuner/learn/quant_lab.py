@@ -34,6 +34,7 @@ HISTOGRAM_BINS = 48
 class QuantFormat:
     key: str
     label: str
+    short: str
     bits: int
     bnb_calls: str
     explanation: str
@@ -41,36 +42,36 @@ class QuantFormat:
 
 FORMATS: tuple[QuantFormat, ...] = (
     QuantFormat(
-        "int8-rowwise", "INT8 absmax (per row)", 8,
+        "int8-rowwise", "INT8 absmax (per row)", "INT8 row", 8,
         "int8_vectorwise_quant / int8_vectorwise_dequant",
         "LLM.int8()'s weight format (load_in_8bit): each output row is scaled by its largest absolute "
         "value to the integers -127..127, with one FP32 scale per row. Evenly spaced levels waste "
         "resolution when a few large weights stretch the row's range."),
     QuantFormat(
-        "int8-blockwise", f"INT8 dynamic (block {BLOCKSIZE_INT8_DYNAMIC})", 8,
+        "int8-blockwise", f"INT8 dynamic (block {BLOCKSIZE_INT8_DYNAMIC})", "INT8 dyn b256", 8,
         "quantize_blockwise / dequantize_blockwise",
         "bitsandbytes' 8-bit dynamic data type, used for 8-bit optimizer states and for the constants "
         "of double quantization: blocks of 256 values, each scaled by its absmax, mapped to 256 levels "
         "that are dense near zero and sparse near the ends."),
     QuantFormat(
-        "fp4", f"FP4 (block {BLOCKSIZE_4BIT})", 4,
+        "fp4", f"FP4 (block {BLOCKSIZE_4BIT})", "FP4 b64", 4,
         "quantize_4bit(quant_type='fp4') / dequantize_4bit",
         "A tiny float (1 sign, 2 exponent, 1 mantissa bit) scaled per block of 64 by the block's absmax. "
         "Its 15 distinct levels bunch up near zero and leave wide gaps between 0.5 and 1, where a "
         "bell-shaped block still has weights."),
     QuantFormat(
-        "fp4-dq", "FP4 + double quant", 4,
+        "fp4-dq", "FP4 + double quant", "FP4 b64 +DQ", 4,
         "quantize_4bit(quant_type='fp4', compress_statistics=True)",
         "FP4 whose per-block FP32 absmax constants are themselves quantized to 8 bits in blocks of 256. "
         "It saves about 0.37 bits per parameter and adds almost no error."),
     QuantFormat(
-        "nf4", f"NF4 (block {BLOCKSIZE_4BIT})", 4,
+        "nf4", f"NF4 (block {BLOCKSIZE_4BIT})", "NF4 b64", 4,
         "quantize_4bit(quant_type='nf4') / dequantize_4bit",
         "NormalFloat4 (QLoRA): the 16 levels are quantiles of a normal distribution, so each level "
         "covers about the same share of normally distributed weights. On a bell-shaped tensor it "
         "loses less than FP4 at the same size."),
     QuantFormat(
-        "nf4-dq", "NF4 + double quant", 4,
+        "nf4-dq", "NF4 + double quant", "NF4 b64 +DQ", 4,
         "quantize_4bit(quant_type='nf4', compress_statistics=True)",
         "QLoRA's default: NF4 with the absmax constants quantized to 8 bits (blocks of 256, plus one "
         "FP32 offset). About 4.13 bits per parameter instead of 4.5, at an error close to plain NF4."),
@@ -114,6 +115,7 @@ class FormatResult:
 
     key: str
     label: str
+    short: str
     bnb_calls: str
     bytes_codes: int
     bytes_constants: int
@@ -311,7 +313,7 @@ def analyze_tensor(W, *, name: str = "tensor", model: str = "", dtype: str | Non
             block_absmax = absmax
         err = error_stats(W_ref, restored)
         results.append(FormatResult(
-            key=spec.key, label=spec.label, bnb_calls=spec.bnb_calls,
+            key=spec.key, label=spec.label, short=spec.short, bnb_calls=spec.bnb_calls,
             bytes_codes=storage.codes, bytes_constants=storage.constants, bytes_tables=storage.tables,
             bytes_total=storage.total, bits_per_param=storage.total * 8 / numel,
             bits_per_param_codes_and_constants=(storage.codes + storage.constants) * 8 / numel,

@@ -86,16 +86,17 @@ class TensorInfo:
                 "bytes": self.nbytes, "file": self.file}
 
 
-def resolve_model(model_or_run: str, runs_dir: str | Path = "runs") -> ModelRef:
-    """Resolve the demo model id, a local model folder, a run (folder or name) or a cached hub id."""
+def resolve_model_name(model_or_run: str, runs_dir: str | Path = "runs") -> tuple[str, Path | None]:
+    """(model name or folder, run dir or None): a run (folder or name under `runs_dir`) gives its base model.
+
+    Builds and downloads nothing, so the memory and LoRA labs can size a model from its name.
+    """
     text = str(model_or_run).strip()
     if not text:
         raise ModelNotFound("no model given: name a model folder, a run, a hub id or "
                             f"the demo model ({DEMO_MODEL_ID}).")
     if text == DEMO_MODEL_ID:
-        from tui_tuner.demo_model import ensure_demo_model
-
-        return ModelRef(DEMO_MODEL_ID, ensure_demo_model())
+        return text, None
     path = Path(text).expanduser()
     if not path.exists() and not path.is_absolute() and "/" not in text:
         candidate = Path(runs_dir) / text
@@ -103,25 +104,45 @@ def resolve_model(model_or_run: str, runs_dir: str | Path = "runs") -> ModelRef:
             path = candidate
     if path.is_dir():
         if (path / "config.json").is_file():
-            return ModelRef(str(path), path)
+            return str(path), None
         if (path / "config.yaml").is_file():
-            return _run_base_model(path, runs_dir)
+            return _run_base_model(path), path
         raise ModelNotFound(f"{path}: neither a model folder (no config.json) nor a run (no config.yaml).")
     if path.exists():
         raise ModelNotFound(f"{path} is a file; pass the model folder that holds config.json and the weights.")
-    cached = _hub_cache_dir(text)
-    return ModelRef(text, cached)
+    if text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text:
+        raise ModelNotFound(f"{text}: no such folder. Pass a model folder (with config.json), a run folder, a "
+                            f"hub id such as TinyLlama/TinyLlama-1.1B-Chat-v1.0, or {DEMO_MODEL_ID}.")
+    return text, None
 
 
-def _run_base_model(run_dir: Path, runs_dir: str | Path) -> ModelRef:
+def resolve_model(model_or_run: str, runs_dir: str | Path = "runs") -> ModelRef:
+    """Resolve the demo model id (built on first use), a local model folder, a run or a cached hub id."""
+    name, run_dir = resolve_model_name(model_or_run, runs_dir)
+    if name == DEMO_MODEL_ID:
+        from tui_tuner.demo_model import ensure_demo_model
+
+        return ModelRef(DEMO_MODEL_ID, ensure_demo_model(), run_dir)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return ModelRef(name, path, run_dir)
+    return ModelRef(name, _hub_cache_dir(name), run_dir)
+
+
+def _run_base_model(run_dir: Path) -> str:
     from tui_tuner.config import load_config
 
     loaded = load_config(run_dir / "config.yaml")
     if not loaded.ok or loaded.config is None:
         raise ModelNotFound(f"{run_dir / 'config.yaml'}: the run's config does not load "
                             f"({'; '.join(i.format() for i in loaded.errors[:2])}).")
-    base = resolve_model(loaded.config.model.name_or_path, runs_dir)
-    return ModelRef(base.name_or_path, base.local_dir, run_dir)
+    base = loaded.config.model.name_or_path
+    if base != DEMO_MODEL_ID and not Path(base).expanduser().is_absolute() and not Path(base).exists():
+        # a relative model folder in a run's config is relative to the project the run belongs to
+        candidate = run_dir.parent.parent / base
+        if (candidate / "config.json").is_file():
+            return str(candidate)
+    return base
 
 
 def _hub_cache_dir(repo_id: str) -> Path | None:
