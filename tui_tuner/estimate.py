@@ -25,8 +25,8 @@ Backend = Literal["transformers", "unsloth"]
 METHODS: tuple[str, ...] = ("full", "lora", "qlora")
 BACKENDS: tuple[str, ...] = ("transformers", "unsloth")
 
-GB = 1e9
 GIB = 1024**3
+"""GPU memory is quoted in binary gigabytes: every GB shown by tui-tuner is 2**30 bytes."""
 
 NF4_BYTES_PER_PARAM = 0.5
 """4-bit NormalFloat: two weights per byte."""
@@ -67,7 +67,7 @@ class EstimateLine:
     on_gpu: bool = True
 
     def as_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "name": self.name, "bytes": self.bytes, "gb": round(self.bytes / GB, 3),
+        return {"key": self.key, "name": self.name, "bytes": self.bytes, "gb": round(self.bytes / GIB, 3),
                 "explanation": self.explanation}
 
 
@@ -102,7 +102,7 @@ class MemoryEstimate:
     def as_dict(self) -> dict[str, Any]:
         return {
             "model": self.model, "method": self.method, "backend": self.backend, "settings": self.settings,
-            "total_bytes": self.total_bytes, "total_gb": round(self.total_bytes / GB, 2),
+            "total_bytes": self.total_bytes, "total_gb": round(self.total_bytes / GIB, 2),
             "tensor_bytes": self.tensor_bytes, "trainable_params": self.trainable_params,
             "total_params": self.total_params, "cpu_bytes": self.cpu_bytes,
             "lines": [line.as_dict() for line in self.lines], "notes": self.notes,
@@ -116,13 +116,13 @@ class MemoryEstimate:
 
 
 def fmt_gb(n: float) -> str:
-    """Bytes as decimal gigabytes, the unit GPU memory is usually quoted in (2 significant decimals below 10)."""
-    g = n / GB
+    """Bytes in GB as GPU memory is quoted (1 GB = 2**30 bytes: a "24 GB" card shows 24 here)."""
+    g = n / GIB
     if g >= 10:
         return f"{g:.1f} GB"
     if g >= 0.1:
         return f"{g:.2f} GB"
-    return f"{n / 1e6:.0f} MB"
+    return f"{n / 1024**2:.0f} MB"
 
 
 # ---------------------------------------------------------------------------- LoRA arithmetic
@@ -449,7 +449,7 @@ class MethodFit:
 
     def as_dict(self) -> dict[str, Any]:
         return {"method": self.method, "backend": self.backend, "needed_bytes": self.needed_bytes,
-                "needed_gb": round(self.needed_bytes / GB, 2), "fits": self.fits,
+                "needed_gb": round(self.needed_bytes / GIB, 2), "fits": self.fits,
                 "headroom_bytes": self.headroom_bytes, "max_batch_size": self.max_batch_size,
                 "max_seq_len": self.max_seq_len, "estimate": self.estimate.as_dict()}
 
@@ -467,7 +467,7 @@ class Recommendation:
 
     def as_dict(self) -> dict[str, Any]:
         return {"model": self.model, "gpu": self.gpu_name, "vram_bytes": self.vram_bytes,
-                "vram_gb": round(self.vram_bytes / GB, 2),
+                "vram_gb": round(self.vram_bytes / GIB, 2),
                 "recommended": None if self.recommended is None else
                 {"method": self.recommended.method, "backend": self.recommended.backend,
                  "max_batch_size": self.recommended.max_batch_size,
@@ -556,7 +556,7 @@ def recommend(
         parts[0] += f" (LoRA would need {fmt_gb(by['lora'].needed_bytes)})"
     if "full" in by and chosen.method != "full":
         f = by["full"]
-        parts.append(f"full fine-tuning {'would also fit' if f.fits else 'would need'} {fmt_gb(f.needed_bytes)}")
+        parts.append(f"full fine-tuning {'would also fit' if f.fits else 'would not'} ({fmt_gb(f.needed_bytes)})")
     reason = "; ".join(parts) + "."
     reason += (f" Largest batch for {_METHOD_LABEL[chosen.method]}: {chosen.max_batch_size}; longest sequence at "
                f"batch {settings.get('batch_size', 2)}: {chosen.max_seq_len:,} tokens.")
