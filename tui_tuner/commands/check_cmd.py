@@ -126,14 +126,11 @@ def _target_report(spec: Any, methods: list[str], backends: list[str], settings:
     from tui_tuner.estimate import estimate_memory, recommend
     from tui_tuner.measured import find_measurements, settings_key
 
-    estimates = [estimate_memory(spec, m, backend=b, **settings) for m in methods for b in backends
-                 if not (m == "full" and b == "unsloth")]
+    estimates = [estimate_memory(spec, m, backend=b, **settings) for m in methods for b in backends]
     recs = {}
     if vram is not None:
         for b in backends:
-            recs[b] = recommend(spec, vram, gpu_name=gpu_label, backend=b,
-                                methods=[m for m in methods if not (m == "full" and b == "unsloth")] or methods,
-                                **settings)
+            recs[b] = recommend(spec, vram, gpu_name=gpu_label, backend=b, methods=methods, **settings)
     measured = []
     for est in estimates:
         key = settings_key(model=spec.name, method=est.method, seq_len=settings["seq_len"],
