@@ -138,8 +138,11 @@ def _target_report(spec: Any, methods: list[str], backends: list[str], settings:
                            target_modules=settings["target_modules"],
                            gradient_checkpointing=settings["gradient_checkpointing"], optimizer=settings["optimizer"])
         for m in find_measurements(runs_dir, key, est.backend):
-            measured.append({"method": est.method, "backend": est.backend, "estimate_bytes": est.total_bytes,
-                             "error": round(m.error_vs(est.total_bytes), 4), **m.as_dict()})
+            row = m.as_dict()
+            row["estimate_at_run_bytes"] = row.pop("estimate_bytes")  # what the worker's estimate said then
+            row.update(method=est.method, backend=est.backend, estimate_bytes=est.total_bytes,
+                       error=round(m.error_vs(est.total_bytes), 4))
+            measured.append(row)
     return {"config": config, "model": spec, "estimates": estimates, "recommendations": recs,
             "measured": measured, "settings": settings}
 
