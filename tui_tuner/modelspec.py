@@ -232,7 +232,8 @@ def load_catalog() -> list[dict[str, Any]]:
     """The built-in catalog entries (config.json numbers of popular models)."""
     import yaml
 
-    data = yaml.safe_load(CATALOG_PATH.read_text(encoding="utf-8")) or {}
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C parser reads the catalog ~10x faster
+    data = yaml.load(CATALOG_PATH.read_text(encoding="utf-8"), Loader=loader) or {}
     return list(data.get("models", []))
 
 
