@@ -42,6 +42,8 @@ def format_tick(value: float) -> str:
         return f"{value / 1e6:.3g}M"
     if a >= 1e4:
         return f"{value / 1e3:.3g}k"
+    if a >= 100:
+        return f"{value:.0f}"
     if a >= 0.01:
         return f"{value:.3g}"
     return f"{value:.1e}"

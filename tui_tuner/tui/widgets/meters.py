@@ -44,12 +44,16 @@ def level_style(fraction: float) -> str:
     return "red" if fraction >= 0.9 else "yellow" if fraction >= 0.75 else "green"
 
 
-def reading_text(r: GpuReading, bar_width: int = 12) -> Text:
-    """Two lines for one GPU: name, then memory and utilisation bars with temperature and power."""
+def reading_text(r: GpuReading, bar_width: int = 10) -> Text:
+    """Three lines for one GPU: name with temperature and power, memory bar, utilisation bar."""
     out = Text()
     out.append(f"GPU {r.index}", style="bold")
     if r.name:
         out.append(f" {r.name}")
+    if r.temp_c is not None:
+        out.append(f"  {r.temp_c:.0f}°C")
+    if r.power_w is not None:
+        out.append(f"  {r.power_w:.0f} W")
     out.append("\n")
     if r.mem_used is not None and r.mem_total:
         frac = r.mem_used / r.mem_total
@@ -60,14 +64,13 @@ def reading_text(r: GpuReading, bar_width: int = 12) -> Text:
         out.append(f"mem {r.mem_used / GIB:.1f} GiB")
     else:
         out.append("mem ?")
+    out.append("\n")
     if r.util is not None:
-        out.append("  util ")
-        out.append(bar(r.util / 100, bar_width // 2), style=level_style(r.util / 100))
-        out.append(f" {r.util:3.0f}%")
-    if r.temp_c is not None:
-        out.append(f"  {r.temp_c:.0f}°C")
-    if r.power_w is not None:
-        out.append(f"  {r.power_w:.0f} W")
+        out.append("gpu ")
+        out.append(bar(r.util / 100, bar_width), style=level_style(r.util / 100))
+        out.append(f" {r.util:3.0f}% busy")
+    else:
+        out.append("gpu ?")
     return out
 
 
