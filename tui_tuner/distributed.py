@@ -1,6 +1,6 @@
 """Multi-GPU training: how the worker is launched on N GPUs and which process writes what.
 
-One GPU runs the worker directly (`python -m tui_tuner.train RUN_DIR`). More than one
+One GPU runs the worker directly (`python -m tui_tuner.train --worker RUN_DIR`). More than one
 launches the same worker through PyTorch's own launcher, `torchrun`
 (`python -m torch.distributed.run`): one process per GPU, DDP by default, FSDP for full
 fine-tuning when `distributed.strategy: fsdp`. The HF Trainer reads the launcher's
@@ -101,14 +101,15 @@ def worker_argv(run_dir: str | Path, plan: LaunchPlan | None = None, *, python: 
                 extra: list[str] | None = None) -> list[str]:
     """The command that runs the training worker for `run_dir` under `plan`.
 
-    One process: `python -m tui_tuner.train RUN_DIR`. Several: torchrun with one process
+    One process: `python -m tui_tuner.train --worker RUN_DIR` (the supervisor, `python -m
+    tui_tuner.train RUN_DIR`, runs this as its child). Several: torchrun with one process
     per GPU; on one machine with a private rendezvous (`--standalone`, a free port), on
     several with the c10d rendezvous at `rdzv_endpoint`. torchrun never restarts a failed
     worker (`--max-restarts 0`): a crash is reported and resumed from a checkpoint instead.
     """
     python = python or sys.executable
     plan = plan or LaunchPlan()
-    tail = ["-m", "tui_tuner.train", str(run_dir), *(extra or [])]
+    tail = ["-m", "tui_tuner.train", "--worker", str(run_dir), *(extra or [])]
     if not plan.distributed:
         return [python, *tail]
     argv = [python, "-m", "torch.distributed.run", "--nproc-per-node", str(plan.gpus), "--max-restarts", "0"]

@@ -17,7 +17,7 @@ def _cfg(gpus=1, strategy="ddp", method="lora", gc=True):
 
 def test_one_gpu_runs_the_worker_directly(tmp_path):
     argv = d.worker_argv(tmp_path, d.plan_for(_cfg()))
-    assert argv == [sys.executable, "-m", "tui_tuner.train", str(tmp_path)]
+    assert argv == [sys.executable, "-m", "tui_tuner.train", "--worker", str(tmp_path)]
 
 
 def test_several_gpus_launch_through_torchrun_standalone(tmp_path):
@@ -25,7 +25,7 @@ def test_several_gpus_launch_through_torchrun_standalone(tmp_path):
     assert argv[:3] == [sys.executable, "-m", "torch.distributed.run"]
     assert argv[argv.index("--nproc-per-node") + 1] == "4"
     assert "--standalone" in argv and argv[argv.index("--max-restarts") + 1] == "0"
-    assert argv[-3:] == ["-m", "tui_tuner.train", str(tmp_path)]
+    assert argv[-4:] == ["-m", "tui_tuner.train", "--worker", str(tmp_path)]
 
 
 def test_config_gpus_are_used_unless_the_flag_overrides():
