@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "tui_tuner.commands.config_cmd",
     "tui_tuner.commands.train_cmd",
     "tui_tuner.commands.runs_cmd",
+    "tui_tuner.commands.sweep_cmd",
     "tui_tuner.commands.learn_cmd",
 ]
 
