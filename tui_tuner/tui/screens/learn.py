@@ -197,8 +197,9 @@ class LearnScreen(Screen):
         tensor_list = self.query_one(OptionList)
         tensor_list.clear_options()
         float_tensors = [t for t in event.tensors if t.is_float]
-        tensor_list.add_options([Option(Text.assemble(_short_tensor_name(t.name), ("  " + "x".join(map(str, t.shape)), "dim")),
-                                        id=t.name) for t in float_tensors])
+        tensor_list.add_options([
+            Option(Text.assemble(_short_tensor_name(t.name), ("  " + "x".join(map(str, t.shape)), "dim")), id=t.name)
+            for t in float_tensors])
         if event.default is not None:
             index = next((i for i, t in enumerate(float_tensors) if t.name == event.default), 0)
             tensor_list.highlighted = index
