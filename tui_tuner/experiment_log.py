@@ -46,6 +46,14 @@ def _short_model(name: str) -> str:
     return name.rstrip("/").split("/")[-1] if "/" in name else name
 
 
+def adapter_bytes(adapter_dir: Path) -> int | None:
+    """Size of the adapter weights (adapter_model.safetensors / .bin), not the tokenizer files saved beside them."""
+    weights = [p for p in (adapter_dir / "adapter_model.safetensors", adapter_dir / "adapter_model.bin") if p.is_file()]
+    if weights:
+        return sum(p.stat().st_size for p in weights)
+    return folder_bytes(adapter_dir)
+
+
 def folder_bytes(path: Path) -> int | None:
     """Total size of the files under `path`, or None when it does not exist."""
     if not path.is_dir():
@@ -117,7 +125,7 @@ def run_record(run) -> RunRecord:
                               "train_loss": train_loss, "eval_loss": final_eval,
                               "eval_scores": {k: v for k, v in scores.items() if k != "eval_loss"},
                               "peak_memory_bytes": peak_memory_bytes(status, history),
-                              "adapter_bytes": folder_bytes(run.adapter_dir), "steps_done": status.step}
+                              "adapter_bytes": adapter_bytes(run.adapter_dir), "steps_done": status.step}
     if cfg is not None:
         t = cfg.training
         lora = cfg.method in ("lora", "qlora")

@@ -150,7 +150,7 @@ def print_comparison(runs, console) -> None:
     keys = (sweep_record(runs[0].path) or {}).get("keys", [])
     table.add_column("run", no_wrap=True)
     for key in keys:
-        table.add_column(key, justify="right")
+        table.add_column(key, justify="right", no_wrap=True, min_width=len(key))
     for title in ("state", "train loss", "eval loss", "time", "peak mem", "adapter"):
         table.add_column(title, justify="right", no_wrap=True)
     for run, row in zip(runs, rows):
