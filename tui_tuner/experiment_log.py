@@ -5,7 +5,7 @@
     tui-tuner runs table --csv RUN1 RUN2
 
 Everything comes from the run directories (config.yaml, status.json, events.jsonl,
-adapter/, and an eval report when `tui-tuner eval` wrote one), so the table is the
+adapter/, and the newest report `tui-tuner eval` wrote in eval/), so the table is the
 same whether a run was started from the CLI, the TUI or a sweep.
 """
 
@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-EVAL_REPORT_FILES = ("eval/report.json", "eval_report.json", "eval/eval_report.json", "eval.json")
-"""Where an evaluation report may sit in a run directory (the first that exists is read)."""
+EVAL_DIR = "eval"
+"""`tui-tuner eval RUN` writes `<run>/eval/eval-<time>[-checkpoint-N].json` (see tui_tuner.evaluate)."""
+SCORE_KEYS = ("exact_match", "token_f1", "rouge_l", "perplexity")
 
 COLUMNS = (
     ("run", "run"), ("model", "model"), ("method", "method"), ("r", "r"), ("alpha", "alpha"),
@@ -28,7 +29,6 @@ COLUMNS = (
     ("wall_time", "wall time"), ("peak_memory", "peak memory"), ("adapter_size", "adapter"),
     ("state", "state"),
 )
-
 
 @dataclass
 class RunRecord:
@@ -62,27 +62,37 @@ def folder_bytes(path: Path) -> int | None:
 
 
 def eval_report(run_path: Path) -> dict[str, Any] | None:
-    """The run's eval report (JSON) when `tui-tuner eval` left one."""
-    for rel in EVAL_REPORT_FILES:
-        path = run_path / rel
-        if path.is_file():
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                return None
-            return data if isinstance(data, dict) else None
+    """The newest eval report of the run's final adapter (else of any checkpoint), when `tui-tuner eval` left one."""
+    folder = Path(run_path) / EVAL_DIR
+    if not folder.is_dir():
+        return None
+    reports = sorted(folder.glob("eval-*.json"), key=lambda p: (p.stat().st_mtime, p.name))
+    final = [p for p in reports if "-checkpoint-" not in p.name]
+    for path in reversed(final or reports):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            return data
     return None
 
 
 def eval_scores(report: dict[str, Any] | None) -> dict[str, float]:
-    """Numeric scores of an eval report: its `scores`/`metrics` mapping, else its top-level numbers."""
+    """The tuned model's scores in an eval report: eval_loss (held-out loss) and exact_match, token_f1, ..."""
     if not report:
         return {}
-    source = report.get("scores") or report.get("metrics") or report
-    if not isinstance(source, dict):
+    models = report.get("models")
+    summary = None
+    if isinstance(models, dict) and models:
+        summary = models.get("tuned") or next(iter(models.values()))
+    if not isinstance(summary, dict):
         return {}
-    return {k: float(v) for k, v in source.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("n", "count", "examples")}
+    scores = {k: float(summary[k]) for k in SCORE_KEYS
+              if isinstance(summary.get(k), (int, float)) and not isinstance(summary.get(k), bool)}
+    if isinstance(summary.get("loss"), (int, float)):
+        scores["eval_loss"] = float(summary["loss"])
+    return scores
 
 
 def peak_memory_bytes(status, history) -> int | None:

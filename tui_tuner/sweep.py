@@ -168,7 +168,7 @@ def create_sweep(plan: SweepPlan, *, start: bool = True) -> list[Any]:
 
     Returns the RunDirs in order. Raises `tui_tuner.runs.RunError` when a run cannot be created.
     """
-    from tui_tuner.runs import create_run, start_worker
+    from tui_tuner.runs import RunError, create_run, start_worker
 
     if not plan.ok:
         raise SweepError("the sweep has config errors; fix them first.")
@@ -186,7 +186,12 @@ def create_sweep(plan: SweepPlan, *, start: bool = True) -> list[Any]:
         runs.append(run)
         previous = run
     if start and runs:
-        start_worker(runs[0])
+        try:
+            start_worker(runs[0])
+        except RunError:
+            # another viewer's queue check (`runs ls`, the TUI) may have started it a moment earlier
+            if runs[0].status().state not in ("running", "stopping", "finished"):
+                raise
     return runs
 
 

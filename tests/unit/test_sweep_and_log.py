@@ -72,15 +72,19 @@ def test_experiment_log_rows_markdown_and_csv(tmp_path, capsys):
     b = make_fake_run(runs_dir, "rank32", 12, r=32, state="failed", error="boom")
     (a.path / "adapter").mkdir()
     (a.path / "adapter" / "adapter_model.safetensors").write_bytes(b"x" * 2048)
-    (a.path / "eval_report.json").write_text(json.dumps({"scores": {"exact_match": 0.5, "eval_loss": 1.25}}))
+    (a.path / "eval").mkdir()
+    report = {"source": "run", "models": {"tuned": {"loss": 1.25, "perplexity": 3.49, "exact_match": 0.5,
+                                                    "token_f1": None, "answered": 4}}}
+    (a.path / "eval" / "eval-20260101-000000.json").write_text(json.dumps(report))
+    (a.path / "eval" / "eval-20260101-000001-checkpoint-5.json").write_text(json.dumps({"models": {"tuned": {"loss": 9}}}))
     rows = records([a, b])
     assert [r["r"] for r in rows] == [16, 32]
     assert rows[0]["adapter_bytes"] == 2048 and rows[0]["eval_loss"] == 1.25
-    assert rows[0]["eval_scores"] == {"exact_match": 0.5}
+    assert rows[0]["eval_scores"] == {"exact_match": 0.5, "perplexity": 3.49}   # the final adapter's report
     assert rows[0]["train_loss"] == 2.0 and rows[1]["state"] == "failed"
     md = to_markdown(rows)
     assert md.splitlines()[0].startswith("| run | model | method | r | alpha | lr |")
-    assert "exact_match=0.5" in md and "2.0 KiB" in md
+    assert "exact_match=0.5" in md and "2.0 KiB" in md and "1.2500" in md
     parsed = list(csv.DictReader(io.StringIO(to_csv(rows))))
     assert [p["r"] for p in parsed] == ["16", "32"] and parsed[0]["adapter_bytes"] == "2048"
     assert main(["runs", "table", "--runs-dir", str(runs_dir), "--csv", "rank32"]) == 0
