@@ -541,13 +541,17 @@ def recommend(
     chosen = next((by[m] for m in order if by[m].fits), None)
     if chosen is None:
         smallest = min(fits, key=lambda f: f.needed_bytes)
-        hint = ""
-        if smallest.max_seq_len:
-            hint = (f" {_METHOD_LABEL[smallest.method]} fits with batch 1 up to {smallest.max_seq_len:,} tokens "
-                    "per example; lower the batch size or max_seq_length,")
+        at_batch_1 = max_seq_len(spec, vram_bytes, smallest.method, backend=backend,
+                                 **{**settings, "batch_size": 1})
         reason = (f"Nothing fits in {vram}: {_METHOD_LABEL[smallest.method]} needs "
-                  f"{fmt_gb(smallest.needed_bytes)}.{hint} or pick a smaller model or a bigger GPU.")
-        return Recommendation(spec.name, vram_bytes, gpu_label, fits, None, reason.replace(".,", ";"))
+                  f"{fmt_gb(smallest.needed_bytes)}. ")
+        if at_batch_1:
+            reason += (f"{_METHOD_LABEL[smallest.method]} would fit at batch 1 with up to {at_batch_1:,} tokens "
+                       "per example; lower the batch size or max_seq_length, or pick a smaller model or a "
+                       "bigger GPU.")
+        else:
+            reason += "Pick a smaller model or a bigger GPU."
+        return Recommendation(spec.name, vram_bytes, gpu_label, fits, None, reason)
     parts = [f"{_METHOD_LABEL[chosen.method]} needs {fmt_gb(chosen.needed_bytes)} of your {vram}: fits"]
     if chosen.method == "lora" and "qlora" in by and by["qlora"].fits:
         q = by["qlora"]

@@ -205,3 +205,14 @@ def test_check_human_output_shows_gpu_table(nvml, capsys, tmp_path):
     assert run_check(_check_args(target="Qwen/Qwen2.5-1.5B", json=False, runs_dir=str(tmp_path))) == 0
     out = capsys.readouterr().out
     assert "RTX 4090" in out and "Where the memory goes" in out and "needs" in out
+
+
+def test_check_warns_when_other_processes_hold_the_gpu(nvml, capsys, tmp_path):
+    from tui_tuner.commands.check_cmd import run_check
+
+    busy = {**CARD_24GB, "used": 20000 * MIB}
+    nvml(fake_pynvml([busy]))
+    assert run_check(_check_args(target="HuggingFaceTB/SmolLM2-135M", runs_dir=str(tmp_path))) == 0
+    against = json.loads(capsys.readouterr().out)["checked_against"]
+    assert against["free_bytes"] == (24564 - 20000) * MIB
+    assert "already has" in against["warning"] and "1 process" in against["warning"]

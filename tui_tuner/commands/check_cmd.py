@@ -199,7 +199,9 @@ def report_as_dict(report: dict[str, Any]) -> dict[str, Any]:
     return {
         "hardware": report["hardware"].as_dict(),
         "checked_against": None if report["vram"] is None else
-        {"gpu": report["gpu_label"], "vram_bytes": report["vram"], "hypothetical": report["hypothetical"]},
+        {"gpu": report["gpu_label"], "vram_bytes": report["vram"], "hypothetical": report["hypothetical"],
+         "free_bytes": None if report["hypothetical"] or not report["hardware"].gpus
+         else report["hardware"].gpus[0].memory_free, "warning": _busy_warning(report)},
         "backends": report["backends"],
         "targets": [{
             "config": t["config"], "model": t["model"].as_dict(), "settings": t["settings"],
@@ -304,6 +306,20 @@ def _print_target(console: Any, t: dict[str, Any], report: dict[str, Any], detai
                       f"({m['method']}, {m['backend']}): estimator error {m['error'] * 100:+.0f}% on this machine")
 
 
+def _busy_warning(report: dict[str, Any]) -> str | None:
+    """A warning when the GPU checked against is partly taken by other processes."""
+    from tui_tuner.estimate import fmt_gb
+
+    gpus = report["hardware"].gpus
+    if report["hypothetical"] or not gpus or not report["vram"]:
+        return None
+    g = gpus[0]
+    if g.memory_used <= 0.05 * g.memory_total:
+        return None
+    return (f"GPU 0 already has {fmt_gb(g.memory_used)} in use (by {len(g.processes)} process(es)); the fit "
+            f"below assumes the whole card, {fmt_gb(g.memory_free)} is free now.")
+
+
 def _breakdown_choice(t: dict[str, Any]) -> Any:
     """The estimate to break down: the recommended method, else the first one."""
     for rec in t["recommendations"].values():
@@ -359,6 +375,9 @@ def run_check(args: argparse.Namespace) -> int:
     _print_hardware(console, report["hardware"])
     if report["vram"] and report["hypothetical"]:
         console.print(f"Checking against: [bold]{report['gpu_label']}[/]")
+    busy = _busy_warning(report)
+    if busy:
+        console.print(f"[yellow]{busy}[/]")
     detailed = args.target is not None
     for t in report["targets"]:
         _print_target(console, t, report, detailed)
