@@ -19,6 +19,9 @@ from tui_tuner import __version__
 COMMAND_MODULES = [
     "tui_tuner.commands.check_cmd",
     "tui_tuner.commands.config_cmd",
+    "tui_tuner.commands.train_cmd",
+    "tui_tuner.commands.runs_cmd",
+    "tui_tuner.commands.learn_cmd",
 ]
 
 EXIT_OK = 0
