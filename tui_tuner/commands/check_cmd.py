@@ -58,7 +58,7 @@ class BadInput(Exception):
 
 def _project_configs() -> list[Path]:
     """configs/quickstart.yaml first, then the other presets, from the current folder or the project clone."""
-    for root in (Path.cwd() / "configs", Path(__file__).resolve().parents[2] / "configs"):
+    for root in (Path("configs"), Path(__file__).resolve().parents[2] / "configs"):
         if root.is_dir():
             files = sorted(root.glob("*.yaml"))
             return sorted(files, key=lambda p: (p.stem != "quickstart", p.name))
@@ -298,8 +298,6 @@ def _print_target(console: Any, t: dict[str, Any], report: dict[str, Any], detai
         label = f"[bold]{backend}[/]: " if len(recs) > 1 else ""
         colour = "green" if rec.recommended else "red"
         console.print(f"[{colour}]>[/] {label}{escape(rec.reason)}")
-    if not vram:
-        console.print("  [dim]No GPU here: pass --vram GB or --gpu NAME (e.g. --gpu 4090) to check a card.[/]")
     for m in t["measured"]:
         console.print(f"  measured on {escape(m['device'])} in run {escape(m['run_name'])}: "
                       f"{fmt_gb(m['measured_peak_bytes'])} peak vs {fmt_gb(m['estimate_bytes'])} estimated "
@@ -386,4 +384,6 @@ def run_check(args: argparse.Namespace) -> int:
                       "`tui-tuner check TinyLlama/TinyLlama-1.1B-Chat-v1.0 --vram 16`.")
     for p in report["problems"]:
         console.print(f"[yellow]skipped:[/] {p}")
+    if report["targets"] and not report["vram"]:
+        console.print("\n[dim]No GPU here: pass --vram GB or --gpu NAME (e.g. --gpu 4090) to check a card.[/]")
     return 0
