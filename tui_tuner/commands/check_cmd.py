@@ -138,10 +138,17 @@ def _target_report(spec: Any, methods: list[str], backends: list[str], settings:
                            target_modules=settings["target_modules"],
                            gradient_checkpointing=settings["gradient_checkpointing"], optimizer=settings["optimizer"])
         for m in find_measurements(runs_dir, key, est.backend):
+            # Estimate the batch the probe ran (its longest sequences), without the CUDA context,
+            # which the allocator's peak does not include.
+            on_gpu = m.device != "cpu"
+            at = estimate_memory(spec, est.method, backend=est.backend, on_gpu=False, **{
+                **settings, "seq_len": m.seq_len or settings["seq_len"],
+                "batch_size": m.batch_size or settings["batch_size"],
+                **({} if on_gpu else {"dtype": "float32"})})
             row = m.as_dict()
             row["estimate_at_run_bytes"] = row.pop("estimate_bytes")  # what the worker's estimate said then
-            row.update(method=est.method, backend=est.backend, estimate_bytes=est.total_bytes,
-                       error=round(m.error_vs(est.total_bytes), 4))
+            row.update(method=est.method, backend=est.backend, estimate_bytes=at.total_bytes,
+                       error=round(m.error_vs(at.total_bytes), 4))
             measured.append(row)
     return {"config": config, "model": spec, "estimates": estimates, "recommendations": recs,
             "measured": measured, "settings": settings}
@@ -299,8 +306,9 @@ def _print_target(console: Any, t: dict[str, Any], report: dict[str, Any], detai
         colour = "green" if rec.recommended else "red"
         console.print(f"[{colour}]>[/] {label}{escape(rec.reason)}")
     for m in t["measured"]:
-        console.print(f"  measured on {escape(m['device'])} in run {escape(m['run_name'])}: "
-                      f"{fmt_gb(m['measured_peak_bytes'])} peak vs {fmt_gb(m['estimate_bytes'])} estimated "
+        shape = f"batch {m['probe_batch_size']} x {m['probe_seq_len']} tokens" if m["probe_seq_len"] else "its batch"
+        console.print(f"  measured on {escape(m['device'])} in run {escape(m['run_name'])} ({shape}): "
+                      f"{fmt_gb(m['training_peak_bytes'])} peak vs {fmt_gb(m['estimate_bytes'])} estimated "
                       f"({m['method']}, {m['backend']}): estimator error {m['error'] * 100:+.0f}% on this machine")
 
 
