@@ -148,7 +148,7 @@ def test_sampler_initialises_nvml_once(nvml):
         samples = hardware.sample_gpus()
     assert fake.calls["init"] == 1
     assert [s.mem_total for s in samples] == [24564 * MIB, 15360 * MIB]
-    assert samples[0].util_pct == 37 and samples[0].power_w == pytest.approx(215.5)
+    assert samples[0].util == 37 and samples[0].temp_c == 61 and samples[0].power_w == pytest.approx(215.5)
     assert samples[1].power_w is None
     assert json.dumps([s.as_dict() for s in samples])
 
@@ -216,3 +216,16 @@ def test_check_warns_when_other_processes_hold_the_gpu(nvml, capsys, tmp_path):
     against = json.loads(capsys.readouterr().out)["checked_against"]
     assert against["free_bytes"] == (24564 - 20000) * MIB
     assert "already has" in against["warning"] and "1 process" in against["warning"]
+
+
+def test_samples_read_by_the_worker_events_and_the_tui_meters(nvml):
+    from tui_tuner.train.gpu_monitor import sample_to_event
+    from tui_tuner.tui.run_view import gpu_reading
+
+    nvml(fake_pynvml([CARD_24GB]))
+    sample = hardware.sample_gpus()[0]
+    event = sample_to_event(sample)
+    assert {"util", "mem_used", "mem_total"} <= set(event)
+    for reading in (gpu_reading(event), gpu_reading(sample.as_dict())):
+        assert reading.util == 37 and reading.temp_c == 61 and reading.power_w == pytest.approx(215.5)
+        assert reading.mem_total == 24564 * MIB
