@@ -351,8 +351,10 @@ def _optimizer_state_bytes(spec: ModelSpec, method: str, optimizer: str, trainab
         # factored second moment: one row and one column vector per matrix, fp32
         modules = linear_modules(spec)
         if method == "full":
-            per_layer = sum(i + o for i, o in modules.values())
-            return 4 * (spec.num_layers * per_layer + 2 * spec.vocab_size + spec.unquantized_params // 100)
+            matrices = spec.num_layers * sum(i + o for i, o in modules.values())
+            matrices += (1 if spec.tie_embeddings else 2) * (spec.vocab_size + spec.hidden_size)
+            vectors = spec.num_layers * spec.layer_other_params() + spec.final_norm_params  # kept whole
+            return 4 * (matrices + vectors)
         return 4 * spec.num_layers * sum((modules[m][0] + r) + (r + modules[m][1]) for m in chosen)
     fp32_bytes, half_bytes = _OPTIMIZER_STATE_BYTES[optimizer]
     return trainable * (fp32_bytes if tbytes == 4 else half_bytes)
