@@ -229,3 +229,19 @@ def test_samples_read_by_the_worker_events_and_the_tui_meters(nvml):
     for reading in (gpu_reading(event), gpu_reading(sample.as_dict())):
         assert reading.util == 37 and reading.temp_c == 61 and reading.power_w == pytest.approx(215.5)
         assert reading.mem_total == 24564 * MIB
+
+
+@pytest.mark.gpu
+def test_real_nvml_reads_this_machines_gpus():
+    hardware.reset_nvml()
+    gpus = hardware.list_gpus()
+    if not gpus:
+        pytest.skip(f"needs an NVIDIA GPU with its driver: {hardware.gpu_unavailable_reason()}")
+    for g in gpus:
+        assert 0 < g.memory_used <= g.memory_total and g.memory_free <= g.memory_total
+        assert g.compute_capability is not None and g.name
+    samples = hardware.sample_gpus()
+    assert [s.index for s in samples] == [g.index for g in gpus]
+    assert all(s.mem_total == g.memory_total for s, g in zip(samples, gpus))
+    report = hardware.probe()
+    assert report.driver_version and report.cuda_driver_version
