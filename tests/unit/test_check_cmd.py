@@ -87,6 +87,8 @@ def test_check_a_config_file_with_overrides(tmp_path):
     (["check", "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "--gpu", "voodoo5"], "not a GPU tui-tuner knows"),
     (["check", "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "--vram", "-3"], "give the GPU memory"),
     (["check", "missing.yaml"], "file not found"),
+    (["check", "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "--seq-len", "0"], "--seq-len 0: must be at least 1"),
+    (["check", "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "--batch", "-1"], "--batch -1: must be at least 1"),
 ])
 def test_bad_input_is_one_clear_error_with_status_2(args, words, tmp_path):
     proc = run_cli(*args, cwd=tmp_path)

@@ -104,18 +104,18 @@ def _settings(args: argparse.Namespace, cfg: Any | None) -> dict[str, Any]:
         tm = "all-linear" if args.target_modules == "all-linear" else [
             t.strip() for t in args.target_modules.split(",") if t.strip()]
     s = {
-        "seq_len": args.seq_len or base.model.max_seq_length,
-        "batch_size": args.batch or base.training.batch_size,
-        "lora_r": args.lora_r or base.lora.r,
+        "seq_len": base.model.max_seq_length if args.seq_len is None else args.seq_len,
+        "batch_size": base.training.batch_size if args.batch is None else args.batch,
+        "lora_r": base.lora.r if args.lora_r is None else args.lora_r,
         "target_modules": tm,
         "gradient_checkpointing": base.training.gradient_checkpointing and not args.no_gradient_checkpointing,
         "optimizer": args.optimizer or base.training.optimizer,
         "double_quant": base.quantization.double_quant,
         "lora_dropout": base.lora.dropout,
     }
-    for key in ("seq_len", "batch_size", "lora_r"):
+    for key, flag in (("seq_len", "--seq-len"), ("batch_size", "--batch"), ("lora_r", "--r")):
         if s[key] < 1:
-            raise BadInput(f"--{key.replace('_', '-')} {s[key]}: must be at least 1.")
+            raise BadInput(f"{flag} {s[key]}: must be at least 1.")
     if base.model.dtype == "float32":
         s["dtype"] = "float32"
     return s
