@@ -167,7 +167,7 @@ def test_sampler_survives_a_gpu_falling_off(nvml):
 def _check_args(**kw) -> argparse.Namespace:
     base = dict(target=None, method=None, seq_len=None, batch=None, lora_r=None, target_modules=None,
                 optimizer=None, no_gradient_checkpointing=False, backend="auto", vram=None, gpu=None,
-                runs_dir="runs", list_models=False, list_gpus=False, overrides=[], json=True)
+                runs_dir=None, list_models=False, list_gpus=False, overrides=[], json=True)
     base.update(kw)
     return argparse.Namespace(**base)
 
