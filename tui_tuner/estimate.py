@@ -64,7 +64,6 @@ class EstimateLine:
     bytes: int
     explanation: str
     key: str = ""
-    on_gpu: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return {"key": self.key, "name": self.name, "bytes": self.bytes, "gb": round(self.bytes / GIB, 3),
