@@ -107,8 +107,14 @@ def _print_tensor_list(label: str, tensors) -> None:
     table.add_column("shape", justify="right")
     table.add_column("dtype")
     table.add_column("params", justify="right")
+    table.add_column("under QLoRA")
     for t in tensors:
-        table.add_row(t.name, " x ".join(map(str, t.shape)), t.dtype, f"{t.numel:,}")
+        table.add_row(t.name, " x ".join(map(str, t.shape)), t.dtype, f"{t.numel:,}",
+                      "4-bit" if t.qlora_quantized else "[dim]16-bit[/]")
+    quantized = sum(t.numel for t in tensors if t.qlora_quantized)
+    total = sum(t.numel for t in tensors) or 1
+    table.caption = (f"QLoRA quantizes the linear weights inside the blocks: {quantized:,} of {total:,} "
+                     f"parameters ({quantized / total:.1%}); embeddings, LM head and norms stay 16-bit")
     _console().print(table)
 
 

@@ -111,7 +111,7 @@ class LearnScreen(Screen):
             with TabPane("Quantization", id="tab-quant"):
                 with Horizontal(id="quant-body"):
                     with Vertical(id="quant-left"):
-                        yield Static("tensors (Enter quantizes)", classes="pane-title")
+                        yield Static("tensors (Enter; dim: kept 16-bit)", classes="pane-title")
                         yield OptionList(id="tensor-list")
                     with VerticalScroll(id="quant-right"):
                         yield Static("", id="quant-heading")
@@ -198,7 +198,8 @@ class LearnScreen(Screen):
         tensor_list.clear_options()
         float_tensors = [t for t in event.tensors if t.is_float]
         tensor_list.add_options([
-            Option(Text.assemble(_short_tensor_name(t.name), ("  " + "x".join(map(str, t.shape)), "dim")), id=t.name)
+            Option(Text.assemble((_short_tensor_name(t.name), "" if t.qlora_quantized else "dim italic"),
+                                 ("  " + "x".join(map(str, t.shape)), "dim")), id=t.name)
             for t in float_tensors])
         if event.default is not None:
             index = next((i for i, t in enumerate(float_tensors) if t.name == event.default), 0)
