@@ -3,8 +3,9 @@
     tui-tuner sweep configs/quickstart.yaml --set lora.r=8,16,32
     tui-tuner sweep configs/quickstart.yaml --set lora.r=8,16 --set lora.alpha=16,32 --wait
 
-Every combination is checked first (like `config check`); nothing is created when one
-fails. The runs train one after another and survive the terminal; `--wait` follows
+A --set with several comma-separated values is swept, one with a single value applies to
+every run, two swept keys give their cross product. Every combination is checked first
+(like `config check`); nothing is created when one fails. The runs train one after another and survive the terminal; `--wait` follows
 each in turn and then prints the comparison (loss curves overlaid, final and eval loss,
 time, peak memory, adapter size).
 """
@@ -19,7 +20,7 @@ from tui_tuner.commands.config_cmd import add_set_option
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="train one run per value of a setting (e.g. lora.r=8,16,32), one after another",
-                       description=__doc__.split("\n\n")[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description="\n\n".join(__doc__.split("\n\n")[1:]), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", help="YAML run config, e.g. configs/quickstart.yaml")
     add_set_option(p)
     p.add_argument("--wait", action="store_true",
