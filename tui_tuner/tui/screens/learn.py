@@ -153,7 +153,8 @@ class LearnScreen(Screen):
             with TabPane("Experiments", id="tab-experiments"):
                 yield Static("", id="experiments-heading")
                 yield DataTable(id="experiments-table", cursor_type="row", zebra_stripes=True)
-                yield LineChart(id="experiments-chart", empty_text="pick a run: its loss curve (and its sweep's) shows here")
+                yield LineChart(id="experiments-chart",
+                                empty_text="pick a run: its loss curve (and its sweep's) shows here")
         yield Footer()
 
     def on_mount(self) -> None:
