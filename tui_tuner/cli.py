@@ -18,6 +18,7 @@ from tui_tuner import __version__
 # Order is the order shown in --help.
 COMMAND_MODULES = [
     "tui_tuner.commands.config_cmd",
+    "tui_tuner.commands.data_cmd",
 ]
 
 EXIT_OK = 0
