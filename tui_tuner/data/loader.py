@@ -147,6 +147,7 @@ def load_dataset_file(path: str | Path, data_cfg: Any = None, *, shown: str | No
                                      "weigh those examples more; remove them unless that is intended.", "warning")
     if not read.records and not read.issues:
         issue(1, "the file has no records (only blank lines): add one example per line.")
+    load.issues.sort(key=lambda i: (i.line or 0, i.column or 0))
     if max_samples is not None and len(load.examples) > max_samples:
         load.examples = load.examples[:max_samples]
         load.lines = load.lines[:max_samples]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tui_tuner.data.formats import TEXT_ROLE
+from tui_tuner.data.formats import TEXT_ROLE, THINK_CLOSE
 from tui_tuner.templates import render_conversation, resolve_chat_template
 
 IGNORE_INDEX = -100
@@ -40,6 +40,10 @@ def assistant_spans(template: str, tokenizer: Any, messages: list[dict[str, str]
             # Templates that rewrite earlier turns (e.g. drop old thinking blocks): find the answer.
             content = message["content"].strip()
             start = full.find(content, cursor)
+            if start < 0 and THINK_CLOSE in content:
+                # the template dropped this turn's thinking block: train the answer it kept
+                content = content.split(THINK_CLOSE)[-1].strip()
+                start = full.find(content, cursor) if content else -1
             if start < 0:
                 continue
             end = start + len(content)
@@ -106,19 +110,15 @@ def _encode_with_spans(tokenizer: Any, text: str, spans: list[tuple[int, int]]) 
             if k < len(spans) and spans[k][0] <= start and end <= spans[k][1] and end > start:
                 labels[index] = ids[index]
         return ids, labels
-    # Tokenizers without offsets: encode the pieces between span edges separately.
-    ids, labels, pos = [], [], 0
+    # Tokenizers without offsets: find each span's token boundaries by tokenizing the text up to it.
+    def count(prefix: str) -> int:
+        return len(tokenizer(prefix, add_special_tokens=False)["input_ids"]) if prefix else 0
+
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    labels = [IGNORE_INDEX] * len(ids)
     for start, end in spans:
-        for piece, trained in ((text[pos:start], False), (text[start:end], True)):
-            if piece:
-                part = list(tokenizer(piece, add_special_tokens=False)["input_ids"])
-                ids += part
-                labels += part if trained else [IGNORE_INDEX] * len(part)
-        pos = end
-    if pos < len(text):
-        part = list(tokenizer(text[pos:], add_special_tokens=False)["input_ids"])
-        ids += part
-        labels += [IGNORE_INDEX] * len(part)
+        for k in range(count(text[:start]), min(count(text[:end]), len(ids))):
+            labels[k] = ids[k]
     return ids, labels
 
 
