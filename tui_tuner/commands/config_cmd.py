@@ -42,12 +42,17 @@ def run_check(args: argparse.Namespace) -> int:
     shown = issues
     data_report = None
     if loaded.ok:
-        check_data = _dataset_checker()
+        from tui_tuner.preflight import preflight_issues
+
+        preflight = preflight_issues(loaded)
+        issues.extend(preflight)
+        data_missing = any(i.key.startswith("data.") and i.severity == "error" for i in preflight)
+        check_data = None if data_missing else _dataset_checker()
         if check_data is not None:
             data_report = check_data(loaded)
-            issues = issues + data_report.issues_as_config_issues()
             # a broken dataset can have thousands of issues: print the first ones, JSON has all
-            shown = list(loaded.issues) + data_report.issues_as_config_issues(limit=PRINTED_DATA_ISSUES)
+            shown = issues + data_report.issues_as_config_issues(limit=PRINTED_DATA_ISSUES)
+            issues = issues + data_report.issues_as_config_issues()
     errors = [i for i in issues if i.severity == "error"]
     if args.json:
         out = {"file": args.file, "ok": not errors, "issues": [i.as_dict() for i in issues]}

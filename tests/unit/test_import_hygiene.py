@@ -1,0 +1,49 @@
+"""Start-up must stay light: `tui-tuner --help` never imports the training stack.
+
+Run in a fresh interpreter so modules imported by other tests do not hide a regression.
+"""
+
+import json
+import subprocess
+import sys
+
+HEAVY = ("torch", "transformers", "datasets", "peft", "trl", "unsloth", "bitsandbytes")
+
+PROBE = """
+import contextlib, io, json, sys
+from tui_tuner.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    try:
+        main({argv!r})
+    except SystemExit:
+        pass
+print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))
+"""
+
+
+def heavy_modules_after(argv):
+    out = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv, heavy=HEAVY)],
+                         capture_output=True, text=True, timeout=120, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_help_imports_no_heavy_module():
+    assert heavy_modules_after(["--help"]) == []
+
+
+def test_each_subcommand_help_imports_no_heavy_module():
+    from tui_tuner.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    for name in sub.choices:
+        assert heavy_modules_after([name, "--help"]) == [], name
+
+
+def test_domain_modules_never_import_textual():
+    code = ("import sys, pkgutil, importlib, tui_tuner\n"
+            "for m in pkgutil.walk_packages(tui_tuner.__path__, 'tui_tuner.'):\n"
+            "    if not m.name.startswith(('tui_tuner.tui', 'tui_tuner.tools')):\n"
+            "        importlib.import_module(m.name)\n"
+            "print('textual' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
