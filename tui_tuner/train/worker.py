@@ -16,6 +16,7 @@ import random
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -171,9 +172,17 @@ def save_final(trainer: Any, tokenizer: Any, run: RunDir, cfg: Any, model_path: 
     (out / "tui_tuner.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
 
 
+@dataclass
+class TrainResult:
+    state: str
+    """`finished`, or `stopped` when a stop was requested."""
+    trainer: Any
+    tokenizer: Any
+
+
 def train(run: RunDir, cfg: Any, backend: str, device: str, keeper: Any, events: EventWriter,
-          resume_from: Path | None) -> str:
-    """Load, prepare, probe and train; returns the final state (`finished` or `stopped`)."""
+          resume_from: Path | None) -> TrainResult:
+    """Load, prepare, probe, train and save the final adapter; the trainer holds the trained model."""
     from trl import SFTTrainer
 
     from tui_tuner.train.callback import RunCallback
@@ -213,7 +222,7 @@ def train(run: RunDir, cfg: Any, backend: str, device: str, keeper: Any, events:
     step = trainer.state.global_step
     save_final(trainer, tokenizer, run, cfg, model_path, template, step)
     events.write("adapter", step=step, path=str(run.adapter_dir))
-    return "stopped" if callback.stop_requested else "finished"
+    return TrainResult("stopped" if callback.stop_requested else "finished", trainer, tokenizer)
 
 
 def _record_probe(keeper: Any, events: EventWriter, result: Any) -> None:
@@ -311,7 +320,7 @@ def run_worker(run_dir: str | Path) -> int:
                 monitor.start()
             else:
                 monitor = None
-        final = train(run, cfg, backend, device, keeper, events, resume_from)
+        final = train(run, cfg, backend, device, keeper, events, resume_from).state
         code = 0
         keeper.update(state=final, ended=time.time(), exit_code=0)
     except KeyboardInterrupt:
