@@ -361,6 +361,22 @@ def _frozen_config(cfg: "RunConfig", base_dir: Path) -> "RunConfig":
     return frozen
 
 
+def run_config_yaml(cfg: "RunConfig") -> str:
+    """Every field that applies to the run's method, defaults included.
+
+    Sections the method ignores are left out (`lora` for full, `quantization` unless qlora):
+    the config check rightly rejects them, and the file must load back as the same config.
+    """
+    import yaml
+
+    data = cfg.model_dump(mode="json")
+    if cfg.method != "qlora":
+        data.pop("quantization", None)
+    if cfg.method == "full":
+        data.pop("lora", None)
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
 def create_run(cfg: "RunConfig", base_dir: str | Path = ".", name: str | None = None, *,
                queued_after: str | RunDir | None = None, probe: bool | None = None,
                source_config: str | Path | None = None) -> RunDir:
@@ -398,7 +414,7 @@ def create_run(cfg: "RunConfig", base_dir: str | Path = ".", name: str | None = 
     after = queued_after.name if isinstance(queued_after, RunDir) else queued_after
     now = time.time()
     frozen = _frozen_config(cfg, base_dir)
-    atomic_write_text(run.config_path, frozen.to_yaml())
+    atomic_write_text(run.config_path, run_config_yaml(frozen))
     meta = {"name": run.name, "created": now, "queued_after": after,
             "probe": {None: "auto", True: "on", False: "off"}[probe],
             "source_config": str(Path(source_config).resolve()) if source_config else None,
