@@ -110,7 +110,7 @@ def test_resume_after_a_crash_continues_from_the_checkpoint(method, make_run_con
     assert sorted(before) == [1, 2, 3, 4, 5]
     assert run.latest_checkpoint().name == "checkpoint-4"
     monkeypatch.delenv("TUI_TUNER_FAULT")
-    resume_run(run)
+    resume_run(run, detach=False)
     st = wait_for_run(run, ("finished",))
     assert st.step == 8 and st.resumed_from_step == 4 and st.attempts == 2
     events = read_events(run.events_path, 0)[0]
@@ -145,7 +145,7 @@ def test_kill_9_is_crashed_and_resume_reaches_max_steps(make_run_config, wait_fo
     assert "without writing a final state" in st.error
     ckpt_step = int(run.latest_checkpoint().name.split("-")[1])
     assert ckpt_step >= 3
-    resume_run(run)
+    resume_run(run, detach=False)
     st = wait_for_run(run, ("finished",))
     assert st.step == 12 and st.resumed_from_step == ckpt_step
     assert _steps(run) == list(range(1, 13))
@@ -199,7 +199,8 @@ def test_train_refuses_bad_config_and_leaves_no_run(tmp_path, make_run_config):
 def test_train_refuses_bad_data_and_leaves_no_run(tmp_path, make_run_config):
     data = tmp_path / "broken.jsonl"
     data.write_text('{"instruction": "hi", "output": "hello"}\n{"instruction": "x", "output": \n')
-    cfg = make_run_config(tmp_path / "runs", **{"data.train": str(data), "data.eval": "null"})
+    cfg = make_run_config(tmp_path / "runs", **{"data.train": str(data), "data.eval": "null",
+                                                   "training.eval_steps": "null"})
     out = subprocess.run([sys.executable, "-m", "tui_tuner", "train", str(_write_config(tmp_path, cfg))],
                          capture_output=True, text=True)
     assert out.returncode == 2, out.stdout + out.stderr

@@ -188,6 +188,12 @@ def train(run: RunDir, cfg: Any, backend: str, device: str, keeper: Any, events:
     from tui_tuner.train.callback import RunCallback
     from tui_tuner.train.probe import ProbeDoesNotFit, estimate_bytes_for, run_probe
 
+    import datasets
+    import transformers
+
+    # Progress bars are for terminals; train.log is read by people after the fact.
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
     model_path = _resolve_model_path(cfg.model.name_or_path)
     if backend == "unsloth":
         from tui_tuner.train.backends.unsloth_backend import load_model
