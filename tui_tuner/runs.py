@@ -522,9 +522,11 @@ def start_worker(run: RunDir, detach: bool = True, wait_s: float = 60.0) -> int:
     if not lock.__enter__():
         raise RunError(f"{run.name} is being started by another process; `tui-tuner runs ls` shows its state.")
     try:
+        env = worker_env()
+        env["TUI_TUNER_LAUNCHED_AT"] = repr(time.time())  # stop requests from before this launch are old
         with open(run.log_path, "ab") as log:
             proc = subprocess.Popen(worker_command(run), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                    cwd=run.path, env=worker_env(), start_new_session=True, close_fds=True)
+                                    cwd=run.path, env=env, start_new_session=True, close_fds=True)
         lock.hand_over(proc.pid)
     finally:
         lock.__exit__(None, None, None)
