@@ -64,7 +64,7 @@ def run_config(runs_dir, **overrides):
     return loaded.config
 
 
-def wait_for(run, states=("finished", "stopped", "failed", "crashed"), timeout=240, step=None):
+def wait_for(run, states=("finished", "stopped", "failed", "crashed"), timeout=900, step=None):
     """Poll `run.status()` until its state is in `states` (and `step` reached); returns the status."""
     import time
 
@@ -103,5 +103,5 @@ def make_run_config(demo_model_dir):
 
 @pytest.fixture
 def wait_for_run():
-    """`wait_for(run, states=final states, timeout=240, step=None)`."""
+    """`wait_for(run, states=final states, timeout=900, step=None)` (generous: CI machines can be busy)."""
     return wait_for
