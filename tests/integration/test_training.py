@@ -52,7 +52,7 @@ def test_adapter_loads_with_plain_peft_and_matches_the_trained_model(demo_model_
     from tui_tuner.status import RunStatus, StatusKeeper
     from tui_tuner.train.worker import train
 
-    cfg = make_run_config(tmp_path, **{"training.max_steps": 4, "training.eval_steps": "null"})
+    cfg = make_run_config(tmp_path, **{"training.max_steps": 4, "training.batch_size": 2, "training.eval_steps": "null"})
     run = create_run(cfg, REPO)
     with EventWriter(run.events_path) as events:
         result = train(run, run.config(), "transformers", "cpu", StatusKeeper(run.path, RunStatus()), events, None)
@@ -75,9 +75,9 @@ def test_adapter_loads_with_plain_peft_and_matches_the_trained_model(demo_model_
 
 def test_qlora_on_cpu_then_full_finetune_from_the_queue(make_run_config, wait_for_run, tmp_path):
     """QLoRA (bitsandbytes NF4 on CPU) trains; a full fine-tune queued after it starts by itself."""
-    qcfg = make_run_config(tmp_path, **{"method": "qlora", "training.max_steps": 3, "training.batch_size": 4,
+    qcfg = make_run_config(tmp_path, **{"method": "qlora", "training.max_steps": 3, "training.batch_size": 2,
                                         "training.eval_steps": "null", "quantization.compute_dtype": "float32"})
-    fcfg = make_run_config(tmp_path, **{"method": "full", "training.max_steps": 3, "training.batch_size": 4,
+    fcfg = make_run_config(tmp_path, **{"method": "full", "training.max_steps": 3, "training.batch_size": 2,
                                         "training.learning_rate": 5e-5, "training.eval_steps": "null"})
     qlora = create_run(qcfg, REPO, "qlora")
     full = create_run(fcfg, REPO, "full", queued_after=qlora)
@@ -97,7 +97,7 @@ def test_resume_after_a_crash_continues_from_the_checkpoint(method, make_run_con
     weights, optimizer, scheduler and data position were all restored (HF Trainer + PEFT resume
     has had bugs where the adapter silently was not loaded).
     """
-    overrides = {"method": method, "training.max_steps": 8, "training.save_steps": 2, "training.batch_size": 4,
+    overrides = {"method": method, "training.max_steps": 8, "training.save_steps": 2, "training.batch_size": 2,
                  "training.eval_steps": "null", "training.save_total_limit": 5}
     if method == "full":
         overrides["training.learning_rate"] = 1e-4
