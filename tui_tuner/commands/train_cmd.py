@@ -40,6 +40,14 @@ def check_before_start(config_path: str, overrides: list[str], name: str | None)
     if not loaded.ok:
         return loaded, issues
     try:
+        from tui_tuner.preflight import preflight_issues
+    except ImportError:
+        preflight_issues = None
+    if preflight_issues is not None:
+        issues.extend(preflight_issues(loaded))
+        if any(i.severity == "error" for i in issues):
+            return loaded, issues  # a missing model or data file: the dataset check has nothing to read
+    try:
         from tui_tuner.data import check_config_dataset
     except ImportError:
         check_config_dataset = None

@@ -16,6 +16,7 @@ import random
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -171,14 +172,28 @@ def save_final(trainer: Any, tokenizer: Any, run: RunDir, cfg: Any, model_path: 
     (out / "tui_tuner.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
 
 
+@dataclass
+class TrainResult:
+    state: str
+    """`finished`, or `stopped` when a stop was requested."""
+    trainer: Any
+    tokenizer: Any
+
+
 def train(run: RunDir, cfg: Any, backend: str, device: str, keeper: Any, events: EventWriter,
-          resume_from: Path | None) -> str:
-    """Load, prepare, probe and train; returns the final state (`finished` or `stopped`)."""
+          resume_from: Path | None, requests_since: float | None = None) -> TrainResult:
+    """Load, prepare, probe, train and save the final adapter; the trainer holds the trained model."""
     from trl import SFTTrainer
 
     from tui_tuner.train.callback import RunCallback
     from tui_tuner.train.probe import ProbeDoesNotFit, estimate_bytes_for, run_probe
 
+    import datasets
+    import transformers
+
+    # Progress bars are for terminals; train.log is read by people after the fact.
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
     model_path = _resolve_model_path(cfg.model.name_or_path)
     if backend == "unsloth":
         from tui_tuner.train.backends.unsloth_backend import load_model
@@ -200,20 +215,21 @@ def train(run: RunDir, cfg: Any, backend: str, device: str, keeper: Any, events:
             return
         try:
             result = run_probe(trainer, model, batch_size=cfg.training.batch_size,
-                               optimizer_name=cfg.training.optimizer, estimate_bytes=estimate_bytes_for(cfg))
+                               optimizer_name=cfg.training.optimizer,
+                               estimate_bytes=estimate_bytes_for(cfg, device, backend))
         except ProbeDoesNotFit as exc:
             _record_probe(keeper, events, exc.result)
             raise WorkerError(str(exc), OOM_HINT) from None
         _record_probe(keeper, events, result)
 
-    callback = RunCallback(run.path, events, keeper, on_train_begin_hook=probe_hook)
+    callback = RunCallback(run.path, events, keeper, on_train_begin_hook=probe_hook, requests_since=requests_since)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tokenizer, callbacks=[callback])
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     step = trainer.state.global_step
     save_final(trainer, tokenizer, run, cfg, model_path, template, step)
     events.write("adapter", step=step, path=str(run.adapter_dir))
-    return "stopped" if callback.stop_requested else "finished"
+    return TrainResult("stopped" if callback.stop_requested else "finished", trainer, tokenizer)
 
 
 def _record_probe(keeper: Any, events: EventWriter, result: Any) -> None:
@@ -251,6 +267,13 @@ def _classify(exc: BaseException) -> tuple[str, str | None]:
     if isinstance(exc, MemoryError) or is_oom:
         return f"out of memory: {first}", OOM_HINT
     return first, "See train.log in the run directory for the full traceback."
+
+
+def _launched_at(default: float) -> float:
+    try:
+        return float(os.environ["TUI_TUNER_LAUNCHED_AT"])
+    except (KeyError, ValueError):
+        return default
 
 
 def run_worker(run_dir: str | Path) -> int:
@@ -311,9 +334,11 @@ def run_worker(run_dir: str | Path) -> int:
                 monitor.start()
             else:
                 monitor = None
-        final = train(run, cfg, backend, device, keeper, events, resume_from)
+        final = train(run, cfg, backend, device, keeper, events, resume_from, requests_since=_launched_at(now)).state
         code = 0
-        keeper.update(state=final, ended=time.time(), exit_code=0)
+        note = (f"stopped on request at step {keeper.status.step}; checkpoint and adapter saved"
+                if final == "stopped" else None)
+        keeper.update(state=final, ended=time.time(), exit_code=0, message=note)
     except KeyboardInterrupt:
         final, code = "stopped", 130
         keeper.update(state="stopped", ended=time.time(), exit_code=code,
