@@ -25,7 +25,7 @@ SCREENS_IN_ORDER = ("hardware", "config", "train", "runs")
 class TunerApp(App[int]):
     """Four modes, one per screen; F1-F4 switch between them from anywhere."""
 
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses elsewhere still find it
     TITLE = "tui-tuner"
     BINDINGS = [
         Binding("f1", "show('hardware')", "Hardware", priority=True),
@@ -51,6 +51,8 @@ class TunerApp(App[int]):
         self.runs_dir = (runs_dir or self.project_dir / "runs").resolve()
         self.offer_reattach = offer_reattach
         self.start_screen = start_screen
+        self._first_frame_shown = False
+        self._after_first_frame: list[Any] = []
         self.add_mode("hardware", self._make_hardware)
         self.add_mode("config", self._make_config)
         self.add_mode("train", self._make_train)
@@ -76,6 +78,23 @@ class TunerApp(App[int]):
 
     def on_mount(self) -> None:
         self.switch_mode(self.start_screen)
+
+    def after_first_frame(self, callback: Any) -> None:
+        """Run `callback` once the first frame is on screen (now, if it already is).
+
+        Screens defer their heavier set-up (the config schema, run listings) to here, so
+        what the user sees first is drawn before anything else competes for the CPU.
+        """
+        if self._first_frame_shown:
+            callback()
+        else:
+            self._after_first_frame.append(callback)
+
+    def on_ready(self) -> None:
+        self._first_frame_shown = True
+        callbacks, self._after_first_frame = self._after_first_frame, []
+        for callback in callbacks:
+            callback()
         if self.offer_reattach:
             self.find_running_runs()
 

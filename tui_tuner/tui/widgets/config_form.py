@@ -15,9 +15,9 @@ import yaml
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
-from textual.message import Message
 from textual.widgets import Input, Label, Select, Static
 
+from tui_tuner.tui.messages import FieldEdited
 from tui_tuner.tui.yaml_edit import get_path
 
 
@@ -52,14 +52,6 @@ FORM_FIELDS: tuple[FormField, ...] = (
     FormField(("model", "max_seq_length"), "Seq length"),
     FormField(("data", "train"), "Dataset", placeholder="data/train.jsonl"),
 )
-
-
-@dataclass
-class FieldEdited(Message):
-    """The user changed a form field; `value` is already parsed (number, null or text)."""
-
-    path: tuple[str, ...]
-    value: Any
 
 
 def parse_field_text(text: str) -> Any:
