@@ -1,0 +1,86 @@
+"""The demo model round-trips through the real `from_pretrained` path, offline."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import pytest
+
+from tui_tuner.config import DEMO_MODEL_ID
+
+
+def test_files_and_honest_model_card(demo_model_dir):
+    for name in ("config.json", "model.safetensors", "tokenizer.model", "tokenizer.json",
+                 "tokenizer_config.json", "README.md", "generation_config.json"):
+        assert (demo_model_dir / name).is_file(), name
+    card = (demo_model_dir / "README.md").read_text()
+    assert "random weights" in card and "knows nothing" in card
+    size = (demo_model_dir / "model.safetensors").stat().st_size
+    assert 1_000_000 < size < 20_000_000
+
+
+def test_round_trip_through_from_pretrained(demo_model_dir):
+    import sentencepiece as spm
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
+    tokenizer = AutoTokenizer.from_pretrained(str(demo_model_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(demo_model_dir))
+    sp = spm.SentencePieceProcessor(model_file=str(demo_model_dir / "tokenizer.model"))
+
+    assert len(tokenizer) == sp.get_piece_size() == model.config.vocab_size
+    assert model.config.model_type == "llama"
+    assert tokenizer.eos_token == "<|im_end|>"
+    assert tokenizer.pad_token_id is not None and tokenizer.pad_token_id != tokenizer.eos_token_id
+    assert model.generation_config.eos_token_id == tokenizer.eos_token_id
+    # The HF tokenizer and the SentencePiece file (what llama.cpp reads) agree token for token.
+    text = "Bramble weighs 4 kilograms and costs 349 euros."
+    assert tokenizer.encode(text, add_special_tokens=False) == sp.encode(text)
+    # Any UTF-8 text encodes (byte fallback) and decodes back unchanged.
+    odd = "Grüße ✓ 漢字"
+    assert tokenizer.decode(tokenizer.encode(odd, add_special_tokens=False)) == odd
+    assert tokenizer.unk_token_id not in tokenizer.encode(odd, add_special_tokens=False)
+
+    messages = [{"role": "user", "content": "How heavy is Bramble?"}]
+    prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert prompt == "<|im_start|>user\nHow heavy is Bramble?<|im_end|>\n<|im_start|>assistant\n"
+    ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
+    assert ids.input_ids[0, 0].item() == tokenizer.convert_tokens_to_ids("<|im_start|>")
+    with torch.no_grad():
+        out = model(**ids)
+    assert out.logits.shape == (1, ids.input_ids.shape[1], model.config.vocab_size)
+    assert torch.isfinite(out.logits).all()
+
+
+def test_resolve_model_path(demo_model_dir):
+    from tui_tuner.demo_model import resolve_model_path
+
+    assert resolve_model_path(DEMO_MODEL_ID) == str(demo_model_dir)
+    assert resolve_model_path("TinyLlama/TinyLlama-1.1B-Chat-v1.0") == "TinyLlama/TinyLlama-1.1B-Chat-v1.0"
+    assert resolve_model_path("/some/local/folder") == "/some/local/folder"
+
+
+def _digest(folder):
+    h = hashlib.sha256()
+    for name in ("model.safetensors", "tokenizer.model", "tokenizer.json"):
+        h.update((folder / name).read_bytes())
+    return h.hexdigest()
+
+
+@pytest.mark.slow
+def test_rebuild_is_deterministic_and_atomic(demo_model_dir, monkeypatch, tmp_path):
+    from tui_tuner.demo_model import ensure_demo_model, is_built
+
+    before = _digest(demo_model_dir)
+    monkeypatch.setenv("TUI_TUNER_CACHE", str(tmp_path))
+    rebuilt = ensure_demo_model()
+    assert rebuilt == tmp_path / "demo-tiny-llama"
+    assert _digest(rebuilt) == before
+    assert ensure_demo_model(force=True) == rebuilt and is_built(rebuilt)
+    assert _digest(rebuilt) == before
+    # no temporary build folders are left behind
+    assert [p.name for p in tmp_path.iterdir()] == ["demo-tiny-llama"]
+    assert json.loads((rebuilt / "tui_tuner_demo.json").read_text())["model_id"] == DEMO_MODEL_ID
