@@ -36,6 +36,14 @@ def app_for(project: Path, config: Path):
     return build_app(project_dir=project, config_path=config, runs_dir=project / "runs", offer_reattach=False)
 
 
+async def wait_for(pilot, condition, tries: int = 50) -> bool:
+    for _ in range(tries):
+        if condition():
+            return True
+        await pilot.pause(0.05)
+    return condition()
+
+
 async def ready(pilot) -> ConfigScreen:
     """The Config screen once its schema has loaded (it loads right after the first frame)."""
     screen = pilot.app.screen
@@ -55,7 +63,7 @@ async def test_form_error_appears_beside_its_field_and_blocks_start(project):
         r_input = screen.query_one("#field-lora-r", Input)
         r_input.focus()
         r_input.value = "-3"
-        await pilot.pause()
+        assert await wait_for(pilot, lambda: "  r: -3" in screen.text)
         screen.validate_now()
         await pilot.pause()
         error = screen.query_one("#field-lora-r-error", Static)
@@ -112,7 +120,7 @@ async def test_form_adds_a_missing_key_to_its_section(project):
         box = screen.query_one("#field-training-learning-rate", Input)
         box.focus()
         box.value = "1e-4"
-        await pilot.pause()
+        assert await wait_for(pilot, lambda: "learning_rate" in screen.text)
         screen.validate_now()
         assert "training:\n  max_steps: 5\n  learning_rate: 0.0001" in screen.text
         assert screen.loaded.ok and screen.loaded.config.training.learning_rate == 1e-4
@@ -153,3 +161,16 @@ async def test_open_lists_project_configs(project):
         assert isinstance(screen, ConfigScreen)
         assert screen.config_path.name == "other.yaml"
         assert "r: 4" in screen.text
+
+
+async def test_opening_a_config_changes_nothing_in_it(project):
+    # The form is filled from the YAML; filling it must never write back (a Select settling
+    # on its first choice once flipped `method: qlora` to lora).
+    text = GOOD.replace("method: lora", "method: qlora")
+    app = app_for(project, write_config(project, text))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        for _ in range(10):
+            await pilot.pause(0.05)
+        assert screen.text == text
+        assert not screen.dirty

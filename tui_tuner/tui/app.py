@@ -158,26 +158,32 @@ class TunerApp(App[int]):
         self.start_run(message.config, message.config_path)
 
     def start_run(self, config: Any, config_path: Path | None) -> None:
-        """Create a run directory for `config`, start its worker process and attach to it."""
+        """Create a run directory for `config`, start its worker process and attach to it.
+
+        The run goes into this app's runs folder (the one the Runs screen lists), whatever
+        `output.runs_dir` the config names; relative data paths resolve against the
+        config's project folder.
+        """
         from tui_tuner.config import project_dir_for
         from tui_tuner.runs import create_run, start_worker
 
         base = project_dir_for(config_path) if config_path else self.project_dir
+        config = config.model_copy(deep=True)
+        config.output.runs_dir = str(self.runs_dir)
         try:
-            run = create_run(config, self.runs_dir, source_dir=base) if _accepts(create_run, "source_dir") \
-                else create_run(config, self.runs_dir)
+            run = create_run(config, base, source_config=config_path)
             start_worker(run, detach=True)
-        except Exception as exc:  # a refused start is shown, never a traceback
+        except Exception as exc:  # a refused start is shown in words, never as a traceback
             self.notify(f"could not start the run: {exc}", title="start failed", severity="error", timeout=10)
             return
         self.notify(f"started {run.name}")
         self.attach(run)
 
-
-def _accepts(func: Any, name: str) -> bool:
-    import inspect
-
-    return name in inspect.signature(func).parameters
+    async def carry_settings(self, values: dict[tuple[str, ...], Any]) -> None:
+        """Apply settings from the Hardware screen's fit panel to the config being edited."""
+        await self.switch_mode("config")
+        self.screen.use_settings(values)
+        self.notify("settings carried into the config: review and save it", title="Config")
 
 
 def build_app(**kwargs: Any) -> TunerApp:

@@ -82,6 +82,7 @@ class ConfigScreen(Screen):
         self.data_issues: list = []
         self._validate_timer: Timer | None = None
         self._defaults: dict[str, Any] = {}
+        self._pending_settings: dict[tuple[str, ...], Any] | None = None
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -108,23 +109,29 @@ class ConfigScreen(Screen):
     @on(SchemaLoaded)
     async def _schema_loaded(self) -> None:
         from tui_tuner.config import RunConfig
+        from tui_tuner.tui.widgets.config_form import ConfigForm
+        from tui_tuner.tui.widgets.issue_list import IssueList
 
+        if not self.is_attached:
+            return  # the app closed before the schema arrived
         self._defaults = RunConfig().model_dump(mode="json")
         self.query_one(YamlEditor).highlight()
         if self._initial_text is None:  # no config file: start from the defaults
             text = RunConfig().to_yaml()
             self.saved_text = text
             self.query_one(YamlEditor).load_text(text)
-        from tui_tuner.tui.widgets.config_form import ConfigForm
-        from tui_tuner.tui.widgets.issue_list import IssueList
-
         await self.query_one("#config-body").mount(ConfigForm(id="config-form"), before="#yaml-pane")
         await self.query_one("#yaml-pane").mount(IssueList(ok_text="config is valid", id="config-issues"))
         await self.mount(Horizontal(Button("Open ^o", id="open"), Button("Save ^s", id="save"),
                                     Button("Save as f9", id="save-as"),
                                     Button("Start run ^r", id="start", variant="success", disabled=True),
                                     id="config-buttons", classes="button-bar"), before=self.query_one(Footer))
+        if not self.is_attached:
+            return
         self.validate_now()
+        if self._pending_settings:
+            self.use_settings(self._pending_settings)
+            self._pending_settings = None
 
     @property
     def ready(self) -> bool:
@@ -321,6 +328,9 @@ class ConfigScreen(Screen):
 
     def use_settings(self, values: dict[tuple[str, ...], Any]) -> None:
         """Apply settings carried over from the Hardware screen's fit panel."""
+        if not self.ready:
+            self._pending_settings = values  # applied once the schema has loaded
+            return
         editor = self.query_one(YamlEditor)
         text = editor.text
         for path, value in values.items():
