@@ -224,8 +224,19 @@ class ConfigScreen(Screen):
         except ImportError:
             self.post_message(DataChecked(text, "dataset: the data checker is not available in this build", []))
             return
+        from tui_tuner.config import yaml_positions
+
         report = check_config_dataset(loaded)
-        self.post_message(DataChecked(text, report.summary_text(), list(report.issues_as_config_issues())))
+        issues = list(report.issues_as_config_issues())
+        # The checker numbers config lines from the saved file; the editor may hold edits.
+        positions = yaml_positions(text)
+        for issue in issues:
+            path = tuple(issue.key.split(".")) if issue.key else ()
+            while path and path not in positions:
+                path = path[:-1]
+            if path and issue.file in (None, self._file_label()):
+                issue.line, issue.column = positions[path]
+        self.post_message(DataChecked(text, report.summary_text(), issues))
 
     @on(DataChecked)
     def _data_checked(self, event: DataChecked) -> None:
