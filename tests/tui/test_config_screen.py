@@ -62,6 +62,7 @@ async def test_form_error_appears_beside_its_field_and_blocks_start(project):
         assert isinstance(screen, ConfigScreen)
         r_input = screen.query_one("#field-lora-r", Input)
         r_input.focus()
+        await pilot.pause()  # focus lands first, as when a person clicks or tabs into the field
         r_input.value = "-3"
         assert await wait_for(pilot, lambda: "  r: -3" in screen.text)
         screen.validate_now()
@@ -119,6 +120,7 @@ async def test_form_adds_a_missing_key_to_its_section(project):
         screen = await ready(pilot)
         box = screen.query_one("#field-training-learning-rate", Input)
         box.focus()
+        await pilot.pause()
         box.value = "1e-4"
         assert await wait_for(pilot, lambda: "learning_rate" in screen.text)
         screen.validate_now()
