@@ -26,6 +26,7 @@ from textual.timer import Timer
 from textual.widgets import Button, Footer, Static, TextArea
 
 from tui_tuner.tui.messages import FieldEdited, IssueChosen
+from tui_tuner.tui.text import short_path
 from tui_tuner.tui.widgets.yaml_editor import YamlEditor
 from tui_tuner.tui.yaml_edit import set_yaml_value
 
@@ -154,7 +155,7 @@ class ConfigScreen(Screen):
         return self.text != self.saved_text
 
     def _file_label(self) -> str:
-        return str(self.config_path) if self.config_path else "<unsaved config>"
+        return short_path(self.config_path) if self.config_path else "<unsaved config>"
 
     def _update_title(self) -> None:
         title = Text()
