@@ -64,9 +64,10 @@ class ConfigScreen(Screen):
     """Form + YAML editor + issues + dataset summary, with save, save as and start."""
 
     BINDINGS = [
-        Binding("ctrl+o", "open", "Open"),
+        # Open and Save as are on the buttons (with their keys); the footer keeps the frequent ones.
+        Binding("ctrl+o", "open", "Open", show=False),
         Binding("ctrl+s", "save", "Save"),
-        Binding("f9", "save_as", "Save as"),
+        Binding("f9", "save_as", "Save as", show=False),
         Binding("ctrl+r", "start_run", "Start run"),
     ]
 
@@ -94,7 +95,7 @@ class ConfigScreen(Screen):
             with Vertical(id="yaml-pane"):
                 yield YamlEditor(self._initial_text or "", id="yaml-editor")
         yield Static(Text("loading the config schema...", style="dim"), id="data-summary")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self._update_title()

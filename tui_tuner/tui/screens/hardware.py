@@ -87,7 +87,7 @@ class HardwareScreen(Screen):
         with VerticalScroll(id="hw-body"):
             yield GpuMeters(id="hw-gpus", empty_text="looking for GPUs...")
             yield Static(id="hw-machine")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.probe_machine()

@@ -101,7 +101,7 @@ class RunsScreen(Screen):
         yield Static(id="runs-title", classes="screen-title")
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         yield Static(id="runs-detail")
-        yield Footer()
+        yield Footer(compact=True)
 
     @property
     def columns(self) -> tuple[str, ...]:

@@ -77,7 +77,7 @@ class TrainScreen(Screen):
             with Vertical(id="train-log-pane"):
                 yield Static(Text("train.log", style="bold"), classes="pane-title")
                 yield Static(id="train-log")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.watch(self.app, "attached_run", self._attached_changed, init=True)
@@ -91,6 +91,7 @@ class TrainScreen(Screen):
             return
         if self.view is not None and self.view.run == run:
             return
+        self.remove_class("-no-run")
         self.view = RunView(run)
         self.snapshot = None
         self.query_one(LineChart).set_series([])
@@ -99,7 +100,9 @@ class TrainScreen(Screen):
         self.request_poll()
 
     def _show_detached(self) -> None:
+        self.add_class("-no-run")
         self.query_one("#train-title", Static).update(Text.assemble(("Train ", "bold"), "no run attached"))
+        self.query_one("#train-backend", Static).update("")
         self.query_one("#train-stats", Static).update(Text(
             "Start a run from Config (F2, ctrl+r) or open one from Runs (F4, enter).", style="dim"))
         self.query_one("#train-error", Static).display = False

@@ -169,11 +169,13 @@ class FitPanel(Vertical):
             reason.update(Text(event.error, style="red"))
             use.disabled = True
             return
+        from tui_tuner.estimate import fmt_gb
+
         est, rec, req = event.estimate, event.recommendation, event.request
         frac = est.total_bytes / req.vram_bytes if req.vram_bytes else 1.0
         fits = est.total_bytes <= req.vram_bytes
         line = Text()
-        line.append(f"{req.method} needs {est.total_bytes / GIB:.1f} GiB of {req.vram_bytes / GIB:.0f} ", style="bold")
+        line.append(f"{req.method} needs {fmt_gb(est.total_bytes)} of {fmt_gb(req.vram_bytes)} ", style="bold")
         line.append(bar(frac, 16), style=level_style(frac))
         line.append("  fits" if fits else "  does not fit", style="bold green" if fits else "bold red")
         line.append(f"   trains {est.trainable_params / 1e6:,.1f}M of {est.total_params / 1e6:,.0f}M",
@@ -184,7 +186,7 @@ class FitPanel(Vertical):
         table.add_column("size", justify="right", no_wrap=True)
         table.add_column("why", style="dim", no_wrap=True, overflow="ellipsis", ratio=1)
         for term in est.lines:
-            table.add_row(term.name, f"{term.bytes / GIB:.2f} GiB", term.explanation)
+            table.add_row(term.name, fmt_gb(term.bytes), term.explanation)
         breakdown.update(table)
         text = Text()
         if rec.recommended is not None:
