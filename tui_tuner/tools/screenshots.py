@@ -48,8 +48,7 @@ def train_runs(project: Path, runs_dir: Path, steps: int) -> list:
         cfg.lora.r, cfg.lora.alpha = r, 2 * r
         runs.append(create_run(cfg, project, name=f"quickstart-r{r}"))
     broken = base.model_copy(deep=True)
-    broken.data.train = "data/missing.jsonl"
-    broken.data.eval = None
+    broken.data.train = "data/missing.jsonl"  # the worker fails on it, with its error and hint
     runs.append(create_run(broken, project, name="missing-data"))
     for run in runs:
         start_worker(run)
@@ -61,6 +60,20 @@ def train_runs(project: Path, runs_dir: Path, steps: int) -> list:
             return runs
         time.sleep(5)
     raise SystemExit("the screenshot runs did not finish in 15 minutes")
+
+
+def _existing_runs(runs_dir: Path) -> list | None:
+    """The three screenshot runs from an earlier `--workdir` call, when all are there and ended."""
+    from tui_tuner.runs import list_runs
+
+    found = {}
+    for run in list_runs(runs_dir):
+        for prefix in ("quickstart-r16", "quickstart-r32", "missing-data"):
+            if run.name.startswith(prefix + "-") and run.status().is_final:
+                found[prefix] = run
+    if len(found) < 3:
+        return None
+    return [found["quickstart-r16"], found["quickstart-r32"], found["missing-data"]]
 
 
 async def pause(pilot, seconds: float) -> None:
@@ -99,6 +112,10 @@ async def shoot(project: Path, runs_dir: Path, runs: list, out: Path) -> list[Pa
             save(app, f"train{suffix}")
             if suffix:
                 continue
+            app.theme = "textual-light"
+            await pause(pilot, 0.5)
+            save(app, "train-light")
+            app.theme = "textual-dark"
             app.attach(failed)
             await pause(pilot, 1.0)
             save(app, "train-failed")
@@ -128,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "screenshots")
     parser.add_argument("--steps", type=int, default=40, help="optimizer steps per screenshot run")
+    parser.add_argument("--workdir", type=Path, help="keep the project and its runs here; runs already "
+                        "there are reused (re-shoot without re-training)")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -136,14 +155,19 @@ def main(argv: list[str] | None = None) -> int:
     print("demo model:", ensure_demo_model())
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="tui-tuner-shots-") as tmp:
-        project = prepare_project(Path(tmp) / "project")
+        work = (args.workdir or Path(tmp)).resolve()
+        project = work / "project"
         runs_dir = project / "runs"
-        print("training the screenshot runs...")
-        runs = train_runs(project, runs_dir, args.steps)
+        existing = _existing_runs(runs_dir)
+        if existing is None:
+            shutil.rmtree(project, ignore_errors=True)
+            prepare_project(project)
+            print("training the screenshot runs...")
+            existing = train_runs(project, runs_dir, args.steps)
         cwd = os.getcwd()
         os.chdir(project)  # paths in the screenshots read relative to the project
         try:
-            saved = asyncio.run(shoot(project, runs_dir, runs, args.out.resolve()))
+            saved = asyncio.run(shoot(project, runs_dir, existing, args.out.resolve()))
         finally:
             os.chdir(cwd)
     for path in saved:

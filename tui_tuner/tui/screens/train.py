@@ -83,6 +83,9 @@ class TrainScreen(Screen):
         self.watch(self.app, "attached_run", self._attached_changed, init=True)
         self.set_interval(POLL_INTERVAL_S, self.request_poll)
 
+    def on_screen_resume(self) -> None:
+        self.request_poll()  # catch up at once with what was written while another screen showed
+
     # ------------------------------------------------------------------ attaching
     def _attached_changed(self, run: RunDir | None) -> None:
         if run is None:
@@ -141,8 +144,8 @@ class TrainScreen(Screen):
             st = snap.status
             title.append_text(state_text(st.state))
             if st.backend:
-                backend = Text.assemble(("backend ", "dim"), (st.backend, "bold"),
-                                        (f" — {st.backend_reason}" if st.backend_reason else ""))
+                reason = (st.backend_reason or "").removeprefix("backend:").strip()
+                backend = Text.assemble(("backend ", "dim"), (st.backend, "bold"), (f" — {reason}" if reason else ""))
         self.query_one("#train-title", Static).update(title)
         self.query_one("#train-backend", Static).update(backend)
 
@@ -159,6 +162,7 @@ class TrainScreen(Screen):
         else:
             error.display = False
         bar = self.query_one(ProgressBar)
+        bar.display = bool(st.max_steps) or st.state in ("queued", "running")
         if st.max_steps:
             bar.update(total=st.max_steps, progress=st.step)
         step_text = f" step {st.step}/{st.max_steps or '?'}"
@@ -166,6 +170,8 @@ class TrainScreen(Screen):
         self.query_one("#train-stats", Static).update(self._stats_text(snap))
         width = max(8, self.query_one(Sparkline).size.width)
         self.query_one(Sparkline).data = [y for _, y in snap.loss[-width:]]
+        self.query_one(LineChart).empty_text = ("no loss points were logged" if st.is_final
+                                                else "waiting for the first loss point")
         self._draw_chart()
         self.query_one(GpuMeters).show(snap.gpus)
         log = Text("\n".join(snap.log_tail[-self._log_rows():]) or "(empty)", no_wrap=True, overflow="ellipsis")
