@@ -2,4 +2,5 @@
 
 from tui_tuner.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # importing the module (e.g. walking the package) must not run the CLI
+    raise SystemExit(main())

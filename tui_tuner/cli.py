@@ -17,7 +17,11 @@ from tui_tuner import __version__
 
 # Order is the order shown in --help.
 COMMAND_MODULES = [
+    "tui_tuner.commands.check_cmd",
     "tui_tuner.commands.config_cmd",
+    "tui_tuner.commands.train_cmd",
+    "tui_tuner.commands.runs_cmd",
+    "tui_tuner.commands.learn_cmd",
 ]
 
 EXIT_OK = 0

@@ -37,7 +37,12 @@ def run_check(args: argparse.Namespace) -> int:
     issues = list(loaded.issues)
     data_report = None
     if loaded.ok:
-        check_data = _dataset_checker()
+        from tui_tuner.preflight import preflight_issues
+
+        preflight = preflight_issues(loaded)
+        issues.extend(preflight)
+        data_missing = any(i.key.startswith("data.") and i.severity == "error" for i in preflight)
+        check_data = None if data_missing else _dataset_checker()
         if check_data is not None:
             data_report = check_data(loaded)
             issues.extend(data_report.issues_as_config_issues())

@@ -1,0 +1,286 @@
+"""Bad input, table-driven: every malformed config and dataset gets a clear error, never a traceback.
+
+Each case writes a project into a temporary folder, runs the real CLI as a subprocess
+(`sys.executable -m tui_tuner ...`) and checks the promise made to users:
+
+- exit status 2;
+- a short error that names the file, the line (where the problem has one) and what to do;
+- no Python traceback on stdout or stderr;
+- `train` leaves no run directory behind.
+
+    PYTHONPATH=$PWD python -m pytest -q tests/reliability/test_bad_input.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+GOOD_ROWS = [
+    {"instruction": "What is Bramble?", "output": "A garden robot."},
+    {"instruction": "How heavy is Bramble?", "output": "4 kilograms."},
+    {"instruction": "What colour is Bramble?", "output": "Moss green."},
+    {"instruction": "Where does Bramble sleep?", "output": "In the shed."},
+]
+
+
+def good_jsonl(rows=GOOD_ROWS) -> str:
+    return "".join(json.dumps(r) + "\n" for r in rows)
+
+
+def config_text(*, train: str = "data/train.jsonl", extra: str = "") -> str:
+    """A valid config for the demo model; `extra` is appended verbatim (later keys win in YAML)."""
+    return (
+        "model:\n"
+        "  name_or_path: tui-tuner/demo-tiny-llama\n"
+        "  max_seq_length: 128\n"
+        "method: lora\n"
+        "lora:\n"
+        "  r: 4\n"
+        "  alpha: 8\n"
+        "data:\n"
+        f"  train: {train}\n"
+        "training:\n"
+        "  max_steps: 1\n"
+        "  batch_size: 1\n"
+        "  grad_accumulation: 1\n"
+        "output:\n"
+        "  runs_dir: runs\n"
+        + extra
+    )
+
+
+def with_section_value(section: str, key: str, value: str) -> str:
+    """The valid config with `section.key` set to the raw YAML `value` (on its own line)."""
+    text = config_text()
+    marker = f"{section}:\n"
+    existing = re.search(rf"^{re.escape(marker)}(?:  .*\n)*?(  {re.escape(key)}: .*)$", text, re.M)
+    if existing:
+        return text[:existing.start(1)] + f"  {key}: {value}" + text[existing.end(1):]
+    if marker in text:
+        return text.replace(marker, f"{marker}  {key}: {value}\n", 1)
+    return text + f"{section}:\n  {key}: {value}\n"
+
+
+@dataclass
+class Case:
+    id: str
+    files: dict[str, str | bytes | Callable[[Path], None]]
+    """Files of the project: relative path -> text, bytes, or a writer called with the path."""
+    expect: list[str]
+    """Substrings (case-insensitive) the error must contain: the key or problem and the fix."""
+    line: int | None = None
+    """The line the error must name (`file:LINE`), when the problem has one."""
+    target: str = "configs/run.yaml"
+    """File named on the command line (config for config cases, dataset for data cases)."""
+    commands: tuple[str, ...] = ("config check", "train")
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    named_file: str | None = None
+    """The file the error must name; defaults to `target`."""
+
+
+def cfg_case(id: str, text: str | bytes, expect: list[str], line: int | None = None, **kw) -> Case:
+    files = {"configs/run.yaml": text, "data/train.jsonl": good_jsonl()}
+    files.update(kw.pop("extra_files", {}))
+    return Case(id, files, expect, line, **kw)
+
+
+def data_case(id: str, content, expect: list[str], line: int | None = None, name: str = "data/train.jsonl",
+              commands=("data check", "train"), **kw) -> Case:
+    files = {"configs/run.yaml": config_text(train=name), name: content}
+    target = name if commands[0] == "data check" else "configs/run.yaml"
+    return Case(id, files, expect, line, target=target, commands=commands, named_file=name, **kw)
+
+
+def _huge_line(path: Path) -> None:
+    """A 200 MB JSON line (one string field), written in chunks so the test stays light."""
+    chunk = "x" * (1 << 20)
+    with path.open("w", encoding="utf-8") as f:
+        f.write(json.dumps(GOOD_ROWS[0]) + "\n")
+        f.write('{"instruction": "Summarise this.", "output": "')
+        for _ in range(200):
+            f.write(chunk)
+        f.write('"}\n')
+        f.write(json.dumps(GOOD_ROWS[1]) + "\n")
+
+
+def _long_rows(n: int = 6) -> str:
+    long = " ".join(f"word{i}" for i in range(400))
+    return good_jsonl([{"instruction": f"Repeat: {long}", "output": long} for _ in range(n)])
+
+
+TEMPLATE_BROKEN_SYNTAX = "\"{% for m in messages %}{{ m['content'] }\""
+TEMPLATE_UNKNOWN_FILTER = "\"{% for m in messages %}{{ m['content'] | shout }}{% endfor %}\""
+TEMPLATE_DROPS_MESSAGES = "\"{% for m in messages %}{{ m['role'] }}: {% endfor %}\""
+TEMPLATE_RAISES = "\"{{ raise_exception('this template takes no conversations') }}\""
+TEMPLATE_ESCAPES_SANDBOX = "\"{{ messages.__class__.__mro__[1].__subclasses__() }}{% for m in messages %}{{ m['content'] }}{% endfor %}\""
+
+CASES: list[Case] = [
+    # --- wrong types
+    cfg_case("type-lora-r-string", with_section_value("lora", "r", "sixteen"), ["lora.r", "sixteen"], line=6),
+    cfg_case("type-batch-list", with_section_value("training", "batch_size", "[1, 2]"), ["training.batch_size"], line=12),
+    cfg_case("type-lr-word", with_section_value("training", "learning_rate", "fast"), ["training.learning_rate", "fast"], line=11),
+    cfg_case("type-trust-remote-code", with_section_value("model", "trust_remote_code", "maybe"), ["model.trust_remote_code"], line=2),
+    cfg_case("type-section-scalar", config_text().replace("lora:\n  r: 4\n  alpha: 8\n", "lora: 16\n"), ["lora"], line=5),
+    cfg_case("choice-method", config_text().replace("method: lora", "method: lorra"), ["method", "lorra", "qlora"], line=4),
+    cfg_case("choice-optimizer", with_section_value("training", "optimizer", "adam"), ["training.optimizer", "adamw_torch"], line=11),
+    cfg_case("choice-dtype", with_section_value("model", "dtype", "fp16"), ["model.dtype", "float16"], line=2),
+    cfg_case("choice-chat-template-typo", with_section_value("model", "chat_template", "chatm"), ["model.chat_template", "chatml"], line=2),
+    # --- out of range
+    cfg_case("range-lora-r-zero", with_section_value("lora", "r", "0"), ["lora.r", "greater than"], line=6),
+    cfg_case("range-dropout", with_section_value("lora", "dropout", "1.5"), ["lora.dropout", "less than"], line=6),
+    cfg_case("range-warmup-negative", with_section_value("training", "warmup_ratio", "-0.1"), ["training.warmup_ratio"], line=11),
+    cfg_case("range-gpus-zero", with_section_value("distributed", "gpus", "0"), ["distributed.gpus"], line=17),
+    cfg_case("range-seq-len", config_text().replace("max_seq_length: 128", "max_seq_length: 8"), ["model.max_seq_length"], line=3),
+    cfg_case("range-lr-huge", with_section_value("training", "learning_rate", "5"), ["training.learning_rate"], line=11),
+    cfg_case("range-epochs-zero", with_section_value("training", "epochs", "0"), ["training.epochs"], line=11),
+    cfg_case("range-max-samples-zero", with_section_value("data", "max_samples", "0"), ["data.max_samples"], line=9),
+    # --- unknown keys
+    cfg_case("unknown-key-misplaced", config_text() + "learning_rate: 1e-4\n", ["learning_rate", "training.learning_rate"], line=16),
+    cfg_case("unknown-key-typo", with_section_value("lora", "alhpa", "8"), ["lora.alhpa", "did you mean `lora.alpha`"], line=6),
+    cfg_case("unknown-section", config_text() + "optimiser:\n  name: adamw\n", ["optimiser"], line=16),
+    # --- empty and unparsable files
+    cfg_case("empty-file", "", ["empty", "quickstart"], line=1),
+    cfg_case("whitespace-only", "   \n\n  \n", ["empty"], line=1),
+    cfg_case("yaml-unclosed-list", with_section_value("lora", "target_modules", "[q_proj, v_proj"), ["yaml syntax"]),
+    cfg_case("yaml-missing-colon", config_text().replace("  r: 4\n", "  r 4\n"), ["yaml syntax", "space after the colon"], line=7),
+    cfg_case("yaml-tabs", config_text().replace("  r: 4\n", "\tr: 4\n"), ["tabs", "spaces"], line=6),
+    cfg_case("yaml-top-level-list", "- model\n- lora\n", ["mapping"], line=1),
+    cfg_case("yaml-top-level-scalar", "just some words\n", ["mapping"], line=1),
+    cfg_case("config-not-utf8", config_text().encode() + b"# caf\xe9\n", ["utf-8"], line=16),
+    cfg_case("config-missing", config_text(), ["not found"], target="configs/nope.yaml"),
+    cfg_case("config-is-folder", config_text(), ["cannot read"], target="configs"),
+    # --- YAML tags are data, never code
+    cfg_case("yaml-python-object-tag",
+             config_text().replace("method: lora", "method: !!python/object/apply:os.system ['touch PWNED']"),
+             ["yaml syntax"], line=4),
+    # --- combinations that cannot run
+    cfg_case("cross-eval-steps-without-eval", with_section_value("training", "eval_steps", "5"), ["eval"], line=11),
+    cfg_case("cross-fsdp-qlora", config_text().replace("method: lora", "method: qlora")
+             + "distributed:\n  strategy: fsdp\n", ["fsdp", "ddp"], line=17),
+    cfg_case("cross-target-modules-string", with_section_value("lora", "target_modules", "q_proj"), ["lora.target_modules", "list"], line=6),
+    cfg_case("cross-target-modules-empty", with_section_value("lora", "target_modules", "[]"), ["lora.target_modules", "empty"], line=6),
+    # --- run names that would escape the runs directory
+    cfg_case("run-name-dotdot", with_section_value("output", "run_name", "../../etc"), ["output.run_name", "inside the runs directory"], line=15),
+    cfg_case("run-name-absolute", with_section_value("output", "run_name", "/tmp/evil"), ["output.run_name", "inside the runs directory"], line=15),
+    cfg_case("run-name-nul", with_section_value("output", "run_name", '"a\\0b"'), ["output.run_name", "nul"], line=15),
+    # --- --set overrides
+    cfg_case("set-wrong-type", config_text(), ["lora.r"], args=["--set", "lora.r=abc"]),
+    cfg_case("set-not-key-value", config_text(), ["key=value"], args=["--set", "lora.r"], named_file="--set"),
+    # --- the world the config points at (preflight)
+    cfg_case("model-path-missing", with_section_value("model", "name_or_path", "./models/my-llama"),
+             ["model.name_or_path", "does not exist"], line=2),
+    cfg_case("model-path-is-file", with_section_value("model", "name_or_path", "data/train.jsonl"),
+             ["model.name_or_path", "folder"], line=2),
+    cfg_case("model-folder-without-config", with_section_value("model", "name_or_path", "models/empty"),
+             ["config.json"], line=2, extra_files={"models/empty/README.md": "weights go here\n"}),
+    cfg_case("hub-id-unknown-offline", with_section_value("model", "name_or_path", "nobody-at-all/no-such-model-7b"),
+             ["nobody-at-all/no-such-model-7b", "hf_hub_offline"], line=2, env={"HF_HUB_OFFLINE": "1"}),
+    cfg_case("dataset-missing", config_text(train="data/typo.jsonl"), ["data.train", "does not exist"], line=9),
+    cfg_case("dataset-is-folder", config_text(train="data"), ["data.train", "folder"], line=9),
+    cfg_case("eval-dataset-missing", with_section_value("data", "eval", "data/heldout.jsonl"), ["data.eval", "does not exist"], line=9),
+    cfg_case("template-syntax-error", with_section_value("model", "chat_template", TEMPLATE_BROKEN_SYNTAX), ["model.chat_template", "jinja"], line=2),
+    cfg_case("template-unknown-filter", with_section_value("model", "chat_template", TEMPLATE_UNKNOWN_FILTER), ["model.chat_template", "shout"], line=2),
+    cfg_case("template-drops-messages", with_section_value("model", "chat_template", TEMPLATE_DROPS_MESSAGES), ["model.chat_template", "every message"], line=2),
+    cfg_case("template-raises", with_section_value("model", "chat_template", TEMPLATE_RAISES), ["model.chat_template", "takes no conversations"], line=2),
+    cfg_case("template-sandbox-escape", with_section_value("model", "chat_template", TEMPLATE_ESCAPES_SANDBOX), ["model.chat_template", "unsafe"], line=2),
+    # --- datasets
+    data_case("data-broken-json-mid-file", good_jsonl() + '{"instruction": "Half a line", "output": \n' + good_jsonl(),
+              ["json"], line=5),
+    data_case("data-bom-mid-file", good_jsonl().encode() + b"\xef\xbb\xbf" + good_jsonl().encode(), ["json"], line=5),
+    data_case("data-non-utf8", good_jsonl().encode() + b'{"instruction": "caf\xe9", "output": "ok"}\n', ["utf-8"], line=5),
+    data_case("data-zero-bytes", b"", ["empty"]),
+    data_case("data-blank-lines-only", "\n\n   \n", ["empty"]),
+    data_case("data-200mb-line", _huge_line, ["line"], line=2),
+    data_case("data-wrong-field-types", good_jsonl() + json.dumps({"instruction": 5, "output": ["a", "b"]}) + "\n",
+              ["instruction"], line=5),
+    data_case("data-line-not-object", good_jsonl() + "[1, 2, 3]\n", ["object"], line=5),
+    data_case("data-messages-not-list", json.dumps({"messages": "hello"}) + "\n", ["messages"], line=1),
+    data_case("data-empty-assistant-turn",
+              json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}]}) + "\n"
+              + json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}]}) + "\n",
+              ["assistant", "empty"], line=2),
+    data_case("data-roles-out-of-order",
+              json.dumps({"messages": [{"role": "assistant", "content": "hello"}, {"role": "user", "content": "hi"},
+                                       {"role": "user", "content": "again"}]}) + "\n",
+              ["role"], line=1),
+    data_case("data-unknown-role",
+              json.dumps({"messages": [{"role": "human", "content": "hi"}, {"role": "bot", "content": "yo"}]}) + "\n",
+              ["role"], line=1),
+    data_case("data-unknown-format", good_jsonl([{"question": "q", "answer": "a"}] * 3), ["format", "fields"]),
+    data_case("data-json-array-broken", '[{"instruction": "a", "output": "b"},\n {"instruction": "c", "output": }\n]\n',
+              ["json"], line=2, name="data/train.json"),
+    data_case("data-python-tag", "!!python/object/apply:os.system ['touch PWNED']\n", ["json"], line=1),
+    data_case("data-all-too-long", _long_rows(), ["max_seq_length"], commands=("config check", "train")),
+]
+
+
+def _write(root: Path, files: dict) -> None:
+    for rel, content in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if callable(content):
+            content(path)
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+
+
+def _cli_commands() -> set[str]:
+    out = subprocess.run([sys.executable, "-m", "tui_tuner", "--help"], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    return set(re.findall(r"^\s{4}(\w+)", out.stdout, re.M))
+
+
+AVAILABLE = _cli_commands()
+
+PARAMS = [pytest.param(case, command, id=f"{case.id}[{command.replace(' ', '-')}]")
+          for case in CASES for command in case.commands]
+
+
+def test_table_is_large_enough():
+    assert len(CASES) >= 40 and len(PARAMS) >= 80
+
+
+@pytest.mark.parametrize("case,command", PARAMS)
+def test_bad_input_gets_a_clear_error(case: Case, command: str, tmp_path: Path):
+    if command.split()[0] not in AVAILABLE:
+        pytest.skip(f"`tui-tuner {command}` is not part of this build yet")
+    if case.id.startswith("data-") and "data" not in AVAILABLE:
+        pytest.skip("dataset validation (`tui-tuner data`) is not part of this build yet")
+    _write(tmp_path, case.files)
+    target = case.target
+    if command == "train" and case.target.startswith("data/"):
+        target = "configs/run.yaml"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "NO_COLOR": "1",
+           "COLUMNS": "400", **case.env}
+    argv = [sys.executable, "-m", "tui_tuner", *command.split(), target, *case.args]
+    proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert "Traceback" not in out, out
+    assert proc.returncode == 2, f"exit {proc.returncode}\n{out}"
+    named = case.named_file or target
+    assert Path(named).name in out, f"the error does not name {named}:\n{out}"
+    if case.line is not None:
+        assert re.search(rf"{re.escape(Path(named).name)}:{case.line}\b", out), f"no {named}:{case.line} in:\n{out}"
+    lowered = out.lower()
+    for word in case.expect:
+        assert word.lower() in lowered, f"{word!r} missing from:\n{out}"
+    assert "\n\n" not in proc.stderr.strip(), f"the error is not one paragraph:\n{proc.stderr}"
+    assert not (tmp_path / "PWNED").exists(), "a YAML tag executed code"
+    if command == "train":
+        runs = tmp_path / "runs"
+        leftovers = sorted(p.name for p in runs.iterdir()) if runs.exists() else []
+        assert leftovers == [], f"train left run directories behind: {leftovers}"

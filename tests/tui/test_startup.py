@@ -1,0 +1,35 @@
+"""The TUI's first frame must not import the training stack (it would cost seconds over SSH)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HEAVY = ("torch", "transformers", "datasets", "peft", "trl", "unsloth", "bitsandbytes")
+
+PROBE = """
+import asyncio, json, sys
+from tui_tuner.tui.app import build_app
+
+async def main():
+    app = build_app(offer_reattach=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        shown = type(app.screen).__name__
+    print(json.dumps({"screen": shown, "heavy": sorted(m for m in %r if m in sys.modules)}))
+
+asyncio.run(main())
+""" % (HEAVY,)
+
+
+def test_first_frame_imports_no_heavy_module(tmp_path):
+    # Run from an empty folder (no configs/, no runs/) with the project importable.
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path, env=env, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"screen": "ConfigScreen", "heavy": []}

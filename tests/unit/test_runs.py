@@ -1,0 +1,186 @@
+"""Run directories without training: names, lookup, liveness, checkpoints, stop/resume/rm rules, the queue."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tui_tuner.config import RunConfig
+from tui_tuner.runs import (
+    RunDir, RunError, RunLookupError, checkpoint_problem, create_run, delete_run, find_run, list_runs,
+    process_start_time, queue_ready, resume_run,
+)
+from tui_tuner.status import read_status, write_status
+from tui_tuner.train.supervisor import record_exit
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    c = RunConfig()
+    c.output.runs_dir = str(tmp_path / "runs")
+    return c
+
+
+def test_create_run_layout_and_distinct_names_in_one_second(cfg, tmp_path):
+    a = create_run(cfg, tmp_path, "exp")
+    b = create_run(cfg, tmp_path, "exp")
+    assert a.path != b.path and a.path.parent == b.path.parent == (tmp_path / "runs").resolve()
+    assert a.name.startswith("exp-") and a.status().state == "queued"
+    frozen = a.config()
+    assert os.path.isabs(frozen.data.train)  # the run does not depend on the cwd it started in
+    assert a.meta()["probe"] == "auto"
+    assert [r.name for r in list_runs(tmp_path / "runs")] == [a.name, b.name]
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", "..", ".hidden", "x" * 100])
+def test_names_cannot_escape_the_runs_dir(cfg, tmp_path, name):
+    with pytest.raises(RunError):
+        create_run(cfg, tmp_path, name)
+    assert not (tmp_path / "evil").exists()
+
+
+def test_find_run_by_name_prefix_and_errors(cfg, tmp_path):
+    runs = tmp_path / "runs"
+    a = create_run(cfg, tmp_path, "alpha")
+    create_run(cfg, tmp_path, "alps")
+    assert find_run(runs, "alpha") == a
+    assert find_run(runs, a.name) == a
+    assert find_run(runs, str(a.path)) == a
+    with pytest.raises(RunLookupError, match="matches 2 runs"):
+        find_run(runs, "al")
+    with pytest.raises(RunLookupError, match="no run"):
+        find_run(runs, "zeta")
+    with pytest.raises(RunLookupError, match="no runs in"):
+        find_run(tmp_path / "empty", "x")
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_dead_worker_is_reported_crashed(cfg, tmp_path):
+    run = create_run(cfg, tmp_path, "r")
+    pid = _dead_pid()
+    write_status(run.path, {"state": "running", "pid": pid, "pid_started": time.time() - 5, "step": 3})
+    st = run.status()
+    assert st.state == "crashed" and "without writing a final state" in st.error
+    assert "runs resume" in st.hint
+    assert run.raw_status().state == "running"  # reading never writes
+
+
+def test_reused_pid_is_not_mistaken_for_the_worker(cfg, tmp_path):
+    run = create_run(cfg, tmp_path, "r")
+    write_status(run.path, {"state": "running", "pid": os.getpid(), "pid_started": 1.0})
+    assert run.status().state == "crashed"
+    write_status(run.path, {"state": "running", "pid": os.getpid(), "pid_started": process_start_time(os.getpid())})
+    assert run.status().state == "running"
+
+
+def test_live_supervisor_keeps_the_state_until_it_records_the_end(cfg, tmp_path):
+    run = create_run(cfg, tmp_path, "r")
+    write_status(run.path, {"state": "stopping", "pid": _dead_pid(), "supervisor_pid": os.getpid()})
+    assert run.status().state == "stopping"
+
+
+def _fake_checkpoint(path, *, state=True, optimizer=True, truncate_weights=False):
+    import torch
+    from safetensors.torch import save_file
+
+    path.mkdir(parents=True)
+    save_file({"w": torch.zeros(4, 4)}, str(path / "adapter_model.safetensors"))
+    if truncate_weights:
+        data = (path / "adapter_model.safetensors").read_bytes()
+        (path / "adapter_model.safetensors").write_bytes(data[:-10])
+    if optimizer:
+        torch.save({"state": {}}, path / "optimizer.pt")
+    torch.save({"x": 1}, path / "scheduler.pt")
+    if state:
+        (path / "trainer_state.json").write_text(json.dumps({"global_step": 1}))
+
+
+def test_half_written_checkpoints_are_skipped(cfg, tmp_path):
+    run = create_run(cfg, tmp_path, "r")
+    ck = run.checkpoints_dir
+    _fake_checkpoint(ck / "checkpoint-10")
+    _fake_checkpoint(ck / "checkpoint-20", state=False)
+    _fake_checkpoint(ck / "checkpoint-30", optimizer=False)
+    _fake_checkpoint(ck / "checkpoint-40", truncate_weights=True)
+    (ck / "checkpoint-50").mkdir()
+    assert [p.name for p in run.checkpoints()] == ["checkpoint-10"]
+    assert run.latest_checkpoint().name == "checkpoint-10"
+    assert "trainer_state" in checkpoint_problem(ck / "checkpoint-20")
+    assert "optimizer.pt" in checkpoint_problem(ck / "checkpoint-30")
+    assert "truncated" in checkpoint_problem(ck / "checkpoint-40")
+    # an optimizer file cut short (no zip central directory) is caught too
+    opt = ck / "checkpoint-10" / "optimizer.pt"
+    opt.write_bytes(opt.read_bytes()[:20])
+    assert run.checkpoints() == []
+
+
+def test_stop_writes_a_control_request(cfg, tmp_path):
+    run = create_run(cfg, tmp_path, "r")
+    write_status(run.path, {"state": "running", "pid": os.getpid(), "pid_started": process_start_time(os.getpid())})
+    said = run.request_stop()
+    assert "stop requested" in said and run.read_control()["request"] == "stop"
+
+
+def test_stopping_a_queued_run_cancels_it(cfg, tmp_path):
+    run = create_run(cfg, tmp_path, "r")
+    assert "cancelled" in run.request_stop()
+    st = read_status(run.path)
+    assert st.state == "stopped" and st.error == "cancelled before it started"
+
+
+def test_resume_and_delete_rules(cfg, tmp_path):
+    run = create_run(cfg, tmp_path, "r")
+    me = {"pid": os.getpid(), "pid_started": process_start_time(os.getpid())}
+    write_status(run.path, {"state": "running", **me})
+    with pytest.raises(RunError, match="stop it first"):
+        resume_run(run)
+    with pytest.raises(RunError, match="stop it first"):
+        delete_run(run)
+    write_status(run.path, {"state": "finished"})
+    with pytest.raises(RunError, match="nothing to resume"):
+        resume_run(run)
+    delete_run(run)
+    assert not run.path.exists()
+
+
+def test_queue_waits_for_the_run_before(cfg, tmp_path):
+    first = create_run(cfg, tmp_path, "first")
+    second = create_run(cfg, tmp_path, "second", queued_after=first)
+    write_status(first.path, {"state": "running", "pid": os.getpid(), "pid_started": process_start_time(os.getpid())})
+    assert not queue_ready(second)
+    write_status(first.path, {"state": "failed", "error": "x"})
+    assert queue_ready(second)  # a failed run does not block the rest of a sweep
+    write_status(second.path, {"state": "running"})
+    assert not queue_ready(second)
+
+
+def test_supervisor_records_how_the_worker_ended(cfg, tmp_path):
+    run = create_run(cfg, tmp_path, "r")
+    write_status(run.path, {"state": "running", "pid": 1})
+    record_exit(run, -signal.SIGKILL, oom_killed=True)
+    st = read_status(run.path)
+    assert st.state == "crashed" and "out-of-memory killer" in st.error and "RAM" in st.hint
+    write_status(run.path, {"state": "running", "pid": 1})
+    record_exit(run, -signal.SIGKILL)
+    st = read_status(run.path)
+    assert st.state == "crashed" and "SIGKILL" in st.error and "runs resume" in st.hint
+    write_status(run.path, {"state": "stopping", "pid": 1})
+    run.control_path.write_text(json.dumps({"request": "stop_now"}))
+    record_exit(run, -signal.SIGTERM)
+    st = read_status(run.path)
+    assert st.state == "stopped" and "immediately" in st.message
+    write_status(run.path, {"state": "finished"})
+    record_exit(run, 0)
+    st = read_status(run.path)
+    assert st.state == "finished" and st.exit_code == 0

@@ -1,0 +1,370 @@
+"""`tui-tuner check [MODEL|CONFIG]`: this machine's GPUs and whether a model fits, and how.
+
+    tui-tuner check                                   # hardware + fit of the quickstart and presets
+    tui-tuner check TinyLlama/TinyLlama-1.1B-Chat-v1.0 --vram 16
+    tui-tuner check meta-llama/Llama-3.1-8B --gpu 4090 --method qlora --seq-len 2048
+    tui-tuner check configs/quickstart.yaml --json
+
+Imports no torch or transformers: it reads config.json numbers (local, cache, catalog) and
+does arithmetic, so it answers in well under a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_BAD_INPUT = 2
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from tui_tuner.commands.config_cmd import add_set_option
+
+    p = sub.add_parser("check", help="hardware report and whether a model fits this GPU (full / LoRA / QLoRA)",
+                       description="Report the GPUs and estimate the memory fine-tuning needs, term by term.")
+    p.add_argument("target", nargs="?", metavar="MODEL|CONFIG",
+                   help="hub id, local model folder, or a run config (.yaml); none = quickstart and presets")
+    p.add_argument("--method", choices=("full", "lora", "qlora"), help="estimate one method (default: all three)")
+    p.add_argument("--seq-len", type=int, metavar="N", help="max_seq_length per example (default 1024)")
+    p.add_argument("--batch", type=int, metavar="N", help="per-device batch size (default 2)")
+    p.add_argument("--r", type=int, metavar="N", dest="lora_r", help="LoRA rank (default 16)")
+    p.add_argument("--target-modules", metavar="LIST",
+                   help="LoRA modules, comma-separated (e.g. q_proj,v_proj) or all-linear")
+    p.add_argument("--optimizer", choices=("adamw_torch", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit",
+                                           "adafactor", "sgd"))
+    p.add_argument("--no-gradient-checkpointing", action="store_true", help="estimate without checkpointing")
+    p.add_argument("--backend", choices=("auto", "transformers", "unsloth", "both"), default="auto",
+                   help="auto: both when a GPU could run Unsloth, else transformers")
+    p.add_argument("--vram", type=float, metavar="GB", help="check against a GPU with this much memory")
+    p.add_argument("--gpu", metavar="NAME", help="check against a common GPU: T4, 3060, 4090, A10G, L4, A100-40, "
+                                                 "A100-80, H100")
+    p.add_argument("--runs-dir", default="runs", help="where earlier runs' measured peaks are looked up")
+    p.add_argument("--list-models", action="store_true", help="list the built-in model catalog and exit")
+    p.add_argument("--list-gpus", action="store_true", help="list the common GPUs --gpu knows and exit")
+    add_set_option(p)
+    p.add_argument("--json", action="store_true", help="print a JSON report")
+    p.set_defaults(handler=run_check)
+
+
+# ---------------------------------------------------------------------------- building the report
+
+
+class BadInput(Exception):
+    """A one-paragraph message for the user; exit status 2."""
+
+
+def _project_configs() -> list[Path]:
+    """configs/quickstart.yaml first, then the other presets, from the current folder or the project clone."""
+    for root in (Path.cwd() / "configs", Path(__file__).resolve().parents[2] / "configs"):
+        if root.is_dir():
+            files = sorted(root.glob("*.yaml"))
+            return sorted(files, key=lambda p: (p.stem != "quickstart", p.name))
+    return []
+
+
+def _target_vram(args: argparse.Namespace, hw: Any) -> tuple[int | None, str, bool]:
+    """(bytes, label, hypothetical) of the GPU to check against."""
+    from tui_tuner.estimate import COMMON_GPUS, GIB, find_gpu
+
+    if args.vram is not None:
+        if args.vram <= 0:
+            raise BadInput(f"--vram {args.vram:g}: give the GPU memory in GB, e.g. --vram 24.")
+        return int(args.vram * GIB), f"{args.vram:g} GB GPU", True
+    if args.gpu:
+        gpu = find_gpu(args.gpu)
+        if gpu is None:
+            names = ", ".join(g.name for g in COMMON_GPUS)
+            raise BadInput(f"--gpu {args.gpu}: not a GPU tui-tuner knows ({names}); use --vram GB for any other card.")
+        return gpu.memory_bytes, gpu.name, True
+    if hw.gpus:
+        g = hw.gpus[0]
+        return g.memory_total, f"GPU 0 ({g.name})", False
+    return None, "", False
+
+
+def _backends(args: argparse.Namespace, hw: Any, hypothetical: bool) -> list[str]:
+    if args.backend in ("transformers", "unsloth"):
+        return [args.backend]
+    if args.backend == "both":
+        return ["transformers", "unsloth"]
+    capable = any(g.unsloth_capable for g in hw.gpus)
+    return ["transformers", "unsloth"] if (capable or hypothetical) else ["transformers"]
+
+
+def _settings(args: argparse.Namespace, cfg: Any | None) -> dict[str, Any]:
+    """estimate_memory keyword arguments: the config's values, overridden by the flags."""
+    from tui_tuner.config import RunConfig
+
+    base = cfg or RunConfig()
+    tm: Any = base.lora.target_modules
+    if args.target_modules:
+        tm = "all-linear" if args.target_modules == "all-linear" else [
+            t.strip() for t in args.target_modules.split(",") if t.strip()]
+    s = {
+        "seq_len": args.seq_len or base.model.max_seq_length,
+        "batch_size": args.batch or base.training.batch_size,
+        "lora_r": args.lora_r or base.lora.r,
+        "target_modules": tm,
+        "gradient_checkpointing": base.training.gradient_checkpointing and not args.no_gradient_checkpointing,
+        "optimizer": args.optimizer or base.training.optimizer,
+        "double_quant": base.quantization.double_quant,
+        "lora_dropout": base.lora.dropout,
+    }
+    for key in ("seq_len", "batch_size", "lora_r"):
+        if s[key] < 1:
+            raise BadInput(f"--{key.replace('_', '-')} {s[key]}: must be at least 1.")
+    if base.model.dtype == "float32":
+        s["dtype"] = "float32"
+    return s
+
+
+def _target_report(spec: Any, methods: list[str], backends: list[str], settings: dict[str, Any],
+                   vram: int | None, gpu_label: str, runs_dir: str, config: str | None = None) -> dict[str, Any]:
+    from tui_tuner.estimate import estimate_memory, recommend
+    from tui_tuner.measured import find_measurements, settings_key
+
+    estimates = [estimate_memory(spec, m, backend=b, **settings) for m in methods for b in backends]
+    recs = {}
+    if vram is not None:
+        for b in backends:
+            recs[b] = recommend(spec, vram, gpu_name=gpu_label, backend=b, methods=methods, **settings)
+    measured = []
+    for est in estimates:
+        key = settings_key(model=spec.name, method=est.method, seq_len=settings["seq_len"],
+                           batch_size=settings["batch_size"], lora_r=settings["lora_r"],
+                           target_modules=settings["target_modules"],
+                           gradient_checkpointing=settings["gradient_checkpointing"], optimizer=settings["optimizer"])
+        for m in find_measurements(runs_dir, key, est.backend):
+            row = m.as_dict()
+            row["estimate_at_run_bytes"] = row.pop("estimate_bytes")  # what the worker's estimate said then
+            row.update(method=est.method, backend=est.backend, estimate_bytes=est.total_bytes,
+                       error=round(m.error_vs(est.total_bytes), 4))
+            measured.append(row)
+    return {"config": config, "model": spec, "estimates": estimates, "recommendations": recs,
+            "measured": measured, "settings": settings}
+
+
+def build_report(args: argparse.Namespace) -> dict[str, Any]:
+    """Everything `check` shows, as objects (the printers turn it into tables or JSON)."""
+    from tui_tuner.config import load_config
+    from tui_tuner.hardware import probe
+    from tui_tuner.modelspec import ModelSpecError, model_spec
+
+    hw = probe(args.runs_dir)
+    vram, gpu_label, hypothetical = _target_vram(args, hw)
+    backends = _backends(args, hw, hypothetical)
+    targets: list[dict[str, Any]] = []
+    problems: list[str] = []
+    target = args.target
+    is_config = target is not None and target.endswith((".yaml", ".yml"))
+    if target is None or is_config:
+        paths = [Path(target)] if target else _project_configs()
+        for path in paths:
+            loaded = load_config(path, args.overrides)
+            if not loaded.ok or loaded.config is None:
+                msgs = "; ".join(i.format() for i in loaded.errors or loaded.issues)
+                if target:
+                    raise BadInput(f"{msgs} Run `tui-tuner config check {path}` for details.")
+                problems.append(msgs)
+                continue
+            cfg = loaded.config
+            try:
+                spec = model_spec(cfg.model.name_or_path, cfg.model.revision)
+            except ModelSpecError as exc:
+                if target:
+                    raise BadInput(str(exc)) from None
+                problems.append(f"{path}: {exc}")
+                continue
+            methods = [args.method or cfg.method]
+            cfg_backends = backends if cfg.backend == "auto" or args.backend != "auto" else [cfg.backend]
+            runs_dir = args.runs_dir if args.runs_dir != "runs" else str(loaded.base_dir / cfg.output.runs_dir)
+            targets.append(_target_report(spec, methods, cfg_backends, _settings(args, cfg), vram, gpu_label,
+                                          runs_dir, config=str(path)))
+    else:
+        try:
+            spec = model_spec(target)
+        except ModelSpecError as exc:
+            raise BadInput(str(exc)) from None
+        methods = [args.method] if args.method else ["full", "lora", "qlora"]
+        targets.append(_target_report(spec, methods, backends, _settings(args, None), vram, gpu_label,
+                                      args.runs_dir))
+    return {"hardware": hw, "vram": vram, "gpu_label": gpu_label, "hypothetical": hypothetical,
+            "backends": backends, "targets": targets, "problems": problems}
+
+
+def report_as_dict(report: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "hardware": report["hardware"].as_dict(),
+        "checked_against": None if report["vram"] is None else
+        {"gpu": report["gpu_label"], "vram_bytes": report["vram"], "hypothetical": report["hypothetical"]},
+        "backends": report["backends"],
+        "targets": [{
+            "config": t["config"], "model": t["model"].as_dict(), "settings": t["settings"],
+            "estimates": [e.as_dict() for e in t["estimates"]],
+            "recommendations": {b: r.as_dict() for b, r in t["recommendations"].items()},
+            "measured": t["measured"],
+        } for t in report["targets"]],
+        "problems": report["problems"],
+    }
+
+
+# ---------------------------------------------------------------------------- printing
+
+
+def _print_hardware(console: Any, hw: Any) -> None:
+    from rich.table import Table
+
+    from tui_tuner.estimate import fmt_gb
+
+    if hw.gpus:
+        t = Table(title="GPUs", title_justify="left")
+        for col in ("#", "name", "memory used / total", "util", "temp", "power", "compute", "processes"):
+            t.add_column(col)
+        for g in hw.gpus:
+            cc = f"{g.compute_capability[0]}.{g.compute_capability[1]}" if g.compute_capability else "?"
+            procs = ", ".join(f"{p.name}({p.pid}) {fmt_gb(p.used_bytes) if p.used_bytes else ''}".strip()
+                              for p in g.processes) or "-"
+            t.add_row(str(g.index), g.name, f"{fmt_gb(g.memory_used)} / {fmt_gb(g.memory_total)}",
+                      f"{g.utilization_pct}%" if g.utilization_pct is not None else "?",
+                      f"{g.temperature_c} C" if g.temperature_c is not None else "?",
+                      f"{g.power_w:.0f} / {g.power_limit_w:.0f} W" if g.power_w and g.power_limit_w else "?",
+                      f"{cc}{' bf16' if g.bf16 else ''}", procs)
+        console.print(t)
+        console.print(f"driver {hw.driver_version}, CUDA {hw.cuda_driver_version}")
+    else:
+        console.print(f"[yellow]No GPU:[/] {hw.gpu_unavailable_reason}")
+    ram = f"{fmt_gb(hw.ram_available)} free of {fmt_gb(hw.ram_total)}" if hw.ram_total else "?"
+    disk = f"{fmt_gb(hw.disk_free)} free at {hw.disk_path}" if hw.disk_free is not None else "?"
+    console.print(f"CPU {hw.cpu_model}, {hw.cpu_cores_logical} cores; RAM {ram}; disk {disk}")
+    pk = hw.packages
+    shown = ", ".join(f"{n} {v}" if v else f"{n} [dim]not installed[/]" for n, v in pk.items()
+                      if n in ("torch", "transformers", "peft", "trl", "bitsandbytes", "unsloth"))
+    console.print(f"Python {hw.python_version}; {shown}")
+
+
+def _print_target(console: Any, t: dict[str, Any], report: dict[str, Any], detailed: bool) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from tui_tuner.estimate import fmt_gb
+
+    spec = t["model"]
+    s = t["settings"]
+    head = f"[bold]{escape(t['config'])}[/]: " if t["config"] else ""
+    console.print()
+    console.print(head + escape(spec.describe()))
+    for note in spec.notes:
+        console.print(f"  [dim]{escape(note)}[/]")
+    tm = s["target_modules"] if isinstance(s["target_modules"], str) else ",".join(s["target_modules"])
+    console.print(f"  seq {s['seq_len']}, batch {s['batch_size']}, r {s['lora_r']} on {tm}, "
+                  f"{'gradient checkpointing' if s['gradient_checkpointing'] else 'no checkpointing'}, "
+                  f"{s['optimizer']}")
+    vram = report["vram"]
+    summary = Table(show_edge=False)
+    for col in ("method", "backend", "needs", *(["fits " + report["gpu_label"], "max batch", "max seq"] if vram else [])):
+        summary.add_column(col, justify="left" if col in ("method", "backend") else "right")
+    recs = t["recommendations"]
+    for est in t["estimates"]:
+        row = [est.method, est.backend, fmt_gb(est.total_bytes)]
+        if vram:
+            fit = next((f for f in recs[est.backend].fits if f.method == est.method), None) if est.backend in recs else None
+            if fit is not None:
+                ok = "[green]yes[/]" if fit.fits else "[red]no[/]"
+                row += [f"{ok} ({fmt_gb(abs(fit.headroom_bytes))} {'spare' if fit.fits else 'short'})",
+                        str(fit.max_batch_size or "-"), f"{fit.max_seq_len:,}" if fit.max_seq_len else "-"]
+            else:
+                row += ["", "", ""]
+        summary.add_row(*row)
+    console.print(summary)
+    if detailed:
+        shown = _breakdown_choice(t)
+        b = Table(title=f"Where the memory goes: {shown.method} ({shown.backend})", title_justify="left",
+                  show_edge=False)
+        b.add_column("term")
+        b.add_column("size", justify="right")
+        b.add_column("why", overflow="fold")
+        for line in shown.lines:
+            b.add_row(line.name, fmt_gb(line.bytes), escape(line.explanation))
+        b.add_row("[bold]total[/]", f"[bold]{fmt_gb(shown.total_bytes)}[/]", "")
+        console.print(b)
+        for note in shown.notes:
+            console.print(f"  [yellow]{escape(note)}[/]")
+    for backend, rec in recs.items():
+        label = f"[bold]{backend}[/]: " if len(recs) > 1 else ""
+        colour = "green" if rec.recommended else "red"
+        console.print(f"[{colour}]>[/] {label}{escape(rec.reason)}")
+    if not vram:
+        console.print("  [dim]No GPU here: pass --vram GB or --gpu NAME (e.g. --gpu 4090) to check a card.[/]")
+    for m in t["measured"]:
+        console.print(f"  measured on {escape(m['device'])} in run {escape(m['run_name'])}: "
+                      f"{fmt_gb(m['measured_peak_bytes'])} peak vs {fmt_gb(m['estimate_bytes'])} estimated "
+                      f"({m['method']}, {m['backend']}): estimator error {m['error'] * 100:+.0f}% on this machine")
+
+
+def _breakdown_choice(t: dict[str, Any]) -> Any:
+    """The estimate to break down: the recommended method, else the first one."""
+    for rec in t["recommendations"].values():
+        if rec.recommended is not None:
+            return rec.recommended.estimate
+    return t["estimates"][0]
+
+
+def _list_models(as_json: bool) -> int:
+    from tui_tuner.estimate import fmt_gb
+    from tui_tuner.modelspec import load_catalog, spec_from_config
+
+    rows = []
+    for entry in load_catalog():
+        spec = spec_from_config(entry, entry["name"], "catalog")
+        rows.append({"name": entry["name"], "params": spec.param_count, "aliases": entry.get("aliases", [])})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['name']:<45} {r['params'] / 1e9:6.2f}B  ({fmt_gb(r['params'] * 2)} in 16-bit)")
+    return 0
+
+
+def _list_gpus(as_json: bool) -> int:
+    from tui_tuner.estimate import COMMON_GPUS, fmt_gb
+
+    if as_json:
+        print(json.dumps([{"name": g.name, "memory_bytes": g.memory_bytes, "aliases": list(g.aliases),
+                           "bf16": g.bf16} for g in COMMON_GPUS], indent=2))
+    else:
+        for g in COMMON_GPUS:
+            print(f"{g.name:<12} {fmt_gb(g.memory_bytes):>7}  --gpu {g.aliases[0] if g.aliases else g.name}")
+    return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    if args.list_models:
+        return _list_models(args.json)
+    if args.list_gpus:
+        return _list_gpus(args.json)
+    try:
+        report = build_report(args)
+    except BadInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.json:
+        print(json.dumps(report_as_dict(report), indent=2))
+        return 0
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    _print_hardware(console, report["hardware"])
+    if report["vram"] and report["hypothetical"]:
+        console.print(f"Checking against: [bold]{report['gpu_label']}[/]")
+    detailed = args.target is not None
+    for t in report["targets"]:
+        _print_target(console, t, report, detailed)
+    if not report["targets"] and args.target is None:
+        console.print("\nNo run configs found (configs/*.yaml); name a model, e.g. "
+                      "`tui-tuner check TinyLlama/TinyLlama-1.1B-Chat-v1.0 --vram 16`.")
+    for p in report["problems"]:
+        console.print(f"[yellow]skipped:[/] {p}")
+    return 0

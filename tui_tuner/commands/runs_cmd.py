@@ -1,0 +1,273 @@
+"""`tui-tuner runs ls|show|attach|stop|resume|rm`: list and manage run directories.
+
+    tui-tuner runs                     # same as `runs ls`
+    tui-tuner runs show quickstart     # RUN is a name or a unique prefix
+    tui-tuner runs resume quickstart   # continue from the newest complete checkpoint
+    tui-tuner runs ls --runs-dir /data/runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("runs", help="list, follow, stop, resume or delete training runs")
+    p.add_argument("--runs-dir", default="runs", help="folder holding the runs (default: ./runs)")
+    # Given after the subcommand too; SUPPRESS keeps a value given before it from being reset.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--runs-dir", default=argparse.SUPPRESS, help="folder holding the runs (default: ./runs)")
+    p.set_defaults(handler=run_ls, json=False)
+    rsub = p.add_subparsers(dest="runs_command", metavar="SUBCOMMAND")
+    ls = rsub.add_parser("ls", help="table of runs: state, model, method, step, loss, duration", parents=[common])
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    ls.set_defaults(handler=run_ls)
+    show = rsub.add_parser("show", help="one run: config changes, loss summary, artefacts, errors", parents=[common])
+    show.add_argument("run", help="run name or unique prefix")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(handler=run_show)
+    attach = rsub.add_parser("attach", help="follow a run's progress (Ctrl+C stops following, not the run)",
+                             parents=[common])
+    attach.add_argument("run")
+    attach.add_argument("--stop-on-ctrl-c", action="store_true", help="Ctrl+C stops the run, as in `train`")
+    attach.set_defaults(handler=run_attach)
+    stop = rsub.add_parser("stop", help="stop a run gracefully (checkpoint + adapter saved)", parents=[common])
+    stop.add_argument("run")
+    stop.add_argument("--now", action="store_true", help="terminate at once; progress since the last checkpoint is lost")
+    stop.set_defaults(handler=run_stop)
+    resume = rsub.add_parser("resume", help="continue a stopped, failed or crashed run from its last checkpoint",
+                             parents=[common])
+    resume.add_argument("run")
+    resume.add_argument("--detach", action="store_true", help="return at once instead of following")
+    resume.set_defaults(handler=run_resume)
+    rm = rsub.add_parser("rm", help="delete a run directory (asks first)", parents=[common])
+    rm.add_argument("run")
+    rm.add_argument("-y", "--yes", action="store_true", help="do not ask")
+    rm.set_defaults(handler=run_rm)
+
+
+def _find(args: argparse.Namespace):
+    from tui_tuner.runs import RunLookupError, find_run
+
+    try:
+        return find_run(args.runs_dir, args.run)
+    except RunLookupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def _raw_config(run) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(run.config_path.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, yaml.YAMLError):
+        return {}
+
+
+def run_row(run) -> dict[str, Any]:
+    """One `runs ls` row (also the JSON form)."""
+    st = run.status()
+    cfg = _raw_config(run)
+    method = cfg.get("method", "?")
+    return {
+        "name": run.name, "state": st.state, "model": (cfg.get("model") or {}).get("name_or_path", "?"),
+        "method": method, "r": (cfg.get("lora") or {}).get("r") if method != "full" else None,
+        "step": st.step, "max_steps": st.max_steps, "loss": st.loss, "duration_s": st.duration_s,
+        "queued_after": st.queued_after, "error": st.error,
+    }
+
+
+def run_ls(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from tui_tuner.run_progress import format_duration
+    from tui_tuner.runs import list_runs, start_ready_queued
+
+    start_ready_queued(args.runs_dir)  # a queue whose supervisor died moves on
+    rows = [run_row(r) for r in list_runs(args.runs_dir)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    console = Console(highlight=False)
+    if not rows:
+        console.print(f"no runs in {args.runs_dir}. Start one: tui-tuner train configs/quickstart.yaml")
+        return 0
+    colours = {"running": "cyan", "stopping": "cyan", "finished": "green", "stopped": "yellow",
+               "failed": "red", "crashed": "red", "queued": "dim"}
+    table = Table(box=None, header_style="bold")
+    for col in ("name", "state", "model", "method", "r", "step", "loss", "duration"):
+        table.add_column(col, justify="right" if col in ("r", "step", "loss", "duration") else "left",
+                         no_wrap=col != "model", overflow="ellipsis")
+    for row in rows:
+        table.add_row(row["name"], f"[{colours.get(row['state'], '')}]{row['state']}[/]", str(row["model"]),
+                      str(row["method"]), "-" if row["r"] is None else str(row["r"]),
+                      f"{row['step']}/{row['max_steps'] or '?'}",
+                      "-" if row["loss"] is None else f"{row['loss']:.4f}", format_duration(row["duration_s"]))
+    console.print(table)
+    return 0
+
+
+def config_changes(run) -> dict[str, Any]:
+    """Dotted keys whose value differs from the defaults: what makes this run this run."""
+    from tui_tuner.config import RunConfig
+
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            if isinstance(v, dict) and v:
+                out.update(flat(v, f"{prefix}{k}."))
+            else:
+                out[prefix + k] = v
+        return out
+
+    defaults = flat(RunConfig().model_dump(mode="json"))
+    actual = flat(_raw_config(run))
+    return {k: v for k, v in actual.items() if defaults.get(k, object()) != v}
+
+
+def show_data(run) -> dict[str, Any]:
+    from tui_tuner.events import load_history
+    from tui_tuner.runs import checkpoint_problem
+
+    st = run.status()
+    hist = load_history(run.events_path)
+    losses = [loss for _, loss in hist.losses]
+    data: dict[str, Any] = {"name": run.name, "path": str(run.path), "status": st.as_dict(),
+                            "config_changes": config_changes(run)}
+    data["loss"] = ({"steps_logged": len(losses), "first": losses[0], "last": losses[-1], "min": min(losses)}
+                    if losses else None)
+    data["evals"] = [{"step": e.get("step"), "eval_loss": e.get("eval_loss")} for e in hist.evals]
+    data["checkpoints"] = [{"name": p.name, "complete": checkpoint_problem(p) is None,
+                            "problem": checkpoint_problem(p)} for p in run.all_checkpoints()]
+    artefacts = {}
+    for name in ("adapter", "merged", "gguf"):
+        p = run.path / name
+        if p.is_dir():
+            artefacts[name] = str(p)
+    data["artefacts"] = artefacts
+    if st.state in ("failed", "crashed"):
+        data["log_tail"] = run.log_tail(15)
+    return data
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+
+    from tui_tuner.run_progress import format_bytes, format_duration
+
+    run = _find(args)
+    if run is None:
+        return 2
+    data = show_data(run)
+    if args.json:
+        print(json.dumps(data, indent=2, default=str))
+        return 0
+    st = run.status()
+    c = Console(highlight=False)
+    c.print(f"[bold]{run.name}[/]  {st.state}  step {st.step}/{st.max_steps or '?'}  "
+            f"duration {format_duration(st.duration_s)}")
+    c.print(f"  folder   {run.path}")
+    if st.backend:
+        c.print(f"  backend  {st.backend} ({escape(st.backend_reason or '')}) on {st.device or '?'}")
+    if st.probe:
+        p = st.probe
+        c.print(f"  probe    measured peak {format_bytes(p.get('measured_peak_bytes'))}, with optimizer "
+                f"{format_bytes(p.get('projected_peak_bytes'))} of {format_bytes(p.get('capacity_bytes'))}"
+                f" (estimate {format_bytes(p.get('estimate_bytes'))})")
+    if st.error:
+        c.print(f"  [red]error[/]    {escape(st.error)}")
+    if st.hint:
+        c.print(f"  [yellow]hint[/]     {escape(st.hint)}")
+    if st.message:
+        c.print(f"  note     {escape(st.message)}")
+    c.print("[bold]config[/] (changed from defaults)")
+    for k, v in data["config_changes"].items():
+        c.print(f"  {k} = {escape(json.dumps(v))}")
+    if data["loss"]:
+        lo = data["loss"]
+        c.print(f"[bold]loss[/]  first {lo['first']:.4f}  last {lo['last']:.4f}  min {lo['min']:.4f} "
+                f"({lo['steps_logged']} points)")
+    for e in data["evals"]:
+        if e["eval_loss"] is not None:
+            c.print(f"  eval at step {e['step']}: {e['eval_loss']:.4f}")
+    c.print("[bold]artefacts[/]")
+    for ck in data["checkpoints"]:
+        c.print(f"  checkpoints/{ck['name']}" + ("" if ck["complete"] else f"  [red](incomplete: {ck['problem']})[/]"))
+    for name, path in data["artefacts"].items():
+        c.print(f"  {name}/  {path}")
+    if not data["checkpoints"] and not data["artefacts"]:
+        c.print("  none yet")
+    for line in data.get("log_tail", []):
+        c.print(f"  [dim]{escape(line)}[/]")
+    return 0
+
+
+def run_attach(args: argparse.Namespace) -> int:
+    from tui_tuner.commands.train_cmd import exit_status
+    from tui_tuner.run_progress import follow_run
+
+    run = _find(args)
+    if run is None:
+        return 2
+    st = follow_run(run, interrupt_stops=args.stop_on_ctrl_c)
+    return exit_status(st.state) if st.is_final else 0
+
+
+def run_stop(args: argparse.Namespace) -> int:
+    run = _find(args)
+    if run is None:
+        return 2
+    print(f"{run.name}: {run.request_stop(now=args.now)}")
+    return 0
+
+
+def run_resume(args: argparse.Namespace) -> int:
+    from tui_tuner.commands.train_cmd import exit_status
+    from tui_tuner.run_progress import follow_run
+    from tui_tuner.runs import RunError, resume_run
+
+    run = _find(args)
+    if run is None:
+        return 2
+    ckpt = run.latest_checkpoint()
+    try:
+        pid = resume_run(run, detach=args.detach)
+    except RunError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"resuming {run.name} (pid {pid}) from " + (f"{ckpt.name}" if ckpt else "the start (no complete checkpoint)"))
+    if args.detach:
+        print(f"  follow it: tui-tuner runs attach {run.name}")
+        return 0
+    return exit_status(follow_run(run).state)
+
+
+def run_rm(args: argparse.Namespace) -> int:
+    from tui_tuner.runs import RunError, delete_run
+
+    run = _find(args)
+    if run is None:
+        return 2
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print(f"error: not deleting {run.name} without confirmation; pass --yes.", file=sys.stderr)
+            return 2
+        answer = input(f"delete {run.path} and everything in it? [y/N] ").strip().lower()
+        if answer not in ("y", "yes"):
+            print("kept.")
+            return 1
+    try:
+        delete_run(run)
+    except RunError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"deleted {run.name}")
+    return 0
+

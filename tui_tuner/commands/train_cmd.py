@@ -1,0 +1,93 @@
+"""`tui-tuner train CONFIG [--set k=v] [--name N] [--detach] [--no-probe|--probe]`: start a training run.
+
+The config and its dataset are checked first (the same checks as `config check`); on any
+error nothing is created and the exit status is 2. Otherwise a run directory is created
+under `output.runs_dir` and the worker starts in its own session, so it outlives this
+terminal. Attached (the default) shows progress read from the run directory; Ctrl+C asks
+the worker to stop gracefully, a second Ctrl+C stops it at once. `--detach` returns at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tui_tuner.commands.config_cmd import add_set_option
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a LoRA / QLoRA adapter (or a full fine-tune) from a config",
+                       description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", help="YAML run config, e.g. configs/quickstart.yaml")
+    add_set_option(p)
+    p.add_argument("--name", help="run name prefix (default: output.run_name, else model and method)")
+    p.add_argument("--detach", action="store_true", help="start the run and return at once")
+    probe = p.add_mutually_exclusive_group()
+    probe.add_argument("--no-probe", dest="probe", action="store_false", default=None,
+                       help="skip the preflight memory probe (on by default on a GPU)")
+    probe.add_argument("--probe", dest="probe", action="store_true",
+                       help="run the preflight memory probe on CPU too")
+    p.set_defaults(handler=run_train)
+
+
+def check_before_start(config_path: str, overrides: list[str], name: str | None) -> tuple[object | None, list]:
+    """(LoadedConfig, every issue): config, dataset, run name and report_to, all checked before anything is created."""
+    from tui_tuner.config import ConfigIssue, load_config
+    from tui_tuner.names import run_name_problem
+
+    loaded = load_config(config_path, overrides)
+    issues = list(loaded.issues)
+    if not loaded.ok:
+        return loaded, issues
+    try:
+        from tui_tuner.data import check_config_dataset
+    except ImportError:
+        check_config_dataset = None
+    if check_config_dataset is not None:
+        issues.extend(check_config_dataset(loaded).issues_as_config_issues())
+    if name is not None:
+        problem = run_name_problem(name)
+        if problem:
+            issues.append(ConfigIssue("", problem, file="--name"))
+    from tui_tuner.train.worker import report_to_problem
+
+    problem = report_to_problem(loaded.config.report_to)
+    if problem:
+        issues.append(ConfigIssue("report_to", problem, file=config_path))
+    return loaded, issues
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from tui_tuner.console import print_issues
+    from tui_tuner.run_progress import follow_run
+    from tui_tuner.runs import RunError, create_run, start_worker
+
+    loaded, issues = check_before_start(args.config, args.overrides, args.name)
+    errors = [i for i in issues if i.severity == "error"]
+    print_issues(issues)
+    if errors:
+        print(f"{args.config}: not started ({len(errors)} error(s) above).", file=sys.stderr)
+        return 2
+    try:
+        run = create_run(loaded.config, loaded.base_dir, args.name, probe=args.probe, source_config=args.config)
+        pid = start_worker(run, detach=args.detach)
+    except RunError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    console = Console(highlight=False)
+    if args.detach:
+        console.print(f"started [bold]{run.name}[/] (pid {pid}) in {run.path}")
+        console.print(f"  follow it:  tui-tuner runs attach {run.name}")
+        console.print(f"  stop it:    tui-tuner runs stop {run.name}")
+        return 0
+    console.print(f"training [bold]{run.name}[/] in {run.path} — Ctrl+C stops it (a checkpoint is saved); "
+                  "the run keeps going if this terminal closes.")
+    st = follow_run(run, console)
+    return exit_status(st.state)
+
+
+def exit_status(state: str) -> int:
+    """0 for finished or stopped on request, 1 for failed or crashed."""
+    return 0 if state in ("finished", "stopped") else 1

@@ -1,0 +1,347 @@
+"""What this machine has: NVIDIA GPUs (through NVML), CPU, RAM, disk and installed packages.
+
+`probe()` is the full report for `tui-tuner check` and the Hardware screen; `sample_gpus()`
+is the cheap reading (utilisation, memory, temperature, power) that the training worker
+calls every few seconds and the TUI's meters show. Neither imports torch, bitsandbytes or
+unsloth: package versions come from their installed metadata. NVML (`pynvml`, from the
+nvidia-ml-py package) is initialised once; when it cannot be used, the GPU list is empty and
+`gpu_unavailable_reason()` says why in one line.
+
+    python -m tui_tuner check          # shows this report
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import shutil
+import sys
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+PACKAGES = ("torch", "transformers", "peft", "trl", "accelerate", "bitsandbytes", "unsloth", "datasets",
+            "textual", "nvidia-ml-py")
+"""Packages whose versions the report shows (read from metadata, never imported)."""
+
+_lock = threading.Lock()
+_nvml: Any = None          # the pynvml module once initialised
+_nvml_reason: str | None = None
+_nvml_tried = False
+
+
+@dataclass
+class GpuProcess:
+    """A process holding memory on a GPU."""
+
+    pid: int
+    name: str
+    used_bytes: int | None
+
+
+@dataclass
+class GpuInfo:
+    """One NVIDIA GPU as NVML reports it."""
+
+    index: int
+    name: str
+    memory_total: int
+    memory_used: int
+    memory_free: int
+    uuid: str = ""
+    utilization_pct: int | None = None
+    temperature_c: int | None = None
+    power_w: float | None = None
+    power_limit_w: float | None = None
+    compute_capability: tuple[int, int] | None = None
+    processes: list[GpuProcess] = field(default_factory=list)
+
+    @property
+    def bf16(self) -> bool:
+        """bfloat16 needs compute capability 8.0 (Ampere) or newer."""
+        return self.compute_capability is not None and self.compute_capability >= (8, 0)
+
+    @property
+    def unsloth_capable(self) -> bool:
+        """Unsloth's kernels need compute capability 7.0 (V100, T4) or newer."""
+        return self.compute_capability is not None and self.compute_capability >= (7, 0)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["compute_capability"] = (f"{self.compute_capability[0]}.{self.compute_capability[1]}"
+                                   if self.compute_capability else None)
+        d["bf16"] = self.bf16
+        return d
+
+
+@dataclass
+class GpuSample:
+    """A cheap live reading of one GPU (for meters and the training log)."""
+
+    index: int
+    name: str
+    util_pct: int | None
+    mem_used: int
+    mem_total: int
+    temperature_c: int | None
+    power_w: float | None
+    power_limit_w: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class HardwareReport:
+    """Everything `check` knows about this machine."""
+
+    gpus: list[GpuInfo]
+    gpu_unavailable_reason: str | None
+    driver_version: str | None
+    cuda_driver_version: str | None
+    cpu_model: str
+    cpu_cores_logical: int
+    cpu_cores_physical: int | None
+    ram_total: int | None
+    ram_available: int | None
+    disk_path: str
+    disk_free: int | None
+    disk_total: int | None
+    python_version: str
+    platform: str
+    packages: dict[str, str | None]
+    cuda_visible_devices: str | None = None
+
+    @property
+    def bitsandbytes_installed(self) -> bool:
+        return self.packages.get("bitsandbytes") is not None
+
+    @property
+    def unsloth_installed(self) -> bool:
+        return self.packages.get("unsloth") is not None
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in asdict(self).items() if k != "gpus"}
+        d["gpus"] = [g.as_dict() for g in self.gpus]
+        d["bitsandbytes_installed"] = self.bitsandbytes_installed
+        d["unsloth_installed"] = self.unsloth_installed
+        return d
+
+
+# ---------------------------------------------------------------------------- NVML
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _reason_for(exc: Exception, pynvml: Any) -> str:
+    code = getattr(exc, "value", None)
+    if code == getattr(pynvml, "NVML_ERROR_LIBRARY_NOT_FOUND", object()):
+        return "no NVIDIA driver: the NVML library (libnvidia-ml.so) is not on this machine."
+    if code == getattr(pynvml, "NVML_ERROR_DRIVER_NOT_LOADED", object()):
+        return "the NVIDIA driver is installed but not loaded (nvidia-smi fails too): load the kernel module or reboot."
+    if code == getattr(pynvml, "NVML_ERROR_NO_PERMISSION", object()):
+        return "no permission to query the NVIDIA driver (check /dev/nvidia* permissions or the container's GPU access)."
+    return f"NVML could not start: {_text(exc)}."
+
+
+def _ensure_nvml() -> Any:
+    """The initialised pynvml module, or None with the reason recorded (initialises once)."""
+    global _nvml, _nvml_reason, _nvml_tried
+    with _lock:
+        if _nvml_tried:
+            return _nvml
+        _nvml_tried = True
+        try:
+            import pynvml
+        except ImportError:
+            _nvml_reason = "the nvidia-ml-py package is not installed (pip install nvidia-ml-py), so GPUs cannot be read."
+            return None
+        try:
+            pynvml.nvmlInit()
+        except Exception as exc:  # pynvml raises NVMLError subclasses, or OSError when the library is odd
+            _nvml_reason = _reason_for(exc, pynvml)
+            return None
+        try:
+            count = pynvml.nvmlDeviceGetCount()
+        except Exception as exc:
+            _nvml_reason = _reason_for(exc, pynvml)
+            return None
+        if count == 0:
+            _nvml_reason = "the NVIDIA driver is loaded but reports no GPU."
+            return None
+        _nvml = pynvml
+        _nvml_reason = None
+        return _nvml
+
+
+def gpu_unavailable_reason() -> str | None:
+    """Why GPUs cannot be read (one line), or None when NVML works."""
+    _ensure_nvml()
+    return _nvml_reason
+
+
+def reset_nvml() -> None:
+    """Forget NVML's state so the next call initialises again (tests; after a driver reload)."""
+    global _nvml, _nvml_reason, _nvml_tried
+    with _lock:
+        if _nvml is not None:
+            try:
+                _nvml.nvmlShutdown()
+            except Exception:
+                pass
+        _nvml, _nvml_reason, _nvml_tried = None, None, False
+
+
+def _try(fn, *args, default=None):
+    try:
+        return fn(*args)
+    except Exception:  # one unsupported reading (e.g. power on some boards) must not hide the rest
+        return default
+
+
+def _process_name(pid: int) -> str:
+    try:
+        import psutil
+
+        return psutil.Process(pid).name()
+    except Exception:
+        return "?"
+
+
+def _gpu_info(nv: Any, index: int) -> GpuInfo:
+    h = nv.nvmlDeviceGetHandleByIndex(index)
+    mem = nv.nvmlDeviceGetMemoryInfo(h)
+    util = _try(nv.nvmlDeviceGetUtilizationRates, h)
+    power = _try(nv.nvmlDeviceGetPowerUsage, h)
+    limit = _try(nv.nvmlDeviceGetEnforcedPowerLimit, h)
+    cc = _try(nv.nvmlDeviceGetCudaComputeCapability, h)
+    procs = []
+    for p in _try(nv.nvmlDeviceGetComputeRunningProcesses, h, default=[]) or []:
+        used = getattr(p, "usedGpuMemory", None)
+        procs.append(GpuProcess(int(p.pid), _process_name(int(p.pid)), int(used) if isinstance(used, int) else None))
+    return GpuInfo(
+        index=index, name=_text(nv.nvmlDeviceGetName(h)),
+        memory_total=int(mem.total), memory_used=int(mem.used), memory_free=int(mem.free),
+        uuid=_text(_try(nv.nvmlDeviceGetUUID, h, default="")),
+        utilization_pct=int(util.gpu) if util is not None else None,
+        temperature_c=_try(nv.nvmlDeviceGetTemperature, h, getattr(nv, "NVML_TEMPERATURE_GPU", 0)),
+        power_w=power / 1000 if power is not None else None,
+        power_limit_w=limit / 1000 if limit is not None else None,
+        compute_capability=tuple(cc) if cc else None, processes=procs,
+    )
+
+
+def list_gpus() -> list[GpuInfo]:
+    """Every NVIDIA GPU with its full details ([] when NVML is unavailable; see `gpu_unavailable_reason`)."""
+    global _nvml_reason
+    nv = _ensure_nvml()
+    if nv is None:
+        return []
+    try:
+        return [_gpu_info(nv, i) for i in range(nv.nvmlDeviceGetCount())]
+    except Exception as exc:  # a GPU fell off the bus, the driver was unloaded...
+        _nvml_reason = _reason_for(exc, nv)
+        return []
+
+
+def sample_gpus() -> list[GpuSample]:
+    """A cheap reading of every GPU; never raises ([] when unavailable, reason in `gpu_unavailable_reason`)."""
+    nv = _ensure_nvml()
+    if nv is None:
+        return []
+    out = []
+    try:
+        for i in range(nv.nvmlDeviceGetCount()):
+            h = nv.nvmlDeviceGetHandleByIndex(i)
+            mem = nv.nvmlDeviceGetMemoryInfo(h)
+            util = _try(nv.nvmlDeviceGetUtilizationRates, h)
+            power = _try(nv.nvmlDeviceGetPowerUsage, h)
+            limit = _try(nv.nvmlDeviceGetEnforcedPowerLimit, h)
+            out.append(GpuSample(
+                index=i, name=_text(_try(nv.nvmlDeviceGetName, h, default="GPU")),
+                util_pct=int(util.gpu) if util is not None else None,
+                mem_used=int(mem.used), mem_total=int(mem.total),
+                temperature_c=_try(nv.nvmlDeviceGetTemperature, h, getattr(nv, "NVML_TEMPERATURE_GPU", 0)),
+                power_w=power / 1000 if power is not None else None,
+                power_limit_w=limit / 1000 if limit is not None else None,
+            ))
+    except Exception:
+        return []
+    return out
+
+
+# ---------------------------------------------------------------------------- the rest of the machine
+
+
+def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
+    """Installed versions from package metadata (None when not installed); imports nothing."""
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _existing_parent(path: Path) -> Path:
+    path = path.expanduser().absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def probe(runs_dir: str | Path = "runs") -> HardwareReport:
+    """The full hardware report; `runs_dir` is where free disk space matters (runs are written there)."""
+    gpus = list_gpus()
+    reason = None if gpus else gpu_unavailable_reason()
+    driver = cuda = None
+    if _nvml is not None:
+        driver = _text(_try(_nvml.nvmlSystemGetDriverVersion, default="")) or None
+        cv = _try(_nvml.nvmlSystemGetCudaDriverVersion)
+        cuda = f"{cv // 1000}.{cv % 1000 // 10}" if isinstance(cv, int) and cv > 0 else None
+    ram_total = ram_avail = None
+    physical = None
+    try:
+        import psutil
+
+        vm = psutil.virtual_memory()
+        ram_total, ram_avail = int(vm.total), int(vm.available)
+        physical = psutil.cpu_count(logical=False)
+    except Exception:
+        pass
+    disk_path = _existing_parent(Path(runs_dir))
+    try:
+        du = shutil.disk_usage(disk_path)
+        disk_free, disk_total = int(du.free), int(du.total)
+    except OSError:
+        disk_free = disk_total = None
+    return HardwareReport(
+        gpus=gpus, gpu_unavailable_reason=reason, driver_version=driver, cuda_driver_version=cuda,
+        cpu_model=_cpu_model(), cpu_cores_logical=os.cpu_count() or 1, cpu_cores_physical=physical,
+        ram_total=ram_total, ram_available=ram_avail, disk_path=str(disk_path), disk_free=disk_free,
+        disk_total=disk_total, python_version=platform.python_version(),
+        platform=f"{platform.system()} {platform.release()} ({platform.machine()})",
+        packages=package_versions(), cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover - a quick look by hand
+    import json
+
+    json.dump(probe().as_dict(), sys.stdout, indent=2)
+    print()

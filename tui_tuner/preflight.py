@@ -1,0 +1,194 @@
+"""Preflight: what a valid config still needs from the world before a run can start.
+
+The schema (`tui_tuner.config`) checks that values are well formed; preflight checks
+that they point at something real, so a typo fails in a second instead of after a model
+download or an hour of queueing:
+
+- the model is the built-in demo model, an existing local folder with a `config.json`,
+  or a hub id that is in the local cache (offline) or known to the hub (online);
+- the training and eval files exist and are files;
+- the chat template renders a sample conversation (in Jinja's sandbox: a template
+  cannot run code).
+
+    from tui_tuner.preflight import preflight_issues
+    issues = preflight_issues(load_config("configs/quickstart.yaml"))
+
+`tui-tuner config check` and `tui-tuner train` run it after the schema check. Only a
+hub id ever touches the network, and only when the hub is not switched off with
+`HF_HUB_OFFLINE=1`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from tui_tuner.config import DEMO_MODEL_ID, ConfigIssue, _line_for, yaml_positions
+
+if TYPE_CHECKING:
+    from tui_tuner.config import LoadedConfig
+
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+_HUB_TIMEOUT_S = 10.0
+
+
+def hub_offline() -> bool:
+    """True when the user switched the hub off (`HF_HUB_OFFLINE` / `TRANSFORMERS_OFFLINE`)."""
+    return any(os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+               for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def looks_like_hub_id(value: str) -> bool:
+    """`owner/name` with the characters the hub allows (and no `..`): could be a hub repository."""
+    return bool(_HUB_ID.fullmatch(value)) and ".." not in value and not value.startswith((".", "~"))
+
+
+def model_location(name_or_path: str, base_dir: Path) -> tuple[Literal["demo", "local", "hub", "missing"], Path | None]:
+    """Classify `model.name_or_path`: the demo model, an existing local path, a hub id, or a missing path."""
+    if name_or_path == DEMO_MODEL_ID:
+        return "demo", None
+    path = Path(name_or_path).expanduser()
+    if not path.is_absolute():
+        path = base_dir / path
+    if path.exists():
+        return "local", path
+    if looks_like_hub_id(name_or_path):
+        return "hub", None
+    return "missing", path
+
+
+def preflight_issues(loaded: "LoadedConfig") -> list[ConfigIssue]:
+    """Problems that stop `loaded` (a valid config) from starting a run; [] when it can start.
+
+    Returns nothing for an invalid config: fix the schema issues first.
+    """
+    cfg = loaded.config
+    if cfg is None:
+        return []
+    file = str(loaded.path) if loaded.path is not None else None
+    positions = {}
+    if loaded.path is not None:
+        try:
+            positions = yaml_positions(Path(loaded.path).read_text(encoding="utf-8-sig"))
+        except (OSError, UnicodeDecodeError):
+            positions = {}
+    base = loaded.base_dir
+    issues = [*_model_issues(cfg, base), *_data_issues(cfg, base), *_template_issues(cfg, base)]
+    for issue in issues:
+        issue.file = file
+        issue.line, issue.column = _line_for(positions, tuple(issue.key.split(".")))
+    return issues
+
+
+def _model_issues(cfg, base: Path) -> list[ConfigIssue]:
+    name = cfg.model.name_or_path
+    kind, path = model_location(name, base)
+    key = "model.name_or_path"
+    if kind == "demo":
+        return []
+    if kind == "missing":
+        return [ConfigIssue(key, f"model folder {str(path)!r} does not exist. Give an existing folder "
+                            "with the model's config.json and weights, a hub id such as "
+                            f"TinyLlama/TinyLlama-1.1B-Chat-v1.0, or `{DEMO_MODEL_ID}`.", value=name)]
+    if kind == "local":
+        if path.is_file():
+            return [ConfigIssue(key, f"{str(path)!r} is a file; point `model.name_or_path` at the model's "
+                                "folder (the one holding config.json).", value=name)]
+        if not (path / "config.json").is_file():
+            return [ConfigIssue(key, f"{str(path)!r} has no config.json, so it is not a model folder. "
+                                "Point at the folder that holds config.json and the weights "
+                                "(e.g. a `save_pretrained` output or a hub snapshot).", value=name)]
+        return []
+    return _hub_issues(name, cfg.model.revision)
+
+
+def _hub_issues(repo_id: str, revision: str | None) -> list[ConfigIssue]:
+    from huggingface_hub import try_to_load_from_cache
+
+    key = "model.name_or_path"
+    cached = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+    if isinstance(cached, str):
+        return []
+    if hub_offline():
+        return [ConfigIssue(key, f"{repo_id!r} is not in the local hub cache and the hub is switched off "
+                            "(HF_HUB_OFFLINE=1). Download it first on a connected machine "
+                            f"(`hf download {repo_id}`), point at a local folder instead, or unset "
+                            "HF_HUB_OFFLINE. Check the spelling of the id.", value=repo_id)]
+    from huggingface_hub import model_info
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        model_info(repo_id, revision=revision, timeout=_HUB_TIMEOUT_S)
+    except GatedRepoError:
+        return [ConfigIssue(key, f"{repo_id!r} is gated: accept its licence on huggingface.co and log in "
+                            "(`hf auth login`) before training.", value=repo_id)]
+    except RepositoryNotFoundError:
+        return [ConfigIssue(key, f"{repo_id!r} is not a model on the hub (or it is private and you are "
+                            "not logged in). Check the spelling, e.g. TinyLlama/TinyLlama-1.1B-Chat-v1.0.",
+                            value=repo_id)]
+    except RevisionNotFoundError:
+        return [ConfigIssue("model.revision", f"revision {revision!r} does not exist in {repo_id!r}; use a "
+                            "branch, tag or commit of that repository, or null.", value=revision)]
+    except Exception as exc:  # network down, DNS, proxy: say so, but let the run try its own download
+        return [ConfigIssue(key, f"could not reach the hub to check {repo_id!r} ({type(exc).__name__}); "
+                            "the run will try to download it. Set HF_HUB_OFFLINE=1 to train only from "
+                            "the local cache.", value=repo_id, severity="warning")]
+    return []
+
+
+def _data_issues(cfg, base: Path) -> list[ConfigIssue]:
+    out = []
+    for key, value in (("data.train", cfg.data.train), ("data.eval", cfg.data.eval)):
+        if value is None:
+            continue
+        path = cfg.resolve_path(value, base)
+        if not path.exists():
+            out.append(ConfigIssue(key, f"dataset file {str(path)!r} does not exist (relative paths are "
+                                   f"read from {str(base)!r}). Fix the path, or run `tui-tuner data check "
+                                   "FILE` on the file you mean.", value=value))
+        elif path.is_dir():
+            out.append(ConfigIssue(key, f"{str(path)!r} is a folder; `{key}` needs one .jsonl, .json, .csv "
+                                   "or .parquet file.", value=value))
+    return out
+
+
+def _template_issues(cfg, base: Path) -> list[ConfigIssue]:
+    choice = cfg.model.chat_template
+    if choice == "auto":
+        return []  # the tokenizer's own template (or chatml), checked once the tokenizer is loaded
+    tokenizer = _local_tokenizer_tokens(cfg, base)
+    from tui_tuner.templates import ChatTemplateError, resolve_chat_template
+
+    try:
+        resolve_chat_template(cfg.model, tokenizer)
+    except ChatTemplateError as exc:
+        return [ConfigIssue("model.chat_template", f"{exc} Use a built-in template (chatml, llama-3, zephyr, "
+                            "alpaca), `auto`, or fix the Jinja so it renders every message.",
+                            value=choice if len(choice) < 200 else choice[:200] + "...")]
+    return []
+
+
+class _SpecialTokens:
+    """Just the bos/eos strings of a tokenizer, read from a local folder without loading it."""
+
+    def __init__(self, bos: str | None, eos: str | None):
+        self.bos_token, self.eos_token, self.chat_template = bos, eos, None
+
+
+def _local_tokenizer_tokens(cfg, base: Path) -> _SpecialTokens | None:
+    import json
+
+    kind, path = model_location(cfg.model.name_or_path, base)
+    if kind != "local" or path is None:
+        return None
+    try:
+        tc = json.loads((path / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+    def token(value):
+        return value.get("content") if isinstance(value, dict) else value if isinstance(value, str) else None
+
+    return _SpecialTokens(token(tc.get("bos_token")), token(tc.get("eos_token")))

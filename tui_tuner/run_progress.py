@@ -1,0 +1,131 @@
+"""Follow a run in the terminal: a rich progress display read from the run directory.
+
+`tui-tuner train` (attached) and `tui-tuner runs attach` use `follow_run`. It reads
+exactly what the TUI reads (`status.json` through `RunDir.status()`, `events.jsonl`
+through `EventTail`), so what it shows is what any other viewer would see. Ctrl+C asks
+the worker to stop gracefully; a second Ctrl+C terminates it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tui_tuner.events import EventTail
+from tui_tuner.runs import RunDir
+from tui_tuner.status import RunStatus
+
+POLL_S = 0.5
+
+
+def format_bytes(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def progress_fields(st: RunStatus, tail: EventTail) -> dict[str, str]:
+    """The figures a progress line shows, as text."""
+    last = tail.history.last_log or {}
+    gpus = tail.history.latest_gpu()
+    gpu = " ".join(f"gpu{i} {format_bytes(g.get('mem_used'))}/{format_bytes(g.get('mem_total'))}"
+                   for i, g in sorted(gpus.items()))
+    loss = last.get("loss")
+    return {
+        "loss": f"{loss:.4f}" if isinstance(loss, (int, float)) else "-",
+        "lr": f"{last['lr']:.2e}" if isinstance(last.get("lr"), (int, float)) else "-",
+        "tok_s": f"{last['tokens_per_s']:.0f}" if isinstance(last.get("tokens_per_s"), (int, float)) else "-",
+        "eta": format_duration(last.get("eta_s")) if st.is_active else "-",
+        "gpu": gpu,
+    }
+
+
+def describe_end(run: RunDir, st: RunStatus) -> list[tuple[str, str]]:
+    """(style, text) lines that say how a run ended; failures include the hint and the log tail."""
+    lines: list[tuple[str, str]] = []
+    if st.state == "finished":
+        lines.append(("green", f"{run.name} finished at step {st.step}: {run.adapter_dir}"))
+        lines.append(("", f"chat with it: tui-tuner chat {run.name}"))
+    elif st.state == "stopped":
+        lines.append(("yellow", f"{run.name} stopped at step {st.step}/{st.max_steps or '?'}"
+                      + (f": {st.message}" if st.message else "")))
+        ckpt = run.latest_checkpoint()
+        if ckpt is not None:
+            lines.append(("", f"checkpoint {ckpt.name} saved; continue with: tui-tuner runs resume {run.name}"))
+    else:
+        lines.append(("red", f"{run.name} {st.state}: {st.error or 'no error recorded'}"))
+        if st.hint:
+            lines.append(("yellow", f"hint: {st.hint}"))
+        tail = run.log_tail(15)
+        if tail:
+            lines.append(("dim", f"last lines of {run.log_path}:"))
+            lines.extend(("dim", "  " + line) for line in tail)
+    return lines
+
+
+def follow_run(run: RunDir, console: Any = None, *, interrupt_stops: bool = True) -> RunStatus:
+    """Show the run's progress until it ends; returns the final status.
+
+    With `interrupt_stops`, Ctrl+C requests a graceful stop and a second Ctrl+C terminates
+    the worker; otherwise Ctrl+C only stops following (the run goes on).
+    """
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    console = console or Console(highlight=False)
+    tail = EventTail(run.events_path)
+    interrupts = 0
+    fancy = console.is_terminal
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}  {task.fields[tok_s]} tok/s  "
+                   "ETA {task.fields[eta]}  {task.fields[gpu]}"),
+        console=console, disable=not fancy, transient=False,
+    )
+    last_printed_step = -1
+    st = run.status()
+    with progress:
+        task = progress.add_task(st.state, total=st.max_steps or None, loss="-", lr="-", tok_s="-", eta="-", gpu="")
+        while True:
+            try:
+                tail.poll()
+                st = run.status()
+                fields = progress_fields(st, tail)
+                progress.update(task, description=st.state, completed=st.step, total=st.max_steps or None, **fields)
+                if not fancy and tail.history.last_log and tail.history.last_log.get("step", -1) != last_printed_step:
+                    last_printed_step = tail.history.last_log["step"]
+                    console.print(f"step {last_printed_step}/{st.max_steps or '?'} loss {fields['loss']} "
+                                  f"lr {fields['lr']} {fields['tok_s']} tok/s ETA {fields['eta']}")
+                if st.is_final:
+                    break
+                time.sleep(POLL_S)
+            except KeyboardInterrupt:
+                interrupts += 1
+                if not interrupt_stops:
+                    console.print(f"stopped following; the run goes on. Reattach: tui-tuner runs attach {run.name}")
+                    return run.status()
+                if interrupts == 1:
+                    said = run.request_stop()
+                    console.print(f"[yellow]{escape(said)}. Press Ctrl+C again to stop immediately "
+                                  "(unsaved progress is lost).[/]")
+                else:
+                    said = run.request_stop(now=True)
+                    console.print(f"[red]warning:[/] {escape(said)}")
+    tail.poll()
+    for style, text in describe_end(run, st):
+        console.print(f"[{style}]{escape(text)}[/]" if style else escape(text))
+    return st

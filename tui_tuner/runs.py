@@ -1,0 +1,590 @@
+"""Run directories: create, start, list, find, stop, resume and delete training runs.
+
+This is the Python API the CLI (`tui-tuner train`, `tui-tuner runs ...`) and the TUI
+share; both are thin shells over it. A run is a folder (see docs/run-directory.md):
+
+    runs/<name>-<yyyymmdd-hhmmss>/  config.yaml run.json status.json events.jsonl
+                                    train.log control.json checkpoints/ adapter/
+
+Everything about a run is read from that folder, so a run started from the CLI can be
+watched from the TUI and survives both. No heavy imports here.
+
+    from tui_tuner.runs import create_run, start_worker, list_runs
+    run = create_run(cfg, base_dir=Path("."))
+    start_worker(run)
+    for run in list_runs("runs"): print(run.name, run.status().state)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tui_tuner.status import (
+    ACTIVE_STATES,
+    FINAL_STATES,
+    RunStatus,
+    atomic_write_text,
+    read_status,
+    write_status,
+)
+
+if TYPE_CHECKING:
+    from tui_tuner.config import RunConfig
+
+CONFIG_FILE = "config.yaml"
+META_FILE = "run.json"
+LOG_FILE = "train.log"
+CONTROL_FILE = "control.json"
+LAUNCH_LOCK = "launch.lock"
+CHECKPOINTS_DIR = "checkpoints"
+ADAPTER_DIR = "adapter"
+STALE_LAUNCH_S = 120.0
+"""A launch lock with no live supervisor older than this is left over from a killed launcher."""
+
+
+class RunError(Exception):
+    """A run operation that cannot be done; the message says why and what to do."""
+
+
+class RunLookupError(RunError):
+    """No run, or more than one, matches a name or prefix."""
+
+
+# ---------------------------------------------------------------------------- processes
+
+
+def process_start_time(pid: int) -> float | None:
+    """The start time of process `pid` (seconds since the epoch), or None if it does not exist."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return None
+
+
+def process_alive(pid: int | None, started: float | None = None) -> bool:
+    """Whether `pid` is a live (not zombie) process started at `started` (when given)."""
+    import psutil
+
+    if not pid:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        if started is not None and abs(proc.create_time() - started) > 1.0:
+            return False  # the pid was reused by another process
+        return True
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return False
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+
+def _safetensors_complete(path: Path) -> bool:
+    """A safetensors file whose header parses and whose size covers every tensor it declares."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            if n <= 0 or 8 + n > size:
+                return False
+            header = json.loads(fh.read(n))
+    except (OSError, ValueError):
+        return False
+    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    return 8 + n + end <= size
+
+
+def _torch_file_complete(path: Path) -> bool:
+    """A torch.save file is a zip whose central directory (written last) is present."""
+    try:
+        return path.stat().st_size > 0 and zipfile.is_zipfile(path)
+    except OSError:
+        return False
+
+
+def checkpoint_problem(path: str | Path) -> str | None:
+    """Why a checkpoint folder cannot be resumed from (half-written), or None when it is complete."""
+    path = Path(path)
+    state = path / "trainer_state.json"
+    try:
+        json.loads(state.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "trainer_state.json is missing or unreadable"
+    weights = [p for pattern in ("adapter_model.safetensors", "model.safetensors", "model-*.safetensors")
+               for p in path.glob(pattern)]
+    bins = [p for pattern in ("adapter_model.bin", "pytorch_model.bin") for p in path.glob(pattern)]
+    if not weights and not bins:
+        return "no model or adapter weights"
+    for w in weights:
+        if not _safetensors_complete(w):
+            return f"{w.name} is truncated"
+    for name in ("optimizer.pt", "scheduler.pt"):
+        if not _torch_file_complete(path / name):
+            return f"{name} is missing or truncated"
+    return None
+
+
+def checkpoint_step(path: Path) -> int:
+    try:
+        return int(path.name.rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return -1
+
+
+# ---------------------------------------------------------------------------- the run directory
+
+
+class RunDir:
+    """One run's folder and everything in it."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunDir) and self.path.resolve() == other.path.resolve()
+
+    def __hash__(self) -> int:
+        return hash(self.path.resolve())
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def events_path(self) -> Path:
+        return self.path / "events.jsonl"
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / LOG_FILE
+
+    @property
+    def control_path(self) -> Path:
+        return self.path / CONTROL_FILE
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / CHECKPOINTS_DIR
+
+    @property
+    def adapter_dir(self) -> Path:
+        """The final model: a PEFT adapter (lora/qlora) or full weights (full), plus tokenizer."""
+        return self.path / ADAPTER_DIR
+
+    def exists(self) -> bool:
+        return (self.path / "status.json").is_file() and self.config_path.is_file()
+
+    def meta(self) -> dict[str, Any]:
+        """`run.json`: what the run was created with (name, created, queued_after, probe, source config)."""
+        try:
+            return json.loads((self.path / META_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    def raw_status(self) -> RunStatus:
+        """`status.json` exactly as written."""
+        st = read_status(self.path)
+        if st is None:
+            return RunStatus(state="failed", error=f"{self.path / 'status.json'} is missing",
+                             hint="This folder is not a complete run directory.")
+        return st
+
+    def status(self) -> RunStatus:
+        """The run's status, with a dead worker reconciled into `crashed`.
+
+        A run whose status says running/stopping but whose worker process is gone
+        (and whose supervisor, which records exit codes, is gone too) died without
+        writing a final state: it is reported as `crashed` and can be resumed.
+        """
+        st = self.raw_status()
+        if st.state in ACTIVE_STATES and not process_alive(st.pid, st.pid_started):
+            if process_alive(st.supervisor_pid):
+                return st  # the supervisor is about to record how the worker ended
+            st.state = "crashed"
+            st.error = st.error or (f"the worker (pid {st.pid}) ended without writing a final state "
+                                    "(killed, or the machine restarted)")
+            st.hint = st.hint or f"`tui-tuner runs resume {self.name}` continues from the last checkpoint."
+        return st
+
+    def config(self) -> "RunConfig":
+        """The exact, validated config the run was started with."""
+        from tui_tuner.config import load_config_or_raise
+
+        return load_config_or_raise(self.config_path)
+
+    def all_checkpoints(self) -> list[Path]:
+        """Every `checkpoint-N` folder, oldest first (complete or not)."""
+        if not self.checkpoints_dir.is_dir():
+            return []
+        found = [p for p in self.checkpoints_dir.iterdir() if p.is_dir() and p.name.startswith("checkpoint-")
+                 and checkpoint_step(p) >= 0]
+        return sorted(found, key=checkpoint_step)
+
+    def checkpoints(self) -> list[Path]:
+        """Complete checkpoints, oldest first; half-written ones are left out."""
+        return [p for p in self.all_checkpoints() if checkpoint_problem(p) is None]
+
+    def latest_checkpoint(self) -> Path | None:
+        done = self.checkpoints()
+        return done[-1] if done else None
+
+    def log_tail(self, lines: int = 20) -> list[str]:
+        """The last lines of `train.log` (what the worker printed)."""
+        try:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                size = fh.tell()
+                fh.seek(max(0, size - 64 * 1024))
+                data = fh.read()
+        except OSError:
+            return []
+        text = data.decode("utf-8", errors="replace").replace("\r", "\n")
+        return [s for s in text.splitlines() if s.strip()][-lines:]
+
+    def request_stop(self, now: bool = False) -> str:
+        """Ask the worker to stop; returns what was done, in words.
+
+        Graceful (default): the worker saves a checkpoint and the adapter at the next step
+        and ends `stopped`. `now=True`: the worker is terminated at once (SIGTERM); work
+        since the last checkpoint is lost. A queued run is cancelled (marked `stopped`).
+        """
+        st = self.status()
+        if st.state == "queued":
+            with _launch_lock(self) as locked:
+                if locked:
+                    st = self.raw_status()
+                    if st.state == "queued":
+                        st.state, st.ended = "stopped", time.time()
+                        st.error = "cancelled before it started"
+                        write_status(self.path, st)
+                        return "cancelled (it had not started)"
+            return "it is starting; ask again in a moment"
+        if st.state not in ACTIVE_STATES:
+            return f"not running (state: {st.state})"
+        request = {"request": "stop_now" if now else "stop", "t": time.time()}
+        atomic_write_text(self.control_path, json.dumps(request) + "\n")
+        if now and process_alive(st.pid, st.pid_started):
+            os.kill(st.pid, signal.SIGTERM)
+            return "terminated (work since the last checkpoint is lost)"
+        return "stop requested: the worker saves a checkpoint and the adapter, then stops"
+
+    def read_control(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.control_path.read_text(encoding="utf-8"))
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+
+# ---------------------------------------------------------------------------- finding runs
+
+
+def list_runs(runs_dir: str | Path) -> list[RunDir]:
+    """Every run directory under `runs_dir`, oldest first."""
+    root = Path(runs_dir)
+    if not root.is_dir():
+        return []
+    runs = [RunDir(p) for p in root.iterdir() if p.is_dir() and (p / "status.json").is_file()]
+
+    def created(run: RunDir) -> tuple[float, str]:
+        c = run.meta().get("created")
+        return (c if isinstance(c, (int, float)) else (run.path / "status.json").stat().st_mtime, run.name)
+
+    return sorted(runs, key=created)
+
+
+def find_run(runs_dir: str | Path, name_or_prefix: str) -> RunDir:
+    """The run named `name_or_prefix`, or the only one starting with it; a path to a run works too."""
+    candidate = Path(name_or_prefix).expanduser()
+    if (candidate / "status.json").is_file():
+        return RunDir(candidate)
+    runs = list_runs(runs_dir)
+    for run in runs:
+        if run.name == name_or_prefix:
+            return run
+    matches = [r for r in runs if r.name.startswith(name_or_prefix)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        if not runs:
+            raise RunLookupError(f"no runs in {runs_dir}: start one with `tui-tuner train CONFIG`, "
+                                 "or pass --runs-dir to look elsewhere.")
+        import difflib
+
+        close = difflib.get_close_matches(name_or_prefix, [r.name for r in runs], n=3, cutoff=0.4)
+        hint = f" Did you mean {', '.join(close)}?" if close else " `tui-tuner runs ls` lists them."
+        raise RunLookupError(f"no run in {runs_dir} is named or starts with {name_or_prefix!r}.{hint}")
+    names = ", ".join(r.name for r in matches[:8]) + (" ..." if len(matches) > 8 else "")
+    raise RunLookupError(f"{name_or_prefix!r} matches {len(matches)} runs ({names}); type more of the name.")
+
+
+# ---------------------------------------------------------------------------- creating runs
+
+
+def default_run_name(cfg: "RunConfig") -> str:
+    from tui_tuner.names import slug
+
+    return cfg.output.run_name or f"{slug(cfg.model.name_or_path)}-{cfg.method}"
+
+
+def _frozen_config(cfg: "RunConfig", base_dir: Path) -> "RunConfig":
+    """A copy whose relative paths are absolute, so the run does not depend on the cwd it started in."""
+    frozen = cfg.model_copy(deep=True)
+    frozen.data.train = str(cfg.resolve_path(cfg.data.train, base_dir).resolve())
+    if cfg.data.eval:
+        frozen.data.eval = str(cfg.resolve_path(cfg.data.eval, base_dir).resolve())
+    local_model = cfg.resolve_path(cfg.model.name_or_path, base_dir)
+    if not Path(cfg.model.name_or_path).is_absolute() and local_model.is_dir():
+        frozen.model.name_or_path = str(local_model.resolve())
+    frozen.output.runs_dir = str(cfg.resolve_path(cfg.output.runs_dir, base_dir).resolve())
+    return frozen
+
+
+def create_run(cfg: "RunConfig", base_dir: str | Path = ".", name: str | None = None, *,
+               queued_after: str | RunDir | None = None, probe: bool | None = None,
+               source_config: str | Path | None = None) -> RunDir:
+    """Create `<runs_dir>/<name>-<yyyymmdd-hhmmss>/` with config.yaml, run.json and a `queued` status.
+
+    `base_dir` resolves relative paths of the config (its project folder). Two runs created
+    in the same second get distinct folders (`-2`, `-3`, ...). `queued_after` makes it wait
+    for that run to end (see `start_ready_queued`). `probe`: None = on for GPUs only.
+    Raises `RunError` for a name that is not a plain name.
+    """
+    from tui_tuner.names import run_name_problem
+
+    base_dir = Path(base_dir)
+    base = name or default_run_name(cfg)
+    problem = run_name_problem(base)
+    if problem:
+        raise RunError(problem)
+    runs_root = cfg.resolve_path(cfg.output.runs_dir, base_dir).resolve()
+    runs_root.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = None
+    for n in range(1, 1000):
+        candidate = runs_root / (f"{base}-{stamp}" if n == 1 else f"{base}-{stamp}-{n}")
+        if candidate.resolve().parent != runs_root:
+            raise RunError(f"{base!r} would leave the runs directory; use a plain name.")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        path = candidate
+        break
+    if path is None:
+        raise RunError(f"could not find a free run folder name for {base!r} in {runs_root}")
+    run = RunDir(path)
+    after = queued_after.name if isinstance(queued_after, RunDir) else queued_after
+    now = time.time()
+    frozen = _frozen_config(cfg, base_dir)
+    atomic_write_text(run.config_path, frozen.to_yaml())
+    meta = {"name": run.name, "created": now, "queued_after": after,
+            "probe": {None: "auto", True: "on", False: "off"}[probe],
+            "source_config": str(Path(source_config).resolve()) if source_config else None,
+            "project_dir": str(base_dir.resolve())}
+    atomic_write_text(path / META_FILE, json.dumps(meta, indent=1) + "\n")
+    write_status(path, RunStatus(state="queued", created=now, queued_after=after))
+    return run
+
+
+# ---------------------------------------------------------------------------- launching
+
+
+class _launch_lock:
+    """Exclusive right to launch a run's worker (`launch.lock`, O_EXCL); stale locks are broken.
+
+    The supervisor inherits the lock and removes it when the worker has ended.
+    """
+
+    def __init__(self, run: RunDir, keep: bool = False):
+        self.path = run.path / LAUNCH_LOCK
+        self.keep = keep
+        self.locked = False
+
+    def __enter__(self) -> bool:
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                if self._stale():
+                    try:
+                        os.unlink(self.path)
+                    except FileNotFoundError:
+                        pass
+                    continue
+                return False
+            os.write(fd, json.dumps({"pid": os.getpid(), "t": time.time()}).encode())
+            os.close(fd)
+            self.locked = True
+            return True
+        return False
+
+    def _stale(self) -> bool:
+        try:
+            data = json.loads(self.path.read_text() or "{}")
+            age = time.time() - self.path.stat().st_mtime
+        except (OSError, ValueError):
+            return True
+        holder = data.get("supervisor_pid") or data.get("pid")
+        if holder and process_alive(holder, data.get("supervisor_started")):
+            return False
+        return age > 2.0 or not holder
+
+    def hand_over(self, supervisor_pid: int) -> None:
+        """Record the supervisor as the holder; it removes the lock when the worker ends."""
+        started = process_start_time(supervisor_pid)
+        atomic_write_text(self.path, json.dumps({"supervisor_pid": supervisor_pid,
+                                                 "supervisor_started": started, "t": time.time()}))
+        self.keep = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self.locked and not self.keep:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+
+def release_launch_lock(run: RunDir) -> None:
+    """Called by the supervisor when its worker has ended."""
+    try:
+        os.unlink(run.path / LAUNCH_LOCK)
+    except FileNotFoundError:
+        pass
+
+
+def worker_command(run: RunDir) -> list[str]:
+    return [sys.executable, "-m", "tui_tuner.train", str(run.path.resolve())]
+
+
+def worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parent.parent)
+    parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if package_root not in parts:
+        env["PYTHONPATH"] = os.pathsep.join([package_root, *parts])
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return env
+
+
+def start_worker(run: RunDir, detach: bool = True, wait_s: float = 60.0) -> int:
+    """Start the run's worker in its own session (it outlives this process and the terminal).
+
+    Returns the pid of the supervisor (`python -m tui_tuner.train RUN_DIR`), which runs
+    the worker as its child and records how it ended. `detach=False` is for callers that
+    attach right away: it waits (up to `wait_s`) until the worker has taken the run
+    (state leaves `queued`) or the supervisor exited, so launch failures show at once.
+    Raises `RunError` when the run is already running or being launched.
+    """
+    st = run.status()
+    if st.state in ACTIVE_STATES:
+        raise RunError(f"{run.name} is already {st.state} (pid {st.pid}).")
+    lock = _launch_lock(run)
+    if not lock.__enter__():
+        raise RunError(f"{run.name} is being started by another process; `tui-tuner runs ls` shows its state.")
+    try:
+        with open(run.log_path, "ab") as log:
+            proc = subprocess.Popen(worker_command(run), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    cwd=run.path, env=worker_env(), start_new_session=True, close_fds=True)
+        lock.hand_over(proc.pid)
+    finally:
+        lock.__exit__(None, None, None)
+    if not detach:
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            if run.raw_status().state != "queued" or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+    # Do not leave a zombie when this process lives on (the TUI): reap it in the background.
+    import threading
+
+    threading.Thread(target=proc.wait, daemon=True, name=f"reap-{proc.pid}").start()
+    return proc.pid
+
+
+def resume_run(run: RunDir, detach: bool = True) -> int:
+    """Continue a stopped, failed or crashed run from its newest complete checkpoint (or start a queued one).
+
+    Refused while the run is running and for a finished run. Returns the supervisor pid.
+    """
+    st = run.status()
+    if st.state in ACTIVE_STATES:
+        raise RunError(f"{run.name} is {st.state}; stop it first (`tui-tuner runs stop {run.name}`).")
+    if st.state == "finished":
+        raise RunError(f"{run.name} finished; there is nothing to resume. Start a new run to train longer.")
+    if st.state not in FINAL_STATES | {"queued"}:
+        raise RunError(f"{run.name} is {st.state}; it cannot be resumed.")
+    if st.state != "queued":
+        raw = run.raw_status()
+        if raw.state != st.state:  # a crash found by the liveness check: record it before relaunching
+            write_status(run.path, st)
+    return start_worker(run, detach=detach)
+
+
+def delete_run(run: RunDir) -> None:
+    """Delete a run's folder; refused while its worker runs or is being launched."""
+    st = run.status()
+    if st.state in ACTIVE_STATES:
+        raise RunError(f"{run.name} is {st.state}; stop it first (`tui-tuner runs stop {run.name}`).")
+    with _launch_lock(run) as locked:
+        if not locked:
+            raise RunError(f"{run.name} is being started; stop it first.")
+        if not run.exists() and not (run.path / "status.json").exists():
+            raise RunError(f"{run.path} is not a run directory.")
+        shutil.rmtree(run.path)
+
+
+# ---------------------------------------------------------------------------- the queue
+
+
+def queue_ready(run: RunDir, runs: list[RunDir] | None = None) -> bool:
+    """Whether a queued run may start: its `queued_after` run has ended (or no longer exists)."""
+    st = run.raw_status()
+    if st.state != "queued":
+        return False
+    after = st.queued_after
+    if not after:
+        return True
+    runs = runs if runs is not None else list_runs(run.path.parent)
+    before = next((r for r in runs if r.name == after), None)
+    return before is None or before.status().state in FINAL_STATES
+
+
+def start_ready_queued(runs_dir: str | Path) -> list[RunDir]:
+    """Launch every queued run whose predecessor has ended; returns those started.
+
+    Called by a supervisor when its worker ends, and by `tui-tuner runs ls` / the TUI so a
+    queue whose supervisor died still moves on. The launch lock makes concurrent callers safe.
+    """
+    runs = list_runs(runs_dir)
+    started = []
+    for run in runs:
+        if queue_ready(run, runs):
+            try:
+                start_worker(run)
+            except RunError:
+                continue
+            started.append(run)
+    return started

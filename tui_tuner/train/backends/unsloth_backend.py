@@ -1,0 +1,55 @@
+"""Load a model for training with Unsloth (NVIDIA GPU only): faster kernels, less memory.
+
+`unsloth` must be imported before transformers, trl and peft (it patches them); the
+worker's `select_backend` does that before anything else. The model it returns trains
+with the same trl `SFTTrainer`, callback and run directory as the transformers backend,
+and saves a standard PEFT adapter.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tui_tuner.train.backends.transformers_backend import weight_dtype
+
+if TYPE_CHECKING:
+    from tui_tuner.config import RunConfig
+
+ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+"""What `all-linear` means for the decoder architectures Unsloth supports."""
+
+
+def load_model(cfg: "RunConfig", model_path: str, device: str) -> tuple[Any, Any]:
+    """(model ready to train, tokenizer) through `FastLanguageModel`."""
+    if device != "cuda":
+        raise RuntimeError("the Unsloth backend needs a CUDA GPU")
+    from unsloth import FastLanguageModel
+
+    dtype = None if cfg.model.dtype == "auto" else weight_dtype(cfg, device)
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        model_name=model_path,
+        max_seq_length=cfg.model.max_seq_length,
+        dtype=dtype,
+        load_in_4bit=cfg.method == "qlora",
+        full_finetuning=cfg.method == "full",
+        revision=cfg.model.revision,
+        trust_remote_code=cfg.model.trust_remote_code,
+    )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if cfg.method == "full":
+        return model, tokenizer
+    targets = ALL_LINEAR if cfg.lora.target_modules == "all-linear" else list(cfg.lora.target_modules)
+    model = FastLanguageModel.get_peft_model(
+        model,
+        r=cfg.lora.r,
+        target_modules=targets,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        bias=cfg.lora.bias,
+        use_gradient_checkpointing="unsloth" if cfg.training.gradient_checkpointing else False,
+        random_state=cfg.training.seed,
+        use_rslora=cfg.lora.use_rslora,
+        max_seq_length=cfg.model.max_seq_length,
+    )
+    return model, tokenizer

@@ -1,0 +1,72 @@
+"""Background thread in the worker that appends NVML GPU samples to `events.jsonl`.
+
+One `{"kind": "gpu", "index": i, "util": ..., "mem_used": ..., "mem_total": ...,
+"temp": ..., "power": ...}` event per GPU every `interval_s`. Silent (no thread) when
+there is no NVIDIA GPU or the hardware module cannot read one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Any
+
+from tui_tuner.events import EventWriter
+
+# GpuSample field names -> event keys (the event schema in docs/run-directory.md).
+_RENAME = {"utilization": "util", "util_percent": "util", "gpu_util": "util",
+           "memory_used": "mem_used", "mem_used_bytes": "mem_used", "memory_used_bytes": "mem_used",
+           "memory_total": "mem_total", "mem_total_bytes": "mem_total", "memory_total_bytes": "mem_total",
+           "temperature": "temp", "temperature_c": "temp", "power_w": "power", "power_watts": "power"}
+
+
+def _sampler():
+    try:
+        from tui_tuner.hardware import sample_gpus
+    except ImportError:
+        return None
+    return sample_gpus
+
+
+def sample_to_event(sample: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(sample):
+        data = dataclasses.asdict(sample)
+    elif isinstance(sample, dict):
+        data = dict(sample)
+    else:
+        data = {k: v for k, v in vars(sample).items() if not k.startswith("_")}
+    return {_RENAME.get(k, k): v for k, v in data.items() if isinstance(v, (int, float, str, bool, type(None)))}
+
+
+class GpuMonitor(threading.Thread):
+    """Samples every GPU each `interval_s` until `stop()`."""
+
+    def __init__(self, events: EventWriter, interval_s: float = 2.0):
+        super().__init__(daemon=True, name="gpu-monitor")
+        self.events = events
+        self.interval_s = interval_s
+        self._stop_event = threading.Event()
+        self._sample = _sampler()
+
+    def available(self) -> bool:
+        if self._sample is None:
+            return False
+        try:
+            return bool(self._sample())
+        except Exception:
+            return False
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            try:
+                samples = self._sample() or []
+            except Exception:
+                return  # NVML went away (driver reset): stop sampling rather than flood the log
+            for i, sample in enumerate(samples):
+                event = sample_to_event(sample)
+                event.setdefault("index", i)
+                self.events.write("gpu", **event)
+            self._stop_event.wait(self.interval_s)
+
+    def stop(self) -> None:
+        self._stop_event.set()

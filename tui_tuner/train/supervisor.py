@@ -1,0 +1,110 @@
+"""The supervisor: runs the worker as a child process and records how it ended.
+
+A worker cannot write its own final state when the kernel kills it (SIGKILL from the
+out-of-memory killer, `kill -9`) or it exits without one. The supervisor waits for it,
+and if `status.json` is not final it writes `crashed` with the exit code or signal,
+telling an out-of-memory kill apart (the cgroup's `oom_kill` counter grew, or RAM was
+nearly exhausted just before) so the user gets the right hint. Then it releases the
+launch lock and starts any queued run that was waiting for this one. No torch here.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tui_tuner.runs import RunDir, release_launch_lock, start_ready_queued, worker_env
+from tui_tuner.status import FINAL_STATES, RAM_OOM_HINT, read_status, write_status
+
+LOW_MEMORY_FRACTION = 0.05
+"""Available RAM below this share of the total counts as "nearly exhausted"."""
+
+
+def cgroup_oom_kills() -> int | None:
+    """How many processes the OOM killer has ended in this cgroup, when the kernel tells us."""
+    for path, key in (("/sys/fs/cgroup/memory.events", "oom_kill"),
+                      ("/sys/fs/cgroup/memory/memory.oom_control", "oom_kill")):
+        try:
+            for line in Path(path).read_text().splitlines():
+                name, _, value = line.partition(" ")
+                if name == key:
+                    return int(value)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def supervise(run_dir: str | Path) -> int:
+    """Run the worker for `run_dir` to the end; returns its exit status."""
+    import psutil
+
+    run = RunDir(Path(run_dir).resolve())
+    env = worker_env()
+    env["TUI_TUNER_SUPERVISOR_PID"] = str(os.getpid())
+    oom_before = cgroup_oom_kills()
+    # Ctrl+C in a foreground `python -m tui_tuner.train` reaches the worker too; the supervisor
+    # must outlive it to record the result.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    proc = subprocess.Popen([sys.executable, "-m", "tui_tuner.train", "--worker", str(run.path)],
+                            stdin=subprocess.DEVNULL, cwd=run.path, env=env)
+    signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
+    low_memory = False
+    while True:
+        try:
+            rc = proc.wait(timeout=0.5)
+            break
+        except subprocess.TimeoutExpired:
+            vm = psutil.virtual_memory()
+            if vm.available < LOW_MEMORY_FRACTION * vm.total:
+                low_memory = True
+    oom_after = cgroup_oom_kills()
+    oom_killed = rc == -signal.SIGKILL and (
+        (oom_before is not None and oom_after is not None and oom_after > oom_before) or low_memory)
+    record_exit(run, rc, oom_killed=oom_killed)
+    release_launch_lock(run)
+    try:
+        start_ready_queued(run.path.parent)
+    except Exception as exc:  # the queue is best effort; `runs ls` kicks it again
+        print(f"tui-tuner: could not start the next queued run: {exc}", file=sys.stderr)
+    return rc if rc >= 0 else 128 - rc
+
+
+def record_exit(run: RunDir, rc: int, *, oom_killed: bool = False) -> None:
+    """Write the final state for a worker that ended without one (and the exit code either way)."""
+    st = read_status(run.path)
+    if st is None:
+        return
+    st.exit_code = rc
+    if st.state in FINAL_STATES:
+        write_status(run.path, st)
+        return
+    st.ended = time.time()
+    ckpt = run.latest_checkpoint()
+    since = f"checkpoint {ckpt.name}" if ckpt else "the start"
+    resume = f"`tui-tuner runs resume {run.name}` continues from {since}."
+    if rc < 0:
+        sig = -rc
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else f"signal {sig}"
+        if sig == signal.SIGTERM and run.read_control().get("request") == "stop_now":
+            st.state, st.error, st.hint = "stopped", None, resume
+            st.message = f"stopped immediately on request; progress after {since} was not saved"
+        elif oom_killed:
+            st.state = "crashed"
+            st.error = "the worker was killed by the system's out-of-memory killer (SIGKILL)"
+            st.hint = RAM_OOM_HINT
+        elif sig == signal.SIGKILL:
+            st.state = "crashed"
+            st.error = "the worker was killed (SIGKILL)"
+            st.hint = ("If nobody killed it, the system may have run out of RAM (see `dmesg`); lower "
+                       "training.batch_size or model.max_seq_length. " + resume)
+        else:
+            st.state, st.error, st.hint = "crashed", f"the worker was ended by {name}", resume
+    else:
+        st.state = "crashed"
+        st.error = f"the worker exited with status {rc} without recording a result"
+        st.hint = f"See the end of {run.log_path}. " + resume
+    write_status(run.path, st)

@@ -1,0 +1,338 @@
+"""The training worker: trains one run directory and records everything in it.
+
+    python -m tui_tuner.train --worker runs/demo-tiny-llama-lora-20260101-120000
+
+Order matters: the backend is chosen (and Unsloth imported, when chosen) before
+transformers, trl or peft are imported. The worker owns `status.json` while it runs;
+any exception ends the run `failed` with the message and a hint (the out-of-memory hint
+for OOM), and the traceback goes to `train.log` (this process's stderr).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from tui_tuner.events import EventWriter
+from tui_tuner.runs import RunDir, checkpoint_problem, checkpoint_step, process_start_time
+from tui_tuner.status import OOM_HINT, RunStatus, StatusKeeper, is_oom_message
+
+REPORTERS = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}
+
+
+class WorkerError(RuntimeError):
+    """A failure with a known cause: `hint` says what to do."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
+
+
+def report_to_problem(report_to: str) -> str | None:
+    """Why `report_to` cannot be honoured here (the package is missing), or None."""
+    if report_to == "none":
+        return None
+    if any(importlib.util.find_spec(mod) for mod in REPORTERS[report_to]):
+        return None
+    return (f"report_to: {report_to} is set but {report_to} is not installed. Run `pip install {report_to}`, "
+            "or set `report_to: none` (tui-tuner records the loss curve in the run directory either way).")
+
+
+def probe_mode(run: RunDir) -> str:
+    return str(run.meta().get("probe") or "auto")
+
+
+# ---------------------------------------------------------------------------- data
+
+
+def build_datasets(cfg: Any, tokenizer: Any, chat_template: str) -> tuple[Any, Any, dict[str, Any]]:
+    """Tokenized train (and eval) `datasets.Dataset`s with `input_ids` and `labels` (-100 outside answers).
+
+    The same `tokenize_conversation` and chat template serve training, chat, eval and export.
+    """
+    from datasets import Dataset
+
+    from tui_tuner.data import load_dataset_file, tokenize_conversation
+
+    def load(path: str) -> tuple[list, str]:
+        loaded = load_dataset_file(path, cfg.data)
+        if not loaded.ok:
+            errors = [i for i in loaded.issues if getattr(i, "severity", "error") == "error"]
+            first = errors[0] if errors else (loaded.issues[0] if loaded.issues else None)
+            text = first.format() if first is not None and hasattr(first, "format") else str(first)
+            raise WorkerError(f"the dataset {path} has errors: {text}",
+                              f"Run `tui-tuner data check {path}` to see every problem.")
+        return list(loaded.examples), str(loaded.format)
+
+    train_examples, fmt = load(cfg.data.train)
+    if cfg.data.max_samples:
+        train_examples = train_examples[: cfg.data.max_samples]
+    eval_examples: list = []
+    if cfg.data.eval:
+        eval_examples, _ = load(cfg.data.eval)
+    elif cfg.data.eval_split > 0 and len(train_examples) > 1:
+        order = list(range(len(train_examples)))
+        random.Random(cfg.training.seed).shuffle(order)
+        n_eval = max(1, int(round(len(order) * cfg.data.eval_split)))
+        held = set(order[:n_eval])
+        eval_examples = [e for i, e in enumerate(train_examples) if i in held]
+        train_examples = [e for i, e in enumerate(train_examples) if i not in held]
+
+    def tokenize(examples: list) -> tuple[Any, int]:
+        ids, labels, truncated = [], [], 0
+        for messages in examples:
+            out = tokenize_conversation(tokenizer, messages, cfg.model.max_seq_length,
+                                        cfg.data.completion_only_loss, chat_template=chat_template)
+            if out.get("truncated"):
+                truncated += 1
+            if not any(label != -100 for label in out["labels"]):
+                continue  # nothing to learn from (the answer was cut off entirely)
+            ids.append(list(out["input_ids"]))
+            labels.append(list(out["labels"]))
+        return Dataset.from_dict({"input_ids": ids, "labels": labels}), truncated
+
+    train_ds, truncated = tokenize(train_examples)
+    if len(train_ds) == 0:
+        raise WorkerError("no training example has any answer tokens left after tokenization",
+                          "Raise model.max_seq_length, or check the dataset with `tui-tuner data check`.")
+    eval_ds = tokenize(eval_examples)[0] if eval_examples else None
+    info = {"format": fmt, "train_examples": len(train_ds), "eval_examples": len(eval_ds) if eval_ds else 0,
+            "truncated": truncated, "train_tokens": sum(len(x) for x in train_ds["input_ids"])}
+    return train_ds, eval_ds, info
+
+
+# ---------------------------------------------------------------------------- trainer
+
+
+def sft_config(cfg: Any, run: RunDir, device: str, backend: str, has_eval: bool, model_dtype: Any) -> Any:
+    """trl `SFTConfig` for this run: checkpoints under the run directory, our own progress logging."""
+    import torch
+    from trl import SFTConfig
+
+    t = cfg.training
+    eval_on = has_eval and t.eval_steps is not None
+    on_gpu = device == "cuda"
+    return SFTConfig(
+        output_dir=str(run.checkpoints_dir),
+        max_steps=t.max_steps or -1,
+        num_train_epochs=t.epochs,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accumulation,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.scheduler,
+        warmup_steps=t.warmup_ratio,
+        weight_decay=t.weight_decay,
+        optim=t.optimizer,
+        max_grad_norm=t.max_grad_norm,
+        seed=t.seed,
+        data_seed=t.seed,
+        # Unsloth applies its own (offloading) checkpointing in get_peft_model.
+        activation_checkpointing=t.gradient_checkpointing and backend != "unsloth",
+        activation_checkpointing_kwargs={"use_reentrant": False},
+        logging_steps=t.logging_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        eval_strategy="steps" if eval_on else "no",
+        eval_steps=t.eval_steps if eval_on else None,
+        bf16=on_gpu and model_dtype == torch.bfloat16,
+        fp16=on_gpu and model_dtype == torch.float16,
+        use_cpu=not on_gpu,
+        report_to=[] if cfg.report_to == "none" else [cfg.report_to],
+        run_name=run.name,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        max_length=cfg.model.max_seq_length,
+        packing=t.packing,
+        completion_only_loss=None,  # labels are built by tokenize_conversation
+    )
+
+
+def save_final(trainer: Any, tokenizer: Any, run: RunDir, cfg: Any, model_path: str, template: str,
+               step: int) -> None:
+    """The adapter (or full model) + tokenizer + chat template, loadable without tui-tuner."""
+    import json
+
+    out = run.adapter_dir
+    trainer.save_model(str(out))
+    tokenizer.chat_template = template
+    tokenizer.save_pretrained(str(out))
+    (out / "chat_template.jinja").write_text(template, encoding="utf-8")
+    meta = {"run": run.name, "base_model": cfg.model.name_or_path, "base_model_path": model_path,
+            "method": cfg.method, "step": step, "chat_template": cfg.model.chat_template,
+            "max_seq_length": cfg.model.max_seq_length}
+    (out / "tui_tuner.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+
+
+def train(run: RunDir, cfg: Any, backend: str, device: str, keeper: Any, events: EventWriter,
+          resume_from: Path | None) -> str:
+    """Load, prepare, probe and train; returns the final state (`finished` or `stopped`)."""
+    from trl import SFTTrainer
+
+    from tui_tuner.train.callback import RunCallback
+    from tui_tuner.train.probe import ProbeDoesNotFit, estimate_bytes_for, run_probe
+
+    model_path = _resolve_model_path(cfg.model.name_or_path)
+    if backend == "unsloth":
+        from tui_tuner.train.backends.unsloth_backend import load_model
+    else:
+        from tui_tuner.train.backends.transformers_backend import load_model
+    model, tokenizer = load_model(cfg, model_path, device)
+    template = _resolve_template(cfg, tokenizer)
+    tokenizer.chat_template = template
+    train_ds, eval_ds, info = build_datasets(cfg, tokenizer, template)
+    events.write("data", **info)
+    model_dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
+    args = sft_config(cfg, run, device, backend, eval_ds is not None, model_dtype)
+
+    mode = probe_mode(run)
+    want_probe = mode == "on" or (mode == "auto" and device == "cuda")
+
+    def probe_hook(model: Any, state: Any) -> None:
+        if not want_probe:
+            return
+        try:
+            result = run_probe(trainer, model, batch_size=cfg.training.batch_size,
+                               optimizer_name=cfg.training.optimizer, estimate_bytes=estimate_bytes_for(cfg))
+        except ProbeDoesNotFit as exc:
+            _record_probe(keeper, events, exc.result)
+            raise WorkerError(str(exc), OOM_HINT) from None
+        _record_probe(keeper, events, result)
+
+    callback = RunCallback(run.path, events, keeper, on_train_begin_hook=probe_hook)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                         processing_class=tokenizer, callbacks=[callback])
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    step = trainer.state.global_step
+    save_final(trainer, tokenizer, run, cfg, model_path, template, step)
+    events.write("adapter", step=step, path=str(run.adapter_dir))
+    return "stopped" if callback.stop_requested else "finished"
+
+
+def _record_probe(keeper: Any, events: EventWriter, result: Any) -> None:
+    import dataclasses
+
+    data = dataclasses.asdict(result)
+    keeper.update(probe=data)
+    events.write("probe", **data)
+
+
+def _resolve_model_path(name_or_path: str) -> str:
+    try:
+        from tui_tuner.demo_model import resolve_model_path
+    except ImportError:
+        return name_or_path
+    return resolve_model_path(name_or_path)
+
+
+def _resolve_template(cfg: Any, tokenizer: Any) -> str:
+    from tui_tuner.templates import resolve_chat_template
+
+    return resolve_chat_template(cfg.model, tokenizer)
+
+
+# ---------------------------------------------------------------------------- entry
+
+
+def _classify(exc: BaseException) -> tuple[str, str | None]:
+    """(error message, hint) for an exception that ended the run."""
+    text = f"{type(exc).__name__}: {exc}".strip()
+    first = text.splitlines()[0][:500]
+    if isinstance(exc, WorkerError):
+        return str(exc), exc.hint
+    is_oom = type(exc).__name__ == "OutOfMemoryError" or is_oom_message(text)
+    if isinstance(exc, MemoryError) or is_oom:
+        return f"out of memory: {first}", OOM_HINT
+    return first, "See train.log in the run directory for the full traceback."
+
+
+def run_worker(run_dir: str | Path) -> int:
+    """Train the run in this process; returns the exit status (0 finished/stopped, 1 failed)."""
+    run = RunDir(Path(run_dir).resolve())
+    prev = run.raw_status()
+    had_events = run.events_path.exists() and run.events_path.stat().st_size > 0
+    now = time.time()
+    pid = os.getpid()
+    sup = os.environ.get("TUI_TUNER_SUPERVISOR_PID")
+    status = RunStatus.from_dict({**prev.as_dict(), "state": "running", "pid": pid,
+                                  "pid_started": process_start_time(pid),
+                                  "supervisor_pid": int(sup) if sup and sup.isdigit() else None,
+                                  "started": prev.started or now, "ended": None, "error": None, "hint": None,
+                                  "exit_code": None, "message": None,
+                                  "attempts": prev.attempts + 1})
+    keeper = StatusKeeper(run.path, status)
+    keeper.update()
+    events = EventWriter(run.events_path)
+    monitor = None
+    final, code = "failed", 1
+    try:
+        cfg = run.config()
+        from tui_tuner.train.backend_select import BackendUnavailable, select_backend
+
+        try:
+            backend, reason = select_backend(cfg)  # imports unsloth first when it is the choice
+        except BackendUnavailable as exc:
+            raise WorkerError(str(exc), "Edit `backend:` in the config and start a new run.") from None
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        problem = report_to_problem(cfg.report_to)
+        if problem:
+            raise WorkerError(problem)
+        if cfg.report_to == "tensorboard":
+            os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(run.path / "tensorboard"))
+        elif cfg.report_to == "wandb":
+            os.environ.setdefault("WANDB_DIR", str(run.path))
+        resume_from = run.latest_checkpoint()
+        skipped = [p.name for p in run.all_checkpoints()
+                   if checkpoint_problem(p) is not None and checkpoint_step(p) > checkpoint_step(resume_from or Path("x-0"))]
+        from_step = checkpoint_step(resume_from) if resume_from else 0
+        if had_events:
+            events.write("resume", from_step=from_step, checkpoint=resume_from.name if resume_from else None,
+                         skipped_incomplete=skipped)
+            keeper.status.resumed_from_step = from_step
+        keeper.update(backend=backend, backend_reason=reason, device=device, step=from_step)
+        events.write("start", attempt=status.attempts, backend=backend, backend_reason=reason, device=device,
+                     pid=pid)
+        print(f"tui-tuner worker {pid}: run {run.name}, backend {backend} ({reason}), device {device}"
+              + (f", resuming from {resume_from.name}" if resume_from else ""), flush=True)
+        if device == "cuda":
+            from tui_tuner.train.gpu_monitor import GpuMonitor
+
+            monitor = GpuMonitor(events)
+            if monitor.available():
+                monitor.start()
+            else:
+                monitor = None
+        final = train(run, cfg, backend, device, keeper, events, resume_from)
+        code = 0
+        keeper.update(state=final, ended=time.time(), exit_code=0)
+    except KeyboardInterrupt:
+        final, code = "stopped", 130
+        keeper.update(state="stopped", ended=time.time(), exit_code=code,
+                      message="interrupted (Ctrl+C in the worker's terminal); progress after the last "
+                              "checkpoint was not saved")
+    except BaseException as exc:  # every failure must end in a recorded state, never a silent death
+        traceback.print_exc()
+        error, hint = _classify(exc)
+        keeper.update(state="failed", ended=time.time(), error=error, hint=hint, exit_code=1)
+        code = 1
+    finally:
+        if monitor is not None:
+            monitor.stop()
+        st = keeper.status
+        try:
+            events.write("end", state=st.state, step=st.step, error=st.error, hint=st.hint)
+        finally:
+            events.close()
+    print(f"tui-tuner worker {pid}: {keeper.status.state}"
+          + (f": {keeper.status.error}" if keeper.status.error else ""), flush=True, file=sys.stderr)
+    return code
+

@@ -1,0 +1,173 @@
+"""The tui-tuner Textual app: Hardware, Config, Train and Runs screens over the run directory.
+
+    tui-tuner                     # opens on configs/quickstart.yaml when the project has one
+
+The app is a shell: it starts training workers as separate processes (they outlive it),
+and learns everything about a run from its directory through `tui_tuner.runs`. Quitting
+never stops a run; on start the app offers to reattach to runs still running.
+Screens are imported when first shown, so the first frame stays light (no torch).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.screen import Screen
+
+SCREENS_IN_ORDER = ("hardware", "config", "train", "runs")
+
+
+class TunerApp(App[int]):
+    """Four modes, one per screen; F1-F4 switch between them from anywhere."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "tui-tuner"
+    BINDINGS = [
+        Binding("f1", "show('hardware')", "Hardware", priority=True),
+        Binding("f2", "show('config')", "Config", priority=True),
+        Binding("f3", "show('train')", "Train", priority=True),
+        Binding("f4", "show('runs')", "Runs", priority=True),
+        Binding("ctrl+t", "toggle_theme", "Light/dark", show=False),
+        Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False),
+    ]
+
+    attached_run: reactive[Any] = reactive(None, init=False)
+    """The `RunDir` the Train screen shows (set by Config's start, Runs' open, reattach)."""
+
+    def __init__(self, *, project_dir: Path | None = None, config_path: Path | None = None,
+                 runs_dir: Path | None = None, offer_reattach: bool = True, start_screen: str = "config") -> None:
+        super().__init__()
+        self.project_dir = (project_dir or Path.cwd()).resolve()
+        if config_path is None:
+            quickstart = self.project_dir / "configs" / "quickstart.yaml"
+            config_path = quickstart if quickstart.is_file() else None
+        self.config_path = config_path
+        self.runs_dir = (runs_dir or self.project_dir / "runs").resolve()
+        self.offer_reattach = offer_reattach
+        self.start_screen = start_screen
+        self.add_mode("hardware", self._make_hardware)
+        self.add_mode("config", self._make_config)
+        self.add_mode("train", self._make_train)
+        self.add_mode("runs", self._make_runs)
+
+    # Screens are built on first use; their modules (and the domain modules they use)
+    # load then, not before the first frame.
+    def _make_hardware(self) -> Screen:
+        from tui_tuner.tui.screens.hardware import HardwareScreen
+        return HardwareScreen()
+
+    def _make_config(self) -> Screen:
+        from tui_tuner.tui.screens.config import ConfigScreen
+        return ConfigScreen(self.config_path)
+
+    def _make_train(self) -> Screen:
+        from tui_tuner.tui.screens.train import TrainScreen
+        return TrainScreen()
+
+    def _make_runs(self) -> Screen:
+        from tui_tuner.tui.screens.runs import RunsScreen
+        return RunsScreen()
+
+    def on_mount(self) -> None:
+        self.switch_mode(self.start_screen)
+        if self.offer_reattach:
+            self.find_running_runs()
+
+    # ------------------------------------------------------------------ navigation
+    def action_show(self, mode: str) -> None:
+        if self.current_mode != mode:
+            self.switch_mode(mode)
+
+    def action_toggle_theme(self) -> None:
+        self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
+
+    def attach(self, run: Any) -> None:
+        """Show `run` (a `RunDir`) on the Train screen."""
+        self.attached_run = run
+        self.action_show("train")
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for mode in SCREENS_IN_ORDER:
+            yield SystemCommand(f"Show {mode}", f"Switch to the {mode.title()} screen",
+                                lambda mode=mode: self.action_show(mode))
+        yield SystemCommand("Toggle light/dark", "Switch between the light and the dark theme", self.action_toggle_theme)
+        yield SystemCommand("Reattach to a running run", "List runs still training and show one",
+                            self.find_running_runs)
+
+    # ------------------------------------------------------------------ runs
+    def config_choices(self) -> list[tuple[Path, str]]:
+        """Configs the Open dialog lists: the project's `configs/` and every run's config."""
+        out = [(p, f"configs/{p.name}") for p in sorted((self.project_dir / "configs").glob("*.y*ml"))]
+        from tui_tuner.runs import list_runs
+
+        for run in list_runs(self.runs_dir):
+            out.append((run.path / "config.yaml", f"run {run.name}"))
+        return out
+
+    @work(thread=True, exclusive=True, group="find-running", exit_on_error=False)
+    def find_running_runs(self) -> None:
+        """Look for running runs off the UI thread, then offer to reattach."""
+        from tui_tuner.runs import list_runs
+
+        running = [r for r in list_runs(self.runs_dir) if r.status().state in ("running", "stopping", "queued")]
+        self.call_from_thread(self._offer_reattach, running)
+
+    def _offer_reattach(self, running: list) -> None:
+        if not running:
+            return
+        from tui_tuner.tui.screens.modals import ChoiceModal
+
+        by_name = {r.name: r for r in running}
+        choices = [(r.name, f"{r.name}  step {r.status().step}/{r.status().max_steps or '?'}") for r in running]
+
+        def chosen(name: str | None) -> None:
+            if name:
+                self.attach(by_name[name])
+
+        self.push_screen(ChoiceModal(f"{len(running)} run(s) still training — reattach?", choices,
+                                     body="Choose one to watch it, or Escape to carry on."), chosen)
+
+    def on_run_requested(self, message: Any) -> None:
+        """Config's "Start run" (a `RunRequested` message bubbling up from the screen)."""
+        self.start_run(message.config, message.config_path)
+
+    def start_run(self, config: Any, config_path: Path | None) -> None:
+        """Create a run directory for `config`, start its worker process and attach to it."""
+        from tui_tuner.config import project_dir_for
+        from tui_tuner.runs import create_run, start_worker
+
+        base = project_dir_for(config_path) if config_path else self.project_dir
+        try:
+            run = create_run(config, self.runs_dir, source_dir=base) if _accepts(create_run, "source_dir") \
+                else create_run(config, self.runs_dir)
+            start_worker(run, detach=True)
+        except Exception as exc:  # a refused start is shown, never a traceback
+            self.notify(f"could not start the run: {exc}", title="start failed", severity="error", timeout=10)
+            return
+        self.notify(f"started {run.name}")
+        self.attach(run)
+
+
+def _accepts(func: Any, name: str) -> bool:
+    import inspect
+
+    return name in inspect.signature(func).parameters
+
+
+def build_app(**kwargs: Any) -> TunerApp:
+    """The one factory the CLI, tests and screenshot tool use."""
+    return TunerApp(**kwargs)
+
+
+def run_app() -> int:
+    """Run the TUI in this terminal; returns the exit status."""
+    app = build_app()
+    result = app.run()
+    return int(result or 0)

@@ -1,0 +1,1 @@
+"""One module per screen (Hardware, Config, Train, Runs) plus the shared modal dialogs."""

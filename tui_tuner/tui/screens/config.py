@@ -1,0 +1,267 @@
+"""Config screen: edit a run config as a form and as raw YAML, validated as you type.
+
+The YAML text is the single source of truth. A form edit rewrites one line of it; a YAML
+edit refills the form. Validation (`tui_tuner.config.load_config_text`) runs a moment
+after the last keystroke; each error appears under its form field and on its YAML line.
+The dataset check runs in a thread worker and posts `DataChecked`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Button, Footer, Static, TextArea
+
+from tui_tuner.config import LoadedConfig, RunConfig, load_config_text
+from tui_tuner.tui.screens.modals import ChoiceModal, PathModal
+from tui_tuner.tui.widgets.config_form import ConfigForm, FieldEdited
+from tui_tuner.tui.widgets.issue_list import IssueChosen, IssueList
+from tui_tuner.tui.widgets.yaml_editor import YamlEditor
+from tui_tuner.tui.yaml_edit import set_yaml_value
+
+VALIDATE_DELAY_S = 0.25
+"""Validate this long after the last keystroke, so typing never waits on validation."""
+
+
+@dataclass
+class DataChecked(Message):
+    """The dataset check for the config text `for_text` finished (report None: no check available)."""
+
+    for_text: str
+    summary: str
+    issues: list
+
+
+@dataclass
+class RunRequested(Message):
+    """The user asked to start a run from a valid config (the app creates and attaches it)."""
+
+    config: RunConfig
+    config_path: Path | None
+
+
+class ConfigScreen(Screen):
+    """Form + YAML editor + issues + dataset summary, with save, save as and start."""
+
+    BINDINGS = [
+        Binding("ctrl+o", "open", "Open"),
+        Binding("ctrl+s", "save", "Save"),
+        Binding("f9", "save_as", "Save as"),
+        Binding("ctrl+r", "start_run", "Start run"),
+    ]
+
+    def __init__(self, config_path: Path | None = None, text: str | None = None) -> None:
+        super().__init__()
+        self.config_path = config_path
+        if text is None:
+            text = config_path.read_text(encoding="utf-8") if config_path and config_path.is_file() else RunConfig().to_yaml()
+        self._initial_text = text
+        self.saved_text = text
+        self.loaded: LoadedConfig = load_config_text(text, file=self._file_label())
+        self.data_issues: list = []
+        self._validate_timer: Timer | None = None
+        self._defaults = RunConfig().model_dump(mode="json")
+
+    # ------------------------------------------------------------------ layout
+    def compose(self) -> ComposeResult:
+        yield Static(id="config-title", classes="screen-title")
+        with Horizontal(id="config-body"):
+            yield ConfigForm(id="config-form")
+            with Vertical(id="yaml-pane"):
+                yield YamlEditor(self._initial_text, id="yaml-editor")
+                yield IssueList(ok_text="config is valid", id="config-issues")
+        yield Static(Text("dataset: not checked yet", style="dim"), id="data-summary")
+        with Horizontal(id="config-buttons", classes="button-bar"):
+            yield Button("Open", id="open")
+            yield Button("Save", id="save")
+            yield Button("Save as", id="save-as")
+            yield Button("Start run", id="start", variant="success")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._show_validation()
+        self.query_one(ConfigForm).show_values(self.loaded.raw, self._defaults)
+
+    # ------------------------------------------------------------------ state
+    @property
+    def text(self) -> str:
+        return self.query_one(YamlEditor).text
+
+    @property
+    def errors(self) -> list:
+        """Every error that blocks starting: config errors, then dataset errors."""
+        return [i for i in list(self.loaded.issues) + self.data_issues if i.severity == "error"]
+
+    @property
+    def dirty(self) -> bool:
+        return self.text != self.saved_text
+
+    def _file_label(self) -> str:
+        return str(self.config_path) if self.config_path else "<unsaved config>"
+
+    def _update_title(self) -> None:
+        title = Text()
+        title.append("Config ", style="bold")
+        title.append(self._file_label())
+        if self.is_mounted and self.dirty:
+            title.append("  (modified)", style="yellow")
+        self.query_one("#config-title", Static).update(title)
+
+    # ------------------------------------------------------------------ editing
+    @on(FieldEdited)
+    def _field_edited(self, event: FieldEdited) -> None:
+        editor = self.query_one(YamlEditor)
+        new_text = set_yaml_value(editor.text, event.path, event.value)
+        if new_text != editor.text:
+            with editor.prevent(TextArea.Changed):
+                editor.replace(new_text, editor.document.start, editor.document.end, maintain_selection_offset=False)
+        self._schedule_validation()
+
+    @on(TextArea.Changed, "#yaml-editor")
+    def _yaml_edited(self) -> None:
+        self._schedule_validation()
+
+    def _schedule_validation(self) -> None:
+        if self._validate_timer is not None:
+            self._validate_timer.stop()
+        self._validate_timer = self.set_timer(VALIDATE_DELAY_S, self.validate_now)
+
+    def validate_now(self) -> None:
+        """Validate the current text and show every issue (tests call this to skip the delay)."""
+        text = self.text
+        self.loaded = load_config_text(text, file=self._file_label())
+        self.loaded.path = self.config_path
+        if self.loaded.raw:
+            self.query_one(ConfigForm).show_values(self.loaded.raw, self._defaults)
+        self._show_validation()
+
+    def _show_validation(self) -> None:
+        issues = list(self.loaded.issues) + self.data_issues
+        self.query_one(ConfigForm).show_issues(issues)
+        self.query_one(IssueList).show_issues(issues)
+        self.query_one(YamlEditor).mark_lines({i.line for i in issues if i.line and i.severity == "error"},
+                                               {i.line for i in issues if i.line and i.severity == "warning"})
+        self.query_one("#start", Button).disabled = bool(self.errors)
+        self._update_title()
+        if self.loaded.ok:
+            self.check_dataset(self.text, self.loaded)
+        else:
+            self.data_issues = []
+            self.query_one("#data-summary", Static).update(Text("dataset: checked once the config is valid", style="dim"))
+
+    @work(thread=True, exclusive=True, group="data-check", exit_on_error=False)
+    def check_dataset(self, text: str, loaded: LoadedConfig) -> None:
+        """Run the dataset check off the UI thread; the result comes back as `DataChecked`."""
+        try:
+            from tui_tuner.data import check_config_dataset
+        except ImportError:
+            self.post_message(DataChecked(text, "dataset: the data checker is not available in this build", []))
+            return
+        report = check_config_dataset(loaded)
+        self.post_message(DataChecked(text, report.summary_text(), list(report.issues_as_config_issues())))
+
+    @on(DataChecked)
+    def _data_checked(self, event: DataChecked) -> None:
+        if event.for_text != self.text:
+            return  # the config changed meanwhile; a newer check is on its way
+        changed = [(i.key, i.message) for i in event.issues] != [(i.key, i.message) for i in self.data_issues]
+        self.data_issues = event.issues
+        self.query_one("#data-summary", Static).update(Text(event.summary))
+        if changed:
+            issues = list(self.loaded.issues) + self.data_issues
+            self.query_one(ConfigForm).show_issues(issues)
+            self.query_one(IssueList).show_issues(issues)
+            self.query_one("#start", Button).disabled = bool(self.errors)
+
+    @on(IssueChosen)
+    def _issue_chosen(self, event: IssueChosen) -> None:
+        if event.line:
+            self.query_one(YamlEditor).go_to_line(event.line)
+
+    # ------------------------------------------------------------------ actions
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        actions = {"open": self.action_open, "save": self.action_save, "save-as": self.action_save_as,
+                   "start": self.action_start_run}
+        if event.button.id in actions:
+            event.stop()
+            actions[event.button.id]()
+
+    def load_file(self, path: Path) -> None:
+        """Replace the editor's content with a config file."""
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            self.notify(f"cannot open {path}: {exc.strerror}", severity="error")
+            return
+        self.config_path = path
+        self.saved_text = text
+        editor = self.query_one(YamlEditor)
+        editor.load_text(text)
+        self.validate_now()
+
+    def action_open(self) -> None:
+        choices = [(str(p), label) for p, label in self.app.config_choices()]
+
+        def opened(value: str | None) -> None:
+            if value:
+                self.load_file(Path(value))
+
+        self.app.push_screen(ChoiceModal("Open a config", choices, empty_text="no configs found"), opened)
+
+    def action_save(self) -> None:
+        if self.config_path is None:
+            self.action_save_as()
+            return
+        self._write(self.config_path)
+
+    def action_save_as(self) -> None:
+        suggestion = str(self.config_path or Path("configs") / "my-run.yaml")
+
+        def chosen(value: str | None) -> None:
+            if value:
+                self._write(Path(value).expanduser())
+
+        self.app.push_screen(PathModal("Save config as", suggestion), chosen)
+
+    def _write(self, path: Path) -> None:
+        text = self.text
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            self.notify(f"cannot save {path}: {exc.strerror}", severity="error")
+            return
+        self.config_path, self.saved_text = path, text
+        self.loaded.path = path
+        self._update_title()
+        self.notify(f"saved {path}")
+
+    def action_start_run(self) -> None:
+        self.validate_now()
+        if self.errors:
+            first = self.errors[0]
+            where = f"line {first.line}: " if first.line else ""
+            self.notify(f"fix {len(self.errors)} error(s) before starting — {where}{first.key} {first.message}",
+                        title="cannot start", severity="error")
+            return
+        assert self.loaded.config is not None
+        self.post_message(RunRequested(self.loaded.config, self.config_path))
+
+    def use_settings(self, values: dict[tuple[str, ...], Any]) -> None:
+        """Apply settings carried over from the Hardware screen's fit panel."""
+        editor = self.query_one(YamlEditor)
+        text = editor.text
+        for path, value in values.items():
+            text = set_yaml_value(text, path, value)
+        editor.replace(text, editor.document.start, editor.document.end, maintain_selection_offset=False)
+        self.validate_now()

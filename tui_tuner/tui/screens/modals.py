@@ -1,0 +1,126 @@
+"""Small self-contained dialogs: confirm, ask for a path, pick one item from a list.
+
+Each is a typed `ModalScreen[T]`; callers `push_screen(modal, callback)` or, inside a
+worker, `await push_screen_wait(modal)`. Styles live in DEFAULT_CSS so a dialog can be
+reused anywhere without the app's stylesheet.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, OptionList, Static
+from textual.widgets.option_list import Option
+
+_DIALOG_CSS = """
+    {name} {{ align: center middle; }}
+    {name} > Vertical {{
+        width: 64; max-width: 100%; height: auto; max-height: 90%;
+        border: thick $primary; background: $surface; padding: 0 1;
+    }}
+    {name} .dialog-title {{ text-style: bold; width: 100%; margin-bottom: 1; }}
+    {name} .dialog-body {{ width: 100%; height: auto; max-height: 14; margin-bottom: 1; }}
+    {name} .dialog-buttons {{ height: auto; align-horizontal: right; width: 100%; }}
+    {name} Button {{ margin-left: 1; min-width: 10; }}
+"""
+
+
+class ConfirmModal(ModalScreen[bool]):
+    """Yes/No question; Enter or y confirms, Escape or n cancels."""
+
+    DEFAULT_CSS = _DIALOG_CSS.format(name="ConfirmModal")
+    BINDINGS = [
+        Binding("escape,n", "answer(False)", "No"),
+        Binding("y", "answer(True)", "Yes"),
+    ]
+
+    def __init__(self, title: str, body: str = "", *, yes: str = "Yes", no: str = "No", danger: bool = False) -> None:
+        super().__init__()
+        self.title_text, self.body, self.yes, self.no, self.danger = title, body, yes, no, danger
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(Text(self.title_text), classes="dialog-title")
+            if self.body:
+                yield Static(Text(self.body), classes="dialog-body")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button(self.no, id="no")
+                yield Button(self.yes, id="yes", variant="error" if self.danger else "primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#yes" if not self.danger else "#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, value: bool) -> None:
+        self.dismiss(value)
+
+
+class PathModal(ModalScreen[str | None]):
+    """Ask for a file path (save as); Escape cancels."""
+
+    DEFAULT_CSS = _DIALOG_CSS.format(name="PathModal")
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, value: str = "", *, action: str = "Save") -> None:
+        super().__init__()
+        self.title_text, self.value, self.action_label = title, value, action
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(Text(self.title_text), classes="dialog-title")
+            yield Input(self.value, id="path", classes="dialog-body")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button(self.action_label, id="ok", variant="primary")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self._finish(event.value)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "ok":
+            self._finish(self.query_one("#path", Input).value)
+        else:
+            self.dismiss(None)
+
+    def _finish(self, value: str) -> None:
+        self.dismiss(value.strip() or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ChoiceModal(ModalScreen[str | None]):
+    """Pick one of (value, label) choices; Enter picks, Escape cancels."""
+
+    DEFAULT_CSS = _DIALOG_CSS.format(name="ChoiceModal")
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, choices: list[tuple[str, str]], *, body: str = "", empty_text: str = "nothing to choose") -> None:
+        super().__init__()
+        self.title_text, self.choices, self.body, self.empty_text = title, choices, body, empty_text
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(Text(self.title_text), classes="dialog-title")
+            if self.body:
+                yield Static(Text(self.body))
+            options = [Option(Text(label), id=str(i)) for i, (_, label) in enumerate(self.choices)]
+            if not options:
+                options = [Option(Text(self.empty_text, style="dim"), disabled=True)]
+            yield OptionList(*options, classes="dialog-body")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Cancel", id="cancel")
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(self.choices[int(event.option_id)][0])
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

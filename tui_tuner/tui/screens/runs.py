@@ -1,0 +1,285 @@
+"""Runs screen: every run in the runs folder, with open, stop, resume, delete and compare.
+
+A thread worker lists the runs every two seconds (`tui_tuner.runs.list_runs` and each
+run's status) and posts `RunsListed`; the table is updated in place so the cursor and
+the selection stay where they were. Select two or more runs (space) and press c to
+compare their configs and loss curves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from tui_tuner.runs import RunDir, delete_run, list_runs, resume_run
+from tui_tuner.tui.run_view import format_duration
+from tui_tuner.tui.screens.modals import ConfirmModal
+from tui_tuner.tui.screens.train import STATE_STYLES
+
+REFRESH_S = 2.0
+COLUMNS = ("run", "state", "model", "method", "progress", "loss", "started", "duration")
+NARROW_COLUMNS = ("run", "state", "method", "progress", "loss", "duration")
+"""Below `WIDE_FROM` terminal columns the table drops model and start time so nothing scrolls."""
+WIDE_FROM = 110
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One table row, computed off the UI thread."""
+
+    run: RunDir
+    state: str
+    model: str
+    method: str
+    progress: str
+    loss: str
+    started: str
+    duration: str
+    error: str | None
+
+
+@dataclass
+class RunsListed(Message):
+    rows: list[RunRow]
+
+
+def _started(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    when = datetime.fromtimestamp(ts)
+    return when.strftime("%H:%M") if when.date() == datetime.now().date() else when.strftime("%b %d")
+
+
+def run_row(run: RunDir, config_cache: dict[str, tuple[str, str]]) -> RunRow:
+    """Read one run's status (and config, once) into a table row."""
+    st = run.status()
+    if run.name not in config_cache:
+        try:
+            cfg = run.config()
+            model = cfg.model.name_or_path.rstrip("/").split("/")[-1]
+            method = cfg.method if cfg.method == "full" else f"{cfg.method} r{cfg.lora.r}"
+            config_cache[run.name] = (model if len(model) <= 18 else model[:17] + "…", method)
+        except Exception:  # an unreadable config is shown as unknown; the run's error says why
+            config_cache[run.name] = ("?", "?")
+    model, method = config_cache[run.name]
+    progress = f"{st.step}/{st.max_steps or '?'}"
+    loss = f"{st.loss:.4f}" if isinstance(st.loss, (int, float)) else "-"
+    return RunRow(run, st.state, model, method, progress, loss, _started(st.started or st.created),
+                  format_duration(st.duration_s), st.error)
+
+
+class RunsScreen(Screen):
+    """The runs table."""
+
+    BINDINGS = [
+        Binding("enter", "open", "Open", priority=False),
+        Binding("space", "toggle_select", "Select"),
+        Binding("c", "compare", "Compare"),
+        Binding("s", "stop", "Stop"),
+        Binding("r", "resume", "Resume"),
+        Binding("x,delete", "delete", "Delete"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[str, RunRow] = {}
+        self.selected: set[str] = set()
+        self._config_cache: dict[str, tuple[str, str]] = {}
+        self._listing = False
+        self._shown_columns: tuple[str, ...] = ()
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="runs-title", classes="screen-title")
+        yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield Static(id="runs-detail")
+        yield Footer()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return COLUMNS if self.app.size.width >= WIDE_FROM else NARROW_COLUMNS
+
+    def _build_columns(self) -> None:
+        table = self.query_one(DataTable)
+        table.clear(columns=True)
+        self._shown_columns = self.columns
+        for label in self._shown_columns:
+            table.add_column(label, key=label)
+        rows, self.rows = self.rows, {}
+        self._runs_listed(RunsListed(list(rows.values())))
+
+    def on_resize(self) -> None:
+        if self.columns != self._shown_columns:
+            self._build_columns()
+
+    def on_mount(self) -> None:
+        self._build_columns()
+        self.query_one("#runs-title", Static).update(Text.assemble(("Runs ", "bold"), str(self.app.runs_dir)))
+        self.set_interval(REFRESH_S, self.refresh_runs)
+        self.refresh_runs()
+
+    def on_screen_resume(self) -> None:
+        self.refresh_runs()
+        self.query_one(DataTable).focus()
+
+    def refresh_runs(self) -> None:
+        if self._listing or not self.is_current:
+            return
+        self._listing = True
+        self.list_runs_worker()
+
+    @work(thread=True, group="runs-list", exit_on_error=False)
+    def list_runs_worker(self) -> None:
+        try:
+            rows = [run_row(run, self._config_cache) for run in reversed(list_runs(self.app.runs_dir))]
+            self.post_message(RunsListed(rows))
+        finally:
+            self.app.call_from_thread(self._listing_done)
+
+    def _listing_done(self) -> None:
+        self._listing = False
+
+    @on(RunsListed)
+    def _runs_listed(self, event: RunsListed) -> None:
+        table = self.query_one(DataTable)
+        new = {row.run.name: row for row in event.rows}
+        self.selected &= set(new)
+        if list(new) != list(self.rows):
+            cursor_key = self._cursor_name()
+            table.clear()
+            for name, row in new.items():
+                table.add_row(*self._cells(row), key=name)
+            if cursor_key in new:
+                table.move_cursor(row=list(new).index(cursor_key))
+        else:
+            for name, row in new.items():
+                if row != self.rows[name]:
+                    for col, cell in zip(self._shown_columns, self._cells(row)):
+                        table.update_cell(name, col, cell)
+        self.rows = new
+        self._show_detail()
+        if not new:
+            self.query_one("#runs-detail", Static).update(Text(
+                "No runs yet. Open a config (F2) and start one with ctrl+r.", style="dim"))
+
+    def _cells(self, row: RunRow) -> list:
+        mark = "✓ " if row.run.name in self.selected else "  "
+        cells = {"run": Text.assemble((mark, "bold green"), row.run.name),
+                 "state": Text(row.state, style=STATE_STYLES.get(row.state, "")), "model": row.model,
+                 "method": row.method, "progress": row.progress, "loss": row.loss, "started": row.started,
+                 "duration": row.duration}
+        return [cells[c] for c in self._shown_columns]
+
+    def _cursor_name(self) -> str | None:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return None
+        key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+        return key.value
+
+    def _cursor_row(self) -> RunRow | None:
+        name = self._cursor_name()
+        return self.rows.get(name) if name else None
+
+    @on(DataTable.RowHighlighted)
+    def _show_detail(self) -> None:
+        row = self._cursor_row()
+        detail = self.query_one("#runs-detail", Static)
+        if row is None:
+            return
+        text = Text.assemble((row.run.name, "bold"), "  ", (row.state, STATE_STYLES.get(row.state, "")))
+        if self.selected:
+            text.append(f"   {len(self.selected)} selected", style="bold")
+        if row.state in ("failed", "crashed"):
+            st = row.run.status()
+            text.append(f"\n{st.error or 'no error recorded'}", style="red")
+            if st.hint:
+                text.append(f"\n{st.hint}", style="italic")
+            tail = row.run.log_tail(3)
+            if tail:
+                text.append("\n" + "\n".join(tail), style="dim")
+        detail.update(text)
+
+    # ------------------------------------------------------------------ actions
+    @on(DataTable.RowSelected)
+    def _row_selected(self) -> None:
+        self.action_open()
+
+    def action_open(self) -> None:
+        row = self._cursor_row()
+        if row is not None:
+            self.app.attach(row.run)
+
+    def action_toggle_select(self) -> None:
+        row = self._cursor_row()
+        if row is None:
+            return
+        self.selected ^= {row.run.name}
+        self.query_one(DataTable).update_cell(row.run.name, "run", self._cells(row)[0])
+        self._show_detail()
+
+    def action_compare(self) -> None:
+        names = [n for n in self.rows if n in self.selected]
+        if len(names) < 2:
+            self.notify("select two or more runs with space, then press c", severity="warning")
+            return
+        from tui_tuner.tui.screens.compare import CompareScreen
+
+        self.app.push_screen(CompareScreen([self.rows[n].run for n in names]))
+
+    def action_stop(self) -> None:
+        row = self._cursor_row()
+        if row is None:
+            return
+        if row.state not in ("running", "queued", "stopping"):
+            self.notify(f"{row.run.name} is not running ({row.state})", severity="warning")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.notify(row.run.request_stop(), title=row.run.name)
+                self.refresh_runs()
+
+        self.app.push_screen(ConfirmModal(f"Stop {row.run.name}?", "It saves a checkpoint and stops; "
+                                          "resume it later with r.", yes="Stop", danger=True), answered)
+
+    def action_resume(self) -> None:
+        row = self._cursor_row()
+        if row is None:
+            return
+        try:
+            resume_run(row.run)
+        except Exception as exc:  # RunError says why in words (finished, already running, ...)
+            self.notify(str(exc), title="cannot resume", severity="error")
+            return
+        self.notify(f"resuming {row.run.name}")
+        self.app.attach(row.run)
+
+    def action_delete(self) -> None:
+        row = self._cursor_row()
+        if row is None:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                return
+            try:
+                delete_run(row.run)
+            except Exception as exc:  # refused while running: say so
+                self.notify(str(exc), title="cannot delete", severity="error")
+                return
+            if self.app.attached_run == row.run:
+                self.app.attached_run = None
+            self.notify(f"deleted {row.run.name}")
+            self.refresh_runs()
+
+        self.app.push_screen(ConfirmModal(f"Delete {row.run.name}?", f"This removes {row.run.path} with its "
+                                          "checkpoints and adapter. It cannot be undone.", yes="Delete",
+                                          danger=True), answered)

@@ -1,0 +1,1 @@
+"""Reusable widgets of the tui-tuner app (charts, meters, issue lists, the YAML editor)."""
