@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from tests.integration.infer.conftest import MEMORISED, SYSTEM
+from tests.infer_fixtures import MEMORISED, SYSTEM
 from tui_tuner.infer import GenerationSettings, SourceError, load_chat_model, resolve_source
 
 GREEDY = GenerationSettings(temperature=0, max_new_tokens=24, repetition_penalty=1.0, system_prompt=SYSTEM)

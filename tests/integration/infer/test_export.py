@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.infer.conftest import MEMORISED, SYSTEM
+from tests.infer_fixtures import MEMORISED, SYSTEM
 from tui_tuner.infer import resolve_source
 
 

@@ -1,4 +1,4 @@
-"""Fixtures for chat / eval / export tests: a LoRA adapter that has memorised two answers.
+"""Shared fixtures for chat / eval / export tests (a pytest plugin named in tests/conftest.py): a memorised adapter.
 
 The adapter is trained in-process with plain peft (a few dozen steps, high learning rate)
 on the demo model, then laid out like a finished tui-tuner run (config.yaml, status.json,
