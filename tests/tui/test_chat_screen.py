@@ -89,3 +89,24 @@ async def test_load_send_stream_and_compare(memorised_run):
         tuned_answer = [t for t in screen.turns if t.model == "tuned"][-1].content
         assert tuned_answer == MEMORISED[1][1] and base_answer != tuned_answer
 
+
+
+async def test_escape_stops_a_generation(memorised_run):
+    app = ChatOnly(memorised_run.parent, target=memorised_run)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = _screen(app)
+        assert await wait_for(pilot, lambda: screen.chat is not None)
+        screen.query_one("#gen-temperature").value = "1.5"
+        screen.query_one("#gen-max_new_tokens").value = "1000"
+        screen.query_one("#chat-input").value = "Tell me a very long story about the garden."
+        await pilot.press("enter")
+        assert screen.generating
+        log = screen.query_one("#chat-log-tuned")
+        # wait for the first streamed tokens, then stop
+        assert await wait_for(pilot, lambda: log.current is not None and log.current.text)
+        await pilot.press("escape")
+        assert await wait_for(pilot, lambda: not screen.generating, timeout=60)
+        answer = screen.turns[-1]
+        assert answer.role == "assistant" and answer.info["finish"] == "stopped"
+        assert answer.info["tokens"] < 1000
+        assert "stopped" in str(screen.query_one("#chat-status").render())
