@@ -19,7 +19,7 @@ from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
 
-SCREENS_IN_ORDER = ("hardware", "config", "train", "runs")
+SCREENS_IN_ORDER = ("hardware", "config", "train", "runs", "chat")
 
 
 class TunerApp(App[int]):
@@ -32,6 +32,7 @@ class TunerApp(App[int]):
         Binding("f2", "show('config')", "Config", priority=True),
         Binding("f3", "show('train')", "Train", priority=True),
         Binding("f4", "show('runs')", "Runs", priority=True),
+        Binding("f5", "show('chat')", "Chat", priority=True),
         Binding("ctrl+t", "toggle_theme", "Light/dark", show=False),
         Binding("q", "quit", "Quit"),
         Binding("ctrl+c", "quit", "Quit", show=False),
@@ -57,6 +58,7 @@ class TunerApp(App[int]):
         self.add_mode("config", self._make_config)
         self.add_mode("train", self._make_train)
         self.add_mode("runs", self._make_runs)
+        self.add_mode("chat", self._make_chat)
 
     # Screens are built on first use; their modules (and the domain modules they use)
     # load then, not before the first frame.
@@ -75,6 +77,10 @@ class TunerApp(App[int]):
     def _make_runs(self) -> Screen:
         from tui_tuner.tui.screens.runs import RunsScreen
         return RunsScreen()
+
+    def _make_chat(self) -> Screen:
+        from tui_tuner.tui.screens.chat import ChatScreen
+        return ChatScreen()
 
     def on_mount(self) -> None:
         self.switch_mode(self.start_screen)
