@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "tui_tuner.commands.data_cmd",
     "tui_tuner.commands.train_cmd",
     "tui_tuner.commands.runs_cmd",
+    "tui_tuner.commands.sweep_cmd",
     "tui_tuner.commands.learn_cmd",
     "tui_tuner.commands.chat_cmd",
     "tui_tuner.commands.eval_cmd",
