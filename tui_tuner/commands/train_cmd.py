@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def check_before_start(config_path: str, overrides: list[str], name: str | None) -> tuple[object | None, list]:
-    """(LoadedConfig, every issue): config, dataset, run name and report_to, all checked before anything is created."""
+    """(LoadedConfig, every issue): config, model/dataset/template preflight, dataset, run name and report_to,
+    all checked before anything is created."""
     from tui_tuner.config import ConfigIssue, load_config
     from tui_tuner.names import run_name_problem
 
@@ -39,10 +40,16 @@ def check_before_start(config_path: str, overrides: list[str], name: str | None)
     issues = list(loaded.issues)
     if not loaded.ok:
         return loaded, issues
+    from tui_tuner.preflight import preflight_issues
+
+    preflight = preflight_issues(loaded)
+    issues.extend(preflight)
     try:
         from tui_tuner.data import check_config_dataset
     except ImportError:
         check_config_dataset = None
+    if any(i.key.startswith("data.") and i.severity == "error" for i in preflight):
+        check_config_dataset = None  # the file is missing: the dataset check would only repeat it
     if check_config_dataset is not None:
         issues.extend(check_config_dataset(loaded).issues_as_config_issues())
     if name is not None:
