@@ -241,12 +241,45 @@ def _resolve_template(cfg: Any, tokenizer: Any) -> str:
 # ---------------------------------------------------------------------------- entry
 
 
-def _classify(exc: BaseException) -> tuple[str, str | None]:
+DISK_FULL_MARKERS = ("no space left on device", "storagefull", "disk quota exceeded")
+"""How a full disk shows in OSError, safetensors (Rust io::Error) and torch's zip writer messages."""
+
+
+def _disk_full(exc: BaseException, run: RunDir | None) -> bool:
+    """Whether `exc` (or what caused it) is a write that failed because the disk is full."""
+    import errno
+    import shutil
+
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(exc).lower()
+        if any(marker in text for marker in DISK_FULL_MARKERS):
+            return True
+        if run is not None and ("file write failed" in text or "failed writing file" in text):
+            try:  # torch's writer does not say why; a nearly full disk does
+                return shutil.disk_usage(run.path).free < 256 * 2**20
+            except OSError:
+                return False
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def _classify(exc: BaseException, run: RunDir | None = None) -> tuple[str, str | None]:
     """(error message, hint) for an exception that ended the run."""
     text = f"{type(exc).__name__}: {exc}".strip()
     first = text.splitlines()[0][:500]
     if isinstance(exc, WorkerError):
         return str(exc), exc.hint
+    if _disk_full(exc, run):
+        where = run.path if run is not None else "the run directory"
+        kept = run.latest_checkpoint() if run is not None else None
+        since = f"the last complete checkpoint ({kept.name}, kept intact)" if kept else "the start"
+        return (f"the disk is full: no space left to write in {where}",
+                f"Free disk space (`df -h {where}`; old runs: `tui-tuner runs rm NAME`), or set output.runs_dir "
+                f"to a bigger disk, then `tui-tuner runs resume {run.name if run else 'NAME'}` continues from "
+                f"{since}; the half-written checkpoint is skipped.")
     is_oom = type(exc).__name__ == "OutOfMemoryError" or is_oom_message(text)
     if isinstance(exc, MemoryError) or is_oom:
         return f"out of memory: {first}", OOM_HINT
@@ -321,7 +354,7 @@ def run_worker(run_dir: str | Path) -> int:
                               "checkpoint was not saved")
     except BaseException as exc:  # every failure must end in a recorded state, never a silent death
         traceback.print_exc()
-        error, hint = _classify(exc)
+        error, hint = _classify(exc, run)
         keeper.update(state="failed", ended=time.time(), error=error, hint=hint, exit_code=1)
         code = 1
     finally:
