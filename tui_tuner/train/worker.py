@@ -21,7 +21,7 @@ from typing import Any
 
 from tui_tuner.events import EventWriter
 from tui_tuner.runs import RunDir, checkpoint_problem, checkpoint_step, process_start_time
-from tui_tuner.status import OOM_HINT, RunStatus, StatusKeeper, is_oom_message
+from tui_tuner.status import OOM_HINT, RunStatus, is_oom_message
 
 REPORTERS = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}
 
@@ -110,15 +110,19 @@ def build_datasets(cfg: Any, tokenizer: Any, chat_template: str) -> tuple[Any, A
 # ---------------------------------------------------------------------------- trainer
 
 
-def sft_config(cfg: Any, run: RunDir, device: str, backend: str, has_eval: bool, model_dtype: Any) -> Any:
-    """trl `SFTConfig` for this run: checkpoints under the run directory, our own progress logging."""
+def sft_config(cfg: Any, run: RunDir, device: str, backend: str, has_eval: bool, model_dtype: Any,
+               extra: dict[str, Any] | None = None) -> Any:
+    """trl `SFTConfig` for this run: checkpoints under the run directory, our own progress logging.
+
+    `extra` (the multi-GPU settings from `tui_tuner.distributed.trainer_arguments`) is applied last.
+    """
     import torch
     from trl import SFTConfig
 
     t = cfg.training
     eval_on = has_eval and t.eval_steps is not None
     on_gpu = device == "cuda"
-    return SFTConfig(
+    kwargs = dict(
         output_dir=str(run.checkpoints_dir),
         max_steps=t.max_steps or -1,
         num_train_epochs=t.epochs,
@@ -153,6 +157,11 @@ def sft_config(cfg: Any, run: RunDir, device: str, backend: str, has_eval: bool,
         packing=t.packing,
         completion_only_loss=None,  # labels are built by tokenize_conversation
     )
+    extra = dict(extra or {})
+    if extra.pop("gradient_checkpointing", None) is False:
+        kwargs["activation_checkpointing"] = False  # FSDP checkpoints activations itself
+    kwargs.update(extra)
+    return SFTConfig(**kwargs)
 
 
 def save_final(trainer: Any, tokenizer: Any, run: RunDir, cfg: Any, model_path: str, template: str,
@@ -161,7 +170,11 @@ def save_final(trainer: Any, tokenizer: Any, run: RunDir, cfg: Any, model_path: 
     import json
 
     out = run.adapter_dir
-    trainer.save_model(str(out))
+    trainer.save_model(str(out))  # every rank: FSDP gathers the shards here; only rank 0 writes
+    from tui_tuner.distributed import is_main_process
+
+    if not is_main_process():
+        return
     tokenizer.chat_template = template
     tokenizer.save_pretrained(str(out))
     (out / "chat_template.jinja").write_text(template, encoding="utf-8")
@@ -184,13 +197,19 @@ def train(run: RunDir, cfg: Any, backend: str, device: str, keeper: Any, events:
         from tui_tuner.train.backends.unsloth_backend import load_model
     else:
         from tui_tuner.train.backends.transformers_backend import load_model
+    from transformers import set_seed
+
+    set_seed(cfg.training.seed)  # the LoRA init follows training.seed (and is the same on every rank)
     model, tokenizer = load_model(cfg, model_path, device)
     template = _resolve_template(cfg, tokenizer)
     tokenizer.chat_template = template
     train_ds, eval_ds, info = build_datasets(cfg, tokenizer, template)
     events.write("data", **info)
     model_dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
-    args = sft_config(cfg, run, device, backend, eval_ds is not None, model_dtype)
+    from tui_tuner.distributed import decoder_layer_classes, trainer_arguments
+
+    multi_gpu = trainer_arguments(cfg, cuda=device == "cuda", layer_classes=decoder_layer_classes(model))
+    args = sft_config(cfg, run, device, backend, eval_ds is not None, model_dtype, extra=multi_gpu)
 
     mode = probe_mode(run)
     want_probe = mode == "on" or (mode == "auto" and device == "cuda")
@@ -300,9 +319,11 @@ def run_worker(run_dir: str | Path) -> int:
                                   "started": prev.started or now, "ended": None, "error": None, "hint": None,
                                   "exit_code": None, "message": None,
                                   "attempts": prev.attempts + 1})
-    keeper = StatusKeeper(run.path, status)
+    from tui_tuner.distributed import SilentEvents, is_main_process, local_rank, status_keeper_for_rank, world_size
+
+    keeper = status_keeper_for_rank(run.path, status)  # under torchrun only rank 0 writes status and events
     keeper.update()
-    events = EventWriter(run.events_path)
+    events = EventWriter(run.events_path) if is_main_process() else SilentEvents()
     monitor = None
     final, code = "failed", 1
     try:
@@ -316,6 +337,8 @@ def run_worker(run_dir: str | Path) -> int:
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda" and world_size() > 1:
+            torch.cuda.set_device(local_rank())  # each process trains on its own GPU
         problem = report_to_problem(cfg.report_to)
         if problem:
             raise WorkerError(problem)
@@ -336,7 +359,7 @@ def run_worker(run_dir: str | Path) -> int:
                      pid=pid)
         print(f"tui-tuner worker {pid}: run {run.name}, backend {backend} ({reason}), device {device}"
               + (f", resuming from {resume_from.name}" if resume_from else ""), flush=True)
-        if device == "cuda":
+        if device == "cuda" and is_main_process():  # rank 0 samples every GPU of the machine
             from tui_tuner.train.gpu_monitor import GpuMonitor
 
             monitor = GpuMonitor(events)
