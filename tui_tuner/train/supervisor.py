@@ -49,7 +49,10 @@ def supervise(run_dir: str | Path) -> int:
     # Ctrl+C in a foreground `python -m tui_tuner.train` reaches the worker too; the supervisor
     # must outlive it to record the result.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    proc = subprocess.Popen([sys.executable, "-m", "tui_tuner.train", "--worker", str(run.path)],
+    from tui_tuner.distributed import load_plan, worker_argv
+
+    # One GPU: the worker itself; several (launch.json): torchrun starting one worker per GPU.
+    proc = subprocess.Popen(worker_argv(run.path, load_plan(run.path)),
                             stdin=subprocess.DEVNULL, cwd=run.path, env=env)
     signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
     low_memory = False
