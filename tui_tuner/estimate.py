@@ -64,7 +64,6 @@ class EstimateLine:
     bytes: int
     explanation: str
     key: str = ""
-    on_gpu: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return {"key": self.key, "name": self.name, "bytes": self.bytes, "gb": round(self.bytes / GIB, 3),
@@ -351,8 +350,10 @@ def _optimizer_state_bytes(spec: ModelSpec, method: str, optimizer: str, trainab
         # factored second moment: one row and one column vector per matrix, fp32
         modules = linear_modules(spec)
         if method == "full":
-            per_layer = sum(i + o for i, o in modules.values())
-            return 4 * (spec.num_layers * per_layer + 2 * spec.vocab_size + spec.unquantized_params // 100)
+            matrices = spec.num_layers * sum(i + o for i, o in modules.values())
+            matrices += (1 if spec.tie_embeddings else 2) * (spec.vocab_size + spec.hidden_size)
+            vectors = spec.num_layers * spec.layer_other_params() + spec.final_norm_params  # kept whole
+            return 4 * (matrices + vectors)
         return 4 * spec.num_layers * sum((modules[m][0] + r) + (r + modules[m][1]) for m in chosen)
     fp32_bytes, half_bytes = _OPTIMIZER_STATE_BYTES[optimizer]
     return trainable * (fp32_bytes if tbytes == 4 else half_bytes)
@@ -541,13 +542,17 @@ def recommend(
     chosen = next((by[m] for m in order if by[m].fits), None)
     if chosen is None:
         smallest = min(fits, key=lambda f: f.needed_bytes)
-        hint = ""
-        if smallest.max_seq_len:
-            hint = (f" {_METHOD_LABEL[smallest.method]} fits with batch 1 up to {smallest.max_seq_len:,} tokens "
-                    "per example; lower the batch size or max_seq_length,")
+        at_batch_1 = max_seq_len(spec, vram_bytes, smallest.method, backend=backend,
+                                 **{**settings, "batch_size": 1})
         reason = (f"Nothing fits in {vram}: {_METHOD_LABEL[smallest.method]} needs "
-                  f"{fmt_gb(smallest.needed_bytes)}.{hint} or pick a smaller model or a bigger GPU.")
-        return Recommendation(spec.name, vram_bytes, gpu_label, fits, None, reason.replace(".,", ";"))
+                  f"{fmt_gb(smallest.needed_bytes)}. ")
+        if at_batch_1:
+            reason += (f"{_METHOD_LABEL[smallest.method]} would fit at batch 1 with up to {at_batch_1:,} tokens "
+                       "per example; lower the batch size or max_seq_length, or pick a smaller model or a "
+                       "bigger GPU.")
+        else:
+            reason += "Pick a smaller model or a bigger GPU."
+        return Recommendation(spec.name, vram_bytes, gpu_label, fits, None, reason)
     parts = [f"{_METHOD_LABEL[chosen.method]} needs {fmt_gb(chosen.needed_bytes)} of your {vram}: fits"]
     if chosen.method == "lora" and "qlora" in by and by["qlora"].fits:
         q = by["qlora"]

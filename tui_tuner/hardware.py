@@ -82,14 +82,16 @@ class GpuSample:
 
     index: int
     name: str
-    util_pct: int | None
+    util: int | None
+    """GPU utilisation, percent."""
     mem_used: int
     mem_total: int
-    temperature_c: int | None
+    temp_c: int | None
     power_w: float | None
     power_limit_w: float | None
 
     def as_dict(self) -> dict[str, Any]:
+        """Keys as in the worker's `gpu` events (util, mem_used, mem_total, temp_c, power_w)."""
         return asdict(self)
 
 
@@ -263,9 +265,9 @@ def sample_gpus() -> list[GpuSample]:
             limit = _try(nv.nvmlDeviceGetEnforcedPowerLimit, h)
             out.append(GpuSample(
                 index=i, name=_text(_try(nv.nvmlDeviceGetName, h, default="GPU")),
-                util_pct=int(util.gpu) if util is not None else None,
+                util=int(util.gpu) if util is not None else None,
                 mem_used=int(mem.used), mem_total=int(mem.total),
-                temperature_c=_try(nv.nvmlDeviceGetTemperature, h, getattr(nv, "NVML_TEMPERATURE_GPU", 0)),
+                temp_c=_try(nv.nvmlDeviceGetTemperature, h, getattr(nv, "NVML_TEMPERATURE_GPU", 0)),
                 power_w=power / 1000 if power is not None else None,
                 power_limit_w=limit / 1000 if limit is not None else None,
             ))

@@ -1,7 +1,8 @@
 """Measured beats estimated: peak memory that earlier runs on this machine actually used.
 
-Before training, the worker's preflight probe runs one forward+backward on the longest batch
-and writes `probe: {estimate_bytes, measured_peak_bytes, device}` into the run's
+Before training, the worker's preflight probe (`tui_tuner/train/probe.py`) runs one
+forward+backward on the longest batch and writes `probe: {measured_peak_bytes,
+optimizer_state_bytes, seq_len, batch_size, estimate_bytes, device, ...}` into the run's
 `status.json`, beside the run's `config.yaml`. `find_measurements` scans the runs folder for
 runs of the same model and settings, so `tui-tuner check` can show the measurement next to
 the estimate and the estimator's error on this machine. Every file is read defensively: a run
@@ -27,19 +28,32 @@ class Measurement:
     run_dir: str
     run_name: str
     measured_peak_bytes: int
+    """Peak of one forward + backward on the longest batch (allocator reserved, or RSS on CPU)."""
     estimate_bytes: int | None
     device: str
     backend: str | None
     settings: dict[str, Any]
+    optimizer_state_bytes: int = 0
+    """Optimizer state the first step adds (the probe computes it; fwd+bwd does not allocate it)."""
+    seq_len: int | None = None
+    """Tokens per example in the probed batch (the longest; may be shorter than max_seq_length)."""
+    batch_size: int | None = None
+
+    @property
+    def training_peak_bytes(self) -> int:
+        """The measured peak plus the optimizer state: what training itself will hold."""
+        return self.measured_peak_bytes + self.optimizer_state_bytes
 
     def error_vs(self, estimate_bytes: int) -> float:
-        """Relative error of `estimate_bytes` against this measurement (+0.1 = 10% over)."""
-        return estimate_bytes / self.measured_peak_bytes - 1
+        """Relative error of `estimate_bytes` against the training peak (+0.1 = 10% over)."""
+        return estimate_bytes / self.training_peak_bytes - 1
 
     def as_dict(self) -> dict[str, Any]:
         return {"run_dir": self.run_dir, "run_name": self.run_name, "measured_peak_bytes": self.measured_peak_bytes,
-                "estimate_bytes": self.estimate_bytes, "device": self.device, "backend": self.backend,
-                "settings": self.settings}
+                "optimizer_state_bytes": self.optimizer_state_bytes,
+                "training_peak_bytes": self.training_peak_bytes, "probe_seq_len": self.seq_len,
+                "probe_batch_size": self.batch_size, "estimate_bytes": self.estimate_bytes, "device": self.device,
+                "backend": self.backend, "settings": self.settings}
 
 
 def settings_key(*, model: str, method: str, seq_len: int, batch_size: int, lora_r: int | None,
@@ -103,6 +117,8 @@ def read_run_measurement(run_dir: Path) -> Measurement | None:
         device=str(probe.get("device") or status.get("device") or "?"),
         backend=status.get("backend") if isinstance(status.get("backend"), str) else None,
         settings=settings_from_config(loaded.config),
+        optimizer_state_bytes=_int(probe.get("optimizer_state_bytes")) or 0,
+        seq_len=_int(probe.get("seq_len")), batch_size=_int(probe.get("batch_size")),
     )
 
 

@@ -312,11 +312,45 @@ def hub_offline() -> bool:
                for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
-def _hub_config(repo_id: str, revision: str | None) -> tuple[dict[str, Any], str]:
-    from huggingface_hub import hf_hub_download
+HUB_TIMEOUT_S = 4.0
+"""One short try: `check` must stay quick when the hub is slow or unreachable."""
 
-    path = hf_hub_download(repo_id, "config.json", revision=revision, etag_timeout=5)
-    return _read_config_json(Path(path)), str(path)
+
+def _hub_config(repo_id: str, revision: str | None) -> tuple[dict[str, Any], str]:
+    """Fetch only config.json from the hub ($HF_ENDPOINT; $HF_TOKEN for gated repos), one try."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    rev = urllib.parse.quote(revision or "main", safe="")
+    url = f"{endpoint}/{repo_id}/resolve/{rev}/config.json"
+    headers = {"User-Agent": "tui-tuner"}
+    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=HUB_TIMEOUT_S) as resp:
+            body = resp.read(4_000_000)
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            why = "the repository is gated or private: accept its license on the hub and set HF_TOKEN"
+        elif exc.code == 404:
+            why = "the hub has no such repository (or it has no config.json)"
+        else:
+            why = f"the hub answered HTTP {exc.code}"
+        raise ModelSpecError(_not_found(repo_id, why)) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ModelSpecError(_not_found(repo_id, f"the hub is unreachable ({reason}); set HF_HUB_OFFLINE=1 "
+                                                 "to skip it")) from None
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise ModelSpecError(_not_found(repo_id, "the hub's config.json is not valid JSON")) from None
+    if not isinstance(data, dict):
+        raise ModelSpecError(_not_found(repo_id, "the hub's config.json is not a JSON object"))
+    return data, url
 
 
 def _demo_spec() -> ModelSpec:
@@ -377,13 +411,7 @@ def model_spec(name_or_path: str, revision: str | None = None) -> ModelSpec:
             spec.name = name_or_path
         return spec
     if name_or_path.count("/") == 1 and not hub_offline():
-        try:
-            cfg, where = _hub_config(name_or_path, revision)
-        except ModelSpecError:
-            raise
-        except Exception as exc:  # network, auth (gated repos) or a missing repo: all end the same way
-            raise ModelSpecError(_not_found(name_or_path, f"the hub did not give its config.json "
-                                                         f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]})")) from None
+        cfg, where = _hub_config(name_or_path, revision)
         return spec_from_config(cfg, name_or_path, "hub", where)
     reason = "HF_HUB_OFFLINE is set" if hub_offline() else "it is not a hub id (org/name) or a folder"
     raise ModelSpecError(_not_found(name_or_path, reason))
@@ -393,5 +421,5 @@ def _not_found(name: str, reason: str) -> str:
     close = difflib.get_close_matches(name, catalog_names(), n=2, cutoff=0.4)
     hint = f" Did you mean {' or '.join(close)}?" if close else ""
     return (f"{name}: no config.json found locally or in the Hugging Face cache, and not in the built-in "
-            f"catalog; {reason}.{hint} Give a local model folder, or run once online so the hub's "
-            f"config.json is cached (`tui-tuner check --list-models` shows the catalog).")
+            f"catalog; {reason}.{hint} Give a local model folder (the one holding config.json) or a hub id "
+            f"such as org/name; `tui-tuner check --list-models` shows the catalog.")

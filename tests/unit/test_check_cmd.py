@@ -87,6 +87,8 @@ def test_check_a_config_file_with_overrides(tmp_path):
     (["check", "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "--gpu", "voodoo5"], "not a GPU tui-tuner knows"),
     (["check", "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "--vram", "-3"], "give the GPU memory"),
     (["check", "missing.yaml"], "file not found"),
+    (["check", "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "--seq-len", "0"], "--seq-len 0: must be at least 1"),
+    (["check", "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "--batch", "-1"], "--batch -1: must be at least 1"),
 ])
 def test_bad_input_is_one_clear_error_with_status_2(args, words, tmp_path):
     proc = run_cli(*args, cwd=tmp_path)
@@ -109,9 +111,15 @@ def _write_run(runs: Path, name: str, *, peak: int | None, model="TinyLlama/Tiny
     if status_text is not None:
         (run / "status.json").write_text(status_text)
     elif peak is not None:
-        (run / "status.json").write_text(json.dumps({
-            "state": "finished", "backend": "transformers",
-            "probe": {"estimate_bytes": 4_000_000_000, "measured_peak_bytes": peak, "device": "NVIDIA L4"}}))
+        import dataclasses
+
+        from tui_tuner.status import ProbeResult  # the worker's own record of its preflight probe
+
+        probe = ProbeResult(device="cuda", measured_peak_bytes=peak, estimate_bytes=4_000_000_000,
+                            optimizer_state_bytes=100 * 1024**2, projected_peak_bytes=peak + 100 * 1024**2,
+                            capacity_bytes=24 * GIB, fits=True, seq_len=700, batch_size=2)
+        (run / "status.json").write_text(json.dumps({"state": "finished", "backend": "transformers",
+                                                     "probe": dataclasses.asdict(probe)}))
     return run
 
 
@@ -129,11 +137,21 @@ def test_measured_peak_of_a_matching_run_is_shown_beside_the_estimate(tmp_path):
     measured = json.loads(proc.stdout)["targets"][0]["measured"]
     assert [m["run_name"] for m in measured] == ["match-1"]
     m = measured[0]
-    assert m["measured_peak_bytes"] == 4 * GIB and m["device"] == "NVIDIA L4"
-    assert m["error"] == pytest.approx(m["estimate_bytes"] / (4 * GIB) - 1, abs=1e-4)
+    assert m["measured_peak_bytes"] == 4 * GIB and m["device"] == "cuda"
+    assert m["training_peak_bytes"] == 4 * GIB + 100 * 1024**2
+    assert (m["probe_batch_size"], m["probe_seq_len"]) == (2, 700)
+    # the estimate is made for the batch the probe ran (2 x 700 tokens), without the CUDA context
+    from tui_tuner.estimate import estimate_memory
+    from tui_tuner.modelspec import model_spec
+
+    expected = estimate_memory(model_spec("TinyLlama/TinyLlama-1.1B-Chat-v1.0"), "lora", seq_len=700, batch_size=2,
+                               on_gpu=False).total_bytes
+    assert m["estimate_bytes"] == expected and m["estimate_at_run_bytes"] == 4_000_000_000
+    assert m["error"] == pytest.approx(expected / m["training_peak_bytes"] - 1, abs=1e-4)
     human = run_cli("check", "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "--method", "lora", "--backend", "transformers",
                     "--runs-dir", str(runs))
-    assert "measured on NVIDIA L4 in run match-1" in human.stdout and "estimator error" in human.stdout
+    assert "measured on cuda in run match-1 (batch 2 x 700 tokens)" in human.stdout
+    assert "estimator error" in human.stdout
 
 
 def test_missing_runs_dir_is_not_an_error(tmp_path):

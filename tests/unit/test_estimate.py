@@ -146,3 +146,13 @@ def test_common_gpus_are_found_by_loose_names():
     assert find_gpu("rtx 9999") is None
     assert {g.name for g in COMMON_GPUS} >= {"Tesla T4", "RTX 3060", "RTX 4090", "A10G", "L4", "A100 40GB",
                                               "A100 80GB", "H100 80GB"}
+
+
+def test_adafactor_full_fine_tuning_keeps_row_and_column_averages():
+    spec = model_spec("HuggingFaceTB/SmolLM2-135M")  # tied embeddings
+    got = estimate_memory(spec, "full", optimizer="adafactor").line("optimizer").bytes
+    h, i, L = spec.hidden_size, spec.intermediate_size, spec.num_layers
+    per_layer = (h + spec.q_dim) + 2 * (h + spec.kv_dim) + (spec.q_dim + h) + 2 * (h + i) + (i + h)
+    vectors = L * 2 * h + h  # two RMSNorms per layer and the final one
+    assert got == 4 * (L * per_layer + (spec.vocab_size + h) + vectors)
+    assert got < estimate_memory(spec, "full", optimizer="adamw_8bit").line("optimizer").bytes

@@ -148,7 +148,7 @@ def test_sampler_initialises_nvml_once(nvml):
         samples = hardware.sample_gpus()
     assert fake.calls["init"] == 1
     assert [s.mem_total for s in samples] == [24564 * MIB, 15360 * MIB]
-    assert samples[0].util_pct == 37 and samples[0].power_w == pytest.approx(215.5)
+    assert samples[0].util == 37 and samples[0].temp_c == 61 and samples[0].power_w == pytest.approx(215.5)
     assert samples[1].power_w is None
     assert json.dumps([s.as_dict() for s in samples])
 
@@ -167,7 +167,7 @@ def test_sampler_survives_a_gpu_falling_off(nvml):
 def _check_args(**kw) -> argparse.Namespace:
     base = dict(target=None, method=None, seq_len=None, batch=None, lora_r=None, target_modules=None,
                 optimizer=None, no_gradient_checkpointing=False, backend="auto", vram=None, gpu=None,
-                runs_dir="runs", list_models=False, list_gpus=False, overrides=[], json=True)
+                runs_dir=None, list_models=False, list_gpus=False, overrides=[], json=True)
     base.update(kw)
     return argparse.Namespace(**base)
 
@@ -205,3 +205,43 @@ def test_check_human_output_shows_gpu_table(nvml, capsys, tmp_path):
     assert run_check(_check_args(target="Qwen/Qwen2.5-1.5B", json=False, runs_dir=str(tmp_path))) == 0
     out = capsys.readouterr().out
     assert "RTX 4090" in out and "Where the memory goes" in out and "needs" in out
+
+
+def test_check_warns_when_other_processes_hold_the_gpu(nvml, capsys, tmp_path):
+    from tui_tuner.commands.check_cmd import run_check
+
+    busy = {**CARD_24GB, "used": 20000 * MIB}
+    nvml(fake_pynvml([busy]))
+    assert run_check(_check_args(target="HuggingFaceTB/SmolLM2-135M", runs_dir=str(tmp_path))) == 0
+    against = json.loads(capsys.readouterr().out)["checked_against"]
+    assert against["free_bytes"] == (24564 - 20000) * MIB
+    assert "already has" in against["warning"] and "1 process" in against["warning"]
+
+
+def test_samples_read_by_the_worker_events_and_the_tui_meters(nvml):
+    from tui_tuner.train.gpu_monitor import sample_to_event
+    from tui_tuner.tui.run_view import gpu_reading
+
+    nvml(fake_pynvml([CARD_24GB]))
+    sample = hardware.sample_gpus()[0]
+    event = sample_to_event(sample)
+    assert {"util", "mem_used", "mem_total"} <= set(event)
+    for reading in (gpu_reading(event), gpu_reading(sample.as_dict())):
+        assert reading.util == 37 and reading.temp_c == 61 and reading.power_w == pytest.approx(215.5)
+        assert reading.mem_total == 24564 * MIB
+
+
+@pytest.mark.gpu
+def test_real_nvml_reads_this_machines_gpus():
+    hardware.reset_nvml()
+    gpus = hardware.list_gpus()
+    if not gpus:
+        pytest.skip(f"needs an NVIDIA GPU with its driver: {hardware.gpu_unavailable_reason()}")
+    for g in gpus:
+        assert 0 < g.memory_used <= g.memory_total and g.memory_free <= g.memory_total
+        assert g.compute_capability is not None and g.name
+    samples = hardware.sample_gpus()
+    assert [s.index for s in samples] == [g.index for g in gpus]
+    assert all(s.mem_total == g.memory_total for s, g in zip(samples, gpus))
+    report = hardware.probe()
+    assert report.driver_version and report.cuda_driver_version

@@ -128,3 +128,81 @@ def test_demo_model_is_sized_without_building_it(tmp_path, monkeypatch):
     spec = model_spec(DEMO_MODEL_ID)
     assert spec.num_layers == demo.NUM_LAYERS and spec.hidden_size == demo.HIDDEN_SIZE
     assert not (tmp_path / demo.DEMO_DIR_NAME).exists(), "sizing must not build the model"
+
+
+class _Hub:
+    """A local HTTP server standing in for the hub: serves config.json for known repos."""
+
+    def __init__(self, repos: dict[str, dict], gated: set[str] = frozenset()):
+        import http.server
+        import threading
+
+        hub = self
+        self.requests: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's naming)
+                hub.requests.append(self.path)
+                repo = self.path.split("/resolve/")[0].lstrip("/")
+                if repo in gated and self.headers.get("Authorization") != "Bearer hf_test":
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                if repo not in repos or not self.path.endswith("/config.json"):
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                body = json.dumps(repos[repo]).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+HUB_CONFIG = {"model_type": "llama", "vocab_size": 32000, "hidden_size": 256, "intermediate_size": 688,
+              "num_hidden_layers": 4, "num_attention_heads": 8, "num_key_value_heads": 8}
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    server = _Hub({"someorg/new-model": HUB_CONFIG, "someorg/gated-model": HUB_CONFIG}, gated={"someorg/gated-model"})
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    yield server
+    server.close()
+
+
+def test_hub_config_json_only_for_models_the_catalog_lacks(hub):
+    spec = model_spec("someorg/new-model")
+    assert spec.source == "hub" and spec.num_layers == 4
+    assert hub.requests == ["/someorg/new-model/resolve/main/config.json"]  # config.json only, never weights
+    model_spec("meta-llama/Llama-3.1-8B")  # in the catalog: no hub request
+    assert len(hub.requests) == 1
+
+
+def test_hub_errors_say_what_to_do(hub, monkeypatch):
+    with pytest.raises(ModelSpecError, match="no such repository"):
+        model_spec("someorg/missing")
+    with pytest.raises(ModelSpecError, match="gated or private.*HF_TOKEN"):
+        model_spec("someorg/gated-model")
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    assert model_spec("someorg/gated-model").source == "hub"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    before = len(hub.requests)
+    with pytest.raises(ModelSpecError, match="HF_HUB_OFFLINE"):
+        model_spec("someorg/new-model")
+    assert len(hub.requests) == before

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 EXIT_BAD_INPUT = 2
@@ -41,174 +40,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--vram", type=float, metavar="GB", help="check against a GPU with this much memory")
     p.add_argument("--gpu", metavar="NAME", help="check against a common GPU: T4, 3060, 4090, A10G, L4, A100-40, "
                                                  "A100-80, H100")
-    p.add_argument("--runs-dir", default="runs", help="where earlier runs' measured peaks are looked up")
+    p.add_argument("--runs-dir", help="where earlier runs' measured peaks are looked up (default: the config's, "
+                                      "else runs)")
     p.add_argument("--list-models", action="store_true", help="list the built-in model catalog and exit")
     p.add_argument("--list-gpus", action="store_true", help="list the common GPUs --gpu knows and exit")
     add_set_option(p)
     p.add_argument("--json", action="store_true", help="print a JSON report")
     p.set_defaults(handler=run_check)
-
-
-# ---------------------------------------------------------------------------- building the report
-
-
-class BadInput(Exception):
-    """A one-paragraph message for the user; exit status 2."""
-
-
-def _project_configs() -> list[Path]:
-    """configs/quickstart.yaml first, then the other presets, from the current folder or the project clone."""
-    for root in (Path.cwd() / "configs", Path(__file__).resolve().parents[2] / "configs"):
-        if root.is_dir():
-            files = sorted(root.glob("*.yaml"))
-            return sorted(files, key=lambda p: (p.stem != "quickstart", p.name))
-    return []
-
-
-def _target_vram(args: argparse.Namespace, hw: Any) -> tuple[int | None, str, bool]:
-    """(bytes, label, hypothetical) of the GPU to check against."""
-    from tui_tuner.estimate import COMMON_GPUS, GIB, find_gpu
-
-    if args.vram is not None:
-        if args.vram <= 0:
-            raise BadInput(f"--vram {args.vram:g}: give the GPU memory in GB, e.g. --vram 24.")
-        return int(args.vram * GIB), f"{args.vram:g} GB GPU", True
-    if args.gpu:
-        gpu = find_gpu(args.gpu)
-        if gpu is None:
-            names = ", ".join(g.name for g in COMMON_GPUS)
-            raise BadInput(f"--gpu {args.gpu}: not a GPU tui-tuner knows ({names}); use --vram GB for any other card.")
-        return gpu.memory_bytes, gpu.name, True
-    if hw.gpus:
-        g = hw.gpus[0]
-        return g.memory_total, f"GPU 0 ({g.name})", False
-    return None, "", False
-
-
-def _backends(args: argparse.Namespace, hw: Any, hypothetical: bool) -> list[str]:
-    if args.backend in ("transformers", "unsloth"):
-        return [args.backend]
-    if args.backend == "both":
-        return ["transformers", "unsloth"]
-    capable = any(g.unsloth_capable for g in hw.gpus)
-    return ["transformers", "unsloth"] if (capable or hypothetical) else ["transformers"]
-
-
-def _settings(args: argparse.Namespace, cfg: Any | None) -> dict[str, Any]:
-    """estimate_memory keyword arguments: the config's values, overridden by the flags."""
-    from tui_tuner.config import RunConfig
-
-    base = cfg or RunConfig()
-    tm: Any = base.lora.target_modules
-    if args.target_modules:
-        tm = "all-linear" if args.target_modules == "all-linear" else [
-            t.strip() for t in args.target_modules.split(",") if t.strip()]
-    s = {
-        "seq_len": args.seq_len or base.model.max_seq_length,
-        "batch_size": args.batch or base.training.batch_size,
-        "lora_r": args.lora_r or base.lora.r,
-        "target_modules": tm,
-        "gradient_checkpointing": base.training.gradient_checkpointing and not args.no_gradient_checkpointing,
-        "optimizer": args.optimizer or base.training.optimizer,
-        "double_quant": base.quantization.double_quant,
-        "lora_dropout": base.lora.dropout,
-    }
-    for key in ("seq_len", "batch_size", "lora_r"):
-        if s[key] < 1:
-            raise BadInput(f"--{key.replace('_', '-')} {s[key]}: must be at least 1.")
-    if base.model.dtype == "float32":
-        s["dtype"] = "float32"
-    return s
-
-
-def _target_report(spec: Any, methods: list[str], backends: list[str], settings: dict[str, Any],
-                   vram: int | None, gpu_label: str, runs_dir: str, config: str | None = None) -> dict[str, Any]:
-    from tui_tuner.estimate import estimate_memory, recommend
-    from tui_tuner.measured import find_measurements, settings_key
-
-    estimates = [estimate_memory(spec, m, backend=b, **settings) for m in methods for b in backends]
-    recs = {}
-    if vram is not None:
-        for b in backends:
-            recs[b] = recommend(spec, vram, gpu_name=gpu_label, backend=b, methods=methods, **settings)
-    measured = []
-    for est in estimates:
-        key = settings_key(model=spec.name, method=est.method, seq_len=settings["seq_len"],
-                           batch_size=settings["batch_size"], lora_r=settings["lora_r"],
-                           target_modules=settings["target_modules"],
-                           gradient_checkpointing=settings["gradient_checkpointing"], optimizer=settings["optimizer"])
-        for m in find_measurements(runs_dir, key, est.backend):
-            row = m.as_dict()
-            row["estimate_at_run_bytes"] = row.pop("estimate_bytes")  # what the worker's estimate said then
-            row.update(method=est.method, backend=est.backend, estimate_bytes=est.total_bytes,
-                       error=round(m.error_vs(est.total_bytes), 4))
-            measured.append(row)
-    return {"config": config, "model": spec, "estimates": estimates, "recommendations": recs,
-            "measured": measured, "settings": settings}
-
-
-def build_report(args: argparse.Namespace) -> dict[str, Any]:
-    """Everything `check` shows, as objects (the printers turn it into tables or JSON)."""
-    from tui_tuner.config import load_config
-    from tui_tuner.hardware import probe
-    from tui_tuner.modelspec import ModelSpecError, model_spec
-
-    hw = probe(args.runs_dir)
-    vram, gpu_label, hypothetical = _target_vram(args, hw)
-    backends = _backends(args, hw, hypothetical)
-    targets: list[dict[str, Any]] = []
-    problems: list[str] = []
-    target = args.target
-    is_config = target is not None and target.endswith((".yaml", ".yml"))
-    if target is None or is_config:
-        paths = [Path(target)] if target else _project_configs()
-        for path in paths:
-            loaded = load_config(path, args.overrides)
-            if not loaded.ok or loaded.config is None:
-                msgs = "; ".join(i.format() for i in loaded.errors or loaded.issues)
-                if target:
-                    raise BadInput(f"{msgs} Run `tui-tuner config check {path}` for details.")
-                problems.append(msgs)
-                continue
-            cfg = loaded.config
-            try:
-                spec = model_spec(cfg.model.name_or_path, cfg.model.revision)
-            except ModelSpecError as exc:
-                if target:
-                    raise BadInput(str(exc)) from None
-                problems.append(f"{path}: {exc}")
-                continue
-            methods = [args.method or cfg.method]
-            cfg_backends = backends if cfg.backend == "auto" or args.backend != "auto" else [cfg.backend]
-            runs_dir = args.runs_dir if args.runs_dir != "runs" else str(loaded.base_dir / cfg.output.runs_dir)
-            targets.append(_target_report(spec, methods, cfg_backends, _settings(args, cfg), vram, gpu_label,
-                                          runs_dir, config=str(path)))
-    else:
-        try:
-            spec = model_spec(target)
-        except ModelSpecError as exc:
-            raise BadInput(str(exc)) from None
-        methods = [args.method] if args.method else ["full", "lora", "qlora"]
-        targets.append(_target_report(spec, methods, backends, _settings(args, None), vram, gpu_label,
-                                      args.runs_dir))
-    return {"hardware": hw, "vram": vram, "gpu_label": gpu_label, "hypothetical": hypothetical,
-            "backends": backends, "targets": targets, "problems": problems}
-
-
-def report_as_dict(report: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "hardware": report["hardware"].as_dict(),
-        "checked_against": None if report["vram"] is None else
-        {"gpu": report["gpu_label"], "vram_bytes": report["vram"], "hypothetical": report["hypothetical"]},
-        "backends": report["backends"],
-        "targets": [{
-            "config": t["config"], "model": t["model"].as_dict(), "settings": t["settings"],
-            "estimates": [e.as_dict() for e in t["estimates"]],
-            "recommendations": {b: r.as_dict() for b, r in t["recommendations"].items()},
-            "measured": t["measured"],
-        } for t in report["targets"]],
-        "problems": report["problems"],
-    }
 
 
 # ---------------------------------------------------------------------------- printing
@@ -245,15 +83,15 @@ def _print_hardware(console: Any, hw: Any) -> None:
     console.print(f"Python {hw.python_version}; {shown}")
 
 
-def _print_target(console: Any, t: dict[str, Any], report: dict[str, Any], detailed: bool) -> None:
+def _print_target(console: Any, t: Any, report: Any, detailed: bool) -> None:
     from rich.markup import escape
     from rich.table import Table
 
     from tui_tuner.estimate import fmt_gb
 
-    spec = t["model"]
-    s = t["settings"]
-    head = f"[bold]{escape(t['config'])}[/]: " if t["config"] else ""
+    spec = t.spec
+    s = t.settings
+    head = f"[bold]{escape(t.config)}[/]: " if t.config else ""
     console.print()
     console.print(head + escape(spec.describe()))
     for note in spec.notes:
@@ -262,12 +100,12 @@ def _print_target(console: Any, t: dict[str, Any], report: dict[str, Any], detai
     console.print(f"  seq {s['seq_len']}, batch {s['batch_size']}, r {s['lora_r']} on {tm}, "
                   f"{'gradient checkpointing' if s['gradient_checkpointing'] else 'no checkpointing'}, "
                   f"{s['optimizer']}")
-    vram = report["vram"]
+    vram = report.vram_bytes
     summary = Table(show_edge=False)
-    for col in ("method", "backend", "needs", *(["fits " + report["gpu_label"], "max batch", "max seq"] if vram else [])):
+    for col in ("method", "backend", "needs", *(["fits " + report.gpu_label, "max batch", "max seq"] if vram else [])):
         summary.add_column(col, justify="left" if col in ("method", "backend") else "right")
-    recs = t["recommendations"]
-    for est in t["estimates"]:
+    recs = t.recommendations
+    for est in t.estimates:
         row = [est.method, est.backend, fmt_gb(est.total_bytes)]
         if vram:
             fit = next((f for f in recs[est.backend].fits if f.method == est.method), None) if est.backend in recs else None
@@ -296,20 +134,19 @@ def _print_target(console: Any, t: dict[str, Any], report: dict[str, Any], detai
         label = f"[bold]{backend}[/]: " if len(recs) > 1 else ""
         colour = "green" if rec.recommended else "red"
         console.print(f"[{colour}]>[/] {label}{escape(rec.reason)}")
-    if not vram:
-        console.print("  [dim]No GPU here: pass --vram GB or --gpu NAME (e.g. --gpu 4090) to check a card.[/]")
-    for m in t["measured"]:
-        console.print(f"  measured on {escape(m['device'])} in run {escape(m['run_name'])}: "
-                      f"{fmt_gb(m['measured_peak_bytes'])} peak vs {fmt_gb(m['estimate_bytes'])} estimated "
+    for m in t.measured:
+        shape = f"batch {m['probe_batch_size']} x {m['probe_seq_len']} tokens" if m["probe_seq_len"] else "its batch"
+        console.print(f"  measured on {escape(m['device'])} in run {escape(m['run_name'])} ({shape}): "
+                      f"{fmt_gb(m['training_peak_bytes'])} peak vs {fmt_gb(m['estimate_bytes'])} estimated "
                       f"({m['method']}, {m['backend']}): estimator error {m['error'] * 100:+.0f}% on this machine")
 
 
-def _breakdown_choice(t: dict[str, Any]) -> Any:
+def _breakdown_choice(t: Any) -> Any:
     """The estimate to break down: the recommended method, else the first one."""
-    for rec in t["recommendations"].values():
+    for rec in t.recommendations.values():
         if rec.recommended is not None:
             return rec.recommended.estimate
-    return t["estimates"][0]
+    return t.estimates[0]
 
 
 def _list_models(as_json: bool) -> int:
@@ -340,31 +177,49 @@ def _list_gpus(as_json: bool) -> int:
     return 0
 
 
+def options_from_args(args: argparse.Namespace) -> Any:
+    """The `FitOptions` that the command line asks for."""
+    from tui_tuner.fitcheck import FitOptions
+
+    return FitOptions(
+        method=args.method, seq_len=args.seq_len, batch_size=args.batch, lora_r=args.lora_r,
+        target_modules=args.target_modules, optimizer=args.optimizer,
+        gradient_checkpointing=False if args.no_gradient_checkpointing else None, backend=args.backend,
+        vram_gb=args.vram, gpu=args.gpu, runs_dir=args.runs_dir, overrides=list(args.overrides or []),
+    )
+
+
 def run_check(args: argparse.Namespace) -> int:
     if args.list_models:
         return _list_models(args.json)
     if args.list_gpus:
         return _list_gpus(args.json)
+    from tui_tuner.fitcheck import FitCheckError, check_fit
+
     try:
-        report = build_report(args)
-    except BadInput as exc:
+        report = check_fit(args.target, options_from_args(args))
+    except FitCheckError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.json:
-        print(json.dumps(report_as_dict(report), indent=2))
+        print(json.dumps(report.as_dict(), indent=2))
         return 0
     from rich.console import Console
 
     console = Console(highlight=False)
-    _print_hardware(console, report["hardware"])
-    if report["vram"] and report["hypothetical"]:
-        console.print(f"Checking against: [bold]{report['gpu_label']}[/]")
+    _print_hardware(console, report.hardware)
+    if report.vram_bytes and report.hypothetical:
+        console.print(f"Checking against: [bold]{report.gpu_label}[/]")
+    if report.busy_warning:
+        console.print(f"[yellow]{report.busy_warning}[/]")
     detailed = args.target is not None
-    for t in report["targets"]:
+    for t in report.targets:
         _print_target(console, t, report, detailed)
-    if not report["targets"] and args.target is None:
+    if not report.targets and args.target is None:
         console.print("\nNo run configs found (configs/*.yaml); name a model, e.g. "
                       "`tui-tuner check TinyLlama/TinyLlama-1.1B-Chat-v1.0 --vram 16`.")
-    for p in report["problems"]:
+    for p in report.problems:
         console.print(f"[yellow]skipped:[/] {p}")
+    if report.targets and not report.vram_bytes:
+        console.print("\n[dim]No GPU here: pass --vram GB or --gpu NAME (e.g. --gpu 4090) to check a card.[/]")
     return 0
