@@ -211,8 +211,11 @@ def run_trial(project: Path, seed: int) -> Trial:
         return trial
     if "SIGKILL" not in (st.error or ""):
         trial.problems.append(f"the crash does not say how the worker died: {st.error!r}")
-    steps = logged_steps(run)
-    trial.killed_at_step = max(steps, default=0)
+    # The last step the worker completed: logged, being checkpointed, or being logged when killed.
+    reached = [*logged_steps(run), *(checkpoint_step(p) for p in run.all_checkpoints())]
+    if fault and fault["at"] == "events":
+        reached.append(fault["nth"])  # the n-th log event is step n's
+    trial.killed_at_step = max(reached, default=0)
     complete = run.checkpoints()
     trial.newest_complete_at_crash = checkpoint_step(complete[-1]) if complete else 0
     trial.half_written = [p.name for p in run.all_checkpoints() if checkpoint_problem(p) is not None]
