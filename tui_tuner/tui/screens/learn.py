@@ -30,7 +30,7 @@ from textual.widgets import (Checkbox, DataTable, Footer, Input, Label, OptionLi
                              TabPane)
 from textual.widgets.option_list import Option
 
-from tui_tuner.tui.widgets.line_chart import ChartSeries, LineChart
+from tui_tuner.tui.widgets.experiment_log_panel import ExperimentLogPanel
 from tui_tuner.tui.widgets.quant_histogram import QuantHistogram
 
 
@@ -65,13 +65,6 @@ class LoraComputed(Message):
     error: str | None = None
 
 
-@dataclass
-class ExperimentsRead(Message):
-    runs: list[Any]             # RunDir, newest first
-    records: list[Any]          # experiment_log.RunRecord, same order
-    sweeps: list[str | None]    # each run's sweep id
-
-
 def default_model(app: Any) -> str:
     """The model of the config the app has open, else the demo model."""
     from tui_tuner.config import DEMO_MODEL_ID, load_config
@@ -102,7 +95,6 @@ class LearnScreen(Screen):
     BINDINGS = [
         Binding("h", "toggle_histogram", "Raw/normalized histogram"),
         Binding("m", "focus_model", "Model"),
-        Binding("r", "refresh_experiments", "Refresh runs", show=False),
     ]
 
     def __init__(self, model: str | None = None) -> None:
@@ -110,7 +102,6 @@ class LearnScreen(Screen):
         self.model = model
         self.report = None
         self.show_raw = False
-        self.experiments: ExperimentsRead | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Learn", style="bold"), classes="screen-title", id="learn-title")
@@ -151,10 +142,7 @@ class LearnScreen(Screen):
                     yield DataTable(id="lora-ranks", cursor_type="row", zebra_stripes=True)
                     yield Static("", id="lora-note", classes="explain")
             with TabPane("Experiments", id="tab-experiments"):
-                yield Static("", id="experiments-heading")
-                yield DataTable(id="experiments-table", cursor_type="row", zebra_stripes=True)
-                yield LineChart(id="experiments-chart",
-                                empty_text="pick a run: its loss curve (and its sweep's) shows here")
+                yield ExperimentLogPanel(id="experiments")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -384,63 +372,7 @@ class LearnScreen(Screen):
                 f"{row.scaling:.3g}", f"{row.rslora_scaling:.3g}")])
         self.query_one("#lora-note", Static).update("\n".join(r.explanations.values()))
 
-    # ------------------------------------------------------------------ experiments
     @on(TabbedContent.TabActivated, "#learn-tabs")
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id == "tab-experiments":
-            self.read_experiments()
-
-    def action_refresh_experiments(self) -> None:
-        self.read_experiments()
-
-    @work(thread=True, exclusive=True, group="learn-experiments", exit_on_error=False)
-    def read_experiments(self) -> None:
-        from tui_tuner.experiment_log import records
-        from tui_tuner.runs import list_runs
-        from tui_tuner.sweep import sweep_record
-
-        runs = list_runs(self.app_runs_dir())
-        self.post_message(ExperimentsRead(runs, records(runs),
-                                          [(sweep_record(r.path) or {}).get("sweep") for r in runs]))
-
-    @on(ExperimentsRead)
-    def _experiments_read(self, event: ExperimentsRead) -> None:
-        from tui_tuner.experiment_log import COLUMNS, format_cell
-
-        self.experiments = event
-        sweeps = len({s for s in event.sweeps if s})
-        self.query_one("#experiments-heading", Static).update(
-            f"{len(event.runs)} runs in {self.app_runs_dir()}" + (f", {sweeps} sweep(s)" if sweeps else "")
-            + " — the experiment log (`tui-tuner runs table --markdown` writes it); r refreshes")
-        table = self.query_one("#experiments-table", DataTable)
-        previous = None
-        if table.row_count and table.cursor_row is not None and 0 <= table.cursor_row < table.row_count:
-            previous = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
-        table.clear(columns=True)
-        shown = [(key, title) for key, title in COLUMNS if key not in ("model", "eval_scores")]
-        for key, title in shown:
-            table.add_column(title, key=key)
-        for run, record in zip(event.runs, event.records):
-            table.add_row(*(format_cell(record, key) for key, _ in shown), key=run.name)
-        names = [run.name for run in event.runs]
-        if previous in names:  # a refresh keeps the learner's place
-            table.move_cursor(row=names.index(previous))
-        if event.runs:
-            self._show_curves(table.cursor_row if 0 <= table.cursor_row < len(names) else 0)
-
-    @on(DataTable.RowHighlighted, "#experiments-table")
-    def _experiment_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        self._show_curves(event.cursor_row)
-
-    def _show_curves(self, index: int) -> None:
-        """The highlighted run's loss curve, overlaid with the other runs of its sweep."""
-        data = self.experiments
-        if data is None or not 0 <= index < len(data.runs):
-            return
-        sweep = data.sweeps[index]
-        members = [i for i, s in enumerate(data.sweeps) if sweep and s == sweep] or [index]
-        members.sort(key=lambda i: data.runs[i].name)
-        chart = self.query_one("#experiments-chart", LineChart)
-        chart.border_title = f"training loss, sweep {sweep}" if sweep else "training loss"
-        chart.empty_text = "no loss points logged yet"
-        chart.set_series([ChartSeries(data.runs[i].name, data.records[i].losses) for i in members])
+            self.query_one(ExperimentLogPanel).refresh_runs(self.app_runs_dir())
