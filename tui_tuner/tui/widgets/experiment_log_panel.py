@@ -27,6 +27,16 @@ class ExperimentsRead(Message):
     sweeps: list[str | None]    # each run's sweep id
 
 
+def _shown_path(path: str) -> str:
+    """The runs folder relative to the working directory when it is inside it (shorter, and what the user typed)."""
+    from pathlib import Path
+
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 class ExperimentLogPanel(Vertical):
     """Heading, the experiment-log table and a loss chart for the highlighted run (and its sweep)."""
 
@@ -68,7 +78,7 @@ class ExperimentLogPanel(Vertical):
         self.data = event
         sweeps = len({s for s in event.sweeps if s})
         self.query_one("#experiments-heading", Static).update(
-            f"{len(event.runs)} runs in {event.runs_dir}" + (f", {sweeps} sweep(s)" if sweeps else "")
+            f"{len(event.runs)} runs in {_shown_path(event.runs_dir)}" + (f", {sweeps} sweep(s)" if sweeps else "")
             + " — the experiment log (`tui-tuner runs table --markdown` writes it); r refreshes")
         table = self.query_one("#experiments-table", DataTable)
         previous = None
