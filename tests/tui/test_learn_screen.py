@@ -1,20 +1,15 @@
-"""Learn screen: pick a tensor, see its histogram with NF4/FP4 levels and the error table; memory and LoRA tabs.
+"""Learn screen: pick a tensor, see its histogram with NF4/FP4 levels and the error table; memory, LoRA, experiments.
 
-`TUI_TUNER_SCREENSHOTS=1 pytest tests/tui/test_learn_screen.py` also writes screenshots/learn.svg.
+screenshots/learn.svg and learn-experiments.svg come from `python -m tui_tuner.tools.screenshots`.
 """
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 from textual.widgets import DataTable, OptionList, Static, TabbedContent
 
 from tui_tuner.tui.app import build_app
 from tui_tuner.tui.screens.learn import LearnScreen
 from tui_tuner.tui.widgets.quant_histogram import QuantHistogram
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 async def wait_for(pilot, condition, tries: int = 300):
@@ -51,10 +46,6 @@ async def test_pick_a_tensor_and_see_histogram_and_errors(demo_model_dir, projec
         labels = [str(table.get_row_at(i)[0]) for i in range(6)]
         assert any(label.startswith("NF4 b64") and "★" in label for label in labels)
         assert "Verdict" in str(screen.query_one("#quant-verdict", Static).render())
-
-        if os.environ.get("TUI_TUNER_SCREENSHOTS"):
-            (REPO / "screenshots").mkdir(exist_ok=True)
-            app.save_screenshot(str(REPO / "screenshots" / "learn.svg"))
 
         await pilot.press("h")  # raw histogram, levels scaled by the tensor's absmax
         assert hist.histogram is screen.report.histogram
