@@ -97,6 +97,13 @@ async def test_experiments_tab_lists_runs_and_overlays_a_sweep(project):
         table.move_cursor(row=names.index(runs[0].name))
         assert await wait_for(pilot, lambda: len(chart.series) == 2)      # the run and its sweep sibling
         assert {s.label for s in chart.series} == {r.name for r in runs}
+        await pilot.press("c")                                              # the sweep in the Runs comparison
+        from tui_tuner.tui.screens.compare import CompareScreen
+
+        assert await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
+        assert [r.name for r in app.screen.runs] == sorted(r.name for r in runs)
+        await pilot.press("escape")
+        assert await wait_for(pilot, lambda: app.screen is screen)
         table.move_cursor(row=names.index(next(n for n in names if n.startswith("single"))))
         assert await wait_for(pilot, lambda: len(chart.series) == 1)
         # typing into the model box types; the screen's one-letter keys do not fire there

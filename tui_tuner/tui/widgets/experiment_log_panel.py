@@ -1,7 +1,8 @@
 """The experiment log in the TUI: every run's row (`tui_tuner.experiment_log`) and loss curves.
 
 Highlighting a run overlays its training loss with the other runs of its sweep, so the
-"r=16 vs r=32" comparison is one keypress away; r re-reads the runs folder.
+"r=16 vs r=32" comparison is one keypress away; c opens the Runs comparison (config
+differences and curves) for that sweep; r re-reads the runs folder.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def _shown_path(path: str) -> str:
 class ExperimentLogPanel(Vertical):
     """Heading, the experiment-log table and a loss chart for the highlighted run (and its sweep)."""
 
-    BINDINGS = [Binding("r", "refresh_runs", "Refresh runs")]
+    BINDINGS = [Binding("r", "refresh_runs", "Refresh runs"), Binding("c", "compare", "Compare sweep")]
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -103,12 +104,31 @@ class ExperimentLogPanel(Vertical):
     def show_curves(self, index: int) -> None:
         """The run at `index`: its loss curve, overlaid with the other runs of its sweep."""
         data = self.data
-        if data is None or not 0 <= index < len(data.runs):
+        members = self.group(index)
+        if data is None or not members:
             return
         sweep = data.sweeps[index]
-        members = [i for i, s in enumerate(data.sweeps) if sweep and s == sweep] or [index]
-        members.sort(key=lambda i: data.runs[i].name)
         chart = self.query_one("#experiments-chart", LineChart)
         chart.border_title = f"training loss, sweep {sweep}" if sweep else "training loss"
         chart.empty_text = "no loss points logged yet"
         chart.set_series([ChartSeries(data.runs[i].name, data.records[i].losses) for i in members])
+
+    def group(self, index: int) -> list[int]:
+        """Indexes of the run at `index` and the other runs of its sweep, in name order."""
+        data = self.data
+        if data is None or not 0 <= index < len(data.runs):
+            return []
+        sweep = data.sweeps[index]
+        members = [i for i, s in enumerate(data.sweeps) if sweep and s == sweep] or [index]
+        return sorted(members, key=lambda i: data.runs[i].name)
+
+    def action_compare(self) -> None:
+        from tui_tuner.tui.screens.compare import CompareScreen
+
+        table = self.query_one("#experiments-table", DataTable)
+        members = self.group(table.cursor_row)
+        if len(members) < 2:
+            self.app.notify("this run is not part of a sweep; select runs on the Runs screen (space) and "
+                            "press c to compare any runs", title="compare")
+            return
+        self.app.push_screen(CompareScreen([self.data.runs[i] for i in members]))
