@@ -1,6 +1,6 @@
 """Training throughput: raw trl `SFTTrainer` vs tui-tuner's worker path (callback + events + status).
 
-    PYTHONPATH=. python bench/train_overhead.py [--steps 40] [--repeats 3]
+    PYTHONPATH=. python bench/train_overhead.py [--steps 30] [--batch-size 4] [--repeats 3]
 
 Both sides train the demo model on the sample data with the same tokenized dataset,
 SFTConfig, steps and seed, in this one process, alternating raw / ours so that machine
@@ -27,14 +27,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def make_config(runs_dir: Path, steps: int):
+def make_config(runs_dir: Path, steps: int, batch_size: int = 4):
     from tui_tuner.config import validate_raw
 
     raw = {
         "model": {"name_or_path": "tui-tuner/demo-tiny-llama", "dtype": "float32", "max_seq_length": 256},
         "method": "lora", "lora": {"r": 16, "alpha": 32, "dropout": 0.0},
         "data": {"train": str(REPO / "data" / "sample.jsonl")},
-        "training": {"max_steps": steps, "batch_size": 8, "grad_accumulation": 1, "learning_rate": 3e-3,
+        "training": {"max_steps": steps, "batch_size": batch_size, "grad_accumulation": 1, "learning_rate": 3e-3,
                      "scheduler": "constant", "warmup_ratio": 0.0, "gradient_checkpointing": False,
                      "logging_steps": 1, "save_steps": steps * 10, "seed": 42},
         "output": {"runs_dir": str(runs_dir), "run_name": "bench"}, "backend": "transformers",
@@ -77,7 +77,8 @@ def ours_steps_per_s(cfg, run) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
 
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     ensure_demo_model()
     ratios = []
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = make_config(Path(tmp) / "runs", args.steps)
+        cfg = make_config(Path(tmp) / "runs", args.steps, args.batch_size)
         # one untimed warm-up of each path (first-call allocations, lazy imports)
         warm = make_config(Path(tmp) / "runs", 3)
         raw_steps_per_s(warm, create_run(warm, REPO, "warm-raw"))
