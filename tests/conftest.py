@@ -12,6 +12,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest
 
+pytest_plugins = ["tests.infer_fixtures"]  # memorised-adapter runs for chat, eval and export
+
 
 @pytest.fixture(scope="session")
 def demo_model_dir(tmp_path_factory):

@@ -113,8 +113,10 @@ class RunCallback(TrainerCallback):
         self.status.update(force=False, step=step, epoch=_finite(state.epoch))
         if self._fault and step >= self._fault[1]:
             self._inject(self._fault[0])
-        request = self._read_request()
-        if request in ("stop", "stop_now") and not self.stop_requested:
+        from tui_tuner.distributed import any_rank
+
+        stop = any_rank(self._read_request() in ("stop", "stop_now"))  # every rank stops at the same step
+        if stop and not self.stop_requested:
             self.stop_requested = True
             control.should_save = True
             control.should_training_stop = True

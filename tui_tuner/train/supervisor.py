@@ -40,10 +40,8 @@ def cgroup_oom_kills() -> int | None:
 
 def worker_argv(run: RunDir) -> list[str]:
     """The worker command: one process, or torchrun for a multi-GPU launch plan (`launch.json`)."""
-    try:
-        from tui_tuner.distributed import load_plan, worker_argv as planned_argv
-    except ImportError:
-        return [sys.executable, "-m", "tui_tuner.train", "--worker", str(run.path)]
+    from tui_tuner.distributed import load_plan, worker_argv as planned_argv
+
     return planned_argv(run.path, load_plan(run.path))
 
 
