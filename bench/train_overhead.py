@@ -47,32 +47,30 @@ def make_config(runs_dir: Path, steps: int, batch_size: int = 4):
     return loaded.config
 
 
-class LoopTimer:
+def loop_timer():
     """A TrainerCallback that times the training loop: wall clock and this process's CPU time.
 
     CPU time (user + system, all threads) is what the run-directory bookkeeping costs; on a
     shared machine it is far less disturbed by other processes than wall time.
     """
+    from transformers import TrainerCallback
 
-    def __new__(cls):
-        from transformers import TrainerCallback
+    class LoopTimer(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.begin = (time.perf_counter(), _cpu_s())
 
-        class _Timer(TrainerCallback):
-            def on_train_begin(self, args, state, control, **kwargs):
-                self.begin = (time.perf_counter(), _cpu_s())
+        def on_train_end(self, args, state, control, **kwargs):
+            self.end = (time.perf_counter(), _cpu_s())
 
-            def on_train_end(self, args, state, control, **kwargs):
-                self.end = (time.perf_counter(), _cpu_s())
+        @property
+        def wall_s(self) -> float:
+            return self.end[0] - self.begin[0]
 
-            @property
-            def wall_s(self) -> float:
-                return self.end[0] - self.begin[0]
+        @property
+        def cpu_s(self) -> float:
+            return self.end[1] - self.begin[1]
 
-            @property
-            def cpu_s(self) -> float:
-                return self.end[1] - self.begin[1]
-
-        return _Timer()
+    return LoopTimer()
 
 
 def _cpu_s() -> float:
@@ -87,9 +85,9 @@ def raw_loop(cfg, run):
     from tui_tuner.demo_model import resolve_model_path
     from tui_tuner.templates import resolve_chat_template
     from tui_tuner.train.backends.transformers_backend import load_model
-    from tui_tuner.train.worker import build_datasets, sft_config
-
     from transformers import set_seed
+
+    from tui_tuner.train.worker import build_datasets, sft_config
 
     set_seed(cfg.training.seed)
     model, tok = load_model(cfg, resolve_model_path(cfg.model.name_or_path), "cpu")
@@ -97,7 +95,7 @@ def raw_loop(cfg, run):
     tok.chat_template = template
     train_ds, _, _ = build_datasets(cfg, tok, template)
     args = sft_config(cfg, run, "cpu", "transformers", False, next(model.parameters()).dtype)
-    timer = LoopTimer()
+    timer = loop_timer()
     SFTTrainer(model=model, args=args, train_dataset=train_ds, processing_class=tok, callbacks=[timer]).train()
     return timer
 
@@ -108,7 +106,7 @@ def ours_loop(cfg, run):
     from tui_tuner.status import RunStatus, StatusKeeper
     from tui_tuner.train.worker import train
 
-    timer = LoopTimer()
+    timer = loop_timer()
     with EventWriter(run.events_path) as events:
         train(run, cfg, "transformers", "cpu", StatusKeeper(run.path, RunStatus(state="running")), events, None,
               extra_callbacks=[timer])
