@@ -86,18 +86,21 @@ def _is_run_dir(path: Path) -> bool:
 
 
 def _checkpoint_step(path: Path) -> int:
-    try:
-        return int(path.name.rsplit("-", 1)[1])
-    except (IndexError, ValueError):
-        return -1
+    from tui_tuner.runs import checkpoint_step
+
+    return checkpoint_step(path)
 
 
 def run_checkpoints(run_dir: Path) -> list[Path]:
-    """The run's checkpoint folders, oldest first."""
-    folder = run_dir / "checkpoints"
-    if not folder.is_dir():
-        return []
-    return sorted((p for p in folder.iterdir() if p.is_dir() and _checkpoint_step(p) >= 0), key=_checkpoint_step)
+    """The run's checkpoints that hold loadable weights, oldest first.
+
+    Unlike resuming, chatting needs only the adapter (or model) weights, not the optimizer state.
+    """
+    from tui_tuner.runs import RunDir
+
+    return [p for p in RunDir(run_dir).all_checkpoints()
+            if any((p / name).is_file() for name in ("adapter_model.safetensors", "adapter_model.bin",
+                                                      "model.safetensors", "model.safetensors.index.json"))]
 
 
 def _run_config(run_dir: Path) -> RunConfig | None:
@@ -126,15 +129,12 @@ def _has_tokenizer(folder: Path) -> bool:
 
 
 def _find_run_by_name(name: str, runs_dir: Path) -> Path:
-    from tui_tuner.runs import find_run
+    from tui_tuner.runs import RunError, find_run
 
     try:
-        run = find_run(runs_dir, name)
-    except (LookupError, ValueError) as exc:
-        raise SourceError(str(exc)) from exc
-    if run is None:
-        raise SourceError(f"no run or folder named {name!r} (looked in {runs_dir}); `tui-tuner runs` lists the runs.")
-    return Path(getattr(run, "path", run))
+        return find_run(runs_dir, name).path
+    except RunError as exc:
+        raise SourceError(f"{name!r} is not a folder, and {exc}") from exc
 
 
 def resolve_source(target: str | Path, *, runs_dir: str | Path = "runs", checkpoint: int | None = None) -> ModelSource:

@@ -20,7 +20,7 @@ from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
 
-SCREENS_IN_ORDER = ("hardware", "config", "train", "runs")
+SCREENS_IN_ORDER = ("hardware", "config", "train", "runs", "chat", "learn")
 
 
 class TunerApp(App[int]):
@@ -33,6 +33,8 @@ class TunerApp(App[int]):
         Binding("f2", "show('config')", "Config", priority=True),
         Binding("f3", "show('train')", "Train", priority=True),
         Binding("f4", "show('runs')", "Runs", priority=True),
+        Binding("f5", "show('chat')", "Chat", priority=True),
+        Binding("f6", "show('learn')", "Learn", priority=True),
         Binding("ctrl+t", "toggle_theme", "Light/dark", show=False),
         Binding("q", "quit", "Quit"),
         Binding("ctrl+c", "quit", "Quit", show=False),
@@ -63,6 +65,8 @@ class TunerApp(App[int]):
         self.add_mode("config", self._make_config)
         self.add_mode("train", self._make_train)
         self.add_mode("runs", self._make_runs)
+        self.add_mode("chat", self._make_chat)
+        self.add_mode("learn", self._make_learn)
 
     # Screens are built on first use; their modules (and the domain modules they use)
     # load then, not before the first frame.
@@ -81,6 +85,14 @@ class TunerApp(App[int]):
     def _make_runs(self) -> Screen:
         from tui_tuner.tui.screens.runs import RunsScreen
         return RunsScreen()
+
+    def _make_chat(self) -> Screen:
+        from tui_tuner.tui.screens.chat import ChatScreen
+        return ChatScreen()
+
+    def _make_learn(self) -> Screen:
+        from tui_tuner.tui.screens.learn import LearnScreen
+        return LearnScreen()
 
     def on_mount(self) -> None:
         self.switch_mode(self.start_screen)

@@ -1,0 +1,71 @@
+"""`tui-tuner eval RUN`: held-out loss, perplexity and answers scored against references.
+
+    tui-tuner eval quickstart                              # the run's eval data, else data/heldout.jsonl
+    tui-tuner eval quickstart --compare-base               # base vs tuned side by side
+    tui-tuner eval quickstart --data qa.jsonl --checkpoint 50 --json
+
+The report is saved as JSON and markdown in `<run>/eval/` (and shown in the TUI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from tui_tuner.commands.chat_cmd import add_source_options
+
+EXIT_BAD_INPUT = 2
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="held-out loss/perplexity and answers scored against references")
+    add_source_options(p)
+    p.add_argument("--data", default=None, metavar="FILE", help="evaluation file (default: the run's eval data, "
+                                                                "else data/heldout.jsonl)")
+    p.add_argument("--compare-base", action="store_true", help="also evaluate the base model (adapter off)")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N examples")
+    p.add_argument("--max-new-tokens", type=int, default=128, help="longest generated answer (default 128)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(handler=run_eval)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from tui_tuner.commands.chat_cmd import load_for_command
+    from tui_tuner.evaluate import EVAL_SETTINGS, eval_examples, evaluate, report_markdown, save_report
+    from tui_tuner.infer import SourceError, resolve_source
+
+    if args.limit is not None and args.limit < 1 or args.max_new_tokens < 1:
+        print("error: --limit and --max-new-tokens must be at least 1.", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:  # data problems are found before the model is loaded
+        examples, lines, label = eval_examples(
+            resolve_source(args.target, runs_dir=args.runs_dir, checkpoint=args.checkpoint), args.data)
+    except SourceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    chat = load_for_command(args, need_adapter=args.compare_base)
+    if chat is None:
+        return EXIT_BAD_INPUT
+
+    def progress(done: int, total: int, what: str) -> None:
+        if sys.stderr.isatty():
+            print(f"\r{what} ({done}/{total})\033[K", end="", file=sys.stderr, flush=True)
+
+    try:
+        report = evaluate(chat, examples, lines, label, compare_base=args.compare_base, limit=args.limit,
+                          settings=replace(EVAL_SETTINGS, max_new_tokens=args.max_new_tokens), progress=progress)
+    except (SourceError, RuntimeError) as exc:
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return 1
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    json_path, md_path = save_report(report, chat.source)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(report_markdown(report))
+    print(f"report saved: {md_path} and {json_path.name}", file=sys.stderr)
+    return 0
