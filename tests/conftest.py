@@ -32,3 +32,78 @@ def demo_model_dir(tmp_path_factory):
         yield ensure_demo_model()
     finally:
         mp.undo()
+
+
+# ---------------------------------------------------------------------------- training runs
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+QUICK_RUN = {
+    "model": {"name_or_path": "tui-tuner/demo-tiny-llama", "dtype": "float32", "max_seq_length": 256},
+    "method": "lora",
+    "lora": {"r": 16, "alpha": 32, "dropout": 0.0},
+    "data": {"train": os.path.join(REPO, "data", "sample.jsonl"), "eval": os.path.join(REPO, "data", "heldout.jsonl")},
+    "training": {"max_steps": 20, "batch_size": 8, "grad_accumulation": 1, "learning_rate": 3e-3,
+                 "scheduler": "constant_with_warmup", "warmup_ratio": 0.05, "gradient_checkpointing": False,
+                 "logging_steps": 1, "save_steps": 10, "eval_steps": 10, "seed": 42},
+    "output": {"run_name": "quickstart"},
+    "backend": "transformers",
+}
+"""The quickstart recipe, shortened to 20 steps for tests."""
+
+
+def run_config(runs_dir, **overrides):
+    """A validated RunConfig: QUICK_RUN with dotted-key overrides, writing runs under `runs_dir`."""
+    import copy
+
+    from tui_tuner.config import apply_overrides, validate_raw
+
+    raw = copy.deepcopy(QUICK_RUN)
+    raw["output"]["runs_dir"] = str(runs_dir)
+    raw = apply_overrides(raw, [f"{k}={v}" for k, v in overrides.items()])
+    loaded = validate_raw(raw)
+    assert loaded.ok, [i.format() for i in loaded.issues]
+    return loaded.config
+
+
+def wait_for(run, states=("finished", "stopped", "failed", "crashed"), timeout=900, step=None):
+    """Poll `run.status()` until its state is in `states` (and `step` reached); returns the status."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = run.status()
+        if st.state in states and (step is None or st.step >= step):
+            return st
+        if st.is_final and st.state not in states:
+            raise AssertionError(f"{run.name} ended {st.state}: {st.error}\n" + "\n".join(run.log_tail(30)))
+        time.sleep(0.2)
+    raise AssertionError(f"{run.name} still {run.status().state} after {timeout}s\n" + "\n".join(run.log_tail(30)))
+
+
+@pytest.fixture(scope="session")
+def finished_run(demo_model_dir, tmp_path_factory):
+    """A finished quickstart LoRA run (20 steps, checkpoints at 10 and 20, eval, probe on), trained once per session.
+
+    Other tests (chat, eval, export, TUI) read it; do not modify it — copy it first if you must.
+    """
+    from tui_tuner.runs import create_run, start_worker
+
+    runs_dir = tmp_path_factory.mktemp("finished-runs")
+    run = create_run(run_config(runs_dir), REPO, probe=True)
+    start_worker(run)
+    st = wait_for(run, ("finished",))
+    assert st.state == "finished"
+    return run
+
+
+@pytest.fixture
+def make_run_config(demo_model_dir):
+    """`run_config(runs_dir, **dotted_overrides)` with the demo model built."""
+    return run_config
+
+
+@pytest.fixture
+def wait_for_run():
+    """`wait_for(run, states=final states, timeout=900, step=None)` (generous: CI machines can be busy)."""
+    return wait_for

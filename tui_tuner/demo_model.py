@@ -27,7 +27,7 @@ from pathlib import Path
 from tui_tuner.config import DEMO_MODEL_ID
 
 DEMO_DIR_NAME = "demo-tiny-llama"
-BUILD_VERSION = 1
+BUILD_VERSION = 2
 """Bump when the recipe below changes: an older cached build is then rebuilt."""
 MARKER_FILE = "tui_tuner_demo.json"
 
@@ -194,6 +194,12 @@ def _build_into(folder: Path) -> None:
     tokenizer.chat_template = CHATML
     tokenizer.model_max_length = MAX_POSITIONS
     tokenizer.save_pretrained(str(folder))  # writes tokenizer.json + config; tokenizer.model stays
+    # Say explicitly that no BOS/EOS is added around text: the chat template places every special
+    # token, and llama.cpp's converter would otherwise default a SentencePiece vocabulary to add BOS.
+    config_path = folder / "tokenizer_config.json"
+    tokenizer_config = json.loads(config_path.read_text(encoding="utf-8"))
+    tokenizer_config.update(add_bos_token=False, add_eos_token=False)
+    config_path.write_text(json.dumps(tokenizer_config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     vocab_size = len(tokenizer)
 
     torch.manual_seed(SEED)

@@ -187,3 +187,63 @@ def decoder_layer_classes(model: Any) -> list[str]:
     """Class names of the repeated transformer blocks of `model` (what FSDP wraps one by one)."""
     names = getattr(model, "_no_split_modules", None) or []
     return [n for n in names if isinstance(n, str)]
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every process when `flag` is true on any of them (a stop seen by one rank stops all).
+
+    Ranks read `control.json` at slightly different moments; a stop taken by one rank
+    alone would leave the others waiting in the next gradient all-reduce forever.
+    """
+    if world_size() == 1:
+        return flag
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_initialized():
+        return flag
+    on_gpu = dist.get_backend() == "nccl"
+    value = torch.tensor([1 if flag else 0], device=f"cuda:{torch.cuda.current_device()}" if on_gpu else "cpu")
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def gpu_count_problem(plan: LaunchPlan, available: int) -> tuple[str, str] | None:
+    """(severity, message) when `plan.gpus` does not match the GPUs of this machine, else None."""
+    if not plan.distributed or plan.gpus == 1:
+        return None
+    if available == 0:
+        return ("warning", f"no NVIDIA GPU here: {plan.gpus} processes will train on the CPU over gloo "
+                           "(slow; useful to test a multi-GPU config).")
+    if plan.gpus > available:
+        return ("error", f"{plan.gpus} GPUs asked for but this machine has {available}. Use --gpus {available} "
+                         "(or set distributed.gpus), or run on a machine with more GPUs.")
+    return None
+
+
+class SilentEvents:
+    """The event writer of ranks other than 0: events are written once, by rank 0."""
+
+    def write(self, kind: str, **fields: Any) -> dict[str, Any]:
+        return {"kind": kind, **fields}
+
+    def close(self) -> None:
+        pass
+
+
+def status_keeper_for_rank(run_dir: Path, status: Any) -> Any:
+    """The `StatusKeeper` of rank 0; on other ranks one that keeps the status in memory only."""
+    from tui_tuner.status import StatusKeeper
+
+    if is_main_process():
+        return StatusKeeper(run_dir, status)
+
+    class MemoryOnlyStatus(StatusKeeper):
+        def update(self, force: bool = True, **fields: Any) -> None:
+            for key, value in fields.items():
+                if hasattr(self.status, key) and key != "extra":
+                    setattr(self.status, key, value)
+                else:
+                    self.status.extra[key] = value
+
+    return MemoryOnlyStatus(run_dir, status)

@@ -48,8 +48,8 @@ CONTROL_FILE = "control.json"
 LAUNCH_LOCK = "launch.lock"
 CHECKPOINTS_DIR = "checkpoints"
 ADAPTER_DIR = "adapter"
-STALE_LAUNCH_S = 120.0
-"""A launch lock with no live supervisor older than this is left over from a killed launcher."""
+UNCLAIMED_S = 30.0
+"""A queued run with no `queued_after` is left to its creator (which starts it at once) this long."""
 
 
 class RunError(Exception):
@@ -361,6 +361,22 @@ def _frozen_config(cfg: "RunConfig", base_dir: Path) -> "RunConfig":
     return frozen
 
 
+def run_config_yaml(cfg: "RunConfig") -> str:
+    """Every field that applies to the run's method, defaults included.
+
+    Sections the method ignores are left out (`lora` for full, `quantization` unless qlora):
+    the config check rightly rejects them, and the file must load back as the same config.
+    """
+    import yaml
+
+    data = cfg.model_dump(mode="json")
+    if cfg.method != "qlora":
+        data.pop("quantization", None)
+    if cfg.method == "full":
+        data.pop("lora", None)
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
 def create_run(cfg: "RunConfig", base_dir: str | Path = ".", name: str | None = None, *,
                queued_after: str | RunDir | None = None, probe: bool | None = None,
                source_config: str | Path | None = None) -> RunDir:
@@ -398,7 +414,7 @@ def create_run(cfg: "RunConfig", base_dir: str | Path = ".", name: str | None = 
     after = queued_after.name if isinstance(queued_after, RunDir) else queued_after
     now = time.time()
     frozen = _frozen_config(cfg, base_dir)
-    atomic_write_text(run.config_path, frozen.to_yaml())
+    atomic_write_text(run.config_path, run_config_yaml(frozen))
     meta = {"name": run.name, "created": now, "queued_after": after,
             "probe": {None: "auto", True: "on", False: "off"}[probe],
             "source_config": str(Path(source_config).resolve()) if source_config else None,
@@ -447,9 +463,9 @@ class _launch_lock:
         except (OSError, ValueError):
             return True
         holder = data.get("supervisor_pid") or data.get("pid")
-        if holder and process_alive(holder, data.get("supervisor_started")):
-            return False
-        return age > 2.0 or not holder
+        if holder:
+            return not process_alive(holder, data.get("supervisor_started"))
+        return age > 2.0  # being written by its creator right now, or left empty by a crash
 
     def hand_over(self, supervisor_pid: int) -> None:
         """Record the supervisor as the holder; it removes the lock when the worker ends."""
@@ -495,26 +511,29 @@ def start_worker(run: RunDir, detach: bool = True, wait_s: float = 60.0) -> int:
     Returns the pid of the supervisor (`python -m tui_tuner.train RUN_DIR`), which runs
     the worker as its child and records how it ended. `detach=False` is for callers that
     attach right away: it waits (up to `wait_s`) until the worker has taken the run
-    (state leaves `queued`) or the supervisor exited, so launch failures show at once.
+    (`attempts` went up) or the supervisor exited, so launch failures show at once.
     Raises `RunError` when the run is already running or being launched.
     """
     st = run.status()
     if st.state in ACTIVE_STATES:
         raise RunError(f"{run.name} is already {st.state} (pid {st.pid}).")
+    attempts_before = run.raw_status().attempts
     lock = _launch_lock(run)
     if not lock.__enter__():
         raise RunError(f"{run.name} is being started by another process; `tui-tuner runs ls` shows its state.")
     try:
+        env = worker_env()
+        env["TUI_TUNER_LAUNCHED_AT"] = repr(time.time())  # stop requests from before this launch are old
         with open(run.log_path, "ab") as log:
             proc = subprocess.Popen(worker_command(run), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                    cwd=run.path, env=worker_env(), start_new_session=True, close_fds=True)
+                                    cwd=run.path, env=env, start_new_session=True, close_fds=True)
         lock.hand_over(proc.pid)
     finally:
         lock.__exit__(None, None, None)
     if not detach:
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
-            if run.raw_status().state != "queued" or proc.poll() is not None:
+            if run.raw_status().attempts > attempts_before or proc.poll() is not None:
                 break
             time.sleep(0.05)
     # Do not leave a zombie when this process lives on (the TUI): reap it in the background.
@@ -537,23 +556,29 @@ def resume_run(run: RunDir, detach: bool = True) -> int:
     if st.state not in FINAL_STATES | {"queued"}:
         raise RunError(f"{run.name} is {st.state}; it cannot be resumed.")
     if st.state != "queued":
-        raw = run.raw_status()
-        if raw.state != st.state:  # a crash found by the liveness check: record it before relaunching
-            write_status(run.path, st)
+        # Queued again until the new worker takes it, so no reader mistakes the old end for the new one.
+        st.state, st.error, st.hint, st.message, st.queued_after = "queued", None, None, None, None
+        write_status(run.path, st)
     return start_worker(run, detach=detach)
 
 
-def delete_run(run: RunDir) -> None:
+def delete_run(run: RunDir, wait_s: float = 30.0) -> None:
     """Delete a run's folder; refused while its worker runs or is being launched."""
     st = run.status()
     if st.state in ACTIVE_STATES:
         raise RunError(f"{run.name} is {st.state}; stop it first (`tui-tuner runs stop {run.name}`).")
-    with _launch_lock(run) as locked:
-        if not locked:
-            raise RunError(f"{run.name} is being started; stop it first.")
-        if not run.exists() and not (run.path / "status.json").exists():
-            raise RunError(f"{run.path} is not a run directory.")
-        shutil.rmtree(run.path)
+    # A finished worker may still be exiting (its supervisor holds the lock a moment longer).
+    deadline = time.monotonic() + (wait_s if st.is_final else 0.0)
+    while True:
+        with _launch_lock(run) as locked:
+            if locked:
+                if not (run.path / "status.json").exists():
+                    raise RunError(f"{run.path} is not a run directory.")
+                shutil.rmtree(run.path)
+                return
+        if time.monotonic() >= deadline:
+            raise RunError(f"{run.name} is being started or its worker is still exiting; try again in a moment.")
+        time.sleep(0.2)
 
 
 # ---------------------------------------------------------------------------- the queue
@@ -566,7 +591,11 @@ def queue_ready(run: RunDir, runs: list[RunDir] | None = None) -> bool:
         return False
     after = st.queued_after
     if not after:
-        return True
+        try:
+            age = time.time() - (run.path / "status.json").stat().st_mtime
+        except OSError:
+            return False
+        return age > UNCLAIMED_S
     runs = runs if runs is not None else list_runs(run.path.parent)
     before = next((r for r in runs if r.name == after), None)
     return before is None or before.status().state in FINAL_STATES

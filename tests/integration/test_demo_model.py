@@ -44,6 +44,11 @@ def test_round_trip_through_from_pretrained(demo_model_dir):
     assert tokenizer.decode(tokenizer.encode(odd, add_special_tokens=False)) == odd
     assert tokenizer.unk_token_id not in tokenizer.encode(odd, add_special_tokens=False)
 
+    # no BOS/EOS around plain text, here and for llama.cpp (which reads tokenizer_config.json)
+    assert tokenizer("Bramble")["input_ids"] == tokenizer("Bramble", add_special_tokens=False)["input_ids"]
+    tokenizer_config = json.loads((demo_model_dir / "tokenizer_config.json").read_text())
+    assert tokenizer_config["add_bos_token"] is False and tokenizer_config["add_eos_token"] is False
+
     messages = [{"role": "user", "content": "How heavy is Bramble?"}]
     prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     assert prompt == "<|im_start|>user\nHow heavy is Bramble?<|im_end|>\n<|im_start|>assistant\n"
@@ -84,3 +89,22 @@ def test_rebuild_is_deterministic_and_atomic(demo_model_dir, monkeypatch, tmp_pa
     # no temporary build folders are left behind
     assert [p.name for p in tmp_path.iterdir()] == ["demo-tiny-llama"]
     assert json.loads((rebuilt / "tui_tuner_demo.json").read_text())["model_id"] == DEMO_MODEL_ID
+
+
+@pytest.mark.slow
+def test_concurrent_builds_leave_one_good_copy(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tui_tuner.demo_model import is_built
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "TUI_TUNER_CACHE": str(tmp_path), "PYTHONPATH": str(root)}
+    procs = [subprocess.Popen([sys.executable, "-m", "tui_tuner.demo_model"], env=env, cwd=root,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    folder = tmp_path / "demo-tiny-llama"
+    assert {out.strip() for out, _ in outs} == {str(folder)}
+    assert is_built(folder) and [p.name for p in tmp_path.iterdir()] == ["demo-tiny-llama"]

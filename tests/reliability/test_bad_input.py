@@ -13,6 +13,7 @@ Each case writes a project into a temporary folder, runs the real CLI as a subpr
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -201,7 +202,7 @@ CASES: list[Case] = [
     data_case("data-bom-mid-file", good_jsonl().encode() + b"\xef\xbb\xbf" + good_jsonl().encode(), ["json"], line=5),
     data_case("data-non-utf8", good_jsonl().encode() + b'{"instruction": "caf\xe9", "output": "ok"}\n', ["utf-8"], line=5),
     data_case("data-zero-bytes", b"", ["empty"]),
-    data_case("data-blank-lines-only", "\n\n   \n", ["empty"]),
+    data_case("data-blank-lines-only", "\n\n   \n", ["no records", "blank"]),
     data_case("data-200mb-line", _huge_line, ["line"], line=2),
     data_case("data-wrong-field-types", good_jsonl() + json.dumps({"instruction": 5, "output": ["a", "b"]}) + "\n",
               ["instruction"], line=5),
@@ -214,7 +215,7 @@ CASES: list[Case] = [
     data_case("data-roles-out-of-order",
               json.dumps({"messages": [{"role": "assistant", "content": "hello"}, {"role": "user", "content": "hi"},
                                        {"role": "user", "content": "again"}]}) + "\n",
-              ["role"], line=1),
+              ["starts with the assistant", "alternate"], line=1),
     data_case("data-unknown-role",
               json.dumps({"messages": [{"role": "human", "content": "hi"}, {"role": "bot", "content": "yo"}]}) + "\n",
               ["role"], line=1),
@@ -258,8 +259,8 @@ def test_table_is_large_enough():
 def test_bad_input_gets_a_clear_error(case: Case, command: str, tmp_path: Path):
     if command.split()[0] not in AVAILABLE:
         pytest.skip(f"`tui-tuner {command}` is not part of this build yet")
-    if case.id.startswith("data-") and "data" not in AVAILABLE:
-        pytest.skip("dataset validation (`tui-tuner data`) is not part of this build yet")
+    if case.id.startswith("data-") and importlib.util.find_spec("tui_tuner.data") is None:
+        pytest.skip("dataset validation (`tui_tuner.data`) is not part of this build yet")
     _write(tmp_path, case.files)
     target = case.target
     if command == "train" and case.target.startswith("data/"):

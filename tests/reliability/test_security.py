@@ -152,3 +152,35 @@ def test_a_template_cannot_reach_python_internals():
     evil = "{{ ''.__class__.__mro__[1].__subclasses__() }}{% for m in messages %}{{ m['content'] }}{% endfor %}"
     with pytest.raises(templates.ChatTemplateError):
         templates.render_template(evil, [{"role": "user", "content": "hi"}])
+
+
+# ---------------------------------------------------------------------------- remote code
+
+
+@pytest.mark.parametrize("setting", [None, False, True])
+def test_trust_remote_code_is_passed_only_when_the_config_says_true(monkeypatch, setting):
+    transformers = pytest.importorskip("transformers")
+    from types import SimpleNamespace
+
+    from tui_tuner.config import validate_raw
+    from tui_tuner.train.backends import transformers_backend
+
+    calls = []
+
+    def fake_from_pretrained(kind):
+        def load(path, **kwargs):
+            calls.append((kind, kwargs.get("trust_remote_code", "missing")))
+            if kind == "tokenizer":
+                return SimpleNamespace(pad_token="<pad>", eos_token="</s>")
+            return SimpleNamespace(config=SimpleNamespace(use_cache=True))
+        return load
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", fake_from_pretrained("tokenizer"))
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", fake_from_pretrained("model"))
+    raw = {"method": "full", "training": {"learning_rate": 1e-5}}
+    if setting is not None:
+        raw["model"] = {"trust_remote_code": setting}
+    cfg = validate_raw(raw).config
+    transformers_backend.load_model(cfg, "/nonexistent/model", "cpu")
+    assert calls == [("tokenizer", bool(setting)), ("model", bool(setting))]
+    assert all(value is bool(setting) for _, value in calls)

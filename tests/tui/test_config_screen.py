@@ -36,15 +36,35 @@ def app_for(project: Path, config: Path):
     return build_app(project_dir=project, config_path=config, runs_dir=project / "runs", offer_reattach=False)
 
 
+async def wait_for(pilot, condition, tries: int = 50) -> bool:
+    for _ in range(tries):
+        if condition():
+            return True
+        await pilot.pause(0.05)
+    return condition()
+
+
+async def ready(pilot) -> ConfigScreen:
+    """The Config screen once its schema has loaded (it loads right after the first frame)."""
+    screen = pilot.app.screen
+    for _ in range(100):
+        if screen.ready:
+            break
+        await pilot.pause(0.05)
+    assert screen.ready
+    return screen
+
+
 async def test_form_error_appears_beside_its_field_and_blocks_start(project):
     app = app_for(project, write_config(project))
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = app.screen
+        screen = await ready(pilot)
         assert isinstance(screen, ConfigScreen)
         r_input = screen.query_one("#field-lora-r", Input)
         r_input.focus()
+        await pilot.pause()  # focus lands first, as when a person clicks or tabs into the field
         r_input.value = "-3"
-        await pilot.pause()
+        assert await wait_for(pilot, lambda: "  r: -3" in screen.text)
         screen.validate_now()
         await pilot.pause()
         error = screen.query_one("#field-lora-r-error", Static)
@@ -65,7 +85,7 @@ async def test_form_error_appears_beside_its_field_and_blocks_start(project):
 async def test_yaml_error_is_listed_with_its_line_and_fills_no_field(project):
     app = app_for(project, write_config(project))
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = app.screen
+        screen = await ready(pilot)
         editor = screen.query_one(YamlEditor)
         editor.load_text(GOOD.replace("  r: 16", "  rank: 16"))
         screen.validate_now()
@@ -84,7 +104,7 @@ async def test_yaml_error_is_listed_with_its_line_and_fills_no_field(project):
 async def test_yaml_edit_refills_the_form(project):
     app = app_for(project, write_config(project))
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = app.screen
+        screen = await ready(pilot)
         editor = screen.query_one(YamlEditor)
         editor.load_text(GOOD.replace("  r: 16", "  r: 64"))
         screen.validate_now()
@@ -97,11 +117,12 @@ async def test_yaml_edit_refills_the_form(project):
 async def test_form_adds_a_missing_key_to_its_section(project):
     app = app_for(project, write_config(project))
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = app.screen
+        screen = await ready(pilot)
         box = screen.query_one("#field-training-learning-rate", Input)
         box.focus()
-        box.value = "1e-4"
         await pilot.pause()
+        box.value = "1e-4"
+        assert await wait_for(pilot, lambda: "learning_rate" in screen.text)
         screen.validate_now()
         assert "training:\n  max_steps: 5\n  learning_rate: 0.0001" in screen.text
         assert screen.loaded.ok and screen.loaded.config.training.learning_rate == 1e-4
@@ -111,7 +132,7 @@ async def test_save_as_writes_the_text_and_save_overwrites(project):
     config = write_config(project)
     app = app_for(project, config)
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = app.screen
+        screen = await ready(pilot)
         target = project / "configs" / "copy.yaml"
         await pilot.press("f9")
         await pilot.pause()
@@ -133,6 +154,7 @@ async def test_open_lists_project_configs(project):
     (project / "configs" / "other.yaml").write_text(GOOD.replace("r: 16", "r: 4"))
     app = app_for(project, config)
     async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
         await pilot.press("ctrl+o")
         await pilot.pause()
         await pilot.press("enter")  # first entry: configs/other.yaml (sorted)
@@ -141,3 +163,16 @@ async def test_open_lists_project_configs(project):
         assert isinstance(screen, ConfigScreen)
         assert screen.config_path.name == "other.yaml"
         assert "r: 4" in screen.text
+
+
+async def test_opening_a_config_changes_nothing_in_it(project):
+    # The form is filled from the YAML; filling it must never write back (a Select settling
+    # on its first choice once flipped `method: qlora` to lora).
+    text = GOOD.replace("method: lora", "method: qlora")
+    app = app_for(project, write_config(project, text))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        for _ in range(10):
+            await pilot.pause(0.05)
+        assert screen.text == text
+        assert not screen.dirty

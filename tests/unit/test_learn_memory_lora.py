@@ -84,3 +84,21 @@ def test_cli_bad_input_exits_2_with_one_paragraph(capsys):
     assert main(["learn", "memory", "./no/such/folder"]) == 2
     assert "no such folder" in capsys.readouterr().err
     assert main(["learn", "lora", LLAMA2_7B, "--r", "0"]) == 2
+
+
+def test_a_run_stands_for_its_base_model(demo_model_dir, tmp_path, capsys):
+    from tests.tui.conftest import make_fake_run
+
+    run = make_fake_run(tmp_path / "runs", "base-of-run", 3)   # the default config: the demo model
+    assert main(["learn", "quant", run.name, "--runs-dir", str(tmp_path / "runs"), "--list", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert "base model of run" in listing["model"]
+    by_name = {t["name"]: t for t in listing["tensors"]}
+    assert by_name["model.layers.0.self_attn.q_proj.weight"]["qlora_quantized"]
+    assert not by_name["model.embed_tokens.weight"]["qlora_quantized"]
+    assert not by_name["lm_head.weight"]["qlora_quantized"]
+    assert main(["learn", "memory", str(run.path), "--json"]) == 0
+    memory = json.loads(capsys.readouterr().out)
+    quantized = sum(t["numel"] for t in listing["tensors"] if t["qlora_quantized"])
+    assert memory["quantized_params"] == quantized        # the architecture and the checkpoint agree
+    assert memory["params"] == sum(t["numel"] for t in listing["tensors"])

@@ -184,3 +184,13 @@ def test_supervisor_records_how_the_worker_ended(cfg, tmp_path):
     record_exit(run, 0)
     st = read_status(run.path)
     assert st.state == "finished" and st.exit_code == 0
+
+
+@pytest.mark.parametrize("method", ["full", "lora", "qlora"])
+def test_a_runs_full_config_loads_back_valid(tmp_path, method):
+    c = RunConfig(method=method)
+    c.output.runs_dir = str(tmp_path / "runs")
+    if method == "full":
+        c.training.learning_rate = 2e-5
+    run = create_run(c, tmp_path, "r")
+    assert run.config().method == method

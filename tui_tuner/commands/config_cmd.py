@@ -7,6 +7,10 @@ import json
 import sys
 
 
+PRINTED_DATA_ISSUES = 20
+"""Data issues printed per file by `config check` (the JSON report has every one)."""
+
+
 def add_set_option(parser: argparse.ArgumentParser) -> None:
     """The `--set KEY=VALUE` override shared by every command that takes a config."""
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -35,6 +39,7 @@ def run_check(args: argparse.Namespace) -> int:
 
     loaded = load_config(args.file, args.overrides)
     issues = list(loaded.issues)
+    shown = issues
     data_report = None
     if loaded.ok:
         from tui_tuner.preflight import preflight_issues
@@ -45,7 +50,9 @@ def run_check(args: argparse.Namespace) -> int:
         check_data = None if data_missing else _dataset_checker()
         if check_data is not None:
             data_report = check_data(loaded)
-            issues.extend(data_report.issues_as_config_issues())
+            # a broken dataset can have thousands of issues: print the first ones, JSON has all
+            shown = issues + data_report.issues_as_config_issues(limit=PRINTED_DATA_ISSUES)
+            issues = issues + data_report.issues_as_config_issues()
     errors = [i for i in issues if i.severity == "error"]
     if args.json:
         out = {"file": args.file, "ok": not errors, "issues": [i.as_dict() for i in issues]}
@@ -53,7 +60,9 @@ def run_check(args: argparse.Namespace) -> int:
             out["data"] = data_report.as_dict()
         print(json.dumps(out, indent=2))
     else:
-        print_issues(issues)
+        print_issues(shown)
+        if len(shown) < len(issues):
+            print(f"... and {len(issues) - len(shown)} more issue(s); --json lists them all", file=sys.stderr)
         if data_report is not None:
             print(data_report.summary_text())
         if not errors:

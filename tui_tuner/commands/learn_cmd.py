@@ -107,8 +107,14 @@ def _print_tensor_list(label: str, tensors) -> None:
     table.add_column("shape", justify="right")
     table.add_column("dtype")
     table.add_column("params", justify="right")
+    table.add_column("under QLoRA")
     for t in tensors:
-        table.add_row(t.name, " x ".join(map(str, t.shape)), t.dtype, f"{t.numel:,}")
+        table.add_row(t.name, " x ".join(map(str, t.shape)), t.dtype, f"{t.numel:,}",
+                      "4-bit" if t.qlora_quantized else "[dim]16-bit[/]")
+    quantized = sum(t.numel for t in tensors if t.qlora_quantized)
+    total = sum(t.numel for t in tensors) or 1
+    table.caption = (f"QLoRA quantizes the linear weights inside the blocks: {quantized:,} of {total:,} "
+                     f"parameters ({quantized / total:.1%}); embeddings, LM head and norms stay 16-bit")
     _console().print(table)
 
 
@@ -225,8 +231,9 @@ def print_lora_report(report) -> None:
     console.print(f"[bold]{escape(report.model)}[/]: LoRA r={report.r}, alpha={report.alpha:g}, "
                   f"targets {escape(targets)}, scaling {rule} = {report.scaling:.3g}")
     table = Table(title="per targeted module", title_justify="left")
-    for col, justify in (("module", "left"), ("n", "right"), ("W", "right"), ("A", "right"), ("B", "right"), ("each", "right"), ("total", "right")):
-        table.add_column(col, justify=justify, no_wrap=True)
+    table.add_column("module", no_wrap=True)
+    for col in ("n", "W", "A", "B", "each", "total"):
+        table.add_column(col, justify="right", no_wrap=True)
     for m in report.modules:
         table.add_row(m.name, str(m.count), f"{m.out_features}x{m.in_features}", f"{m.a_shape[0]}x{m.a_shape[1]}",
                       f"{m.b_shape[0]}x{m.b_shape[1]}", f"{m.params_each:,}", f"{m.params_total:,}")

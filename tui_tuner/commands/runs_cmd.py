@@ -47,6 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     rm.add_argument("run")
     rm.add_argument("-y", "--yes", action="store_true", help="do not ask")
     rm.set_defaults(handler=run_rm)
+    from tui_tuner.commands.runs_table import add_table_command
+
+    add_table_command(rsub, common)
 
 
 def _find(args: argparse.Namespace):

@@ -27,11 +27,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="skip the preflight memory probe (on by default on a GPU)")
     probe.add_argument("--probe", dest="probe", action="store_true",
                        help="run the preflight memory probe on CPU too")
+    multi = p.add_argument_group("several GPUs (launched through torchrun; see docs/multi-gpu.md)")
+    multi.add_argument("--gpus", type=int, metavar="N",
+                       help="processes (GPUs) on this machine; overrides distributed.gpus")
+    multi.add_argument("--nnodes", type=int, default=1, metavar="M", help="machines taking part (default 1)")
+    multi.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
+                       help="rendezvous address every machine can reach (with --nnodes > 1)")
+    multi.add_argument("--rdzv-id", metavar="ID", help="job id shared by every machine (default: the run name)")
     p.set_defaults(handler=run_train)
 
 
 def check_before_start(config_path: str, overrides: list[str], name: str | None) -> tuple[object | None, list]:
-    """(LoadedConfig, every issue): config, dataset, run name and report_to, all checked before anything is created."""
+    """(LoadedConfig, every issue): config, model/dataset/template preflight, dataset, run name and report_to,
+    all checked before anything is created."""
     from tui_tuner.config import ConfigIssue, load_config
     from tui_tuner.names import run_name_problem
 
@@ -39,10 +47,24 @@ def check_before_start(config_path: str, overrides: list[str], name: str | None)
     issues = list(loaded.issues)
     if not loaded.ok:
         return loaded, issues
+    from tui_tuner.preflight import preflight_issues
+
+    preflight = preflight_issues(loaded)
+    issues.extend(preflight)
+    try:
+        from tui_tuner.preflight import preflight_issues
+    except ImportError:
+        preflight_issues = None
+    if preflight_issues is not None:
+        issues.extend(preflight_issues(loaded))
+        if any(i.severity == "error" for i in issues):
+            return loaded, issues  # a missing model or data file: the dataset check has nothing to read
     try:
         from tui_tuner.data import check_config_dataset
     except ImportError:
         check_config_dataset = None
+    if any(i.key.startswith("data.") and i.severity == "error" for i in preflight):
+        check_config_dataset = None  # the file is missing: the dataset check would only repeat it
     if check_config_dataset is not None:
         issues.extend(check_config_dataset(loaded).issues_as_config_issues())
     if name is not None:
@@ -64,7 +86,9 @@ def run_train(args: argparse.Namespace) -> int:
     from tui_tuner.run_progress import follow_run
     from tui_tuner.runs import RunError, create_run, start_worker
 
-    loaded, issues = check_before_start(args.config, args.overrides, args.name)
+    overrides = list(args.overrides) + ([f"distributed.gpus={args.gpus}"] if args.gpus is not None else [])
+    loaded, issues = check_before_start(args.config, overrides, args.name)
+    plan = _launch_plan(args, loaded, issues)
     errors = [i for i in issues if i.severity == "error"]
     print_issues(issues)
     if errors:
@@ -72,11 +96,22 @@ def run_train(args: argparse.Namespace) -> int:
         return 2
     try:
         run = create_run(loaded.config, loaded.base_dir, args.name, probe=args.probe, source_config=args.config)
+        if plan is not None and plan.distributed:
+            from tui_tuner.distributed import save_plan
+
+            save_plan(run.path, plan)
         pid = start_worker(run, detach=args.detach)
     except RunError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     console = Console(highlight=False)
+    if plan is not None and plan.nnodes > 1:
+        import shlex
+
+        from tui_tuner.distributed import worker_argv
+
+        console.print("on each other machine (same paths, the run folder on a shared disk) run:\n  "
+                      + shlex.join(worker_argv(run.path.resolve(), plan)), soft_wrap=True)
     if args.detach:
         console.print(f"started [bold]{run.name}[/] (pid {pid}) in {run.path}")
         console.print(f"  follow it:  tui-tuner runs attach {run.name}")
@@ -86,6 +121,32 @@ def run_train(args: argparse.Namespace) -> int:
                   "the run keeps going if this terminal closes.")
     st = follow_run(run, console)
     return exit_status(st.state)
+
+
+def _launch_plan(args: argparse.Namespace, loaded, issues: list):
+    """The multi-GPU launch plan from the config and flags; its problems are added to `issues`."""
+    from tui_tuner.config import ConfigIssue
+
+    if loaded is None or not loaded.ok:
+        return None
+    from tui_tuner.distributed import gpu_count_problem, plan_for
+
+    plan = plan_for(loaded.config, nnodes=args.nnodes, rdzv_endpoint=args.rdzv_endpoint, rdzv_id=args.rdzv_id)
+    problem = plan.problem()
+    if problem:
+        issues.append(ConfigIssue("distributed", problem, file="--gpus/--nnodes"))
+        return plan
+    if plan.distributed:
+        from tui_tuner.hardware import list_gpus
+
+        try:
+            available = len(list_gpus())
+        except Exception:  # no NVML: the machine has no usable NVIDIA GPU
+            available = 0
+        found = gpu_count_problem(plan, available)
+        if found:
+            issues.append(ConfigIssue("distributed.gpus", found[1], file=args.config, severity=found[0]))
+    return plan
 
 
 def exit_status(state: str) -> int:

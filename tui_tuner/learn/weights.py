@@ -81,9 +81,19 @@ class TensorInfo:
     def is_float(self) -> bool:
         return self.dtype in FLOAT_DTYPES
 
+    @property
+    def qlora_quantized(self) -> bool:
+        """Whether QLoRA / LLM.int8 quantize this tensor: a linear weight inside the blocks.
+
+        Embeddings, the LM head (bitsandbytes skips the output layer), norms and biases stay 16-bit.
+        """
+        lowered = self.name.lower()
+        return (len(self.shape) == 2 and self.is_float and lowered.endswith(".weight")
+                and not any(key in lowered for key in ("embed", "lm_head", "wte", "wpe", "norm")))
+
     def as_dict(self) -> dict:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "numel": self.numel,
-                "bytes": self.nbytes, "file": self.file}
+                "bytes": self.nbytes, "file": self.file, "qlora_quantized": self.qlora_quantized}
 
 
 def resolve_model_name(model_or_run: str, runs_dir: str | Path = "runs") -> tuple[str, Path | None]:

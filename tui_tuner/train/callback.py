@@ -47,14 +47,17 @@ class RunCallback(TrainerCallback):
     """Writes events and status for one run, and honours stop requests."""
 
     def __init__(self, run_dir: Path, events: EventWriter, status: StatusKeeper,
-                 on_train_begin_hook: Callable[..., None] | None = None):
+                 on_train_begin_hook: Callable[..., None] | None = None, requests_since: float | None = None):
         self.run_dir = Path(run_dir)
         self.control_path = self.run_dir / "control.json"
         self.events = events
         self.status = status
         self.on_train_begin_hook = on_train_begin_hook
         self.stop_requested = False
-        self._control_mtime = self._mtime()
+        # Requests older than this worker's start belong to an earlier attempt; newer ones (even
+        # made while the model was loading) count.
+        self.requests_since = time.time() if requests_since is None else requests_since
+        self._control_mtime: int | None = None
         self._last_control_check = 0.0
         self._session_start: tuple[float, int] | None = None
         self._last_tokens: tuple[float, float] | None = None
@@ -81,7 +84,9 @@ class RunCallback(TrainerCallback):
             data = json.loads(self.control_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        return data.get("request") if isinstance(data, dict) else None
+        if not isinstance(data, dict) or float(data.get("t") or 0) < self.requests_since:
+            return None
+        return data.get("request")
 
     def _eta(self, step: int, max_steps: int) -> float | None:
         if self._session_start is None:
@@ -108,8 +113,10 @@ class RunCallback(TrainerCallback):
         self.status.update(force=False, step=step, epoch=_finite(state.epoch))
         if self._fault and step >= self._fault[1]:
             self._inject(self._fault[0])
-        request = self._read_request()
-        if request in ("stop", "stop_now") and not self.stop_requested:
+        from tui_tuner.distributed import any_rank
+
+        stop = any_rank(self._read_request() in ("stop", "stop_now"))  # every rank stops at the same step
+        if stop and not self.stop_requested:
             self.stop_requested = True
             control.should_save = True
             control.should_training_stop = True

@@ -1,7 +1,7 @@
 """Background thread in the worker that appends NVML GPU samples to `events.jsonl`.
 
-One `{"kind": "gpu", "index": i, "util": ..., "mem_used": ..., "mem_total": ...,
-"temp": ..., "power": ...}` event per GPU every `interval_s`. Silent (no thread) when
+One `{"kind": "gpu", "index": i, "name": ..., "util": ..., "mem_used": ..., "mem_total": ...,
+"temp_c": ..., "power_w": ..., "power_limit_w": ...}` event per GPU every `interval_s`. Silent (no thread) when
 there is no NVIDIA GPU or the hardware module cannot read one.
 """
 
@@ -13,13 +13,6 @@ from typing import Any
 
 from tui_tuner.events import EventWriter
 
-# GpuSample field names -> event keys (the event schema in docs/run-directory.md).
-_RENAME = {"utilization": "util", "util_percent": "util", "gpu_util": "util",
-           "memory_used": "mem_used", "mem_used_bytes": "mem_used", "memory_used_bytes": "mem_used",
-           "memory_total": "mem_total", "mem_total_bytes": "mem_total", "memory_total_bytes": "mem_total",
-           "temperature": "temp", "temperature_c": "temp", "power_w": "power", "power_watts": "power"}
-
-
 def _sampler():
     try:
         from tui_tuner.hardware import sample_gpus
@@ -29,13 +22,16 @@ def _sampler():
 
 
 def sample_to_event(sample: Any) -> dict[str, Any]:
-    if dataclasses.is_dataclass(sample):
+    """`tui_tuner.hardware.GpuSample` fields, as they are (the documented `gpu` event keys)."""
+    if hasattr(sample, "as_dict"):
+        data = sample.as_dict()
+    elif dataclasses.is_dataclass(sample):
         data = dataclasses.asdict(sample)
     elif isinstance(sample, dict):
         data = dict(sample)
     else:
         data = {k: v for k, v in vars(sample).items() if not k.startswith("_")}
-    return {_RENAME.get(k, k): v for k, v in data.items() if isinstance(v, (int, float, str, bool, type(None)))}
+    return {k: v for k, v in data.items() if isinstance(v, (int, float, str, bool, type(None)))}
 
 
 class GpuMonitor(threading.Thread):

@@ -141,18 +141,18 @@ def run_probe(trainer: Any, model: Any, *, batch_size: int, optimizer_name: str,
     return result
 
 
-def estimate_bytes_for(cfg: Any) -> int | None:
+def estimate_bytes_for(cfg: Any, device: str = "cuda", backend: str = "transformers") -> int | None:
     """The fit estimator's total for this config, when that module is available."""
     try:
         from tui_tuner.estimate import estimate_for_config
     except ImportError:
         return None
     try:
-        est = estimate_for_config(cfg)
+        try:
+            est = estimate_for_config(cfg, backend=backend, on_gpu=device == "cuda")
+        except TypeError:  # an estimator without those keywords
+            est = estimate_for_config(cfg)
     except Exception:  # the estimate is context for the measurement; never block training on it
         return None
-    for attr in ("total_bytes", "total", "bytes"):
-        value = getattr(est, attr, None)
-        if isinstance(value, (int, float)):
-            return int(value)
-    return int(est) if isinstance(est, (int, float)) else None
+    value = getattr(est, "total_bytes", est)
+    return int(value) if isinstance(value, (int, float)) else None

@@ -38,6 +38,13 @@ def cgroup_oom_kills() -> int | None:
     return None
 
 
+def worker_argv(run: RunDir) -> list[str]:
+    """The worker command: one process, or torchrun for a multi-GPU launch plan (`launch.json`)."""
+    from tui_tuner.distributed import load_plan, worker_argv as planned_argv
+
+    return planned_argv(run.path, load_plan(run.path))
+
+
 def supervise(run_dir: str | Path) -> int:
     """Run the worker for `run_dir` to the end; returns its exit status."""
     import psutil
@@ -49,8 +56,7 @@ def supervise(run_dir: str | Path) -> int:
     # Ctrl+C in a foreground `python -m tui_tuner.train` reaches the worker too; the supervisor
     # must outlive it to record the result.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    proc = subprocess.Popen([sys.executable, "-m", "tui_tuner.train", "--worker", str(run.path)],
-                            stdin=subprocess.DEVNULL, cwd=run.path, env=env)
+    proc = subprocess.Popen(worker_argv(run), stdin=subprocess.DEVNULL, cwd=run.path, env=env)
     signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
     low_memory = False
     while True:

@@ -16,12 +16,13 @@ import random
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tui_tuner.events import EventWriter
 from tui_tuner.runs import RunDir, checkpoint_problem, checkpoint_step, process_start_time
-from tui_tuner.status import OOM_HINT, RunStatus, StatusKeeper, is_oom_message
+from tui_tuner.status import OOM_HINT, RunStatus, is_oom_message
 
 REPORTERS = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}
 
@@ -110,15 +111,19 @@ def build_datasets(cfg: Any, tokenizer: Any, chat_template: str) -> tuple[Any, A
 # ---------------------------------------------------------------------------- trainer
 
 
-def sft_config(cfg: Any, run: RunDir, device: str, backend: str, has_eval: bool, model_dtype: Any) -> Any:
-    """trl `SFTConfig` for this run: checkpoints under the run directory, our own progress logging."""
+def sft_config(cfg: Any, run: RunDir, device: str, backend: str, has_eval: bool, model_dtype: Any,
+               extra: dict[str, Any] | None = None) -> Any:
+    """trl `SFTConfig` for this run: checkpoints under the run directory, our own progress logging.
+
+    `extra` (the multi-GPU settings from `tui_tuner.distributed.trainer_arguments`) is applied last.
+    """
     import torch
     from trl import SFTConfig
 
     t = cfg.training
     eval_on = has_eval and t.eval_steps is not None
     on_gpu = device == "cuda"
-    return SFTConfig(
+    kwargs = dict(
         output_dir=str(run.checkpoints_dir),
         max_steps=t.max_steps or -1,
         num_train_epochs=t.epochs,
@@ -153,6 +158,11 @@ def sft_config(cfg: Any, run: RunDir, device: str, backend: str, has_eval: bool,
         packing=t.packing,
         completion_only_loss=None,  # labels are built by tokenize_conversation
     )
+    extra = dict(extra or {})
+    if extra.pop("gradient_checkpointing", None) is False:
+        kwargs["activation_checkpointing"] = False  # FSDP checkpoints activations itself
+    kwargs.update(extra)
+    return SFTConfig(**kwargs)
 
 
 def save_final(trainer: Any, tokenizer: Any, run: RunDir, cfg: Any, model_path: str, template: str,
@@ -161,7 +171,11 @@ def save_final(trainer: Any, tokenizer: Any, run: RunDir, cfg: Any, model_path: 
     import json
 
     out = run.adapter_dir
-    trainer.save_model(str(out))
+    trainer.save_model(str(out))  # every rank: FSDP gathers the shards here; only rank 0 writes
+    from tui_tuner.distributed import is_main_process
+
+    if not is_main_process():
+        return
     tokenizer.chat_template = template
     tokenizer.save_pretrained(str(out))
     (out / "chat_template.jinja").write_text(template, encoding="utf-8")
@@ -171,26 +185,46 @@ def save_final(trainer: Any, tokenizer: Any, run: RunDir, cfg: Any, model_path: 
     (out / "tui_tuner.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
 
 
+@dataclass
+class TrainResult:
+    state: str
+    """`finished`, or `stopped` when a stop was requested."""
+    trainer: Any
+    tokenizer: Any
+
+
 def train(run: RunDir, cfg: Any, backend: str, device: str, keeper: Any, events: EventWriter,
-          resume_from: Path | None) -> str:
-    """Load, prepare, probe and train; returns the final state (`finished` or `stopped`)."""
+          resume_from: Path | None, requests_since: float | None = None) -> TrainResult:
+    """Load, prepare, probe, train and save the final adapter; the trainer holds the trained model."""
     from trl import SFTTrainer
 
     from tui_tuner.train.callback import RunCallback
     from tui_tuner.train.probe import ProbeDoesNotFit, estimate_bytes_for, run_probe
 
+    import datasets
+    import transformers
+
+    # Progress bars are for terminals; train.log is read by people after the fact.
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
     model_path = _resolve_model_path(cfg.model.name_or_path)
     if backend == "unsloth":
         from tui_tuner.train.backends.unsloth_backend import load_model
     else:
         from tui_tuner.train.backends.transformers_backend import load_model
+    from transformers import set_seed
+
+    set_seed(cfg.training.seed)  # the LoRA init follows training.seed (and is the same on every rank)
     model, tokenizer = load_model(cfg, model_path, device)
     template = _resolve_template(cfg, tokenizer)
     tokenizer.chat_template = template
     train_ds, eval_ds, info = build_datasets(cfg, tokenizer, template)
     events.write("data", **info)
     model_dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
-    args = sft_config(cfg, run, device, backend, eval_ds is not None, model_dtype)
+    from tui_tuner.distributed import decoder_layer_classes, trainer_arguments
+
+    multi_gpu = trainer_arguments(cfg, cuda=device == "cuda", layer_classes=decoder_layer_classes(model))
+    args = sft_config(cfg, run, device, backend, eval_ds is not None, model_dtype, extra=multi_gpu)
 
     mode = probe_mode(run)
     want_probe = mode == "on" or (mode == "auto" and device == "cuda")
@@ -200,20 +234,21 @@ def train(run: RunDir, cfg: Any, backend: str, device: str, keeper: Any, events:
             return
         try:
             result = run_probe(trainer, model, batch_size=cfg.training.batch_size,
-                               optimizer_name=cfg.training.optimizer, estimate_bytes=estimate_bytes_for(cfg))
+                               optimizer_name=cfg.training.optimizer,
+                               estimate_bytes=estimate_bytes_for(cfg, device, backend))
         except ProbeDoesNotFit as exc:
             _record_probe(keeper, events, exc.result)
             raise WorkerError(str(exc), OOM_HINT) from None
         _record_probe(keeper, events, result)
 
-    callback = RunCallback(run.path, events, keeper, on_train_begin_hook=probe_hook)
+    callback = RunCallback(run.path, events, keeper, on_train_begin_hook=probe_hook, requests_since=requests_since)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tokenizer, callbacks=[callback])
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     step = trainer.state.global_step
     save_final(trainer, tokenizer, run, cfg, model_path, template, step)
     events.write("adapter", step=step, path=str(run.adapter_dir))
-    return "stopped" if callback.stop_requested else "finished"
+    return TrainResult("stopped" if callback.stop_requested else "finished", trainer, tokenizer)
 
 
 def _record_probe(keeper: Any, events: EventWriter, result: Any) -> None:
@@ -241,16 +276,56 @@ def _resolve_template(cfg: Any, tokenizer: Any) -> str:
 # ---------------------------------------------------------------------------- entry
 
 
-def _classify(exc: BaseException) -> tuple[str, str | None]:
+DISK_FULL_MARKERS = ("no space left on device", "storagefull", "disk quota exceeded")
+"""How a full disk shows in OSError, safetensors (Rust io::Error) and torch's zip writer messages."""
+
+
+def _disk_full(exc: BaseException, run: RunDir | None) -> bool:
+    """Whether `exc` (or what caused it) is a write that failed because the disk is full."""
+    import errno
+    import shutil
+
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(exc).lower()
+        if any(marker in text for marker in DISK_FULL_MARKERS):
+            return True
+        if run is not None and ("file write failed" in text or "failed writing file" in text):
+            try:  # torch's writer does not say why; a nearly full disk does
+                return shutil.disk_usage(run.path).free < 256 * 2**20
+            except OSError:
+                return False
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def _classify(exc: BaseException, run: RunDir | None = None) -> tuple[str, str | None]:
     """(error message, hint) for an exception that ended the run."""
     text = f"{type(exc).__name__}: {exc}".strip()
     first = text.splitlines()[0][:500]
     if isinstance(exc, WorkerError):
         return str(exc), exc.hint
+    if _disk_full(exc, run):
+        where = run.path if run is not None else "the run directory"
+        kept = run.latest_checkpoint() if run is not None else None
+        since = f"the last complete checkpoint ({kept.name}, kept intact)" if kept else "the start"
+        return (f"the disk is full: no space left to write in {where}",
+                f"Free disk space (`df -h {where}`; old runs: `tui-tuner runs rm NAME`), or set output.runs_dir "
+                f"to a bigger disk, then `tui-tuner runs resume {run.name if run else 'NAME'}` continues from "
+                f"{since}; the half-written checkpoint is skipped.")
     is_oom = type(exc).__name__ == "OutOfMemoryError" or is_oom_message(text)
     if isinstance(exc, MemoryError) or is_oom:
         return f"out of memory: {first}", OOM_HINT
     return first, "See train.log in the run directory for the full traceback."
+
+
+def _launched_at(default: float) -> float:
+    try:
+        return float(os.environ["TUI_TUNER_LAUNCHED_AT"])
+    except (KeyError, ValueError):
+        return default
 
 
 def run_worker(run_dir: str | Path) -> int:
@@ -267,9 +342,11 @@ def run_worker(run_dir: str | Path) -> int:
                                   "started": prev.started or now, "ended": None, "error": None, "hint": None,
                                   "exit_code": None, "message": None,
                                   "attempts": prev.attempts + 1})
-    keeper = StatusKeeper(run.path, status)
+    from tui_tuner.distributed import SilentEvents, is_main_process, local_rank, status_keeper_for_rank, world_size
+
+    keeper = status_keeper_for_rank(run.path, status)  # under torchrun only rank 0 writes status and events
     keeper.update()
-    events = EventWriter(run.events_path)
+    events = EventWriter(run.events_path) if is_main_process() else SilentEvents()
     monitor = None
     final, code = "failed", 1
     try:
@@ -283,6 +360,8 @@ def run_worker(run_dir: str | Path) -> int:
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda" and world_size() > 1:
+            torch.cuda.set_device(local_rank())  # each process trains on its own GPU
         problem = report_to_problem(cfg.report_to)
         if problem:
             raise WorkerError(problem)
@@ -303,7 +382,7 @@ def run_worker(run_dir: str | Path) -> int:
                      pid=pid)
         print(f"tui-tuner worker {pid}: run {run.name}, backend {backend} ({reason}), device {device}"
               + (f", resuming from {resume_from.name}" if resume_from else ""), flush=True)
-        if device == "cuda":
+        if device == "cuda" and is_main_process():  # rank 0 samples every GPU of the machine
             from tui_tuner.train.gpu_monitor import GpuMonitor
 
             monitor = GpuMonitor(events)
@@ -311,9 +390,11 @@ def run_worker(run_dir: str | Path) -> int:
                 monitor.start()
             else:
                 monitor = None
-        final = train(run, cfg, backend, device, keeper, events, resume_from)
+        final = train(run, cfg, backend, device, keeper, events, resume_from, requests_since=_launched_at(now)).state
         code = 0
-        keeper.update(state=final, ended=time.time(), exit_code=0)
+        note = (f"stopped on request at step {keeper.status.step}; checkpoint and adapter saved"
+                if final == "stopped" else None)
+        keeper.update(state=final, ended=time.time(), exit_code=0, message=note)
     except KeyboardInterrupt:
         final, code = "stopped", 130
         keeper.update(state="stopped", ended=time.time(), exit_code=code,
@@ -321,7 +402,7 @@ def run_worker(run_dir: str | Path) -> int:
                               "checkpoint was not saved")
     except BaseException as exc:  # every failure must end in a recorded state, never a silent death
         traceback.print_exc()
-        error, hint = _classify(exc)
+        error, hint = _classify(exc, run)
         keeper.update(state="failed", ended=time.time(), error=error, hint=hint, exit_code=1)
         code = 1
     finally:

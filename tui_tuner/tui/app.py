@@ -19,13 +19,13 @@ from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
 
-SCREENS_IN_ORDER = ("hardware", "config", "train", "runs", "chat")
+SCREENS_IN_ORDER = ("hardware", "config", "train", "runs", "chat", "learn")
 
 
 class TunerApp(App[int]):
     """Four modes, one per screen; F1-F4 switch between them from anywhere."""
 
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses elsewhere still find it
     TITLE = "tui-tuner"
     BINDINGS = [
         Binding("f1", "show('hardware')", "Hardware", priority=True),
@@ -33,6 +33,7 @@ class TunerApp(App[int]):
         Binding("f3", "show('train')", "Train", priority=True),
         Binding("f4", "show('runs')", "Runs", priority=True),
         Binding("f5", "show('chat')", "Chat", priority=True),
+        Binding("f6", "show('learn')", "Learn", priority=True),
         Binding("ctrl+t", "toggle_theme", "Light/dark", show=False),
         Binding("q", "quit", "Quit"),
         Binding("ctrl+c", "quit", "Quit", show=False),
@@ -52,11 +53,14 @@ class TunerApp(App[int]):
         self.runs_dir = (runs_dir or self.project_dir / "runs").resolve()
         self.offer_reattach = offer_reattach
         self.start_screen = start_screen
+        self._first_frame_shown = False
+        self._after_first_frame: list[Any] = []
         self.add_mode("hardware", self._make_hardware)
         self.add_mode("config", self._make_config)
         self.add_mode("train", self._make_train)
         self.add_mode("runs", self._make_runs)
         self.add_mode("chat", self._make_chat)
+        self.add_mode("learn", self._make_learn)
 
     # Screens are built on first use; their modules (and the domain modules they use)
     # load then, not before the first frame.
@@ -80,8 +84,29 @@ class TunerApp(App[int]):
         from tui_tuner.tui.screens.chat import ChatScreen
         return ChatScreen()
 
+    def _make_learn(self) -> Screen:
+        from tui_tuner.tui.screens.learn import LearnScreen
+        return LearnScreen()
+
     def on_mount(self) -> None:
         self.switch_mode(self.start_screen)
+
+    def after_first_frame(self, callback: Any) -> None:
+        """Run `callback` once the first frame is on screen (now, if it already is).
+
+        Screens defer their heavier set-up (the config schema, run listings) to here, so
+        what the user sees first is drawn before anything else competes for the CPU.
+        """
+        if self._first_frame_shown:
+            callback()
+        else:
+            self._after_first_frame.append(callback)
+
+    def on_ready(self) -> None:
+        self._first_frame_shown = True
+        callbacks, self._after_first_frame = self._after_first_frame, []
+        for callback in callbacks:
+            callback()
         if self.offer_reattach:
             self.find_running_runs()
 
@@ -145,26 +170,32 @@ class TunerApp(App[int]):
         self.start_run(message.config, message.config_path)
 
     def start_run(self, config: Any, config_path: Path | None) -> None:
-        """Create a run directory for `config`, start its worker process and attach to it."""
+        """Create a run directory for `config`, start its worker process and attach to it.
+
+        The run goes into this app's runs folder (the one the Runs screen lists), whatever
+        `output.runs_dir` the config names; relative data paths resolve against the
+        config's project folder.
+        """
         from tui_tuner.config import project_dir_for
         from tui_tuner.runs import create_run, start_worker
 
         base = project_dir_for(config_path) if config_path else self.project_dir
+        config = config.model_copy(deep=True)
+        config.output.runs_dir = str(self.runs_dir)
         try:
-            run = create_run(config, self.runs_dir, source_dir=base) if _accepts(create_run, "source_dir") \
-                else create_run(config, self.runs_dir)
+            run = create_run(config, base, source_config=config_path)
             start_worker(run, detach=True)
-        except Exception as exc:  # a refused start is shown, never a traceback
+        except Exception as exc:  # a refused start is shown in words, never as a traceback
             self.notify(f"could not start the run: {exc}", title="start failed", severity="error", timeout=10)
             return
         self.notify(f"started {run.name}")
         self.attach(run)
 
-
-def _accepts(func: Any, name: str) -> bool:
-    import inspect
-
-    return name in inspect.signature(func).parameters
+    async def carry_settings(self, values: dict[tuple[str, ...], Any]) -> None:
+        """Apply settings from the Hardware screen's fit panel to the config being edited."""
+        await self.switch_mode("config")
+        self.screen.use_settings(values)
+        self.notify("settings carried into the config: review and save it", title="Config")
 
 
 def build_app(**kwargs: Any) -> TunerApp:

@@ -80,8 +80,8 @@ def gpu_reading(event: dict[str, Any]) -> GpuReading:
     return GpuReading(index=int(event.get("index", 0) or 0), name=str(event.get("name") or ""),
                       mem_used=num("mem_used", "memory_used", "mem_used_bytes"),
                       mem_total=num("mem_total", "memory_total", "mem_total_bytes"),
-                      util=num("util", "utilization", "util_percent"),
-                      temp_c=num("temp_c", "temp", "temperature"), power_w=num("power_w", "power"))
+                      util=num("util", "utilization", "util_pct", "util_percent"),
+                      temp_c=num("temp", "temp_c", "temperature", "temperature_c"), power_w=num("power", "power_w"))
 
 
 @dataclass(frozen=True)

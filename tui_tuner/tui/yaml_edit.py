@@ -12,8 +12,6 @@ from typing import Any
 
 import yaml
 
-from tui_tuner.config import yaml_positions
-
 
 def yaml_scalar(value: Any) -> str:
     """`value` written as a one-line YAML scalar (`null`, `true`, `2.0e-4`, `'a: b'`)."""
@@ -48,6 +46,8 @@ def set_yaml_value(text: str, path: tuple[str, ...], value: Any) -> str:
     its section (the section is created when absent). When the text does not parse, the
     value is not set and the text is returned unchanged: the user fixes the YAML first.
     """
+    from tui_tuner.config import yaml_positions  # the schema module (pydantic) loads after the first frame
+
     try:
         root = yaml.safe_load(text) if text.strip() else {}
     except yaml.YAMLError:

@@ -73,7 +73,7 @@ class CompareScreen(Screen):
         yield Static(Text.assemble(("Compare ", "bold"), names), classes="screen-title")
         yield DataTable(id="compare-table", cursor_type="row", zebra_stripes=True)
         yield LineChart(id="compare-chart", empty_text="reading loss curves...")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one(LineChart).border_title = "training loss"

@@ -4,13 +4,16 @@ The YAML text is the single source of truth. A form edit rewrites one line of it
 edit refills the form. Validation (`tui_tuner.config.load_config_text`) runs a moment
 after the last keystroke; each error appears under its form field and on its YAML line.
 The dataset check runs in a thread worker and posts `DataChecked`.
+
+The first frame shows the YAML at once; the schema (pydantic) is imported in a thread
+right after it, then the form is mounted and the text validated (`SchemaLoaded`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on, work
@@ -22,15 +25,22 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Button, Footer, Static, TextArea
 
-from tui_tuner.config import LoadedConfig, RunConfig, load_config_text
-from tui_tuner.tui.screens.modals import ChoiceModal, PathModal
-from tui_tuner.tui.widgets.config_form import ConfigForm, FieldEdited
-from tui_tuner.tui.widgets.issue_list import IssueChosen, IssueList
+from tui_tuner.tui.messages import FieldEdited, IssueChosen
+from tui_tuner.tui.text import short_path
 from tui_tuner.tui.widgets.yaml_editor import YamlEditor
 from tui_tuner.tui.yaml_edit import set_yaml_value
 
+if TYPE_CHECKING:
+    from tui_tuner.config import LoadedConfig, RunConfig
+    from tui_tuner.tui.widgets.config_form import ConfigForm
+    from tui_tuner.tui.widgets.issue_list import IssueList
+
 VALIDATE_DELAY_S = 0.25
 """Validate this long after the last keystroke, so typing never waits on validation."""
+
+
+class SchemaLoaded(Message):
+    """`tui_tuner.config` finished importing (in a thread, after the first frame)."""
 
 
 @dataclass
@@ -54,43 +64,81 @@ class ConfigScreen(Screen):
     """Form + YAML editor + issues + dataset summary, with save, save as and start."""
 
     BINDINGS = [
-        Binding("ctrl+o", "open", "Open"),
+        # Open and Save as are on the buttons (with their keys); the footer keeps the frequent ones.
+        Binding("ctrl+o", "open", "Open", show=False),
         Binding("ctrl+s", "save", "Save"),
-        Binding("f9", "save_as", "Save as"),
+        Binding("f9", "save_as", "Save as", show=False),
         Binding("ctrl+r", "start_run", "Start run"),
     ]
 
     def __init__(self, config_path: Path | None = None, text: str | None = None) -> None:
         super().__init__()
         self.config_path = config_path
-        if text is None:
-            text = config_path.read_text(encoding="utf-8") if config_path and config_path.is_file() else RunConfig().to_yaml()
+        if text is None and config_path and config_path.is_file():
+            text = config_path.read_text(encoding="utf-8")
         self._initial_text = text
-        self.saved_text = text
-        self.loaded: LoadedConfig = load_config_text(text, file=self._file_label())
+        """None: start from the schema's defaults once it has loaded."""
+        self.saved_text = text or ""
+        self.loaded: LoadedConfig | None = None
+        """None until the schema has loaded and validated the text."""
         self.data_issues: list = []
         self._validate_timer: Timer | None = None
-        self._defaults = RunConfig().model_dump(mode="json")
+        self._defaults: dict[str, Any] = {}
+        self._pending_settings: dict[tuple[str, ...], Any] | None = None
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
         yield Static(id="config-title", classes="screen-title")
+        # Only the YAML is drawn in the first frame; the form, the issue list and the
+        # buttons are mounted once the schema has loaded (`_schema_loaded`).
         with Horizontal(id="config-body"):
-            yield ConfigForm(id="config-form")
             with Vertical(id="yaml-pane"):
-                yield YamlEditor(self._initial_text, id="yaml-editor")
-                yield IssueList(ok_text="config is valid", id="config-issues")
-        yield Static(Text("dataset: not checked yet", style="dim"), id="data-summary")
-        with Horizontal(id="config-buttons", classes="button-bar"):
-            yield Button("Open", id="open")
-            yield Button("Save", id="save")
-            yield Button("Save as", id="save-as")
-            yield Button("Start run", id="start", variant="success")
-        yield Footer()
+                yield YamlEditor(self._initial_text or "", id="yaml-editor")
+        yield Static(Text("loading the config schema...", style="dim"), id="data-summary")
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        self._show_validation()
-        self.query_one(ConfigForm).show_values(self.loaded.raw, self._defaults)
+        self._update_title()
+        self.query_one(YamlEditor).move_cursor((0, 0))
+        self.app.after_first_frame(self.load_schema)
+
+    @work(thread=True, exclusive=True, group="schema", exit_on_error=False)
+    def load_schema(self) -> None:
+        import tui_tuner.config  # noqa: F401  (pydantic: ~0.3 s, kept off the first frame)
+
+        self.post_message(SchemaLoaded())
+
+    @on(SchemaLoaded)
+    async def _schema_loaded(self) -> None:
+        from tui_tuner.config import RunConfig
+        from tui_tuner.tui.widgets.config_form import ConfigForm
+        from tui_tuner.tui.widgets.issue_list import IssueList
+
+        if not self.is_attached:
+            return  # the app closed before the schema arrived
+        self._defaults = RunConfig().model_dump(mode="json")
+        self.query_one(YamlEditor).highlight()
+        if self._initial_text is None:  # no config file: start from the defaults
+            text = RunConfig().to_yaml()
+            self.saved_text = text
+            self.query_one(YamlEditor).load_text(text)
+        await self.query_one("#config-body").mount(ConfigForm(id="config-form"), before="#yaml-pane")
+        await self.query_one("#yaml-pane").mount(IssueList(ok_text="config is valid", id="config-issues"))
+        await self.mount(Horizontal(Button("Open ^o", id="open"), Button("Save ^s", id="save"),
+                                    Button("Save as f9", id="save-as"),
+                                    Button("Start run ^r", id="start", variant="success", disabled=True),
+                                    id="config-buttons", classes="button-bar"), before=self.query_one(Footer))
+        if not self.is_attached:
+            return
+        self.validate_now()
+        if self._pending_settings:
+            self.use_settings(self._pending_settings)
+            self._pending_settings = None
+
+    @property
+    def ready(self) -> bool:
+        """Whether the schema has loaded and the text been validated at least once."""
+        return self.loaded is not None
 
     # ------------------------------------------------------------------ state
     @property
@@ -100,14 +148,15 @@ class ConfigScreen(Screen):
     @property
     def errors(self) -> list:
         """Every error that blocks starting: config errors, then dataset errors."""
-        return [i for i in list(self.loaded.issues) + self.data_issues if i.severity == "error"]
+        issues = list(self.loaded.issues) if self.loaded else []
+        return [i for i in issues + self.data_issues if i.severity == "error"]
 
     @property
     def dirty(self) -> bool:
         return self.text != self.saved_text
 
     def _file_label(self) -> str:
-        return str(self.config_path) if self.config_path else "<unsaved config>"
+        return short_path(self.config_path) if self.config_path else "<unsaved config>"
 
     def _update_title(self) -> None:
         title = Text()
@@ -132,20 +181,30 @@ class ConfigScreen(Screen):
         self._schedule_validation()
 
     def _schedule_validation(self) -> None:
+        if not self.ready:
+            return  # validated as soon as the schema has loaded
         if self._validate_timer is not None:
             self._validate_timer.stop()
         self._validate_timer = self.set_timer(VALIDATE_DELAY_S, self.validate_now)
 
     def validate_now(self) -> None:
         """Validate the current text and show every issue (tests call this to skip the delay)."""
+        from tui_tuner.config import load_config_text
+
         text = self.text
         self.loaded = load_config_text(text, file=self._file_label())
         self.loaded.path = self.config_path
+        from tui_tuner.tui.widgets.config_form import ConfigForm
+
         if self.loaded.raw:
             self.query_one(ConfigForm).show_values(self.loaded.raw, self._defaults)
         self._show_validation()
 
     def _show_validation(self) -> None:
+        from tui_tuner.tui.widgets.config_form import ConfigForm
+        from tui_tuner.tui.widgets.issue_list import IssueList
+
+        assert self.loaded is not None
         issues = list(self.loaded.issues) + self.data_issues
         self.query_one(ConfigForm).show_issues(issues)
         self.query_one(IssueList).show_issues(issues)
@@ -167,8 +226,19 @@ class ConfigScreen(Screen):
         except ImportError:
             self.post_message(DataChecked(text, "dataset: the data checker is not available in this build", []))
             return
+        from tui_tuner.config import yaml_positions
+
         report = check_config_dataset(loaded)
-        self.post_message(DataChecked(text, report.summary_text(), list(report.issues_as_config_issues())))
+        issues = list(report.issues_as_config_issues())
+        # The checker numbers config lines from the saved file; the editor may hold edits.
+        positions = yaml_positions(text)
+        for issue in issues:
+            path = tuple(issue.key.split(".")) if issue.key else ()
+            while path and path not in positions:
+                path = path[:-1]
+            if path and issue.file in (None, self._file_label()):
+                issue.line, issue.column = positions[path]
+        self.post_message(DataChecked(text, report.summary_text(), issues))
 
     @on(DataChecked)
     def _data_checked(self, event: DataChecked) -> None:
@@ -177,7 +247,10 @@ class ConfigScreen(Screen):
         changed = [(i.key, i.message) for i in event.issues] != [(i.key, i.message) for i in self.data_issues]
         self.data_issues = event.issues
         self.query_one("#data-summary", Static).update(Text(event.summary))
-        if changed:
+        if changed and self.loaded is not None:
+            from tui_tuner.tui.widgets.config_form import ConfigForm
+            from tui_tuner.tui.widgets.issue_list import IssueList
+
             issues = list(self.loaded.issues) + self.data_issues
             self.query_one(ConfigForm).show_issues(issues)
             self.query_one(IssueList).show_issues(issues)
@@ -207,9 +280,12 @@ class ConfigScreen(Screen):
         self.saved_text = text
         editor = self.query_one(YamlEditor)
         editor.load_text(text)
-        self.validate_now()
+        if self.ready:
+            self.validate_now()
 
     def action_open(self) -> None:
+        from tui_tuner.tui.screens.modals import ChoiceModal
+
         choices = [(str(p), label) for p, label in self.app.config_choices()]
 
         def opened(value: str | None) -> None:
@@ -225,6 +301,8 @@ class ConfigScreen(Screen):
         self._write(self.config_path)
 
     def action_save_as(self) -> None:
+        from tui_tuner.tui.screens.modals import PathModal
+
         suggestion = str(self.config_path or Path("configs") / "my-run.yaml")
 
         def chosen(value: str | None) -> None:
@@ -242,11 +320,15 @@ class ConfigScreen(Screen):
             self.notify(f"cannot save {path}: {exc.strerror}", severity="error")
             return
         self.config_path, self.saved_text = path, text
-        self.loaded.path = path
+        if self.loaded is not None:
+            self.loaded.path = path
         self._update_title()
         self.notify(f"saved {path}")
 
     def action_start_run(self) -> None:
+        if not self.ready:
+            self.notify("still loading the config schema; try again in a moment", severity="warning")
+            return
         self.validate_now()
         if self.errors:
             first = self.errors[0]
@@ -259,6 +341,9 @@ class ConfigScreen(Screen):
 
     def use_settings(self, values: dict[tuple[str, ...], Any]) -> None:
         """Apply settings carried over from the Hardware screen's fit panel."""
+        if not self.ready:
+            self._pending_settings = values  # applied once the schema has loaded
+            return
         editor = self.query_one(YamlEditor)
         text = editor.text
         for path, value in values.items():

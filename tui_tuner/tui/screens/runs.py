@@ -23,6 +23,7 @@ from tui_tuner.runs import RunDir, delete_run, list_runs, resume_run
 from tui_tuner.tui.run_view import format_duration
 from tui_tuner.tui.screens.modals import ConfirmModal
 from tui_tuner.tui.screens.train import STATE_STYLES
+from tui_tuner.tui.text import short_path
 
 REFRESH_S = 2.0
 COLUMNS = ("run", "state", "model", "method", "progress", "loss", "started", "duration")
@@ -100,7 +101,7 @@ class RunsScreen(Screen):
         yield Static(id="runs-title", classes="screen-title")
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         yield Static(id="runs-detail")
-        yield Footer()
+        yield Footer(compact=True)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -121,7 +122,7 @@ class RunsScreen(Screen):
 
     def on_mount(self) -> None:
         self._build_columns()
-        self.query_one("#runs-title", Static).update(Text.assemble(("Runs ", "bold"), str(self.app.runs_dir)))
+        self.query_one("#runs-title", Static).update(Text.assemble(("Runs ", "bold"), short_path(self.app.runs_dir)))
         self.set_interval(REFRESH_S, self.refresh_runs)
         self.refresh_runs()
 

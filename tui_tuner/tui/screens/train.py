@@ -77,11 +77,14 @@ class TrainScreen(Screen):
             with Vertical(id="train-log-pane"):
                 yield Static(Text("train.log", style="bold"), classes="pane-title")
                 yield Static(id="train-log")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.watch(self.app, "attached_run", self._attached_changed, init=True)
         self.set_interval(POLL_INTERVAL_S, self.request_poll)
+
+    def on_screen_resume(self) -> None:
+        self.request_poll()  # catch up at once with what was written while another screen showed
 
     # ------------------------------------------------------------------ attaching
     def _attached_changed(self, run: RunDir | None) -> None:
@@ -91,6 +94,7 @@ class TrainScreen(Screen):
             return
         if self.view is not None and self.view.run == run:
             return
+        self.remove_class("-no-run")
         self.view = RunView(run)
         self.snapshot = None
         self.query_one(LineChart).set_series([])
@@ -99,7 +103,9 @@ class TrainScreen(Screen):
         self.request_poll()
 
     def _show_detached(self) -> None:
+        self.add_class("-no-run")
         self.query_one("#train-title", Static).update(Text.assemble(("Train ", "bold"), "no run attached"))
+        self.query_one("#train-backend", Static).update("")
         self.query_one("#train-stats", Static).update(Text(
             "Start a run from Config (F2, ctrl+r) or open one from Runs (F4, enter).", style="dim"))
         self.query_one("#train-error", Static).display = False
@@ -138,8 +144,8 @@ class TrainScreen(Screen):
             st = snap.status
             title.append_text(state_text(st.state))
             if st.backend:
-                backend = Text.assemble(("backend ", "dim"), (st.backend, "bold"),
-                                        (f" — {st.backend_reason}" if st.backend_reason else ""))
+                reason = (st.backend_reason or "").removeprefix("backend:").strip()
+                backend = Text.assemble(("backend ", "dim"), (st.backend, "bold"), (f" — {reason}" if reason else ""))
         self.query_one("#train-title", Static).update(title)
         self.query_one("#train-backend", Static).update(backend)
 
@@ -156,6 +162,7 @@ class TrainScreen(Screen):
         else:
             error.display = False
         bar = self.query_one(ProgressBar)
+        bar.display = bool(st.max_steps) or st.state in ("queued", "running")
         if st.max_steps:
             bar.update(total=st.max_steps, progress=st.step)
         step_text = f" step {st.step}/{st.max_steps or '?'}"
@@ -163,6 +170,8 @@ class TrainScreen(Screen):
         self.query_one("#train-stats", Static).update(self._stats_text(snap))
         width = max(8, self.query_one(Sparkline).size.width)
         self.query_one(Sparkline).data = [y for _, y in snap.loss[-width:]]
+        self.query_one(LineChart).empty_text = ("no loss points were logged" if st.is_final
+                                                else "waiting for the first loss point")
         self._draw_chart()
         self.query_one(GpuMeters).show(snap.gpus)
         log = Text("\n".join(snap.log_tail[-self._log_rows():]) or "(empty)", no_wrap=True, overflow="ellipsis")

@@ -15,9 +15,9 @@ import yaml
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
-from textual.message import Message
 from textual.widgets import Input, Label, Select, Static
 
+from tui_tuner.tui.messages import FieldEdited
 from tui_tuner.tui.yaml_edit import get_path
 
 
@@ -54,14 +54,6 @@ FORM_FIELDS: tuple[FormField, ...] = (
 )
 
 
-@dataclass
-class FieldEdited(Message):
-    """The user changed a form field; `value` is already parsed (number, null or text)."""
-
-    path: tuple[str, ...]
-    value: Any
-
-
 def parse_field_text(text: str) -> Any:
     """What the user typed, read as YAML would read it: `16` -> 16, `2e-4` -> 0.0002, `` -> None."""
     text = text.strip()
@@ -85,8 +77,16 @@ def display_value(value: Any) -> str:
     return str(value)
 
 
+_UNSET = object()
+
+
 class ConfigForm(VerticalScroll):
     """Label, input and (when invalid) an error line for each common field."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._shown: dict[str, Any] = {}
+        """The value each field was last filled with from the YAML (or edited to)."""
 
     def compose(self) -> ComposeResult:
         for f in FORM_FIELDS:
@@ -106,13 +106,25 @@ class ConfigForm(VerticalScroll):
         field = self._field_for(event.input.id)
         if field is not None:
             event.stop()
-            self.post_message(FieldEdited(field.path, parse_field_text(event.value)))
+            self._edited(field, event.input, event.value, parse_field_text(event.value))
 
     def on_select_changed(self, event: Select.Changed) -> None:
         field = self._field_for(event.select.id)
         if field is not None and event.value is not Select.NULL:
             event.stop()
-            self.post_message(FieldEdited(field.path, event.value))
+            self._edited(field, event.select, event.value, event.value)
+
+    def _edited(self, field: FormField, widget: Input | Select, event_value: Any, parsed: Any) -> None:
+        # Only the user's own edits are written back: the user edits the focused field,
+        # while the form being filled from the YAML (or a Select settling its initial
+        # value after mounting) changes fields that are not focused. A stale event (the
+        # widget shows something else by now) or one that repeats the YAML is dropped too.
+        if not widget.has_focus_within or event_value != widget.value:
+            return
+        if parsed == self._shown.get(field.key, _UNSET):
+            return
+        self._shown[field.key] = parsed
+        self.post_message(FieldEdited(field.path, parsed))
 
     def show_values(self, raw: dict[str, Any], defaults: dict[str, Any]) -> None:
         """Fill each field from the parsed YAML (`raw`), falling back to the schema's defaults.
@@ -126,6 +138,7 @@ class ConfigForm(VerticalScroll):
             widget = self.query_one(f"#{f.widget_id}")
             if widget.has_focus:
                 continue
+            self._shown[f.key] = value
             if isinstance(widget, Select):
                 if value in f.choices and widget.value != value:
                     with widget.prevent(Select.Changed):

@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from rich.text import Text
-from textual.message import Message
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-
-@dataclass
-class IssueChosen(Message):
-    """The user picked an issue (Enter or click): jump to its line/field."""
-
-    key: str
-    line: int | None
+from tui_tuner.tui.messages import IssueChosen
 
 
 class IssueList(OptionList):

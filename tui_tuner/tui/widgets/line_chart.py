@@ -139,16 +139,23 @@ class LineChart(Widget):
 
         for idx, s in enumerate(series):
             bins = bin_points(s.points, x0, x1, dots_w)
-            prev: int | None = None
+            prev: tuple[int, int] | None = None
             for dx, b in enumerate(bins):
                 if b is None:
                     continue
                 top, bottom = to_row(b[1]), to_row(b[0])
-                lo, hi = (min(top, prev), max(bottom, prev)) if prev is not None else (top, bottom)
-                # Join to the previous bin's last value so the line has no gaps.
-                for dy in range(max(0, lo), min(dots_h - 1, hi) + 1):
+                mid = to_row((b[0] + b[1]) / 2)
+                if prev is not None:  # a straight segment from the previous point, without gaps
+                    pdx, py = prev
+                    last_y = py
+                    for x in range(pdx + 1, dx + 1):
+                        y = round(py + (mid - py) * (x - pdx) / (dx - pdx))
+                        for dy in range(min(last_y, y), max(last_y, y) + 1):
+                            plot(x, min(dots_h - 1, max(0, dy)), idx)
+                        last_y = y
+                for dy in range(max(0, top), min(dots_h - 1, bottom) + 1):  # the bin's own spread
                     plot(dx, dy, idx)
-                prev = to_row((b[0] + b[1]) / 2)
+                prev = (dx, mid)
         styles = [self._style(s.colour or SERIES_COLOURS[i % len(SERIES_COLOURS)]) for i, s in enumerate(series)]
         rows: list[Strip] = []
         legend: list[Segment] = [Segment(" " * axis_w)]

@@ -11,15 +11,17 @@ class YamlEditor(TextArea):
     """YAML with syntax highlighting; lines holding an error are underlined in red."""
 
     def __init__(self, text: str = "", *, id: str | None = None, classes: str | None = None) -> None:
-        try:
-            super().__init__(text, language="yaml", id=id, classes=classes, show_line_numbers=True,
-                             tab_behavior="indent", soft_wrap=False)
-        except Exception:  # tree-sitter-yaml missing: still an editor, just without colours
-            super().__init__(text, id=id, classes=classes, show_line_numbers=True,
-                             tab_behavior="indent", soft_wrap=False)
+        # Plain text first: the YAML grammar is loaded by `highlight()` after the first frame.
+        super().__init__(text, id=id, classes=classes, show_line_numbers=True, tab_behavior="indent",
+                         soft_wrap=False)
         self.indent_width = 2
         self._error_lines: frozenset[int] = frozenset()
         self._warning_lines: frozenset[int] = frozenset()
+
+    def highlight(self) -> None:
+        """Turn on YAML syntax highlighting (needs tree-sitter-yaml; without it, stays plain)."""
+        if "yaml" in self.available_languages:
+            self.language = "yaml"
 
     def mark_lines(self, errors: set[int], warnings: set[int] | None = None) -> None:
         """Mark 1-based line numbers as holding an error (red) or a warning (yellow)."""

@@ -1,0 +1,62 @@
+"""`tui-tuner data check --config` measures token lengths with the model's own tokenizer (the demo model)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tui_tuner.config import load_config
+from tui_tuner.data import check_config_dataset
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "tui_tuner", *args], capture_output=True, text=True, cwd=ROOT,
+                          env=env, timeout=300)
+
+
+@pytest.mark.slow  # two CLI processes that each import transformers
+def test_token_stats_and_truncation(demo_model_dir):
+    assert os.environ["TUI_TUNER_CACHE"] and str(demo_model_dir).startswith(os.environ["TUI_TUNER_CACHE"])
+    out = cli("data", "check", "data/sample.jsonl", "--config", "configs/quickstart.yaml", "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    tokens = report["files"][0]["tokens"]
+    assert report["tokenizer"] == "demo-tiny-llama"
+    assert 0 < tokens["min"] <= tokens["mean"] <= tokens["p95"] <= tokens["max"] <= 256
+    assert tokens["truncated"] == 0 and 0 < tokens["trained_tokens"] < tokens["total_tokens"]
+
+    short = cli("data", "check", "data/sample.jsonl", "--config", "configs/quickstart.yaml",
+                "--set", "model.max_seq_length=32")
+    assert short.returncode == 0  # truncation is a warning: training still works
+    assert "longer than model.max_seq_length=32" in short.stderr
+    assert "longer than max_seq_length 32" in short.stdout
+
+
+def test_check_config_dataset_with_a_tokenizer(demo_model_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(demo_model_dir))
+    report = check_config_dataset(load_config(ROOT / "configs" / "quickstart.yaml"), tokenizer)
+    assert report.ok and report.chat_template_name == "the tokenizer's own"
+    train, heldout = report.files
+    assert train.tokens.max < 256 and heldout.tokens is not None
+    assert "tokens [demo-tiny-llama" in report.summary_text()
+
+
+def test_bad_custom_template_is_a_config_error(demo_model_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"data:\n  train: {ROOT / 'data' / 'sample.jsonl'}\nmodel:\n"
+                   "  chat_template: \"{{ messages[0]['content'] + 1 }}\"\n")
+    report = check_config_dataset(load_config(cfg), AutoTokenizer.from_pretrained(str(demo_model_dir)))
+    (issue,) = report.config_issues
+    assert issue.key == "model.chat_template" and issue.line == 4 and "failed to render" in issue.message

@@ -1,0 +1,322 @@
+"""The dataset report behind `tui-tuner data check` and `tui-tuner config check`.
+
+Format detected, example count, token-length statistics (when a tokenizer is at hand),
+how many examples `max_seq_length` would truncate, duplicates, empty fields, and every
+issue with its line.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tui_tuner.data.formats import FORMAT_LABELS, mapping_problems
+from tui_tuner.data.issues import DataIssue, capped
+from tui_tuner.data.loader import DatasetLoad, load_dataset_file
+
+_SHOWN_LINES = 5
+
+
+@dataclass
+class TokenStats:
+    """Token lengths of a dataset's examples under one tokenizer and chat template."""
+
+    min: int
+    mean: float
+    p95: int
+    max: int
+    max_seq_length: int
+    truncated: int
+    """Examples longer than max_seq_length (cut at the end when training)."""
+    truncated_lines: list[int]
+    no_answer_left: int
+    """Truncated examples that lose every answer token, so they teach nothing."""
+    total_tokens: int
+    trained_tokens: int
+    """Tokens in the loss after truncation (the answers only, with completion-only loss)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def token_stats(tokenizer: Any, examples: list[list[dict[str, str]]], lines: list[int], max_seq_length: int,
+                completion_only_loss: bool, chat_template: str | None) -> TokenStats | None:
+    """Tokenize every example as training will and summarise the lengths (None when there are no examples)."""
+    from tui_tuner.data.tokenize import tokenize_conversation
+
+    if not examples:
+        return None
+    lengths, truncated_lines, no_answer, total, trained = [], [], 0, 0, 0
+    for conversation, line in zip(examples, lines):
+        enc = tokenize_conversation(tokenizer, conversation, max_seq_length, completion_only_loss, chat_template)
+        lengths.append(enc["length"])
+        total += min(enc["length"], max_seq_length)
+        trained += enc["trained_tokens"]
+        if enc["truncated"]:
+            truncated_lines.append(line)
+            if enc["trained_tokens"] == 0:
+                no_answer += 1
+    ordered = sorted(lengths)
+    p95 = ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+    return TokenStats(min=ordered[0], mean=round(sum(lengths) / len(lengths), 1), p95=p95, max=ordered[-1],
+                      max_seq_length=max_seq_length, truncated=len(truncated_lines), truncated_lines=truncated_lines,
+                      no_answer_left=no_answer, total_tokens=total, trained_tokens=trained)
+
+
+@dataclass
+class FileReport:
+    """The check of one dataset file."""
+
+    load: DatasetLoad
+    shown: str
+    config_key: str | None = None
+    """`data.train` / `data.eval` when the file came from a config."""
+    tokens: TokenStats | None = None
+    token_issues: list[DataIssue] = field(default_factory=list)
+
+    @property
+    def issues(self) -> list[DataIssue]:
+        return self.load.issues + self.token_issues
+
+    def as_dict(self) -> dict[str, Any]:
+        load = self.load
+        return {
+            "file": self.shown, "config_key": self.config_key, "format": load.format,
+            "format_label": FORMAT_LABELS.get(load.format, load.format), "examples": len(load.examples),
+            "records": load.records, "limited_to": load.limited_to, "format_counts": load.format_counts,
+            "duplicates": len(load.duplicates), "duplicate_lines": [list(p) for p in load.duplicates],
+            "empty_fields": load.empty_fields, "unused_fields": load.unused_fields,
+            "tokens": self.tokens.as_dict() if self.tokens else None,
+            "errors": sum(1 for i in self.issues if i.severity == "error"),
+            "warnings": sum(1 for i in self.issues if i.severity == "warning"),
+            "issues": [i.as_dict() for i in self.issues],
+        }
+
+
+@dataclass
+class DataReport:
+    """Everything `data check` / `config check` say about the datasets of a run."""
+
+    files: list[FileReport] = field(default_factory=list)
+    config_issues: list[Any] = field(default_factory=list)
+    """`ConfigIssue`s that belong to the config rather than a data line (missing file, bad template)."""
+    tokenizer_name: str | None = None
+    chat_template_name: str | None = None
+    tokenizer_note: str | None = None
+    """Why token lengths are missing, when they are."""
+
+    @property
+    def issues(self) -> list[DataIssue]:
+        return [i for f in self.files for i in f.issues]
+
+    @property
+    def ok(self) -> bool:
+        return not any(i.severity == "error" for i in self.issues) and \
+            not any(i.severity == "error" for i in self.config_issues)
+
+    def issues_as_config_issues(self, limit: int | None = None) -> list[Any]:
+        """Every issue as a `ConfigIssue` (data lines keep their file and line); `limit` caps the data issues."""
+        from tui_tuner.config import ConfigIssue
+
+        out = list(self.config_issues)
+        for report in self.files:
+            chosen = capped(report.issues, limit)[0] if limit is not None else report.issues
+            for issue in chosen:
+                message = issue.message
+                line = issue.line
+                if issue.row_based and line is not None:
+                    message, line = f"row {line}: {message}", None
+                elif issue.column is not None:
+                    message = f"column {issue.column}: {message}"
+                out.append(ConfigIssue(key=report.config_key or "", message=message, line=line,
+                                       column=issue.column, file=issue.file, severity=issue.severity))
+        return out
+
+    def capped_issues(self, limit: int) -> list[DataIssue]:
+        """Each file's first `limit` issues, errors first (for printing; `left_out` counts the rest)."""
+        return [i for f in self.files for i in capped(f.issues, limit)[0]]
+
+    def left_out(self, limit: int) -> int:
+        """How many data issues a list capped at `limit` per file leaves out."""
+        return sum(capped(f.issues, limit)[1] for f in self.files)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok, "tokenizer": self.tokenizer_name, "chat_template": self.chat_template_name,
+            "tokenizer_note": self.tokenizer_note, "files": [f.as_dict() for f in self.files],
+            "config_issues": [i.as_dict() for i in self.config_issues],
+        }
+
+    def summary_text(self) -> str:
+        """A few lines per file for the terminal."""
+        lines = []
+        for report in self.files:
+            load = report.load
+            role = f" ({report.config_key})" if report.config_key else ""
+            count = f"{len(load.examples)} example(s)"
+            if load.limited_to is not None:
+                count += f" (data.max_samples keeps the first {load.limited_to})"
+            if load.records != len(load.examples) and load.limited_to is None:
+                count += f" usable of {load.records} record(s)"
+            lines.append(f"dataset {report.shown}{role}: {FORMAT_LABELS.get(load.format, load.format)}, {count}")
+            t = report.tokens
+            if t is not None:
+                who = f" [{self.tokenizer_name}, {self.chat_template_name} template]" if self.tokenizer_name else ""
+                lines.append(f"  tokens{who}: min {t.min}, mean {t.mean:g}, p95 {t.p95}, max {t.max}; "
+                             f"{t.truncated} longer than max_seq_length {t.max_seq_length}; "
+                             f"{t.trained_tokens} of {t.total_tokens} tokens in the loss")
+            elif self.tokenizer_note:
+                lines.append(f"  tokens: {self.tokenizer_note}")
+            extras = [f"duplicates: {len(load.duplicates)}"]
+            extras.append("empty fields: " + (", ".join(f"{k} {n}" for k, n in load.empty_fields.items()) or "none"))
+            if load.unused_fields:
+                extras.append("ignored fields: " + ", ".join(load.unused_fields))
+            lines.append("  " + "; ".join(extras))
+            errors = sum(1 for i in report.issues if i.severity == "error")
+            warnings = sum(1 for i in report.issues if i.severity == "warning")
+            lines.append(f"  {errors} error(s), {warnings} warning(s)")
+        return "\n".join(lines)
+
+
+def _shown_path(path: Path) -> str:
+    """The path relative to the working folder when it is inside it, else as given."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _token_issues(report: FileReport) -> list[DataIssue]:
+    t = report.tokens
+    if t is None or not t.truncated:
+        return []
+    lines = ", ".join(map(str, t.truncated_lines[:_SHOWN_LINES])) + (" ..." if t.truncated > _SHOWN_LINES else "")
+    out = [DataIssue(report.shown, t.truncated_lines[0], f"{t.truncated} of {len(report.load.examples)} examples "
+                     f"are longer than model.max_seq_length={t.max_seq_length} tokens (longest {t.max}) and will "
+                     f"be cut at the end (lines {lines}); raise max_seq_length or shorten them.", None, "warning",
+                     report.load.row_based)]
+    if t.no_answer_left:
+        out.append(DataIssue(report.shown, None, f"{t.no_answer_left} truncated example(s) lose their whole answer "
+                             "and teach nothing: raise max_seq_length or shorten their prompts.", None, "warning"))
+    return out
+
+
+def check_file(path: str | Path, cfg: Any = None, tokenizer: Any = None, *, config_key: str | None = None,
+               chat_template: str | None = None, shown: str | None = None) -> FileReport:
+    """Load and check one dataset file under a `RunConfig` (or defaults), with token stats when `tokenizer` is given."""
+    path = Path(path)
+    shown = shown or _shown_path(path)
+    data_cfg = getattr(cfg, "data", None)
+    load = load_dataset_file(path, data_cfg, shown=shown, report_mapping=config_key is None)
+    report = FileReport(load=load, shown=shown, config_key=config_key)
+    if tokenizer is not None and load.examples:
+        max_len = cfg.model.max_seq_length if cfg is not None else 1024
+        completion_only = data_cfg.completion_only_loss if data_cfg is not None else True
+        report.tokens = token_stats(tokenizer, load.examples, load.lines, max_len, completion_only, chat_template)
+        report.token_issues = _token_issues(report)
+    return report
+
+
+def resolve_template_for_report(cfg: Any, tokenizer: Any) -> tuple[str | None, str | None, str | None]:
+    """(template source, a short name for it, error message) for `cfg.model.chat_template`."""
+    from tui_tuner.templates import BUILTIN_TEMPLATES, ChatTemplateError, resolve_chat_template, tokenizer_template
+
+    choice = cfg.model.chat_template if cfg is not None else "auto"
+    try:
+        source = resolve_chat_template(cfg.model if cfg is not None else None, tokenizer)
+    except ChatTemplateError as exc:
+        return None, None, str(exc)
+    if choice in BUILTIN_TEMPLATES:
+        name = choice
+    elif choice == "auto":
+        name = "the tokenizer's own" if tokenizer_template(tokenizer) else "chatml (the tokenizer has none)"
+    else:
+        name = "custom"
+    return source, name, None
+
+
+def check_config_dataset(loaded: Any, tokenizer: Any = None) -> DataReport:
+    """Check the datasets a loaded config names (`data.train`, `data.eval`).
+
+    Relative paths resolve against `loaded.base_dir`. A missing file, a bad `data.fields`
+    entry or a chat template that cannot render become `ConfigIssue`s on the config's
+    line; problems inside a data file keep the file's own line numbers.
+    """
+    from tui_tuner.config import ConfigIssue, yaml_positions
+
+    report = DataReport()
+    cfg = getattr(loaded, "config", None)
+    if cfg is None:
+        return report
+    config_file = str(loaded.path) if getattr(loaded, "path", None) else None
+    positions: dict = {}
+    if loaded.path is not None:
+        try:
+            positions = yaml_positions(Path(loaded.path).read_text(encoding="utf-8-sig"))
+        except (OSError, UnicodeDecodeError):
+            positions = {}
+
+    def config_issue(key: str, message: str, severity: str = "error") -> None:
+        path = tuple(key.split("."))
+        line = col = None
+        while path and line is None:
+            line, col = positions.get(path, (None, None))
+            path = path[:-1]
+        report.config_issues.append(ConfigIssue(key=key, message=message, line=line, column=col,
+                                                file=config_file, severity=severity))
+
+    for problem in mapping_problems(cfg.data.fields):
+        key = problem.split("`")[1]
+        config_issue(key, problem.split(": ", 1)[1])
+
+    template = None
+    if tokenizer is not None:
+        template, report.chat_template_name, problem = resolve_template_for_report(cfg, tokenizer)
+        report.tokenizer_name = Path(str(getattr(tokenizer, "name_or_path", "") or "tokenizer")).name
+        if problem:
+            config_issue("model.chat_template", problem)
+            tokenizer = None
+    else:
+        report.tokenizer_note = ("not computed here; `tui-tuner data check FILE --config CONFIG` measures them "
+                                 "with the model's tokenizer")
+
+    base = loaded.base_dir
+    for key in ("train", "eval"):
+        value = getattr(cfg.data, key)
+        if value is None:
+            continue
+        path = cfg.resolve_path(value, base)
+        if not path.exists():
+            config_issue(f"data.{key}", f"dataset file not found: {path} (`{value}` resolved against {base}). "
+                                        "Fix the path or create the file; see data/README.md for the formats.")
+            continue
+        report.files.append(check_file(path, cfg, tokenizer, config_key=f"data.{key}", chat_template=template))
+    return report
+
+
+def load_tokenizer_if_local(model_cfg: Any) -> tuple[Any, str | None]:
+    """The model's tokenizer when it is on this machine (the demo model, a folder, the HF cache), else (None, why).
+
+    Never downloads: the hub is asked with `local_files_only=True`.
+    """
+    from tui_tuner.config import DEMO_MODEL_ID
+
+    name = model_cfg.name_or_path
+    try:
+        from transformers import AutoTokenizer
+
+        if name == DEMO_MODEL_ID:
+            from tui_tuner.demo_model import ensure_demo_model
+
+            source = str(ensure_demo_model())
+        else:
+            source = str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=model_cfg.revision, local_files_only=True,
+                                                  trust_remote_code=model_cfg.trust_remote_code)
+        return tokenizer, None
+    except Exception as exc:  # noqa: BLE001 - any failure only means "no token stats"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return None, (f"skipped: the tokenizer of `{name}` is not available on this machine ({first[:160]}); "
+                      "download the model first to measure token lengths")
