@@ -126,3 +126,18 @@ def test_unsloth_fast_inference_answers_like_transformers(memorised_run):
     chat = load_chat_model(source)
     assert "Unsloth fast inference" in chat.notes
     assert chat.answer(ask(MEMORISED[0][0]), GREEDY).text == MEMORISED[0][1]
+
+
+def test_qlora_run_is_4bit_only_where_bitsandbytes_has_cuda(memorised_run):
+    import torch
+
+    from tui_tuner.infer import quantization_plan
+
+    source = resolve_source(memorised_run)
+    assert quantization_plan(source, None) == (None, "")  # a LoRA run: 16/32-bit as trained
+    source.config = source.config.model_copy(update={"method": "qlora"})
+    quant, note = quantization_plan(source, None)
+    if torch.cuda.is_available():
+        assert quant.load_in_4bit and quant.bnb_4bit_quant_type == "nf4"
+    else:
+        assert quant is None and "CUDA" in note
