@@ -138,7 +138,14 @@ async def shoot(project: Path, runs_dir: Path, runs: list, out: Path) -> list[Pa
             await pilot.press("c")
             await pause(pilot, 1.5)
             save(app, "compare")
-
+            await app.switch_mode("learn")
+            await until(pilot, lambda: getattr(app.screen, "report", None) is not None, seconds=120)
+            await pause(pilot, 0.5)
+            save(app, "learn")
+            app.screen.query_one("#learn-tabs").active = "tab-experiments"
+            await until(pilot, lambda: app.screen.query_one("#experiments-table").row_count >= 3)
+            await pause(pilot, 0.5)
+            save(app, "learn-experiments")
     return saved
 
 
