@@ -4,8 +4,8 @@
 
 Builds the offline demo model if needed, trains two short quickstart runs (LoRA r=16 and
 r=32) with the real worker, starts one more that fails (its dataset is missing), then
-drives the app headless and saves an SVG of each screen at 110x34, plus the Train and
-Config screens at 80x24. Takes a few minutes on a CPU. Nothing is downloaded.
+drives the app headless and saves an SVG of the Hardware, Config, Train, Runs and
+Compare screens at 110x34, plus the Train and Config screens at 80x24. Takes a few minutes on a CPU. Nothing is downloaded.
 """
 
 from __future__ import annotations
