@@ -7,6 +7,10 @@ Both paths use the same loaded model, the same prompt and greedy decoding, so th
 generate the same tokens; the difference is tui-tuner's thread + TextIteratorStreamer +
 stop-event overhead. Prints the median of several repeats and the throughput ratio
 (streaming / plain; the target is >= 0.95).
+
+On a CPU, `--threads` (default 1) pins PyTorch's intra-op threads for both paths: on a
+shared, busy machine OpenMP's spinning worker threads make the numbers of whichever
+thread happens to contend swing by 10x, which measures the scheduler, not the paths.
 """
 
 from __future__ import annotations
@@ -41,9 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", default=None, help="run, checkpoint, adapter or model folder (default: demo + LoRA)")
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads for both paths (0: leave as is)")
     args = parser.parse_args(argv)
 
     import torch
+
+    if args.threads and not torch.cuda.is_available():
+        torch.set_num_threads(args.threads)
 
     from tui_tuner.infer import GenerationSettings, load_chat_model, resolve_source
 
@@ -71,16 +79,20 @@ def main(argv: list[str] | None = None) -> int:
 
     plain(8), streamed()  # warm-up
     plain_tps, plain_ttft, ours_tps, ours_ttft, counts = [], [], [], [], set()
-    for _ in range(args.repeats):
-        elapsed, n = plain(args.new_tokens)
-        plain_tps.append(n / elapsed)
-        plain_ttft.append(plain(1)[0])
-        elapsed, first, n2 = streamed()
-        ours_tps.append(n2 / elapsed)
-        ours_ttft.append(first)
+    for i in range(args.repeats):
+        # alternate which path goes first, so a slow moment of the machine hits both alike
+        for path in (("plain", "ours") if i % 2 == 0 else ("ours", "plain")):
+            if path == "plain":
+                elapsed, n = plain(args.new_tokens)
+                plain_tps.append(n / elapsed)
+                plain_ttft.append(plain(1)[0])
+            else:
+                elapsed, first, n2 = streamed()
+                ours_tps.append(n2 / elapsed)
+                ours_ttft.append(first)
         counts.add((n, n2))
     p_tps, o_tps = statistics.median(plain_tps), statistics.median(ours_tps)
-    print(f"model: {chat.source.label}  device: {chat.device}  prompt: {ids.shape[1]} tokens  "
+    print(f"model: {chat.source.label}  device: {chat.device}  threads: {torch.get_num_threads()}  prompt: {ids.shape[1]} tokens  "
           f"generated (plain, streaming): {sorted(counts)}")
     print(f"plain model.generate : {p_tps:8.1f} tokens/s   time to first token {statistics.median(plain_ttft) * 1000:7.1f} ms")
     print(f"tui-tuner streaming  : {o_tps:8.1f} tokens/s   time to first token {statistics.median(ours_ttft) * 1000:7.1f} ms")

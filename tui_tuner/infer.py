@@ -394,13 +394,44 @@ def _stop_token_ids(tokenizer: Any, chat_template: str) -> list[int]:
     return ids
 
 
+def _token_streamer(tokenizer: Any):
+    """A `TextIteratorStreamer` that hands over each token's text as soon as it is complete.
+
+    The stock streamer holds text back until a space or newline (so a word is never shown
+    half-decoded), which delays the first visible token by a whole word; here text is only
+    held back while it ends in an incomplete UTF-8 character.
+    """
+    from transformers import TextIteratorStreamer
+
+    class TokenStreamer(TextIteratorStreamer):
+        def put(self, value):
+            if len(value.shape) > 1:
+                if value.shape[0] > 1:
+                    raise ValueError("the streamer handles one sequence at a time")
+                value = value[0]
+            if self.skip_prompt and self.next_tokens_are_prompt:
+                self.next_tokens_are_prompt = False
+                return
+            self.token_cache.extend(value.tolist())
+            text = self.tokenizer.decode(self.token_cache, **self.decode_kwargs)
+            if text.endswith("\ufffd"):
+                return  # a multi-byte character continues in the next token
+            printable = text[self.print_len:]
+            if text.endswith("\n"):
+                self.token_cache, self.print_len = [], 0
+            else:
+                self.print_len = len(text)
+            if printable:
+                self.on_finalized_text(printable)
+
+    return TokenStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+
+
 class GenerationStream:
     """Text pieces of one answer as they are generated; `result()` after iteration says how it went."""
 
     def __init__(self, chat: ChatModel, messages: Messages, settings: GenerationSettings, use_adapter: bool,
                  stop_event: threading.Event):
-        from transformers import TextIteratorStreamer
-
         self.chat = chat
         self.messages = messages
         self.settings = settings
@@ -409,7 +440,7 @@ class GenerationStream:
         ids, dropped, cut = chat.fit_prompt(messages, settings.max_new_tokens)
         self._ids = ids
         self._result = GenerationResult(prompt_tokens=len(ids), dropped_turns=dropped, cut_tokens=cut)
-        self._streamer = TextIteratorStreamer(chat.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        self._streamer = _token_streamer(chat.tokenizer)
         self._thread = threading.Thread(target=self._run, name="tui-tuner-generate", daemon=True)
         self._pieces: list[str] = []
         self._t0 = 0.0

@@ -223,7 +223,8 @@ CASES: list[Case] = [
     data_case("data-json-array-broken", '[{"instruction": "a", "output": "b"},\n {"instruction": "c", "output": }\n]\n',
               ["json"], line=2, name="data/train.json"),
     data_case("data-python-tag", "!!python/object/apply:os.system ['touch PWNED']\n", ["json"], line=1),
-    data_case("data-all-too-long", _long_rows(), ["max_seq_length"], commands=("config check", "train")),
+    data_case("data-all-too-long", _long_rows(), ["max_seq_length", "nothing to train"], line=1,
+              commands=("data check", "train"), args=["--config", "configs/run.yaml"]),
 ]
 
 
@@ -267,7 +268,8 @@ def test_bad_input_gets_a_clear_error(case: Case, command: str, tmp_path: Path):
         target = "configs/run.yaml"
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "NO_COLOR": "1",
            "COLUMNS": "400", **case.env}
-    argv = [sys.executable, "-m", "tui_tuner", *command.split(), target, *case.args]
+    args = [] if command == "train" and case.target.startswith("data/") else case.args  # data check's own flags
+    argv = [sys.executable, "-m", "tui_tuner", *command.split(), target, *args]
     proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
     out = proc.stdout + proc.stderr
     assert "Traceback" not in out, out

@@ -49,24 +49,16 @@ def check_before_start(config_path: str, overrides: list[str], name: str | None)
         return loaded, issues
     from tui_tuner.preflight import preflight_issues
 
-    preflight = preflight_issues(loaded)
-    issues.extend(preflight)
-    try:
-        from tui_tuner.preflight import preflight_issues
-    except ImportError:
-        preflight_issues = None
-    if preflight_issues is not None:
-        issues.extend(preflight_issues(loaded))
-        if any(i.severity == "error" for i in issues):
-            return loaded, issues  # a missing model or data file: the dataset check has nothing to read
-    try:
-        from tui_tuner.data import check_config_dataset
-    except ImportError:
-        check_config_dataset = None
-    if any(i.key.startswith("data.") and i.severity == "error" for i in preflight):
-        check_config_dataset = None  # the file is missing: the dataset check would only repeat it
-    if check_config_dataset is not None:
-        issues.extend(check_config_dataset(loaded).issues_as_config_issues())
+    issues.extend(preflight_issues(loaded))
+    if any(i.severity == "error" for i in issues):
+        return loaded, issues  # a missing model or data file: the dataset check has nothing to read
+    from tui_tuner.data import check_config_dataset
+    from tui_tuner.data.report import load_tokenizer_if_local
+
+    # With the model's tokenizer (local only, never downloaded) the check also catches examples
+    # that max_seq_length cuts down to nothing, before a run directory exists.
+    tokenizer, _ = load_tokenizer_if_local(loaded.config.model)
+    issues.extend(check_config_dataset(loaded, tokenizer).issues_as_config_issues())
     if name is not None:
         problem = run_name_problem(name)
         if problem:

@@ -197,7 +197,13 @@ def _token_issues(report: FileReport) -> list[DataIssue]:
                      f"are longer than model.max_seq_length={t.max_seq_length} tokens (longest {t.max}) and will "
                      f"be cut at the end (lines {lines}); raise max_seq_length or shorten them.", None, "warning",
                      report.load.row_based)]
-    if t.no_answer_left:
+    if t.no_answer_left and t.no_answer_left >= len(report.load.examples):
+        # Training would start, load the model, then find nothing to learn: refuse up front.
+        out.append(DataIssue(report.shown, t.truncated_lines[0], f"every example loses its whole answer at "
+                             f"model.max_seq_length={t.max_seq_length} tokens (longest example {t.max}), so there "
+                             f"is nothing to train on: raise max_seq_length to at least {t.max} or shorten the "
+                             "prompts.", None, "error", report.load.row_based))
+    elif t.no_answer_left:
         out.append(DataIssue(report.shown, None, f"{t.no_answer_left} truncated example(s) lose their whole answer "
                              "and teach nothing: raise max_seq_length or shorten their prompts.", None, "warning"))
     return out
@@ -267,9 +273,8 @@ def check_config_dataset(loaded: Any, tokenizer: Any = None) -> DataReport:
         report.config_issues.append(ConfigIssue(key=key, message=message, line=line, column=col,
                                                 file=config_file, severity=severity))
 
-    for problem in mapping_problems(cfg.data.fields):
-        key = problem.split("`")[1]
-        config_issue(key, problem.split(": ", 1)[1])
+    for key, problem in mapping_problems(cfg.data.fields):
+        config_issue(key, problem)
 
     template = None
     if tokenizer is not None:

@@ -30,6 +30,10 @@ NESTED_BLOCKSIZE = 256
 HISTOGRAM_BINS = 48
 
 
+class QuantLabUnavailable(RuntimeError):
+    """bitsandbytes is missing or broken on this machine; the message says how to install it."""
+
+
 @dataclass(frozen=True)
 class QuantFormat:
     key: str
@@ -180,6 +184,9 @@ def _bnb_functional():
     cpu_ops_logger.setLevel(logging.ERROR)
     try:
         import bitsandbytes.functional as F
+    except ImportError as exc:
+        raise QuantLabUnavailable(f"the quantization lab runs bitsandbytes' own quantizers, which do not import "
+                                  f"here ({exc}). Install them: pip install 'bitsandbytes>=0.49'.") from None
     finally:
         cpu_ops_logger.setLevel(previous)
     return F
