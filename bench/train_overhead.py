@@ -1,6 +1,6 @@
 """Training throughput: raw trl `SFTTrainer` vs tui-tuner's worker path (callback + events + status).
 
-    PYTHONPATH=. python bench/train_overhead.py [--steps 30] [--batch-size 4] [--repeats 4] [--threads 1]
+    PYTHONPATH=. python bench/train_overhead.py [--steps 100] [--batch-size 4] [--repeats 5] [--threads 1]
 
 Both sides train the demo model on the sample data with the same tokenized dataset,
 SFTConfig, steps and seed, in this one process, alternating raw / ours so that machine
@@ -147,9 +147,9 @@ def callback_cost_s(n: int = 5000) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     args = parser.parse_args(argv)
 
