@@ -282,3 +282,16 @@ def latest_report(run_dir: Path) -> Path | None:
     """The newest eval report (markdown) of a run, for the TUI's Eval view."""
     reports = sorted((run_dir / "eval").glob("eval-*.md"), key=lambda p: p.stat().st_mtime)
     return reports[-1] if reports else None
+
+
+def load_report(path: Path) -> EvalReport:
+    """Read a saved report back (`path` is its .json, or the .md beside it). Raises OSError / ValueError."""
+    data = json.loads(Path(path).with_suffix(".json").read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not an eval report")
+    prompts = [PromptEval(p["index"], p.get("line"), p["prompt"], p["reference"],
+                          {m: ScoredAnswer(**a) for m, a in p.get("answers", {}).items()})
+               for p in data.get("prompts", [])]
+    return EvalReport(data["source"], data["data"], data["examples"], data["created"], data.get("settings", {}),
+                      {m: ModelSummary(**s) for m, s in data.get("models", {}).items()}, prompts,
+                      list(data.get("notes", [])))

@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N examples")
     p.add_argument("--max-new-tokens", type=int, default=128, help="longest generated answer (default 128)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--progress-lines", action="store_true",
+                   help="print progress to stderr as one 'progress DONE/TOTAL WHAT' line per step (for the TUI "
+                        "and other programs reading it)")
     p.set_defaults(handler=run_eval)
 
 
@@ -51,7 +54,9 @@ def run_eval(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
 
     def progress(done: int, total: int, what: str) -> None:
-        if sys.stderr.isatty():
+        if args.progress_lines:
+            print(f"progress {done}/{total} {what}", file=sys.stderr, flush=True)
+        elif sys.stderr.isatty():
             print(f"\r{what} ({done}/{total})\033[K", end="", file=sys.stderr, flush=True)
 
     try:
@@ -60,7 +65,7 @@ def run_eval(args: argparse.Namespace) -> int:
     except (SourceError, RuntimeError) as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
         return 1
-    if sys.stderr.isatty():
+    if sys.stderr.isatty() and not args.progress_lines:
         print(file=sys.stderr)
     json_path, md_path = save_report(report, chat.source)
     if args.json:

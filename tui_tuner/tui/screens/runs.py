@@ -3,7 +3,8 @@
 A thread worker lists the runs every two seconds (`tui_tuner.runs.list_runs` and each
 run's status) and posts `RunsListed`; the table is updated in place so the cursor and
 the selection stay where they were. Select two or more runs (space) and press c to
-compare their configs and loss curves.
+compare their configs and loss curves; e opens the highlighted run's evaluation report
+(or runs `tui-tuner eval` on it).
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class RunsScreen(Screen):
         Binding("enter", "open", "Open", priority=False),
         Binding("space", "toggle_select", "Select"),
         Binding("c", "compare", "Compare"),
+        Binding("e", "eval", "Eval"),
         Binding("s", "stop", "Stop"),
         Binding("r", "resume", "Resume"),
         Binding("x,delete", "delete", "Delete"),
@@ -234,6 +236,14 @@ class RunsScreen(Screen):
         from tui_tuner.tui.screens.compare import CompareScreen
 
         self.app.push_screen(CompareScreen([self.rows[n].run for n in names]))
+
+    def action_eval(self) -> None:
+        row = self._cursor_row()
+        if row is None:
+            return
+        from tui_tuner.tui.screens.eval import EvalScreen
+
+        self.app.push_screen(EvalScreen(row.run))
 
     def action_stop(self) -> None:
         row = self._cursor_row()

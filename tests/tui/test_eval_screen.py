@@ -1,0 +1,158 @@
+"""Runs → e: the Eval view of a real finished run — a saved report, running `tui-tuner eval`, and its failure."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from textual.widgets import DataTable, Static
+
+from tests.tui.conftest import make_fake_run
+from tui_tuner.tui.app import build_app
+
+
+def _plain(renderable) -> str:
+    console = Console(width=200, record=True, color_system=None)
+    console.print(renderable)
+    return console.export_text()
+
+
+def copy_run(run, runs_dir: Path):
+    """A copy of the session's finished run (tests must not write into the shared one)."""
+    from tui_tuner.runs import RunDir
+
+    dest = runs_dir / run.name
+    shutil.copytree(run.path, dest)
+    return RunDir(dest)
+
+
+async def wait_for(pilot, condition, seconds: float = 30.0) -> bool:
+    for _ in range(int(seconds / 0.1)):
+        if condition():
+            return True
+        await pilot.pause(0.1)
+    return condition()
+
+
+async def open_eval(pilot, app):
+    from tui_tuner.tui.screens.eval import EvalScreen
+
+    assert await wait_for(pilot, lambda: app.screen.query_one(DataTable).row_count >= 1)
+    await pilot.press("e")
+    assert await wait_for(pilot, lambda: isinstance(app.screen, EvalScreen))
+    return app.screen
+
+
+@pytest.fixture(scope="module")
+def evaluated_run(finished_run, tmp_path_factory):
+    """A copy of the finished run with a tuned-vs-base report made by the real evaluation functions."""
+    from tui_tuner.evaluate import eval_examples, evaluate, save_report
+    from tui_tuner.infer import load_chat_model, resolve_source
+
+    run = copy_run(finished_run, tmp_path_factory.mktemp("eval-runs"))
+    source = resolve_source(run.path)
+    examples, lines, label = eval_examples(source)
+    chat = load_chat_model(source)
+    report = evaluate(chat, examples, lines, label, compare_base=True, limit=4)
+    save_report(report, source)
+    return run, report
+
+
+async def test_report_shows_summary_prompts_and_the_selected_answers(evaluated_run):
+    run, report = evaluated_run
+    app = build_app(project_dir=run.path.parent, runs_dir=run.path.parent, offer_reattach=False, start_screen="runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert "eval" in {b.action for _, b, enabled, _ in app.screen.active_bindings.values() if b.show}
+        screen = await open_eval(pilot, app)
+        assert await wait_for(pilot, lambda: screen.report is not None)
+        await pilot.pause()
+        summary = _plain(screen.query_one("#eval-summary", Static).content)
+        tuned, base = report.models["tuned"], report.models["base"]
+        tuned_line = next(ln for ln in summary.splitlines() if ln.strip().startswith("tuned"))
+        base_line = next(ln for ln in summary.splitlines() if ln.strip().startswith("base"))
+        assert f"{tuned.loss:.3f}" in tuned_line and f"{base.loss:.3f}" in base_line
+        assert f"{tuned.perplexity:.2f}" in tuned_line and f"{tuned.token_f1:.3f}" in tuned_line
+        assert f"{tuned.possible_hallucinations} / {tuned.answered}" in tuned_line
+
+        table = screen.query_one("#eval-prompts", DataTable)
+        assert table.row_count == len(report.prompts) == 4
+        for i, prompt in enumerate(report.prompts):
+            flags = str(table.get_cell(str(prompt.index), "flags"))
+            for model in ("tuned", "base"):
+                assert (model in flags) == prompt.answers[model].possible_hallucination
+        await pilot.press("down")
+        await pilot.pause()
+        detail = _plain(screen.query_one("#eval-detail", Static).content)
+        second = report.prompts[1]
+        assert " ".join(second.reference.split()) in " ".join(detail.split())
+        for model in ("tuned", "base"):
+            answer = second.answers[model]
+            assert f"F1 {answer.token_f1:.2f}" in detail
+            assert ("possible hallucination" in detail) == any(a.possible_hallucination for a in second.answers.values())
+        await pilot.press("escape")
+        assert await wait_for(pilot, lambda: app.screen.__class__.__name__ == "RunsScreen")
+
+
+def test_flagged_answer_is_marked_in_its_row_and_detail():
+    from tui_tuner.evaluate import EvalReport, ModelSummary, PromptEval, ScoredAnswer
+    from tui_tuner.metrics import score_answer
+    from tui_tuner.tui import eval_view
+
+    score = score_answer("Bramble weighs 7 kilograms.", "Bramble weighs 4 kilograms.", "How heavy is Bramble?")
+    assert score.possible_hallucination
+    answer = ScoredAnswer("Bramble weighs 7 kilograms.", score.exact_match, score.token_f1, score.rouge_l, True,
+                          score.hallucination_reason, 6, "eos")
+    prompt = PromptEval(0, 1, "How heavy is Bramble?", "Bramble weighs 4 kilograms.", {"tuned": answer})
+    report = EvalReport("run", "heldout.jsonl", 1, "2026-01-01T00:00:00", {},
+                        {"tuned": ModelSummary(1.0, 2.7, 10, 0.0, 0.75, 0.75, 1, 1)}, [prompt])
+    cells = eval_view.prompt_cells(report, prompt, 30)
+    assert "⚠" in str(cells[-1]) and "tuned" in str(cells[-1])
+    detail = eval_view.prompt_detail(report, prompt).plain
+    assert "⚠ possible hallucination" in detail and "7" in detail
+    assert "⚠ 1 / 1" in _plain(eval_view.summary_table(report))
+
+
+@pytest.mark.slow
+async def test_no_report_runs_tui_tuner_eval_and_shows_the_result(finished_run, tmp_path):
+    run = copy_run(finished_run, tmp_path / "runs")
+    short = tmp_path / "two.jsonl"  # two prompts keep the subprocess short
+    heldout = Path(__file__).resolve().parents[2] / "data" / "heldout.jsonl"
+    short.write_text("".join(heldout.read_text().splitlines(keepends=True)[:2]))
+    config = run.path / "config.yaml"
+    config.write_text(config.read_text().replace(str(heldout), str(short)))
+    assert str(short) in config.read_text()
+
+    app = build_app(project_dir=tmp_path, runs_dir=tmp_path / "runs", offer_reattach=False, start_screen="runs")
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_eval(pilot, app)
+        message = screen.query_one("#eval-message", Static)
+        assert await wait_for(pilot, lambda: "no evaluation report" in str(message.render()))
+        assert not screen.query_one("#eval-report").display
+        statuses = []
+        set_status = screen._set_status
+        screen._set_status = lambda text: (statuses.append(text.plain), set_status(text))
+        await pilot.press("b")  # tuned only
+        await pilot.press("r")
+        assert await wait_for(pilot, lambda: screen.report is not None, seconds=300), statuses
+        assert any("answering" in s for s in statuses)  # progress lines reached the screen
+        assert screen.query_one("#eval-report").display
+        assert screen.query_one("#eval-prompts", DataTable).row_count == 2
+        saved = json.loads(next((run.path / "eval").glob("eval-*.json")).read_text())
+        assert list(saved["models"]) == ["tuned"] and saved["examples"] == 2
+
+
+async def test_a_failed_evaluation_shows_the_commands_error(project):
+    make_fake_run(project / "runs", "no-adapter", 3)  # finished, but no adapter or checkpoint to load
+    app = build_app(project_dir=project, runs_dir=project / "runs", offer_reattach=False, start_screen="runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_eval(pilot, app)
+        assert await wait_for(pilot, lambda: "no evaluation report" in str(screen.query_one("#eval-message").render()))
+        await pilot.press("r")
+        status = screen.query_one("#eval-status", Static)
+        assert await wait_for(pilot, lambda: "failed" in str(status.render()), seconds=120)
+        text = str(status.render())
+        assert "exit status 2" in text and "error:" in text
+        assert not screen.running and screen.report is None

@@ -1,0 +1,125 @@
+"""What the Eval view draws from an `EvalReport`: the summary table, prompt rows and the selected prompt.
+
+No textual here (rich renderables only), so the formatting is testable on its own and the
+screen module stays about widgets and workers. Also the `tui-tuner eval` command line the
+screen runs and the parser of its `--progress-lines` output.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from rich.table import Table
+from rich.text import Text
+
+from tui_tuner.evaluate import EvalReport, ModelSummary, PromptEval
+
+FLAG = "⚠"
+FLAG_STYLE = "bold red"
+LOWER_IS_BETTER = {"loss", "perplexity", "possible_hallucinations"}
+SUMMARY_COLUMNS = (("loss", "held-out loss", 3), ("perplexity", "perplexity", 2), ("exact_match", "exact match", 3),
+                   ("token_f1", "token F1", 3), ("rouge_l", "ROUGE-L", 3))
+PROGRESS_LINE = re.compile(r"^progress (\d+)/(\d+) (.*)$")
+
+
+def eval_command(run_path: Path, runs_dir: Path, *, compare_base: bool) -> list[str]:
+    """The `tui-tuner eval` command the Eval view runs as a subprocess (same Python, progress as lines)."""
+    argv = [sys.executable, "-m", "tui_tuner", "eval", str(run_path), "--runs-dir", str(runs_dir), "--progress-lines"]
+    return argv + (["--compare-base"] if compare_base else [])
+
+
+def parse_progress(line: str) -> tuple[int, int, str] | None:
+    """(done, total, what) from one `progress DONE/TOTAL WHAT` line, else None."""
+    match = PROGRESS_LINE.match(line.strip())
+    return (int(match[1]), int(match[2]), match[3]) if match else None
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _better(key: str, mine: float | None, other: float | None) -> bool:
+    if mine is None or other is None or mine == other:
+        return False
+    return mine < other if key in LOWER_IS_BETTER else mine > other
+
+
+def summary_table(report: EvalReport) -> Table:
+    """One row per model (tuned, base): loss, perplexity, mean scores, flagged answers; the better value in bold."""
+    table = Table(box=None, padding=(0, 1), header_style="bold", expand=False)
+    table.add_column("model")
+    for _, label, _ in SUMMARY_COLUMNS:
+        table.add_column(label, justify="right")
+    table.add_column("possible hallucinations", justify="right")
+    models = report.models
+    for name, summary in models.items():
+        other = next((s for n, s in models.items() if n != name), None)
+        cells: list[Text | str] = [Text(name, style="bold" if name == "tuned" else "")]
+        for key, _, digits in SUMMARY_COLUMNS:
+            value = getattr(summary, key)
+            better = other is not None and _better(key, value, getattr(other, key))
+            cells.append(Text(_fmt(value, digits), style="bold green" if better else ""))
+        cells.append(_flag_count(summary))
+        table.add_row(*cells)
+    return table
+
+
+def _flag_count(summary: ModelSummary) -> Text:
+    text = f"{summary.possible_hallucinations} / {summary.answered}"
+    return Text(f"{FLAG} {text}" if summary.possible_hallucinations else text,
+                style=FLAG_STYLE if summary.possible_hallucinations else "")
+
+
+def prompt_columns(report: EvalReport) -> list[tuple[str, str]]:
+    """(key, label) of the prompts table: #, prompt, then EM / F1 / ROUGE-L per model, then the flags."""
+    columns = [("n", "#"), ("prompt", "prompt")]
+    for model in report.models:
+        columns += [(f"{model}-em", f"{model} EM"), (f"{model}-f1", "F1"), (f"{model}-rl", "R-L")]
+    return columns + [("flags", "flag")]
+
+
+def prompt_cells(report: EvalReport, prompt: PromptEval, prompt_width: int) -> list[Text | str]:
+    """One prompts-table row; the prompt is cut to `prompt_width` cells, flagged models are named in red."""
+    one_line = " ".join(prompt.prompt.split())
+    if len(one_line) > prompt_width:
+        one_line = one_line[: max(1, prompt_width - 1)] + "…"
+    flagged = [m for m in report.models if m in prompt.answers and prompt.answers[m].possible_hallucination]
+    cells: list[Text | str] = [str(prompt.index + 1), Text(one_line, style=FLAG_STYLE if flagged else "")]
+    for model in report.models:
+        answer = prompt.answers.get(model)
+        if answer is None:
+            cells += ["–", "–", "–"]
+            continue
+        cells += [Text("✓" if answer.exact_match else "·", style="green" if answer.exact_match else "dim"),
+                  f"{answer.token_f1:.2f}", f"{answer.rouge_l:.2f}"]
+    cells.append(Text(f"{FLAG} " + ",".join(flagged), style=FLAG_STYLE) if flagged else Text(""))
+    return cells
+
+
+def prompt_detail(report: EvalReport, prompt: PromptEval) -> Text:
+    """The selected prompt in full: prompt, reference, each model's answer with its scores and flag reason."""
+    where = f" (line {prompt.line})" if prompt.line else ""
+    text = Text.assemble((f"#{prompt.index + 1}{where}  prompt  ", "bold"), prompt.prompt.strip(), "\n",
+                         ("reference  ", "bold"), (prompt.reference.strip(), "green"))
+    for model in report.models:
+        answer = prompt.answers.get(model)
+        if answer is None:
+            continue
+        text.append(f"\n{model}  ", style="bold")
+        text.append(answer.answer.strip() or "(empty answer)")
+        text.append(f"\n    EM {answer.exact_match:.0f} · F1 {answer.token_f1:.2f} · ROUGE-L {answer.rouge_l:.2f}"
+                    f" · {answer.tokens} tokens, {answer.finish_reason}", style="dim")
+        if answer.possible_hallucination:
+            text.append(f"\n    {FLAG} possible hallucination: {answer.hallucination_reason}", style=FLAG_STYLE)
+    return text
+
+
+def report_heading(report: EvalReport, path: Path) -> Text:
+    """Where the report came from: data, examples, date and file; its notes after."""
+    text = Text.assemble(("data ", "dim"), report.data, ("  ·  ", "dim"), f"{report.examples} examples",
+                         ("  ·  ", "dim"), report.created.replace("T", " "), ("  ·  ", "dim"), path.name)
+    for note in report.notes:
+        text.append(f"\nnote: {note}", style="italic dim")
+    return text
