@@ -75,7 +75,7 @@ async def test_report_shows_summary_prompts_and_the_selected_answers(evaluated_r
         base_line = next(ln for ln in summary.splitlines() if ln.strip().startswith("base"))
         assert f"{tuned.loss:.3f}" in tuned_line and f"{base.loss:.3f}" in base_line
         assert f"{tuned.perplexity:.2f}" in tuned_line and f"{tuned.token_f1:.3f}" in tuned_line
-        assert f"{tuned.possible_hallucinations} / {tuned.answered}" in tuned_line
+        assert f"{tuned.possible_hallucinations} / {tuned.answered}" in tuned_line and "flagged" in summary
 
         table = screen.query_one("#eval-prompts", DataTable)
         assert table.row_count == len(report.prompts) == 4

@@ -4,8 +4,10 @@
 
 Builds the offline demo model if needed, trains two short quickstart runs (LoRA r=16 and
 r=32) with the real worker, starts one more that fails (its dataset is missing), then
-drives the app headless and saves an SVG of the Hardware, Config, Train, Runs and
-Compare screens at 110x34, plus the Train and Config screens at 80x24. Takes a few minutes on a CPU. Nothing is downloaded.
+drives the app headless and saves an SVG of the Hardware, Config, Train, Runs, Compare,
+Eval (after running `tui-tuner eval` from the Eval view, tuned vs base), Chat (one streamed
+answer, then base vs tuned) and Learn screens at 120x36, plus Config, Train, Eval and Chat
+at 80x24. Takes a few minutes on a CPU. Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-WIDE = (110, 34)
+WIDE = (120, 36)
 SMALL = (80, 24)
 
 
@@ -99,6 +101,51 @@ async def shoot(project: Path, runs_dir: Path, runs: list, out: Path) -> list[Pa
         app.save_screenshot(filename=path.name, path=str(out))
         saved.append(path)
 
+    async def show_eval(app, pilot, run, *, evaluate: bool = True) -> None:
+        """Runs → e on `run`; with `evaluate`, runs the evaluation (tuned vs base) when the run has no report yet."""
+        await app.switch_mode("runs")
+        table = app.screen.query_one("#runs-table")
+        await until(pilot, lambda: table.row_count >= 3)
+        table.move_cursor(row=[r.key.value for r in table.ordered_rows].index(run.name))
+        await pilot.press("e")
+        screen = app.screen
+        await until(pilot, lambda: screen.report is not None or "no evaluation" in str(
+            screen.query_one("#eval-message").content))
+        if screen.report is None and evaluate:
+            await pilot.press("r")
+            await until(pilot, lambda: screen.report is not None, seconds=600)
+            if screen.report is None:
+                raise SystemExit("the Eval view did not get a report: " + str(screen.query_one("#eval-status").content))
+        await pause(pilot, 0.5)
+        if screen.report is None:
+            return
+        flagged = [i for i, p in enumerate(screen.report.prompts)
+                   if any(a.possible_hallucination for a in p.answers.values())]
+        if flagged:  # show what a flagged answer looks like
+            screen.query_one("#eval-prompts").move_cursor(row=flagged[0])
+            await pause(pilot, 0.3)
+
+    async def show_chat(app, pilot, run, prompts: list[str], *, compare: bool = False) -> None:
+        """Chat: load `run`, send each prompt (greedy) and wait for the streamed answers."""
+        await app.switch_mode("chat")
+        screen = app.screen
+        if screen.chat is None:
+            picker = screen.query_one("#chat-run")
+            await until(pilot, lambda: len(picker._options) > 1)
+            picker.value = str(run.path)
+            await pilot.pause()
+            screen.load(str(run.path))
+            await until(pilot, lambda: screen.chat is not None, seconds=120)
+            screen.query_one("#gen-temperature").value = "0"
+            screen.query_one("#gen-max_new_tokens").value = "48"
+        if compare and not screen.compare:
+            await pilot.press("ctrl+b")
+        for prompt in prompts:
+            screen.send(prompt)
+            await pilot.pause()
+            await until(pilot, lambda: not screen.generating, seconds=120)
+        await pause(pilot, 0.3)
+
     for size, suffix in ((WIDE, ""), (SMALL, "-80x24")):
         app = build_app(project_dir=project, runs_dir=runs_dir, offer_reattach=False,
                         config_path=project / "configs" / "quickstart.yaml")
@@ -111,6 +158,10 @@ async def shoot(project: Path, runs_dir: Path, runs: list, out: Path) -> list[Pa
             await pause(pilot, 0.5)
             save(app, f"train{suffix}")
             if suffix:
+                await show_eval(app, pilot, better)
+                save(app, "eval-80x24")
+                await show_chat(app, pilot, better, ["How heavy is Bramble?"])
+                save(app, "chat-80x24")
                 continue
             app.theme = "textual-light"
             await pause(pilot, 0.5)
@@ -138,6 +189,18 @@ async def shoot(project: Path, runs_dir: Path, runs: list, out: Path) -> list[Pa
             await pilot.press("c")
             await pause(pilot, 1.5)
             save(app, "compare")
+            await pilot.press("escape")
+            await show_eval(app, pilot, good, evaluate=False)  # never evaluated: the view offers to
+            save(app, "eval-none")
+            await pilot.press("escape")
+            await show_eval(app, pilot, better)
+            save(app, "eval")
+            await pilot.press("escape")
+            await show_chat(app, pilot, better, ["How heavy is Bramble?"])
+            save(app, "chat")
+            app.screen.action_clear()
+            await show_chat(app, pilot, better, ["What is the name of Bramble's charging dock?"], compare=True)
+            save(app, "chat-compare")
             await app.switch_mode("learn")
             await until(pilot, lambda: getattr(app.screen, "report", None) is not None, seconds=120)
             await pause(pilot, 0.5)

@@ -15,11 +15,12 @@ from rich.table import Table
 from rich.text import Text
 
 from tui_tuner.evaluate import EvalReport, ModelSummary, PromptEval
+from tui_tuner.tui.text import short_path
 
 FLAG = "⚠"
 FLAG_STYLE = "bold red"
 LOWER_IS_BETTER = {"loss", "perplexity", "possible_hallucinations"}
-SUMMARY_COLUMNS = (("loss", "held-out loss", 3), ("perplexity", "perplexity", 2), ("exact_match", "exact match", 3),
+SUMMARY_COLUMNS = (("loss", "loss", 3), ("perplexity", "perplexity", 2), ("exact_match", "exact match", 3),
                    ("token_f1", "token F1", 3), ("rouge_l", "ROUGE-L", 3))
 PROGRESS_LINE = re.compile(r"^progress (\d+)/(\d+) (.*)$")
 
@@ -47,12 +48,13 @@ def _better(key: str, mine: float | None, other: float | None) -> bool:
 
 
 def summary_table(report: EvalReport) -> Table:
-    """One row per model (tuned, base): loss, perplexity, mean scores, flagged answers; the better value in bold."""
+    """One row per model (tuned, base): held-out loss, perplexity, mean scores, answers flagged as possible
+    hallucinations; the better value in bold green. Short headers so it fits 80 columns."""
     table = Table(box=None, padding=(0, 1), header_style="bold", expand=False)
     table.add_column("model")
     for _, label, _ in SUMMARY_COLUMNS:
         table.add_column(label, justify="right")
-    table.add_column("possible hallucinations", justify="right")
+    table.add_column("flagged", justify="right")
     models = report.models
     for name, summary in models.items():
         other = next((s for n, s in models.items() if n != name), None)
@@ -78,6 +80,13 @@ def prompt_columns(report: EvalReport) -> list[tuple[str, str]]:
     for model in report.models:
         columns += [(f"{model}-em", f"{model} EM"), (f"{model}-f1", "F1"), (f"{model}-rl", "R-L")]
     return columns + [("flags", "flag")]
+
+
+def flags_width(report: EvalReport) -> int:
+    """Cells the flag column needs: "⚠ " and the flagged models' names, at least its header."""
+    widths = [len(",".join(m for m, a in p.answers.items() if a.possible_hallucination)) for p in report.prompts]
+    longest = max(widths, default=0)
+    return max(4, longest + 2 if longest else 0)
 
 
 def prompt_cells(report: EvalReport, prompt: PromptEval, prompt_width: int) -> list[Text | str]:
@@ -118,8 +127,9 @@ def prompt_detail(report: EvalReport, prompt: PromptEval) -> Text:
 
 def report_heading(report: EvalReport, path: Path) -> Text:
     """Where the report came from: data, examples, date and file; its notes after."""
-    text = Text.assemble(("data ", "dim"), report.data, ("  ·  ", "dim"), f"{report.examples} examples",
-                         ("  ·  ", "dim"), report.created.replace("T", " "), ("  ·  ", "dim"), path.name)
+    data = short_path(report.data) if Path(report.data).is_file() else report.data
+    text = Text.assemble(("held-out data ", "dim"), data, f" ({report.examples} examples)", (" · ", "dim"),
+                         report.created.replace("T", " "), (" · ", "dim"), (path.name, "dim"))
     for note in report.notes:
         text.append(f"\nnote: {note}", style="italic dim")
     return text

@@ -22,7 +22,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Select, Static, Switch
@@ -101,10 +101,10 @@ class ChatScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static("Chat", id="chat-status", classes="screen-title")
         with Horizontal(id="chat-body"):
-            with Vertical(id="chat-side"):
+            with VerticalScroll(id="chat-side"):  # scrolls on short terminals (80x24)
                 yield Static("Model", classes="pane-title")
-                yield Select([], prompt="run", id="chat-run", allow_blank=True)
-                yield Select([(FINAL, FINAL)], value=FINAL, id="chat-checkpoint", allow_blank=False)
+                yield Select([], prompt="run", id="chat-run", allow_blank=True, compact=True)
+                yield Select([(FINAL, FINAL)], value=FINAL, id="chat-checkpoint", allow_blank=False, compact=True)
                 yield Button("Load", id="chat-load", variant="primary")
                 yield GenerationPanel(id="chat-settings")
             with Vertical(id="chat-main"):
@@ -181,7 +181,9 @@ class ChatScreen(Screen):
             self.query_one("#gen-compare").value = False
         notes = f"  ({'; '.join(self.chat.notes)})" if self.chat.notes else ""
         self.set_status(f"ready: {self.chat.source.label}{notes}", "ready")
-        self.query_one("#chat-input", Input).focus()
+        chat_input = self.query_one("#chat-input", Input)
+        chat_input.placeholder = "Type a message and press Enter (Esc stops an answer)"
+        chat_input.focus()
 
     @on(ModelLoadFailed)
     def _model_load_failed(self, event: ModelLoadFailed) -> None:

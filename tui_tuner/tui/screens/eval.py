@@ -31,8 +31,9 @@ from textual.widgets import Button, DataTable, Footer, ProgressBar, Static, Swit
 from tui_tuner.runs import RunDir
 from tui_tuner.tui import eval_view
 
-FIXED_COLUMNS_WIDTH = 8
-"""Cells the prompts table needs besides the prompt and score columns (row number, padding, scrollbar)."""
+CELL_PADDING = 2
+"""A DataTable column is its content plus one cell of padding on each side."""
+SCROLLBAR = 2
 
 
 @dataclass
@@ -120,8 +121,8 @@ class EvalScreen(Screen):
         if event.report is None:
             self.query_one("#eval-report").display = False
             self.query_one("#eval-runner").display = True
-            text = Text(event.error or f"{self.run.name} has no evaluation report yet.",
-                        style="red" if event.error else "bold")
+            text = Text.assemble((event.error or f"{self.run.name} has no evaluation report yet.",
+                                  "red" if event.error else "bold"))
             text.append("\nRun `tui-tuner eval` on it: held-out loss, perplexity, and each held-out prompt "
                         "answered and scored against its reference (greedy decoding). Enter or r starts it; "
                         "b switches the base-model comparison.", style="")
@@ -146,9 +147,10 @@ class EvalScreen(Screen):
         columns = eval_view.prompt_columns(report)
         for key, label in columns:
             table.add_column(label, key=key)
-        score_width = sum(max(len(label), 4) + 2 for key, label in columns if key not in ("n", "prompt", "flags"))
-        flag_width = 2 + max((len(" ".join(report.models)) + 2), 4)
-        prompt_width = max(16, self.size.width - score_width - flag_width - FIXED_COLUMNS_WIDTH)
+        # The prompt gets what the other columns leave (scores are at most 4 cells, "0.85").
+        others = sum(max(len(label), 4) + CELL_PADDING for key, label in columns if key not in ("n", "prompt", "flags"))
+        others += len(str(len(report.prompts))) + eval_view.flags_width(report) + 3 * CELL_PADDING + SCROLLBAR
+        prompt_width = max(16, self.size.width - others)
         for prompt in report.prompts:
             table.add_row(*eval_view.prompt_cells(report, prompt, prompt_width), key=str(prompt.index))
         if not report.prompts:
