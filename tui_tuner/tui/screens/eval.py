@@ -230,6 +230,7 @@ class EvalScreen(Screen):
         self.query_one("#eval-progress").display = False
         if event.returncode == 0:
             self._set_status(Text("evaluation finished: report saved in the run's eval/ folder", style="green"))
+            self.notify("evaluation finished: report saved in the run's eval/ folder", title=self.run.name)
             self.load_report_worker()
             return
         self.query_one("#eval-runner").display = True
