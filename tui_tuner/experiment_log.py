@@ -237,14 +237,27 @@ def to_csv(rows: list[RunRecord]) -> str:
     return buffer.getvalue()
 
 
-def to_rich_table(rows: list[RunRecord], title: str = "experiments"):
-    """A rich Table of the runs (the terminal view of `runs table`)."""
+def to_rich_table(rows: list[RunRecord], title: str = "experiments", width: int | None = None):
+    """A rich Table of the runs (the terminal view of `runs table`).
+
+    One row per run when that fits in `width` columns; otherwise turned on its side (one
+    column per run, one row per field), which is how a few runs of a sweep fit 80 columns.
+    """
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
+    cells = [[format_cell(r, key) for key, _ in COLUMNS] for r in rows]
+    natural = sum(max([len(t)] + [len(c[i]) for c in cells]) + 3 for i, (_, t) in enumerate(COLUMNS)) + 1
     numeric = {"r", "alpha", "lr", "train_loss", "eval_loss", "wall_time", "peak_memory", "adapter_size", "seq_len"}
-    for key, title_text in COLUMNS:
-        table.add_column(title_text, justify="right" if key in numeric else "left", overflow="fold")
-    for r in rows:
-        table.add_row(*(format_cell(r, key) for key, _ in COLUMNS))
+    table = Table(title=title, title_justify="left")
+    if width is None or natural <= width:
+        for key, title_text in COLUMNS:
+            table.add_column(title_text, justify="right" if key in numeric else "left", overflow="fold")
+        for row in cells:
+            table.add_row(*row)
+        return table
+    table.add_column("")
+    for row in cells:
+        table.add_column(row[0], justify="right", overflow="fold")
+    for i, (_, title_text) in enumerate(COLUMNS[1:], start=1):
+        table.add_row(title_text, *(row[i] for row in cells))
     return table
