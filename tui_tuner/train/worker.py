@@ -355,11 +355,6 @@ def _peak_memory(previous: Any) -> dict[str, int]:
 
 def run_worker(run_dir: str | Path) -> int:
     """Train the run in this process; returns the exit status (0 finished/stopped, 1 failed)."""
-    import warnings
-
-    # trl and peft still call a transformers API renamed in 5.x; the warning says nothing the
-    # user can act on and would fill the log tail shown in the Train screen.
-    warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*deprecated", category=FutureWarning)
     run = RunDir(Path(run_dir).resolve())
     prev = run.raw_status()
     had_events = run.events_path.exists() and run.events_path.stat().st_size > 0
@@ -387,6 +382,9 @@ def run_worker(run_dir: str | Path) -> int:
             backend, reason = select_backend(cfg)  # imports unsloth first when it is the choice
         except BackendUnavailable as exc:
             raise WorkerError(str(exc), "Edit `backend:` in the config and start a new run.") from None
+        from tui_tuner.quiet import quiet_library_noise
+
+        quiet_library_noise()
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
