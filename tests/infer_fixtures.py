@@ -75,7 +75,7 @@ def memorised_run(demo_model_dir, tmp_path_factory) -> Path:
     shutil.copytree(run / "checkpoints" / "checkpoint-40", run / "adapter")
     cfg = RunConfig()
     cfg.lora.r = 8
-    cfg.data.train = str(Path(__file__).resolve().parents[3] / "data" / "sample.jsonl")
+    cfg.data.train = str(Path(__file__).resolve().parents[1] / "data" / "sample.jsonl")
     (run / "config.yaml").write_text(cfg.to_yaml())
     (run / "status.json").write_text(json.dumps({"state": "finished", "backend": "transformers",
                                                  "step": 40, "max_steps": 40}))

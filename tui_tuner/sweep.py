@@ -116,7 +116,7 @@ def plan_sweep(config_path: str | Path, sets: list[str]) -> SweepPlan:
     Raises `SweepError` for a malformed `--set`, nothing to sweep, or too many runs; config
     problems are returned as issues so the caller can print them all.
     """
-    from tui_tuner.config import load_config
+    from tui_tuner.config import load_config, parse_override
 
     fixed, swept = parse_sweep_sets(sets)
     if not swept:
@@ -135,11 +135,7 @@ def plan_sweep(config_path: str | Path, sets: list[str]) -> SweepPlan:
         if label in seen:
             label = f"{label}-{len(seen)}"
         seen.add(label)
-        varied = {}
-        for k, v in zip(keys, combo):
-            from tui_tuner.config import parse_override
-
-            varied[k] = parse_override(f"{k}={v}")[1]
+        varied = {k: parse_override(f"{k}={v}")[1] for k, v in zip(keys, combo)}
         plan.points.append(SweepPoint(varied, overrides, label))
         plan.loaded.append(loaded)
         for issue in loaded.issues:

@@ -60,3 +60,12 @@ def test_bad_custom_template_is_a_config_error(demo_model_dir, tmp_path):
     report = check_config_dataset(load_config(cfg), AutoTokenizer.from_pretrained(str(demo_model_dir)))
     (issue,) = report.config_issues
     assert issue.key == "model.chat_template" and issue.line == 4 and "failed to render" in issue.message
+
+
+def test_tokenizer_not_on_this_machine_is_a_note_not_an_error(monkeypatch):
+    from tui_tuner.config import ModelConfig
+    from tui_tuner.data import load_tokenizer_if_local
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    tokenizer, note = load_tokenizer_if_local(ModelConfig(name_or_path="nobody-here/no-such-model"))
+    assert tokenizer is None and "not available on this machine" in note and "no-such-model" in note

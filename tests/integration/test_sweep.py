@@ -1,6 +1,7 @@
 """A real two-value sweep: two queued runs of the demo model train one after the other and both finish."""
 
 import sys
+import time
 
 import pytest
 
@@ -40,10 +41,16 @@ output:
     assert len(runs) == 2
     assert runs[1].status().state == "queued"            # waits for the first
     assert runs[1].status().queued_after == runs[0].name
-    from tui_tuner.commands.sweep_cmd import wait_and_compare
+    # Only read the run folders here: the second run must be started by the first run's
+    # supervisor (the engine's queue), not by this process, as after the terminal has closed.
+    deadline = time.monotonic() + 480
+    while time.monotonic() < deadline and not all(r.status().is_final for r in runs):
+        time.sleep(0.5)
     from rich.console import Console
 
-    assert wait_and_compare(runs, Console(file=sys.stderr, width=100)) == 0
+    from tui_tuner.commands.sweep_cmd import wait_and_compare
+
+    assert wait_and_compare(runs, Console(file=sys.stderr, width=100)) == 0   # prints the comparison
     first, second = (r.status() for r in runs)
     assert first.state == second.state == "finished"
     assert first.ended <= second.started                 # one after the other, in order

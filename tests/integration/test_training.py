@@ -17,6 +17,7 @@ from tui_tuner.runs import RunDir, create_run, find_run, resume_run, start_worke
 from tui_tuner.status import OOM_HINT
 
 REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # each trains the demo model in a real worker process
 
 
 def _steps(run: RunDir) -> list[int]:

@@ -92,21 +92,22 @@ async def test_load_send_stream_and_compare(memorised_run):
 
 
 async def test_escape_stops_a_generation(memorised_run):
+    # The base weights are random: sampling from them rarely hits end-of-turn, so the answer is long.
     app = ChatOnly(memorised_run.parent, target=memorised_run)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = _screen(app)
         assert await wait_for(pilot, lambda: screen.chat is not None)
+        await pilot.press("ctrl+b")
         screen.query_one("#gen-temperature").value = "1.5"
-        screen.query_one("#gen-max_new_tokens").value = "1000"
+        screen.query_one("#gen-max_new_tokens").value = "2000"
         screen.query_one("#chat-input").value = "Tell me a very long story about the garden."
         await pilot.press("enter")
-        assert screen.generating
-        log = screen.query_one("#chat-log-tuned")
+        log = screen.query_one("#chat-log-base")
         # wait for the first streamed tokens, then stop
-        assert await wait_for(pilot, lambda: log.current is not None and log.current.text)
+        assert await wait_for(pilot, lambda: log.current is not None and len(log.current.text) > 5)
         await pilot.press("escape")
         assert await wait_for(pilot, lambda: not screen.generating, timeout=60)
-        answer = screen.turns[-1]
-        assert answer.role == "assistant" and answer.info["finish"] == "stopped"
-        assert answer.info["tokens"] < 1000
+        answers = [t for t in screen.turns if t.role == "assistant"]
+        assert [t.model for t in answers] == ["base"]  # stopping also skips the tuned answer
+        assert answers[0].info["finish"] == "stopped" and answers[0].info["tokens"] < 2000
         assert "stopped" in str(screen.query_one("#chat-status").render())

@@ -66,3 +66,26 @@ def test_labels_are_short():
     assert format_tick(0.0002) == "2.0e-04"
     assert format_duration(3725) == "1:02:05"
     assert format_duration(None) == "-"
+
+
+async def test_chart_draws_a_line_without_gaps_between_sparse_points():
+    from textual.app import App
+
+    from tui_tuner.tui.widgets.line_chart import ChartSeries, LineChart
+
+    class ChartApp(App):
+        def compose(self):
+            yield LineChart(id="chart")
+
+    app = ChartApp()
+    async with app.run_test(size=(40, 12)) as pilot:
+        chart = app.query_one(LineChart)
+        chart.set_series([ChartSeries("loss", [(0, 1.0), (5, 3.0), (10, 0.5)])])
+        await pilot.pause()
+        rows = [chart.render_line(y).text for y in range(chart.size.height)]
+        plot_rows = rows[1:-2]  # legend above, axis and labels below
+        axis_w = plot_rows[0].index("┤") + 1
+        columns_with_dots = {x for row in plot_rows for x, ch in enumerate(row)
+                             if x >= axis_w and "\u2800" < ch <= "\u28ff"}
+        assert columns_with_dots == set(range(axis_w, chart.size.width))
+        assert "loss" in rows[0] and rows[-1].strip().startswith("0")

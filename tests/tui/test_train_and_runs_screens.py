@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from textual.widgets import DataTable, Static
 
 from tests.tui.conftest import make_fake_run
@@ -122,3 +123,27 @@ async def test_open_from_runs_attaches_the_train_screen(project):
         assert await wait_for(pilot, lambda: app.screen.snapshot is not None)
         await pilot.press("d")  # detach: back to Runs, the run untouched
         assert isinstance(app.screen, RunsScreen)
+
+
+@pytest.mark.slow  # trains the shared `finished_run` when no other test has yet
+async def test_compare_a_real_run_with_another(finished_run, project):
+    # The session's trained quickstart run (real events) beside a second run with r=32.
+    import shutil
+
+    runs = project / "runs"
+    runs.mkdir()
+    real = shutil.copytree(finished_run.path, runs / finished_run.name)
+    make_fake_run(runs, "r32", 20, r=32)
+    app = app_for(project, start_screen="runs")
+    async with app.run_test(size=(120, 36)) as pilot:
+        table = app.screen.query_one(DataTable)
+        assert await wait_for(pilot, lambda: table.row_count == 2)
+        await pilot.press("space", "down", "space", "c")
+        compare = app.screen
+        assert isinstance(compare, CompareScreen)
+        chart = compare.query_one(LineChart)
+        assert await wait_for(pilot, lambda: len(chart.series) == 2)
+        by_name = {s.label: s.points for s in chart.series}
+        assert len(by_name[real.name]) == finished_run.status().step  # one point per logged step
+        diff = compare.query_one(DataTable)
+        assert "lora.r" in [str(diff.get_row_at(i)[0]) for i in range(diff.row_count)]

@@ -157,3 +157,15 @@ def test_integer_tensor_is_refused(tmp_path):
     save_file({"ids": torch.arange(10, dtype=torch.int64)}, str(tmp_path / "model.safetensors"))
     with pytest.raises(ValueError, match="not floating-point"):
         run_quant_lab(str(tmp_path), "ids")
+
+
+def test_missing_bitsandbytes_is_a_clear_error_not_a_traceback(demo_model_dir, monkeypatch, capsys):
+    import sys
+
+    from tui_tuner.cli import main
+
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)
+    monkeypatch.setitem(sys.modules, "bitsandbytes.functional", None)
+    assert main(["learn", "quant", str(demo_model_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "pip install" in err and "Traceback" not in err

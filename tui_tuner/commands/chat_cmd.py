@@ -92,16 +92,12 @@ def load_for_command(args: argparse.Namespace, *, need_adapter: bool = False):
 
 
 def _stream_answer(chat, messages, settings, use_adapter: bool, out, stop: threading.Event):
-    stream = chat.stream(messages, settings, use_adapter=use_adapter, stop_event=stop)
-    try:
-        for piece in stream:
-            out.write(piece)
-            out.flush()
-    except KeyboardInterrupt:
-        stop.set()
-        for _ in stream:  # drain what is already generated
-            pass
-    return stream.result()
+    """Generate on this thread, writing text as it comes; Ctrl+C ends the answer (finish reason `stopped`)."""
+    def write(piece: str) -> None:
+        out.write(piece)
+        out.flush()
+
+    return chat.generate(messages, settings, use_adapter=use_adapter, stop_event=stop, on_text=write)
 
 
 def _footer(result) -> str:

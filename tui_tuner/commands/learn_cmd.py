@@ -88,7 +88,7 @@ def run_quant(args: argparse.Namespace) -> int:
         from tui_tuner.learn.quant_lab import run_quant_lab
 
         report = run_quant_lab(args.model, args.tensor, bins=args.bins, runs_dir=args.runs_dir)
-    except (ModelNotFound, ValueError) as exc:
+    except (ModelNotFound, ValueError, RuntimeError) as exc:  # RuntimeError: QuantLabUnavailable
         return _fail(str(exc))
     except KeyError as exc:
         return _fail(exc.args[0] if exc.args else str(exc))

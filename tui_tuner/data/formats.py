@@ -108,15 +108,15 @@ def apply_field_mapping(value: Any, mapping: dict[str, str]) -> Any:
     return out
 
 
-def mapping_problems(mapping: dict[str, str]) -> list[str]:
-    """Messages for `data.fields` entries whose key is not a standard field name."""
+def mapping_problems(mapping: dict[str, str]) -> list[tuple[str, str]]:
+    """(config key, message) for each `data.fields` entry whose key is not a standard field name."""
     problems = []
     for std in mapping:
         if std not in STANDARD_FIELDS:
             close = difflib.get_close_matches(std, STANDARD_FIELDS, n=1)
             hint = f" — did you mean `{close[0]}`?" if close else f" Standard names: {', '.join(STANDARD_FIELDS)}."
-            problems.append(f"`data.fields.{std}`: `{std}` is not a standard field name{hint} "
-                            "(the key is the standard name, the value your file's name).")
+            problems.append((f"data.fields.{std}", f"`{std}` is not a standard field name{hint} "
+                             "(the key is the standard name, the value your file's name)."))
     return problems
 
 

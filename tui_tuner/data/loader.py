@@ -77,8 +77,8 @@ def load_dataset_file(path: str | Path, data_cfg: Any = None, *, shown: str | No
     def issue(line: int | None, message: str, severity: str = "error") -> None:
         load.issues.append(DataIssue(shown, line, message, None, severity, read.row_based))
 
-    for problem in mapping_problems(mapping) if report_mapping else []:
-        issue(None, problem)
+    for key, problem in mapping_problems(mapping) if report_mapping else []:
+        issue(None, f"`{key}`: {problem}")
 
     records: list[tuple[int, dict[str, Any]]] = []
     for rec in read.records:

@@ -273,9 +273,8 @@ def check_config_dataset(loaded: Any, tokenizer: Any = None) -> DataReport:
         report.config_issues.append(ConfigIssue(key=key, message=message, line=line, column=col,
                                                 file=config_file, severity=severity))
 
-    for problem in mapping_problems(cfg.data.fields):
-        key = problem.split("`")[1]
-        config_issue(key, problem.split(": ", 1)[1])
+    for key, problem in mapping_problems(cfg.data.fields):
+        config_issue(key, problem)
 
     template = None
     if tokenizer is not None:

@@ -51,6 +51,11 @@ class ModelRef:
     @property
     def weights_dir(self) -> Path:
         """The folder with the safetensors files; raises ModelNotFound when there is none."""
+        if self.local_dir is not None and not weight_files(self.local_dir) and any(self.local_dir.glob("*.bin")):
+            raise ModelNotFound(
+                f"{self.local_dir} has only PyTorch .bin weights; the lab reads one tensor at a time from "
+                "safetensors files. Convert once: AutoModelForCausalLM.from_pretrained(folder)"
+                ".save_pretrained(new_folder) writes safetensors.")
         if self.local_dir is None or not weight_files(self.local_dir):
             raise ModelNotFound(
                 f"{self.name_or_path}: no .safetensors weights on this machine. The quantization lab reads "

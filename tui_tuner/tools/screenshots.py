@@ -4,8 +4,8 @@
 
 Builds the offline demo model if needed, trains two short quickstart runs (LoRA r=16 and
 r=32) with the real worker, starts one more that fails (its dataset is missing), then
-drives the app headless and saves an SVG of each screen at 110x34, plus the Train and
-Config screens at 80x24. Takes a few minutes on a CPU. Nothing is downloaded.
+drives the app headless and saves an SVG of the Hardware, Config, Train, Runs and
+Compare screens at 110x34, plus the Train and Config screens at 80x24. Takes a few minutes on a CPU. Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -138,6 +138,14 @@ async def shoot(project: Path, runs_dir: Path, runs: list, out: Path) -> list[Pa
             await pilot.press("c")
             await pause(pilot, 1.5)
             save(app, "compare")
+            await app.switch_mode("learn")
+            await until(pilot, lambda: getattr(app.screen, "report", None) is not None, seconds=120)
+            await pause(pilot, 0.5)
+            save(app, "learn")
+            app.screen.query_one("#learn-tabs").active = "tab-experiments"
+            await until(pilot, lambda: app.screen.query_one("#experiments-table").row_count >= 3)
+            await pause(pilot, 0.5)
+            save(app, "learn-experiments")
     return saved
 
 

@@ -194,8 +194,12 @@ class TrainResult:
 
 
 def train(run: RunDir, cfg: Any, backend: str, device: str, keeper: Any, events: EventWriter,
-          resume_from: Path | None, requests_since: float | None = None) -> TrainResult:
-    """Load, prepare, probe, train and save the final adapter; the trainer holds the trained model."""
+          resume_from: Path | None, requests_since: float | None = None,
+          extra_callbacks: list[Any] | None = None) -> TrainResult:
+    """Load, prepare, probe, train and save the final adapter; the trainer holds the trained model.
+
+    `extra_callbacks` are added after the run's own callback (benchmarks and tests use them).
+    """
     from trl import SFTTrainer
 
     from tui_tuner.train.callback import RunCallback
@@ -243,7 +247,7 @@ def train(run: RunDir, cfg: Any, backend: str, device: str, keeper: Any, events:
 
     callback = RunCallback(run.path, events, keeper, on_train_begin_hook=probe_hook, requests_since=requests_since)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         processing_class=tokenizer, callbacks=[callback])
+                         processing_class=tokenizer, callbacks=[callback, *(extra_callbacks or [])])
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     step = trainer.state.global_step
     save_final(trainer, tokenizer, run, cfg, model_path, template, step)

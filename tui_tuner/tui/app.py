@@ -10,6 +10,7 @@ Screens are imported when first shown, so the first frame stays light (no torch)
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -44,6 +45,11 @@ class TunerApp(App[int]):
 
     def __init__(self, *, project_dir: Path | None = None, config_path: Path | None = None,
                  runs_dir: Path | None = None, offer_reattach: bool = True, start_screen: str = "config") -> None:
+        # Building the first frame allocates many long-lived objects; collecting garbage
+        # among them before it is drawn is wasted work. Collection resumes right after the
+        # first frame (`_resume_gc`).
+        self._gc_paused = gc.isenabled()
+        gc.disable()
         super().__init__()
         self.project_dir = (project_dir or Path.cwd()).resolve()
         if config_path is None:
@@ -90,6 +96,12 @@ class TunerApp(App[int]):
 
     def on_mount(self) -> None:
         self.switch_mode(self.start_screen)
+        self.set_timer(5.0, self._resume_gc)  # in case no frame is ever drawn
+
+    def _resume_gc(self) -> None:
+        if self._gc_paused:
+            self._gc_paused = False
+            gc.enable()
 
     def after_first_frame(self, callback: Any) -> None:
         """Run `callback` once the first frame is on screen (now, if it already is).
@@ -103,6 +115,7 @@ class TunerApp(App[int]):
             self._after_first_frame.append(callback)
 
     def on_ready(self) -> None:
+        self._resume_gc()
         self._first_frame_shown = True
         callbacks, self._after_first_frame = self._after_first_frame, []
         for callback in callbacks:
@@ -206,5 +219,8 @@ def build_app(**kwargs: Any) -> TunerApp:
 def run_app() -> int:
     """Run the TUI in this terminal; returns the exit status."""
     app = build_app()
-    result = app.run()
+    try:
+        result = app.run()
+    finally:
+        app._resume_gc()
     return int(result or 0)

@@ -99,3 +99,45 @@ def test_adapter_made_without_tui_tuner_loads_and_chats(external_adapter, demo_m
 def test_not_a_model_is_a_clear_error(tmp_path):
     with pytest.raises(SourceError, match="neither a run directory"):
         resolve_source(tmp_path)
+
+
+def test_unsloth_path_is_chosen_only_for_unsloth_runs_on_cuda(memorised_run):
+    import torch
+
+    from tui_tuner.infer import use_unsloth
+
+    source = resolve_source(memorised_run)
+    assert use_unsloth(source) == (False, "the run did not train with Unsloth")
+    source.backend = "unsloth"
+    fast, why = use_unsloth(source)
+    if not torch.cuda.is_available():
+        assert (fast, why) == (False, "no CUDA GPU")
+
+
+@pytest.mark.gpu
+def test_unsloth_fast_inference_answers_like_transformers(memorised_run):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU: Unsloth's fast inference path only runs there")
+    pytest.importorskip("unsloth", reason="the gpu extra (unsloth) is not installed")
+    source = resolve_source(memorised_run)
+    source.backend = "unsloth"
+    chat = load_chat_model(source)
+    assert "Unsloth fast inference" in chat.notes
+    assert chat.answer(ask(MEMORISED[0][0]), GREEDY).text == MEMORISED[0][1]
+
+
+def test_qlora_run_is_4bit_only_where_bitsandbytes_has_cuda(memorised_run):
+    import torch
+
+    from tui_tuner.infer import quantization_plan
+
+    source = resolve_source(memorised_run)
+    assert quantization_plan(source, None) == (None, "")  # a LoRA run: 16/32-bit as trained
+    source.config = source.config.model_copy(update={"method": "qlora"})
+    quant, note = quantization_plan(source, None)
+    if torch.cuda.is_available():
+        assert quant.load_in_4bit and quant.bnb_4bit_quant_type == "nf4"
+    else:
+        assert quant is None and "CUDA" in note

@@ -230,16 +230,22 @@ class ChatScreen(Screen):
                 if stop.is_set():
                     break
                 self.post_message(AnswerStarted(model))
-                stream = self.chat.stream(histories[model], settings, use_adapter=model == "tuned", stop_event=stop)
-                pending, last = [], time.monotonic()
-                for piece in stream:
+                pending: list[str] = []
+                last = [0.0]  # the first piece is posted at once
+
+                def on_text(piece: str, model: str = model) -> None:
                     pending.append(piece)
-                    if time.monotonic() - last >= STREAM_BATCH_S:
+                    if time.monotonic() - last[0] >= STREAM_BATCH_S:
                         self.post_message(TokensStreamed(model, "".join(pending)))
-                        pending, last = [], time.monotonic()
+                        pending.clear()
+                        last[0] = time.monotonic()
+
+                # Generates on this worker thread: no second thread, tokens handed over in batches.
+                result = self.chat.generate(histories[model], settings, use_adapter=model == "tuned",
+                                            stop_event=stop, on_text=on_text)
                 if pending:
                     self.post_message(TokensStreamed(model, "".join(pending)))
-                self.post_message(AnswerFinished(model, stream.result()))
+                self.post_message(AnswerFinished(model, result))
         finally:
             self.post_message(GenerationEnded())
 

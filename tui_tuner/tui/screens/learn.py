@@ -30,6 +30,7 @@ from textual.widgets import (Checkbox, DataTable, Footer, Input, Label, OptionLi
                              TabPane)
 from textual.widgets.option_list import Option
 
+from tui_tuner.tui.widgets.experiment_log_panel import ExperimentLogPanel
 from tui_tuner.tui.widgets.quant_histogram import QuantHistogram
 
 
@@ -140,6 +141,8 @@ class LearnScreen(Screen):
                     yield DataTable(id="lora-modules", cursor_type="row", zebra_stripes=True)
                     yield DataTable(id="lora-ranks", cursor_type="row", zebra_stripes=True)
                     yield Static("", id="lora-note", classes="explain")
+            with TabPane("Experiments", id="tab-experiments"):
+                yield ExperimentLogPanel(id="experiments")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -368,3 +371,8 @@ class LearnScreen(Screen):
                 str(row.r), f"{row.trainable:,}", f"{row.percent_of_base:.3f}%", _bytes(row.adapter_bytes),
                 f"{row.scaling:.3g}", f"{row.rslora_scaling:.3g}")])
         self.query_one("#lora-note", Static).update("\n".join(r.explanations.values()))
+
+    @on(TabbedContent.TabActivated, "#learn-tabs")
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == "tab-experiments":
+            self.query_one(ExperimentLogPanel).refresh_runs(self.app_runs_dir())

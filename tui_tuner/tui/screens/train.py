@@ -38,9 +38,6 @@ class RunPolled(Message):
     snapshot: TrainSnapshot
     view: RunView
 
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, RunPolled)  # a burst of polls draws once
-
 
 def state_text(state: str) -> Text:
     return Text(f"● {state}", style=STATE_STYLES.get(state, ""))
@@ -123,8 +120,9 @@ class TrainScreen(Screen):
         # Runs in a thread: reads files only, hands the result back as a message.
         try:
             snapshot = view.poll()
-        finally:
-            self.app.call_from_thread(self._poll_done)
+        except Exception:
+            self.app.call_from_thread(self._poll_done)  # let the next tick try again
+            raise
         self.post_message(RunPolled(snapshot, view))
 
     def _poll_done(self) -> None:
@@ -132,6 +130,7 @@ class TrainScreen(Screen):
 
     @on(RunPolled)
     def _run_polled(self, event: RunPolled) -> None:
+        self._polling = False  # only now: the next poll starts after this one is drawn
         if event.view is not self.view:
             return  # attached to another run meanwhile
         self.show_snapshot(event.snapshot)

@@ -97,11 +97,14 @@ class LineChart(Widget):
         width, height = self.size.width, self.size.height
         key = (width, height, self.app.current_theme.name)
         if self._rows is None or self._rows_key != key:
-            self._rows = self._draw(width, height)
+            # Segments carry only colours; the widget's own style supplies the background,
+            # so the chart sits on the theme's background, light or dark.
+            base = self.rich_style
+            self._rows = [row.apply_style(base) for row in self._draw(width, height)]
             self._rows_key = key
         if y < len(self._rows):
             return self._rows[y]
-        return Strip.blank(width)
+        return Strip.blank(width, self.rich_style)
 
     def _draw(self, width: int, height: int) -> list[Strip]:
         dim = Style(dim=True)
