@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tui_tuner.units import format_bytes, format_duration
+
 EVAL_DIR = "eval"
 """`tui-tuner eval RUN` writes `<run>/eval/eval-<time>[-checkpoint-N].json` (see tui_tuner.evaluate)."""
 SCORE_KEYS = ("exact_match", "token_f1", "rouge_l", "perplexity")
@@ -149,22 +151,8 @@ def run_record(run) -> RunRecord:
     return RunRecord(values, losses, eval_losses)
 
 
-def _fmt_bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n} B"
 
 
-def _fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def format_cell(record: RunRecord, key: str) -> str:
@@ -193,11 +181,11 @@ def format_cell(record: RunRecord, key: str) -> str:
         scores = v.get("eval_scores") or {}
         return " ".join(f"{k}={s:.3g}" for k, s in scores.items()) or "-"
     if key == "wall_time":
-        return _fmt_duration(v.get("wall_time_s"))
+        return format_duration(v.get("wall_time_s"))
     if key == "peak_memory":
-        return _fmt_bytes(v.get("peak_memory_bytes"))
+        return format_bytes(v.get("peak_memory_bytes"))
     if key == "adapter_size":
-        return _fmt_bytes(v.get("adapter_bytes"))
+        return format_bytes(v.get("adapter_bytes"))
     if key == "seq_len":
         return "-" if v.get("seq_len") is None else str(v["seq_len"])
     value = v.get(key)
