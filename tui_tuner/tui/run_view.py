@@ -16,7 +16,6 @@ from typing import Any
 
 from tui_tuner.events import read_events
 from tui_tuner.runs import RunDir
-from tui_tuner.units import format_duration
 from tui_tuner.tui.widgets.meters import GpuReading
 
 SERIES_CAPACITY = 512
