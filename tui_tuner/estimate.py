@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Literal
 
-from tui_tuner.modelspec import ModelSpec, fmt_count, linear_modules
+from tui_tuner.modelspec import ModelSpec, linear_modules
+from tui_tuner.units import format_count
 
 if TYPE_CHECKING:
     from tui_tuner.config import RunConfig
@@ -247,7 +248,7 @@ def estimate_memory(
     if method == "qlora":
         q = spec.linear_params
         add("weights", "base weights, 4-bit NF4", q * NF4_BYTES_PER_PARAM,
-            f"{fmt_count(q)} weights of the linear layers, stored as 4-bit NormalFloat: two per byte.")
+            f"{format_count(q)} weights of the linear layers, stored as 4-bit NormalFloat: two per byte.")
         if double_quant:
             const = q / NF4_BLOCKSIZE * 1 + q / (NF4_BLOCKSIZE * DOUBLE_QUANT_BLOCKSIZE) * 4
             why = ("one scale per 64 weights, itself quantized to 8 bit (double quantization): "
@@ -258,13 +259,13 @@ def estimate_memory(
         add("quant_constants", "quantization constants", const, why)
         u = spec.unquantized_params
         ub = 4 if upcast_unquantized or dtype == "float32" else wbytes
-        why = (f"embeddings, LM head and norms ({fmt_count(u)}) are not quantized; they stay in "
+        why = (f"embeddings, LM head and norms ({format_count(u)}) are not quantized; they stay in "
                f"{'32' if ub == 4 else '16'}-bit")
         why += " (prepare_model_for_kbit_training upcasts them)." if upcast_unquantized else "."
         add("weights_unquantized", "unquantized layers", u * ub, why)
     else:
         add("weights", f"base weights, {'32' if wbytes == 4 else '16'}-bit", total_params * wbytes,
-            f"{fmt_count(total_params)} parameters x {wbytes} bytes"
+            f"{format_count(total_params)} parameters x {wbytes} bytes"
             + ("." if method == "full" else ", frozen: LoRA never changes them."))
 
     # --- trainable parameters, gradients, optimizer
@@ -282,7 +283,7 @@ def estimate_memory(
         trainable = lora_params(spec, lora_r, chosen)
         tbytes = 4  # peft keeps adapter weights in fp32 (autocast_adapter_dtype=True)
         add("adapter", f"LoRA adapter (r={lora_r})", trainable * tbytes,
-            f"{fmt_count(trainable)} trainable weights in A and B matrices on {len(chosen)} modules per layer, fp32.")
+            f"{format_count(trainable)} trainable weights in A and B matrices on {len(chosen)} modules per layer, fp32.")
         add("gradients", "adapter gradients", trainable * tbytes,
             "only the adapter gets gradients: the frozen base needs none.")
     state = _optimizer_state_bytes(spec, method, optimizer, trainable, tbytes, lora_r, chosen)
@@ -360,7 +361,7 @@ def _optimizer_state_bytes(spec: ModelSpec, method: str, optimizer: str, trainab
 
 
 def _optimizer_why(optimizer: str, method: str, trainable: int) -> str:
-    what = f"{fmt_count(trainable)} trainable weights"
+    what = f"{format_count(trainable)} trainable weights"
     return {
         "adamw_torch": f"AdamW keeps two running averages (momentum and variance) for each of the {what}.",
         "paged_adamw_32bit": f"AdamW's two fp32 averages for the {what}; paged to CPU RAM when the GPU runs short.",

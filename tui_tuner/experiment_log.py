@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tui_tuner.units import format_bytes, format_duration
+
 EVAL_DIR = "eval"
 """`tui-tuner eval RUN` writes `<run>/eval/eval-<time>[-checkpoint-N].json` (see tui_tuner.evaluate)."""
 SCORE_KEYS = ("exact_match", "token_f1", "rouge_l", "perplexity")
@@ -149,22 +151,8 @@ def run_record(run) -> RunRecord:
     return RunRecord(values, losses, eval_losses)
 
 
-def _fmt_bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n} B"
 
 
-def _fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def format_cell(record: RunRecord, key: str) -> str:
@@ -193,11 +181,11 @@ def format_cell(record: RunRecord, key: str) -> str:
         scores = v.get("eval_scores") or {}
         return " ".join(f"{k}={s:.3g}" for k, s in scores.items()) or "-"
     if key == "wall_time":
-        return _fmt_duration(v.get("wall_time_s"))
+        return format_duration(v.get("wall_time_s"))
     if key == "peak_memory":
-        return _fmt_bytes(v.get("peak_memory_bytes"))
+        return format_bytes(v.get("peak_memory_bytes"))
     if key == "adapter_size":
-        return _fmt_bytes(v.get("adapter_bytes"))
+        return format_bytes(v.get("adapter_bytes"))
     if key == "seq_len":
         return "-" if v.get("seq_len") is None else str(v["seq_len"])
     value = v.get(key)
@@ -237,14 +225,27 @@ def to_csv(rows: list[RunRecord]) -> str:
     return buffer.getvalue()
 
 
-def to_rich_table(rows: list[RunRecord], title: str = "experiments"):
-    """A rich Table of the runs (the terminal view of `runs table`)."""
+def to_rich_table(rows: list[RunRecord], title: str = "experiments", width: int | None = None):
+    """A rich Table of the runs (the terminal view of `runs table`).
+
+    One row per run when that fits in `width` columns; otherwise turned on its side (one
+    column per run, one row per field), which is how a few runs of a sweep fit 80 columns.
+    """
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
+    cells = [[format_cell(r, key) for key, _ in COLUMNS] for r in rows]
+    natural = sum(max([len(t)] + [len(c[i]) for c in cells]) + 3 for i, (_, t) in enumerate(COLUMNS)) + 1
     numeric = {"r", "alpha", "lr", "train_loss", "eval_loss", "wall_time", "peak_memory", "adapter_size", "seq_len"}
-    for key, title_text in COLUMNS:
-        table.add_column(title_text, justify="right" if key in numeric else "left", overflow="fold")
-    for r in rows:
-        table.add_row(*(format_cell(r, key) for key, _ in COLUMNS))
+    table = Table(title=title, title_justify="left")
+    if width is None or natural <= width:
+        for key, title_text in COLUMNS:
+            table.add_column(title_text, justify="right" if key in numeric else "left", overflow="fold")
+        for row in cells:
+            table.add_row(*row)
+        return table
+    table.add_column("")
+    for row in cells:
+        table.add_column(row[0], justify="right", overflow="fold")
+    for i, (_, title_text) in enumerate(COLUMNS[1:], start=1):
+        table.add_row(title_text, *(row[i] for row in cells))
     return table

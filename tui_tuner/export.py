@@ -70,6 +70,9 @@ def _copy_tokenizer_files(source: ModelSource, out_dir: Path) -> None:
 def export_merged(source: ModelSource, out_dir: Path | None = None, *, dtype: str = "auto",
                   log: Callable[[str], None] = lambda s: None) -> ExportResult:
     """Merge the adapter into the unquantized base and save safetensors + tokenizer (with its chat template)."""
+    from tui_tuner.quiet import quiet_library_noise
+
+    quiet_library_noise()
     from transformers import AutoModelForCausalLM
 
     if source.adapter_dir is None:

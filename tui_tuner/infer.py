@@ -604,10 +604,13 @@ def use_unsloth(source: ModelSource) -> tuple[bool, str]:
 def load_chat_model(source: ModelSource, *, log: Callable[[str], None] = lambda s: None,
                     device: str | None = None, load_in_4bit: bool | None = None) -> ChatModel:
     """Load `source` for generation: Unsloth on CUDA for Unsloth runs, else transformers (+ peft)."""
+    from tui_tuner.quiet import quiet_library_noise
+
     fast, why = use_unsloth(source)
     if fast:
         log(f"loading with Unsloth ({why})")
         return _load_unsloth(source)
+    quiet_library_noise()
     return _load_transformers(source, log=log, device=device, load_in_4bit=load_in_4bit)
 
 

@@ -18,6 +18,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from tui_tuner.units import format_count
+
 CATALOG_PATH = Path(__file__).with_name("catalog.yaml")
 
 LLAMA_STYLE_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -26,14 +28,6 @@ LLAMA_STYLE_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_
 
 class ModelSpecError(Exception):
     """The model's architecture could not be found or read; the message says what to do."""
-
-
-def fmt_count(n: float) -> str:
-    """A parameter count a person reads at a glance: 1.10B, 350M, 12.3K."""
-    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= size:
-            return f"{n / size:.2f}{unit}" if unit == "B" else f"{n / size:.1f}{unit}"
-    return f"{int(n)}"
 
 
 @dataclass
@@ -130,7 +124,7 @@ class ModelSpec:
         """One line a person reads: name, size and the shape that decides memory."""
         gqa = f", {self.num_kv_heads} KV heads" if self.num_kv_heads != self.num_heads else ""
         tied = ", tied embeddings" if self.tie_embeddings else ""
-        return (f"{self.name}: {fmt_count(self.param_count)} parameters, {self.num_layers} layers, "
+        return (f"{self.name}: {format_count(self.param_count)} parameters, {self.num_layers} layers, "
                 f"hidden {self.hidden_size}, {self.num_heads} heads{gqa}, vocab {self.vocab_size:,}{tied} "
                 f"(from {self.source})")
 

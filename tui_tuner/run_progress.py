@@ -14,27 +14,13 @@ from typing import Any
 from tui_tuner.events import EventTail
 from tui_tuner.runs import RunDir
 from tui_tuner.status import RunStatus
+from tui_tuner.units import format_bytes, format_duration
 
 POLL_S = 0.5
 
 
-def format_bytes(n: float | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def progress_fields(st: RunStatus, tail: EventTail) -> dict[str, str]:

@@ -87,3 +87,11 @@ def test_non_utf8_config(tmp_path):
     p.write_bytes(b"method: lora\nmodel:\n  name_or_path: caf\xe9\n")
     (issue,) = load_config(p).issues
     assert issue.line == 3 and "UTF-8" in issue.message
+
+
+def test_units_read_at_a_glance():
+    from tui_tuner.units import format_bytes, format_count, format_duration
+
+    assert format_bytes(605777920) == "577.7 MiB" and format_bytes(512) == "512 B" and format_bytes(None) == "-"
+    assert format_duration(3723) == "1:02:03" and format_duration(65) == "1:05" and format_duration(float("nan")) == "-"
+    assert format_count(1_000_576) == "1.0M" and format_count(1.1e9) == "1.10B" and format_count(999) == "999"

@@ -93,3 +93,14 @@ def test_experiment_log_rows_markdown_and_csv(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "rank16" in out and "training loss" in out
     assert main(["runs", "table", "--runs-dir", str(runs_dir), "nosuchrun"]) == 2
+
+
+def test_rich_table_turns_on_its_side_when_too_wide():
+    from tui_tuner.experiment_log import COLUMNS, RunRecord, to_rich_table
+
+    rows = [RunRecord({"run": f"sweep-r{r}", "r": r, "method": "lora", "model": "demo"}, [], []) for r in (8, 16)]
+    wide = to_rich_table(rows, width=400)
+    assert len(wide.columns) == len(COLUMNS) and wide.row_count == 2
+    narrow = to_rich_table(rows, width=80)
+    assert [c.header for c in narrow.columns] == ["", "sweep-r8", "sweep-r16"]
+    assert narrow.row_count == len(COLUMNS) - 1

@@ -89,7 +89,7 @@ def run_ls(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from tui_tuner.run_progress import format_duration
+    from tui_tuner.units import format_duration
     from tui_tuner.runs import list_runs, start_ready_queued
 
     start_ready_queued(args.runs_dir)  # a queue whose supervisor died moves on
@@ -163,7 +163,7 @@ def run_show(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
 
-    from tui_tuner.run_progress import format_bytes, format_duration
+    from tui_tuner.units import format_bytes, format_duration
 
     run = _find(args)
     if run is None:

@@ -71,7 +71,7 @@ def run_table(args: argparse.Namespace) -> int:
         if not rows:
             console.print(f"no runs in {args.runs_dir}. Start one: tui-tuner train configs/quickstart.yaml")
             return 0
-        console.print(to_rich_table(rows, title=f"experiments in {args.runs_dir}"))
+        console.print(to_rich_table(rows, title=f"experiments in {args.runs_dir}", width=console.width))
     if args.plot and not (args.json or args.csv or args.markdown):
         print_loss_plot(rows)
     return 0

@@ -332,6 +332,27 @@ def _launched_at(default: float) -> float:
         return default
 
 
+def _peak_memory(previous: Any) -> dict[str, int]:
+    """This attempt's peak memory, kept as the run's peak when an earlier attempt's was lower.
+
+    On a GPU the figure is the CUDA allocator's peak (what an OOM is about); on a CPU it is
+    the worker's peak resident set size. The experiment log and `runs show` report it.
+    """
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    out = {"peak_rss_bytes": int(rss)}
+    peak = rss
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        peak = max(torch.cuda.max_memory_allocated(d) for d in range(torch.cuda.device_count()))
+        out["peak_cuda_allocated_bytes"] = int(peak)
+    if isinstance(previous, (int, float)):
+        peak = max(peak, int(previous))
+    out["peak_memory_bytes"] = int(peak)
+    return out
+
+
 def run_worker(run_dir: str | Path) -> int:
     """Train the run in this process; returns the exit status (0 finished/stopped, 1 failed)."""
     run = RunDir(Path(run_dir).resolve())
@@ -361,6 +382,9 @@ def run_worker(run_dir: str | Path) -> int:
             backend, reason = select_backend(cfg)  # imports unsloth first when it is the choice
         except BackendUnavailable as exc:
             raise WorkerError(str(exc), "Edit `backend:` in the config and start a new run.") from None
+        from tui_tuner.quiet import quiet_library_noise
+
+        quiet_library_noise()
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -412,9 +436,11 @@ def run_worker(run_dir: str | Path) -> int:
     finally:
         if monitor is not None:
             monitor.stop()
+        peak = _peak_memory(keeper.status.extra.get("peak_memory_bytes"))
+        keeper.update(**peak)
         st = keeper.status
         try:
-            events.write("end", state=st.state, step=st.step, error=st.error, hint=st.hint)
+            events.write("end", state=st.state, step=st.step, error=st.error, hint=st.hint, **peak)
         finally:
             events.close()
     print(f"tui-tuner worker {pid}: {keeper.status.state}"

@@ -192,13 +192,3 @@ def loss_curve(run: RunDir) -> list[tuple[float, float]]:
     view = RunView(run)
     view.read_new()
     return view.loss.view()
-
-
-def format_duration(seconds: float | None) -> str:
-    """`1:02:03`, `4:05`, or `-` when unknown."""
-    if seconds is None or not math.isfinite(seconds):
-        return "-"
-    seconds = int(max(0, seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

@@ -21,7 +21,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from tui_tuner.runs import RunDir, delete_run, list_runs, resume_run
-from tui_tuner.tui.run_view import format_duration
+from tui_tuner.units import format_duration
 from tui_tuner.tui.screens.modals import ConfirmModal
 from tui_tuner.tui.screens.train import STATE_STYLES
 from tui_tuner.tui.text import short_path
