@@ -7,7 +7,33 @@ import time
 from pathlib import Path
 
 import pytest
+from textual.css.query import NoMatches
 from textual.widgets import Input, TextArea
+
+WAIT_TIMEOUT_S = 60.0
+"""How long Pilot tests wait for a condition: generous, because CI runs them on a loaded 2-core box."""
+
+
+async def wait_until(pilot, predicate, timeout: float = WAIT_TIMEOUT_S, interval: float = 0.05) -> bool:
+    """Let the app run until `predicate()` is true or `timeout` seconds have passed; return the last answer.
+
+    A widget that is not composed yet (`NoMatches`) counts as "not yet": screens build their
+    children after the first frame, and a loaded machine makes that gap long.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if predicate():
+                return True
+        except NoMatches:
+            pass
+        if time.monotonic() >= deadline:
+            break
+        await pilot.pause(interval)
+    try:
+        return bool(predicate())
+    except NoMatches:
+        return False
 
 
 @pytest.fixture(autouse=True)

@@ -8,6 +8,7 @@ import io
 from rich.console import Console
 from textual.widgets import Input, Select, Static
 
+from tests.tui.conftest import wait_until
 from tui_tuner.tui.app import build_app
 from tui_tuner.tui.screens.config import ConfigScreen
 from tui_tuner.tui.widgets.fit_panel import FitPanel
@@ -20,14 +21,6 @@ def plain(widget: Static) -> str:
     return console.export_text()
 
 
-async def wait_for(pilot, condition, tries: int = 100):
-    for _ in range(tries):
-        if condition():
-            return True
-        await pilot.pause(0.05)
-    return condition()
-
-
 async def test_fit_breakdown_follows_the_settings_and_carries_into_config(project):
     config = project / "configs" / "run.yaml"
     config.write_text("model:\n  name_or_path: TinyLlama/TinyLlama-1.1B-Chat-v1.0\nmethod: lora\n")
@@ -35,25 +28,26 @@ async def test_fit_breakdown_follows_the_settings_and_carries_into_config(projec
                     start_screen="hardware")
     async with app.run_test(size=(100, 40)) as pilot:
         screen = app.screen
-        assert await wait_for(pilot, lambda: bool(screen.query(FitPanel)))
+        # The panel composes its children after it mounts: query them only once they exist.
+        assert await wait_until(pilot, lambda: bool(screen.query_one(FitPanel).query_one("#fit-breakdown", Static)))
         panel = screen.query_one(FitPanel)
         breakdown = panel.query_one("#fit-breakdown", Static)
-        assert await wait_for(pilot, lambda: "LoRA adapter" in plain(breakdown))
+        assert await wait_until(pilot, lambda: "LoRA adapter" in plain(breakdown))
         machine = plain(screen.query_one("#hw-machine", Static))
         assert "CPU" in machine and "torch" in machine
         lora_total = plain(panel.query_one("#fit-total", Static))
         # QLoRA needs less memory than LoRA for the same model: the total follows the method.
         panel.query_one("#fit-method", Select).value = "qlora"
-        assert await wait_for(pilot, lambda: "qlora needs" in plain(panel.query_one("#fit-total", Static)))
+        assert await wait_until(pilot, lambda: "qlora needs" in plain(panel.query_one("#fit-total", Static)))
         assert "4-bit" in plain(breakdown)
         assert plain(panel.query_one("#fit-total", Static)) != lora_total
         panel.query_one("#fit-r", Input).value = "64"
-        assert await wait_for(pilot, lambda: panel.request is not None and panel.request.lora_r == 64)
-        assert await wait_for(pilot, lambda: "LoRA adapter (r=64)" in plain(breakdown))
+        assert await wait_until(pilot, lambda: panel.request is not None and panel.request.lora_r == 64)
+        assert await wait_until(pilot, lambda: "LoRA adapter (r=64)" in plain(breakdown))
         await pilot.press("ctrl+g")
-        assert await wait_for(pilot, lambda: isinstance(app.screen, ConfigScreen) and app.screen.ready)
+        assert await wait_until(pilot, lambda: isinstance(app.screen, ConfigScreen) and app.screen.ready)
         config_screen = app.screen
-        assert await wait_for(pilot, lambda: "method: qlora" in config_screen.text)
+        assert await wait_until(pilot, lambda: "method: qlora" in config_screen.text)
         assert "  r: 64" in config_screen.text
 
 
@@ -61,9 +55,10 @@ async def test_unknown_model_says_what_to_do(project):
     app = build_app(project_dir=project, runs_dir=project / "runs", offer_reattach=False, start_screen="hardware")
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
-        assert await wait_for(pilot, lambda: bool(screen.query(FitPanel)))
+        # The panel composes its children after it mounts: query them only once they exist.
+        assert await wait_until(pilot, lambda: bool(screen.query_one(FitPanel).query_one("#fit-model", Input)))
         panel = screen.query_one(FitPanel)
         panel.query_one("#fit-model", Input).value = "no-such-org/no-such-model-xyz"
         reason = panel.query_one("#fit-reason", Static)
-        assert await wait_for(pilot, lambda: "no-such-model-xyz" in plain(reason))
+        assert await wait_until(pilot, lambda: "no-such-model-xyz" in plain(reason))
         assert panel.query_one("#fit-use").disabled
