@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from textual.widgets import DataTable, Static
 
-from tests.tui.conftest import make_fake_run
+from tests.tui.conftest import make_fake_run, wait_until
 from tui_tuner.events import EventWriter
 from tui_tuner.tui.app import build_app
+from tui_tuner.tui.run_view import RunView
 from tui_tuner.tui.screens.compare import CompareScreen
 from tui_tuner.tui.screens.runs import RunsScreen
 from tui_tuner.tui.screens.train import TrainScreen
@@ -18,14 +19,6 @@ def app_for(project, **kw):
     return build_app(project_dir=project, runs_dir=project / "runs", offer_reattach=False, **kw)
 
 
-async def wait_for(pilot, condition, tries: int = 60):
-    for _ in range(tries):
-        if condition():
-            return True
-        await pilot.pause(0.1)
-    return condition()
-
-
 async def test_failed_run_shows_error_hint_and_log_tail(project):
     run = make_fake_run(project / "runs", "oom", 3, state="failed", error="CUDA out of memory",
                         hint="lower training.batch_size", log="loading model\nTraceback: OutOfMemoryError\n")
@@ -34,7 +27,7 @@ async def test_failed_run_shows_error_hint_and_log_tail(project):
         app.attach(run)
         screen = app.screen
         assert isinstance(screen, TrainScreen)
-        assert await wait_for(pilot, lambda: screen.snapshot is not None)
+        assert await wait_until(pilot, lambda: screen.snapshot is not None)
         await pilot.pause()
         error = screen.query_one("#train-error", Static)
         assert error.display
@@ -43,21 +36,37 @@ async def test_failed_run_shows_error_hint_and_log_tail(project):
         assert "failed" in str(screen.query_one("#train-title", Static).render())
 
 
-async def test_train_screen_reads_only_appended_events(project):
+async def test_train_screen_reads_only_appended_events(project, monkeypatch):
+    # Count every event the screen's reader consumes, whichever poll reads it: the background
+    # poll may pick the appended lines up in one read or several.
+    consumed: dict[int, int] = {}  # id of a RunView -> events it has read
+    read_new = RunView.read_new
+
+    def counting_read_new(view: RunView) -> int:
+        count = read_new(view)
+        consumed[id(view)] = consumed.get(id(view), 0) + count
+        return count
+
+    monkeypatch.setattr(RunView, "read_new", counting_read_new)
     run = make_fake_run(project / "runs", "live", 10, state="finished")
     app = app_for(project)
     async with app.run_test(size=(100, 30)) as pilot:
         app.attach(run)
         screen = app.screen
-        assert await wait_for(pilot, lambda: screen.snapshot is not None and len(screen.snapshot.loss) == 10)
+        assert await wait_until(pilot, lambda: screen.snapshot is not None and len(screen.snapshot.loss) == 10)
         offset = screen.view.offset
         assert offset == run.events_path.stat().st_size
+        assert consumed[id(screen.view)] == 10
         with EventWriter(run.events_path) as writer:
             for s in range(11, 16):
                 writer.write("log", step=s, loss=1.0, learning_rate=1e-4)
             writer.write("eval", step=15, eval_loss=1.2)
-        assert await wait_for(pilot, lambda: len(screen.snapshot.loss) == 15)
-        assert screen.snapshot.new_events == 6  # only the appended lines were read
+        size = run.events_path.stat().st_size
+        assert await wait_until(pilot, lambda: screen.view.offset == size and len(screen.snapshot.loss) == 15
+                                and len(screen.snapshot.eval_loss) == 1)
+        # Only the appended lines were read: 6 more events, never the first 10 again.
+        assert consumed[id(screen.view)] == 16
+        assert screen.snapshot.new_events <= 6
         chart = screen.query_one(LineChart)
         assert [s.label for s in chart.series] == ["train loss", "eval loss"]
         assert chart.series[0].points[-1] == (15, 1.0)
@@ -72,7 +81,7 @@ async def test_runs_table_colours_states_and_compare_overlays_curves(project):
         screen = app.screen
         assert isinstance(screen, RunsScreen)
         table = screen.query_one(DataTable)
-        assert await wait_for(pilot, lambda: table.row_count == 3)
+        assert await wait_until(pilot, lambda: table.row_count == 3)
         states = {str(table.get_row_at(i)[1]) for i in range(3)}
         assert states == {"finished", "failed"}
         await pilot.press("c")  # nothing selected: refused with a hint
@@ -82,7 +91,7 @@ async def test_runs_table_colours_states_and_compare_overlays_curves(project):
         compare = app.screen
         assert isinstance(compare, CompareScreen)
         chart = compare.query_one(LineChart)
-        assert await wait_for(pilot, lambda: len(chart.series) == 2)
+        assert await wait_until(pilot, lambda: len(chart.series) == 2)
         assert sorted(len(s.points) for s in chart.series) == [40, 60]
         diff = compare.query_one(DataTable)
         keys = [str(diff.get_row_at(i)[0]) for i in range(diff.row_count)]
@@ -99,7 +108,7 @@ async def test_delete_asks_first(project):
     app = app_for(project, start_screen="runs")
     async with app.run_test(size=(80, 24)) as pilot:
         table = app.screen.query_one(DataTable)
-        assert await wait_for(pilot, lambda: table.row_count == 1)
+        assert await wait_until(pilot, lambda: table.row_count == 1)
         await pilot.press("x")
         await pilot.press("n")
         assert run.path.exists()
@@ -107,7 +116,7 @@ async def test_delete_asks_first(project):
         await pilot.press("y")
         await pilot.pause()
         assert not run.path.exists()
-        assert await wait_for(pilot, lambda: table.row_count == 0)
+        assert await wait_until(pilot, lambda: table.row_count == 0)
 
 
 async def test_open_from_runs_attaches_the_train_screen(project):
@@ -115,12 +124,12 @@ async def test_open_from_runs_attaches_the_train_screen(project):
     app = app_for(project, start_screen="runs")
     async with app.run_test(size=(80, 24)) as pilot:
         table = app.screen.query_one(DataTable)
-        assert await wait_for(pilot, lambda: table.row_count == 1)
+        assert await wait_until(pilot, lambda: table.row_count == 1)
         await pilot.press("enter")
         await pilot.pause()
         assert isinstance(app.screen, TrainScreen)
         assert app.attached_run == run
-        assert await wait_for(pilot, lambda: app.screen.snapshot is not None)
+        assert await wait_until(pilot, lambda: app.screen.snapshot is not None)
         await pilot.press("d")  # detach: back to Runs, the run untouched
         assert isinstance(app.screen, RunsScreen)
 
@@ -137,12 +146,12 @@ async def test_compare_a_real_run_with_another(finished_run, project):
     app = app_for(project, start_screen="runs")
     async with app.run_test(size=(120, 36)) as pilot:
         table = app.screen.query_one(DataTable)
-        assert await wait_for(pilot, lambda: table.row_count == 2)
+        assert await wait_until(pilot, lambda: table.row_count == 2)
         await pilot.press("space", "down", "space", "c")
         compare = app.screen
         assert isinstance(compare, CompareScreen)
         chart = compare.query_one(LineChart)
-        assert await wait_for(pilot, lambda: len(chart.series) == 2)
+        assert await wait_until(pilot, lambda: len(chart.series) == 2)
         by_name = {s.label: s.points for s in chart.series}
         assert len(by_name[real.name]) == finished_run.status().step  # one point per logged step
         diff = compare.query_one(DataTable)
