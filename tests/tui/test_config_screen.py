@@ -7,6 +7,7 @@ from pathlib import Path
 
 from textual.widgets import Button, Input, Static
 
+from tests.tui.conftest import wait_until
 from tui_tuner.tui.app import build_app
 from tui_tuner.tui.screens.config import ConfigScreen
 from tui_tuner.tui.widgets.issue_list import IssueList
@@ -36,22 +37,10 @@ def app_for(project: Path, config: Path):
     return build_app(project_dir=project, config_path=config, runs_dir=project / "runs", offer_reattach=False)
 
 
-async def wait_for(pilot, condition, tries: int = 50) -> bool:
-    for _ in range(tries):
-        if condition():
-            return True
-        await pilot.pause(0.05)
-    return condition()
-
-
 async def ready(pilot) -> ConfigScreen:
     """The Config screen once its schema has loaded (it loads right after the first frame)."""
     screen = pilot.app.screen
-    for _ in range(100):
-        if screen.ready:
-            break
-        await pilot.pause(0.05)
-    assert screen.ready
+    assert await wait_until(pilot, lambda: screen.ready)
     return screen
 
 
@@ -62,9 +51,11 @@ async def test_form_error_appears_beside_its_field_and_blocks_start(project):
         assert isinstance(screen, ConfigScreen)
         r_input = screen.query_one("#field-lora-r", Input)
         r_input.focus()
-        await pilot.pause()  # focus lands first, as when a person clicks or tabs into the field
+        # Focus lands first, as when a person clicks or tabs into the field: the form writes
+        # back only what is typed in the focused field.
+        assert await wait_until(pilot, lambda: r_input.has_focus)
         r_input.value = "-3"
-        assert await wait_for(pilot, lambda: "  r: -3" in screen.text)
+        assert await wait_until(pilot, lambda: "  r: -3" in screen.text)
         screen.validate_now()
         await pilot.pause()
         error = screen.query_one("#field-lora-r-error", Static)
@@ -120,9 +111,9 @@ async def test_form_adds_a_missing_key_to_its_section(project):
         screen = await ready(pilot)
         box = screen.query_one("#field-training-learning-rate", Input)
         box.focus()
-        await pilot.pause()
+        assert await wait_until(pilot, lambda: box.has_focus)  # the form writes back only the focused field
         box.value = "1e-4"
-        assert await wait_for(pilot, lambda: "learning_rate" in screen.text)
+        assert await wait_until(pilot, lambda: "learning_rate" in screen.text)
         screen.validate_now()
         assert "training:\n  max_steps: 5\n  learning_rate: 0.0001" in screen.text
         assert screen.loaded.ok and screen.loaded.config.training.learning_rate == 1e-4
