@@ -91,23 +91,58 @@ async def test_load_send_stream_and_compare(memorised_run):
 
 
 
-async def test_escape_stops_a_generation(memorised_run):
-    # The base weights are random: sampling from them rarely hits end-of-turn, so the answer is long.
+async def test_escape_stops_a_generation(memorised_run, monkeypatch):
+    import threading
+
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    # Esc must land mid-generation however fast or loaded the machine is: the answer may not end
+    # early (no end-of-turn before max_new_tokens), and it holds after a few tokens until Esc
+    # has been pressed, so the stop is what ends it.
+    held_tokens = 8
+    holding, pressed = threading.Event(), threading.Event()
+
+    class HoldUntilEscape(LogitsProcessor):
+        def __init__(self):
+            self.calls = 0
+
+        def __call__(self, input_ids, scores):
+            self.calls += 1
+            if self.calls == held_tokens:
+                holding.set()
+                pressed.wait(120)
+            return scores
+
     app = ChatOnly(memorised_run.parent, target=memorised_run)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = _screen(app)
         assert await wait_for(pilot, lambda: screen.chat is not None)
+        chat = screen.chat
+        generate_kwargs = chat.generate_kwargs
+
+        def held_generate_kwargs(settings):
+            kwargs = generate_kwargs(settings)
+            kwargs.update(min_new_tokens=settings.max_new_tokens,
+                          logits_processor=LogitsProcessorList([HoldUntilEscape()]))
+            return kwargs
+
+        monkeypatch.setattr(chat, "generate_kwargs", held_generate_kwargs)
         await pilot.press("ctrl+b")
         screen.query_one("#gen-temperature").value = "1.5"
         screen.query_one("#gen-max_new_tokens").value = "2000"
         screen.query_one("#chat-input").value = "Tell me a very long story about the garden."
         await pilot.press("enter")
         log = screen.query_one("#chat-log-base")
-        # wait for the first streamed tokens, then stop
-        assert await wait_for(pilot, lambda: log.current is not None and len(log.current.text) > 5)
-        await pilot.press("escape")
+        # the base answer has started and is mid-way: stop it
+        try:
+            assert await wait_for(pilot, lambda: holding.is_set() and log.current is not None)
+            assert screen.generating
+            await pilot.press("escape")
+        finally:
+            pressed.set()  # never leave the worker held, even when an assertion failed
         assert await wait_for(pilot, lambda: not screen.generating, timeout=60)
         answers = [t for t in screen.turns if t.role == "assistant"]
         assert [t.model for t in answers] == ["base"]  # stopping also skips the tuned answer
-        assert answers[0].info["finish"] == "stopped" and answers[0].info["tokens"] < 2000
+        assert answers[0].info["finish"] == "stopped"
+        assert held_tokens <= answers[0].info["tokens"] < 2000
         assert "stopped" in str(screen.query_one("#chat-status").render())
