@@ -29,7 +29,8 @@ async def test_fit_breakdown_follows_the_settings_and_carries_into_config(projec
     async with app.run_test(size=(100, 40)) as pilot:
         screen = app.screen
         # The panel composes its children after it mounts: query them only once they exist.
-        assert await wait_until(pilot, lambda: bool(screen.query_one(FitPanel).query_one("#fit-breakdown", Static)))
+        assert await wait_until(pilot,
+                                lambda: screen.query_one(FitPanel).query_one("#fit-breakdown", Static) is not None)
         panel = screen.query_one(FitPanel)
         breakdown = panel.query_one("#fit-breakdown", Static)
         assert await wait_until(pilot, lambda: "LoRA adapter" in plain(breakdown))
@@ -56,7 +57,7 @@ async def test_unknown_model_says_what_to_do(project):
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
         # The panel composes its children after it mounts: query them only once they exist.
-        assert await wait_until(pilot, lambda: bool(screen.query_one(FitPanel).query_one("#fit-model", Input)))
+        assert await wait_until(pilot, lambda: screen.query_one(FitPanel).query_one("#fit-model", Input) is not None)
         panel = screen.query_one(FitPanel)
         panel.query_one("#fit-model", Input).value = "no-such-org/no-such-model-xyz"
         reason = panel.query_one("#fit-reason", Static)
