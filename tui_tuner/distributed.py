@@ -235,15 +235,4 @@ def status_keeper_for_rank(run_dir: Path, status: Any) -> Any:
     """The `StatusKeeper` of rank 0; on other ranks one that keeps the status in memory only."""
     from tui_tuner.status import StatusKeeper
 
-    if is_main_process():
-        return StatusKeeper(run_dir, status)
-
-    class MemoryOnlyStatus(StatusKeeper):
-        def update(self, force: bool = True, **fields: Any) -> None:
-            for key, value in fields.items():
-                if hasattr(self.status, key) and key != "extra":
-                    setattr(self.status, key, value)
-                else:
-                    self.status.extra[key] = value
-
-    return MemoryOnlyStatus(run_dir, status)
+    return StatusKeeper(run_dir, status, persist=is_main_process())

@@ -164,10 +164,11 @@ def read_status(run_dir: str | Path) -> RunStatus | None:
 class StatusKeeper:
     """The worker's in-memory status; every write replaces the whole file atomically."""
 
-    def __init__(self, run_dir: Path, status: RunStatus, min_interval_s: float = 1.0):
+    def __init__(self, run_dir: Path, status: RunStatus, min_interval_s: float = 1.0, *, persist: bool = True):
         self.run_dir = Path(run_dir)
         self.min_interval_s = min_interval_s
         self.status = status
+        self.persist = persist  # False on ranks other than 0 of a multi-GPU run: only rank 0 writes
         self._last_write = 0.0
 
     def update(self, force: bool = True, **fields: Any) -> None:
@@ -177,7 +178,7 @@ class StatusKeeper:
             else:
                 self.status.extra[key] = value
         now = time.monotonic()
-        if force or now - self._last_write >= self.min_interval_s:
+        if self.persist and (force or now - self._last_write >= self.min_interval_s):
             write_status(self.run_dir, self.status)
             self._last_write = now
 
