@@ -137,7 +137,8 @@ def test_stop_request_ends_stopped_with_a_checkpoint(make_run_config, wait_for_r
 
 
 def test_kill_9_is_crashed_and_resume_reaches_max_steps(make_run_config, wait_for_run, tmp_path):
-    run = create_run(make_run_config(tmp_path, **{"training.max_steps": 12, "training.save_steps": 3,
+    # 36 steps: long enough that the kill lands mid-run on a quiet machine too.
+    run = create_run(make_run_config(tmp_path, **{"training.max_steps": 36, "training.save_steps": 3,
                                                   "training.batch_size": 2, "training.eval_steps": "null"}), REPO)
     start_worker(run)
     st = wait_for_run(run, ("running",), step=4)
@@ -148,8 +149,8 @@ def test_kill_9_is_crashed_and_resume_reaches_max_steps(make_run_config, wait_fo
     assert ckpt_step >= 3
     resume_run(run, detach=False)
     st = wait_for_run(run, ("finished",))
-    assert st.step == 12 and st.resumed_from_step == ckpt_step
-    assert _steps(run) == list(range(1, 13))
+    assert st.step == 36 and st.resumed_from_step == ckpt_step
+    assert _steps(run) == list(range(1, 37))
 
 
 def test_forced_out_of_memory_ends_failed_with_the_hint(make_run_config, wait_for_run, tmp_path, monkeypatch):
