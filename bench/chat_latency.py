@@ -29,7 +29,7 @@ def _fresh_adapter(folder: Path) -> Path:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tui_tuner.demo_model import ensure_demo_model
+    from tui_tuner.models.demo import ensure_demo_model
 
     base = ensure_demo_model()
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads and not torch.cuda.is_available():
         torch.set_num_threads(args.threads)
 
-    from tui_tuner.infer import GenerationSettings, load_chat_model, resolve_source
+    from tui_tuner.inference.chat_model import GenerationSettings, load_chat_model, resolve_source
 
     with tempfile.TemporaryDirectory() as tmp:
         target = args.target or str(_fresh_adapter(Path(tmp) / "adapter"))

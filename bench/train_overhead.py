@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 
 
 def make_config(runs_dir: Path, steps: int, batch_size: int = 4):
-    from tui_tuner.config import validate_raw
+    from tui_tuner.config.schema import validate_raw
 
     raw = {
         "model": {"name_or_path": "tui-tuner/demo-tiny-llama", "dtype": "float32", "max_seq_length": 256},
@@ -83,8 +83,8 @@ def raw_loop(cfg, run):
     """Plain SFTTrainer with the same model, data and arguments, and no tui-tuner callback."""
     from trl import SFTTrainer
 
-    from tui_tuner.demo_model import resolve_model_path
-    from tui_tuner.templates import resolve_chat_template
+    from tui_tuner.models.demo import resolve_model_path
+    from tui_tuner.chat_format.templates import resolve_chat_template
     from tui_tuner.train.backends.transformers_backend import load_model
     from transformers import set_seed
 
@@ -103,8 +103,8 @@ def raw_loop(cfg, run):
 
 def ours_loop(cfg, run):
     """`tui_tuner.train.worker.train`: the worker's path with RunCallback, events and status."""
-    from tui_tuner.events import EventWriter
-    from tui_tuner.status import RunStatus, StatusKeeper
+    from tui_tuner.rundir.events import EventWriter
+    from tui_tuner.rundir.status import RunStatus, StatusKeeper
     from tui_tuner.train.worker import train
 
     timer = loop_timer()
@@ -124,8 +124,8 @@ def callback_cost_s(n: int = 5000) -> tuple[float, float]:
 
     from transformers import TrainerControl
 
-    from tui_tuner.events import EventWriter
-    from tui_tuner.status import RunStatus, StatusKeeper
+    from tui_tuner.rundir.events import EventWriter
+    from tui_tuner.rundir.status import RunStatus, StatusKeeper
     from tui_tuner.train.callback import RunCallback
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -155,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from tui_tuner.demo_model import ensure_demo_model
-    from tui_tuner.runs import create_run
+    from tui_tuner.models.demo import ensure_demo_model
+    from tui_tuner.rundir.runs import create_run
 
     torch.set_num_threads(args.threads)  # fewer threads: less disturbed by other processes on the machine
     ensure_demo_model()

@@ -102,9 +102,9 @@ def write_events(run_dir_events: Path, lines: int) -> None:
 
 
 async def refresh_cost(lines: int, refreshes: int) -> float:
-    from tui_tuner.config import RunConfig
-    from tui_tuner.events import EventWriter
-    from tui_tuner.runs import create_run
+    from tui_tuner.config.schema import RunConfig
+    from tui_tuner.rundir.events import EventWriter
+    from tui_tuner.rundir.runs import create_run
     from tui_tuner.tui.app import build_app
 
     with tempfile.TemporaryDirectory() as tmp:

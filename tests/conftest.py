@@ -23,7 +23,7 @@ def demo_model_dir(tmp_path_factory):
     touched) unless TUI_TUNER_CACHE is already set, in which case that cache is reused.
     TUI_TUNER_CACHE is exported for the session so CLI subprocesses find the same build.
     """
-    from tui_tuner.demo_model import ensure_demo_model
+    from tui_tuner.models.demo import ensure_demo_model
 
     mp = pytest.MonkeyPatch()
     if not os.environ.get("TUI_TUNER_CACHE"):
@@ -56,7 +56,7 @@ def run_config(runs_dir, **overrides):
     """A validated RunConfig: QUICK_RUN with dotted-key overrides, writing runs under `runs_dir`."""
     import copy
 
-    from tui_tuner.config import apply_overrides, validate_raw
+    from tui_tuner.config.schema import apply_overrides, validate_raw
 
     raw = copy.deepcopy(QUICK_RUN)
     raw["output"]["runs_dir"] = str(runs_dir)
@@ -87,7 +87,7 @@ def finished_run(demo_model_dir, tmp_path_factory):
 
     Other tests (chat, eval, export, TUI) read it; do not modify it — copy it first if you must.
     """
-    from tui_tuner.runs import create_run, start_worker
+    from tui_tuner.rundir.runs import create_run, start_worker
 
     runs_dir = tmp_path_factory.mktemp("finished-runs")
     run = create_run(run_config(runs_dir), REPO, probe=True)

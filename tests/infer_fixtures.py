@@ -34,7 +34,7 @@ def _train_adapter(model_dir: Path, steps: int, save_at: dict[int, Path], seed: 
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tui_tuner.templates import render_conversation
+    from tui_tuner.chat_format.templates import render_conversation
 
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -65,7 +65,7 @@ def _train_adapter(model_dir: Path, steps: int, save_at: dict[int, Path], seed: 
 @pytest.fixture(scope="session")
 def memorised_run(demo_model_dir, tmp_path_factory) -> Path:
     """A finished run directory whose adapter answers the MEMORISED prompts word for word."""
-    from tui_tuner.config import RunConfig
+    from tui_tuner.config.schema import RunConfig
 
     root = tmp_path_factory.mktemp("runs")
     run = root / "memo-20260101-000000"
@@ -97,6 +97,6 @@ def external_adapter(memorised_run, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def loaded_run(memorised_run):
     """The memorised run loaded for chat (once per session)."""
-    from tui_tuner.infer import load_chat_model, resolve_source
+    from tui_tuner.inference.chat_model import load_chat_model, resolve_source
 
     return load_chat_model(resolve_source(memorised_run))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tui_tuner.config import load_config
+from tui_tuner.config.schema import load_config
 from tui_tuner.data import check_config_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,7 +63,7 @@ def test_bad_custom_template_is_a_config_error(demo_model_dir, tmp_path):
 
 
 def test_tokenizer_not_on_this_machine_is_a_note_not_an_error(monkeypatch):
-    from tui_tuner.config import ModelConfig
+    from tui_tuner.config.schema import ModelConfig
     from tui_tuner.data import load_tokenizer_if_local
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from tui_tuner.config import DEMO_MODEL_ID
+from tui_tuner.config.schema import DEMO_MODEL_ID
 
 
 def test_files_and_honest_model_card(demo_model_dir):
@@ -61,7 +61,7 @@ def test_round_trip_through_from_pretrained(demo_model_dir):
 
 
 def test_resolve_model_path(demo_model_dir):
-    from tui_tuner.demo_model import resolve_model_path
+    from tui_tuner.models.demo import resolve_model_path
 
     assert resolve_model_path(DEMO_MODEL_ID) == str(demo_model_dir)
     assert resolve_model_path("TinyLlama/TinyLlama-1.1B-Chat-v1.0") == "TinyLlama/TinyLlama-1.1B-Chat-v1.0"
@@ -77,7 +77,7 @@ def _digest(folder):
 
 @pytest.mark.slow
 def test_rebuild_is_deterministic_and_atomic(demo_model_dir, monkeypatch, tmp_path):
-    from tui_tuner.demo_model import ensure_demo_model, is_built
+    from tui_tuner.models.demo import ensure_demo_model, is_built
 
     before = _digest(demo_model_dir)
     monkeypatch.setenv("TUI_TUNER_CACHE", str(tmp_path))
@@ -97,11 +97,11 @@ def test_concurrent_builds_leave_one_good_copy(tmp_path):
     import sys
     from pathlib import Path
 
-    from tui_tuner.demo_model import is_built
+    from tui_tuner.models.demo import is_built
 
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "TUI_TUNER_CACHE": str(tmp_path), "PYTHONPATH": str(root)}
-    procs = [subprocess.Popen([sys.executable, "-m", "tui_tuner.demo_model"], env=env, cwd=root,
+    procs = [subprocess.Popen([sys.executable, "-m", "tui_tuner.models.demo"], env=env, cwd=root,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tui_tuner.runs import list_runs
+from tui_tuner.rundir.runs import list_runs
 
 pytestmark = pytest.mark.slow
 

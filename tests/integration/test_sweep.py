@@ -6,8 +6,8 @@ import time
 import pytest
 
 from tui_tuner.cli import main
-from tui_tuner.experiment_log import records
-from tui_tuner.sweep import create_sweep, plan_sweep, sweep_record
+from tui_tuner.rundir.experiment_log import records
+from tui_tuner.rundir.sweep import create_sweep, plan_sweep, sweep_record
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tui_tuner.data import IGNORE_INDEX, encode_prompt, load_dataset_file, tokenize_conversation
-from tui_tuner.templates import BUILTIN_TEMPLATES, CHATML, render_conversation
+from tui_tuner.chat_format.templates import BUILTIN_TEMPLATES, CHATML, render_conversation
 
 MULTI = [
     {"role": "system", "content": "Answer briefly."},

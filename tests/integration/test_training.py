@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tui_tuner.events import load_history, read_events
-from tui_tuner.runs import RunDir, create_run, find_run, resume_run, start_worker
-from tui_tuner.status import OOM_HINT
+from tui_tuner.rundir.events import load_history, read_events
+from tui_tuner.rundir.runs import RunDir, create_run, find_run, resume_run, start_worker
+from tui_tuner.rundir.status import OOM_HINT
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow  # each trains the demo model in a real worker process
@@ -49,8 +49,8 @@ def test_adapter_loads_with_plain_peft_and_matches_the_trained_model(demo_model_
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tui_tuner.events import EventWriter
-    from tui_tuner.status import RunStatus, StatusKeeper
+    from tui_tuner.rundir.events import EventWriter
+    from tui_tuner.rundir.status import RunStatus, StatusKeeper
     from tui_tuner.train.worker import train
 
     cfg = make_run_config(tmp_path, **{"training.max_steps": 4, "training.batch_size": 2, "training.eval_steps": "null"})

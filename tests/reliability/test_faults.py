@@ -27,9 +27,9 @@ from pathlib import Path
 
 import pytest
 
-from tui_tuner.events import EventTail
-from tui_tuner.runs import RunDir, _safetensors_complete, checkpoint_problem, checkpoint_step, list_runs, process_alive
-from tui_tuner.status import RAM_OOM_HINT
+from tui_tuner.rundir.events import EventTail
+from tui_tuner.rundir.runs import RunDir, _safetensors_complete, checkpoint_problem, checkpoint_step, list_runs, process_alive
+from tui_tuner.rundir.status import RAM_OOM_HINT
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +69,7 @@ output:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    from tui_tuner.demo_model import ensure_demo_model
+    from tui_tuner.models.demo import ensure_demo_model
 
     ensure_demo_model()  # once, before workers race to build it
     root = tmp_path_factory.mktemp("faults")
@@ -341,8 +341,8 @@ def test_two_watchers_and_a_cli_stop_twice_and_resume_refused(project):
 
 
 def test_runs_started_in_the_same_second_get_distinct_directories(tmp_path):
-    from tui_tuner.config import validate_raw
-    from tui_tuner.runs import create_run
+    from tui_tuner.config.schema import validate_raw
+    from tui_tuner.rundir.runs import create_run
 
     cfg = validate_raw({"output": {"runs_dir": str(tmp_path / "runs")}}).config
     made: list[RunDir] = []

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tui_tuner.names import run_name_problem
+from tui_tuner.core.names import run_name_problem
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -138,7 +138,7 @@ def test_a_hub_id_while_offline_touches_no_network(tmp_path, guarded_env):
 
 
 def test_chat_message_text_is_never_evaluated_as_a_template():
-    templates = pytest.importorskip("tui_tuner.templates")
+    templates = pytest.importorskip("tui_tuner.chat_format.templates")
     messages = [{"role": "user", "content": "{{ 7 * 7 }} {% for x in range(3) %}x{% endfor %}"},
                 {"role": "assistant", "content": "{{ cycler.__init__.__globals__ }}"}]
     for name, source in templates.BUILTIN_TEMPLATES.items():
@@ -148,7 +148,7 @@ def test_chat_message_text_is_never_evaluated_as_a_template():
 
 
 def test_a_template_cannot_reach_python_internals():
-    templates = pytest.importorskip("tui_tuner.templates")
+    templates = pytest.importorskip("tui_tuner.chat_format.templates")
     evil = "{{ ''.__class__.__mro__[1].__subclasses__() }}{% for m in messages %}{{ m['content'] }}{% endfor %}"
     with pytest.raises(templates.ChatTemplateError):
         templates.render_template(evil, [{"role": "user", "content": "hi"}])
@@ -162,7 +162,7 @@ def test_trust_remote_code_is_passed_only_when_the_config_says_true(monkeypatch,
     transformers = pytest.importorskip("transformers")
     from types import SimpleNamespace
 
-    from tui_tuner.config import validate_raw
+    from tui_tuner.config.schema import validate_raw
     from tui_tuner.train.backends import transformers_backend
 
     calls = []

@@ -58,10 +58,10 @@ def make_fake_run(runs_dir: Path, name: str, steps: int, *, state: str = "finish
     For screens that only read runs (tables, comparison, failed runs); training itself is
     covered by the tests that start a real worker.
     """
-    from tui_tuner.config import RunConfig
-    from tui_tuner.events import EventWriter
-    from tui_tuner.runs import create_run
-    from tui_tuner.status import RunStatus, write_status
+    from tui_tuner.config.schema import RunConfig
+    from tui_tuner.rundir.events import EventWriter
+    from tui_tuner.rundir.runs import create_run
+    from tui_tuner.rundir.status import RunStatus, write_status
 
     cfg = RunConfig()
     cfg.lora.r = r

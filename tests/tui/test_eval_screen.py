@@ -22,7 +22,7 @@ def _plain(renderable) -> str:
 
 def copy_run(run, runs_dir: Path):
     """A copy of the session's finished run (tests must not write into the shared one)."""
-    from tui_tuner.runs import RunDir
+    from tui_tuner.rundir.runs import RunDir
 
     dest = runs_dir / run.name
     shutil.copytree(run.path, dest)
@@ -49,8 +49,8 @@ async def open_eval(pilot, app):
 @pytest.fixture(scope="module")
 def evaluated_run(finished_run, tmp_path_factory):
     """A copy of the finished run with a tuned-vs-base report made by the real evaluation functions."""
-    from tui_tuner.evaluate import eval_examples, evaluate, save_report
-    from tui_tuner.infer import load_chat_model, resolve_source
+    from tui_tuner.inference.evaluate import eval_examples, evaluate, save_report
+    from tui_tuner.inference.chat_model import load_chat_model, resolve_source
 
     run = copy_run(finished_run, tmp_path_factory.mktemp("eval-runs"))
     source = resolve_source(run.path)
@@ -97,8 +97,8 @@ async def test_report_shows_summary_prompts_and_the_selected_answers(evaluated_r
 
 
 def test_flagged_answer_is_marked_in_its_row_and_detail():
-    from tui_tuner.evaluate import EvalReport, ModelSummary, PromptEval, ScoredAnswer
-    from tui_tuner.metrics import score_answer
+    from tui_tuner.inference.evaluate import EvalReport, ModelSummary, PromptEval, ScoredAnswer
+    from tui_tuner.inference.metrics import score_answer
     from tui_tuner.tui import eval_view
 
     score = score_answer("Bramble weighs 7 kilograms.", "Bramble weighs 4 kilograms.", "How heavy is Bramble?")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 
 from tui_tuner.tui.run_view import DecimatedSeries
-from tui_tuner.units import format_duration
+from tui_tuner.core.units import format_duration
 from tui_tuner.tui.widgets.config_form import parse_field_text
 from tui_tuner.tui.widgets.line_chart import bin_points, format_tick
 from tui_tuner.tui.yaml_edit import set_yaml_value, yaml_scalar

@@ -6,7 +6,7 @@ import pytest
 from textual.widgets import DataTable, Static
 
 from tests.tui.conftest import make_fake_run, wait_until
-from tui_tuner.events import EventWriter
+from tui_tuner.rundir.events import EventWriter
 from tui_tuner.tui.app import build_app
 from tui_tuner.tui.run_view import RunView
 from tui_tuner.tui.screens.compare import CompareScreen

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tui_tuner.config import RunConfig
+from tui_tuner.config.schema import RunConfig
 from tui_tuner.train import backend_select as bs
 
 

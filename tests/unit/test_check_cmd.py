@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tui_tuner.estimate import GIB
+from tui_tuner.fit.estimate import GIB
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -113,7 +113,7 @@ def _write_run(runs: Path, name: str, *, peak: int | None, model="TinyLlama/Tiny
     elif peak is not None:
         import dataclasses
 
-        from tui_tuner.status import ProbeResult  # the worker's own record of its preflight probe
+        from tui_tuner.rundir.status import ProbeResult  # the worker's own record of its preflight probe
 
         probe = ProbeResult(device="cuda", measured_peak_bytes=peak, estimate_bytes=4_000_000_000,
                             optimizer_state_bytes=100 * 1024**2, projected_peak_bytes=peak + 100 * 1024**2,
@@ -141,8 +141,8 @@ def test_measured_peak_of_a_matching_run_is_shown_beside_the_estimate(tmp_path):
     assert m["training_peak_bytes"] == 4 * GIB + 100 * 1024**2
     assert (m["probe_batch_size"], m["probe_seq_len"]) == (2, 700)
     # the estimate is made for the batch the probe ran (2 x 700 tokens), without the CUDA context
-    from tui_tuner.estimate import estimate_memory
-    from tui_tuner.modelspec import model_spec
+    from tui_tuner.fit.estimate import estimate_memory
+    from tui_tuner.models.spec import model_spec
 
     expected = estimate_memory(model_spec("TinyLlama/TinyLlama-1.1B-Chat-v1.0"), "lora", seq_len=700, batch_size=2,
                                on_gpu=False).total_bytes
@@ -155,6 +155,6 @@ def test_measured_peak_of_a_matching_run_is_shown_beside_the_estimate(tmp_path):
 
 
 def test_missing_runs_dir_is_not_an_error(tmp_path):
-    from tui_tuner.measured import find_measurements
+    from tui_tuner.fit.measured import find_measurements
 
     assert find_measurements(tmp_path / "nope", {"model": "x"}) == []

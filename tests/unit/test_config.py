@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from tui_tuner.config import RunConfig, load_config, load_config_text, parse_override
+from tui_tuner.config.schema import RunConfig, load_config, load_config_text, parse_override
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -90,7 +90,7 @@ def test_non_utf8_config(tmp_path):
 
 
 def test_units_read_at_a_glance():
-    from tui_tuner.units import format_bytes, format_count, format_duration
+    from tui_tuner.core.units import format_bytes, format_count, format_duration
 
     assert format_bytes(605777920) == "577.7 MiB" and format_bytes(512) == "512 B" and format_bytes(None) == "-"
     assert format_duration(3723) == "1:02:03" and format_duration(65) == "1:05" and format_duration(float("nan")) == "-"

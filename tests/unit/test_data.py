@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tui_tuner.config import DataConfig
+from tui_tuner.config.schema import DataConfig
 from tui_tuner.data import load_dataset_file
 from tui_tuner.data import readers
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tui_tuner.config import load_config
+from tui_tuner.config.schema import load_config
 from tui_tuner.data import check_config_dataset
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tui_tuner import distributed as d
+from tui_tuner.train import distributed as d
 
 
 def _cfg(gpus=1, strategy="ddp", method="lora", gc=True):

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from tui_tuner.config import RunConfig
-from tui_tuner.estimate import (
+from tui_tuner.config.schema import RunConfig
+from tui_tuner.fit.estimate import (
     COMMON_GPUS,
     GIB,
     estimate_for_config,
@@ -19,7 +19,7 @@ from tui_tuner.estimate import (
     max_seq_len,
     recommend,
 )
-from tui_tuner.modelspec import model_spec
+from tui_tuner.models.spec import model_spec
 
 LLAMA8 = model_spec("meta-llama/Llama-3.1-8B")
 TINY = model_spec("TinyLlama/TinyLlama-1.1B-Chat-v1.0")

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import pytest
 
-from tui_tuner.estimate import GIB, estimate_memory
-from tui_tuner.modelspec import model_spec
+from tui_tuner.fit.estimate import GIB, estimate_memory
+from tui_tuner.models.spec import model_spec
 
 UNSLOTH_BENCH = "https://docs.unsloth.ai/basics/unsloth-benchmarks"
 UNSLOTH_SETTINGS = ("Llama 3.1 8B Instruct / Llama 3.3 70B Instruct, 4-bit QLoRA on q,k,v,o,gate,up,down, r=32, "

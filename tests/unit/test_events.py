@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tui_tuner.events import EventTail, EventWriter, RunHistory, load_history, read_events
+from tui_tuner.rundir.events import EventTail, EventWriter, RunHistory, load_history, read_events
 
 
 def test_reader_returns_complete_lines_and_only_new_bytes(tmp_path):

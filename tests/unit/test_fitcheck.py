@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from tui_tuner.estimate import GIB
-from tui_tuner.fitcheck import FitCheckError, FitOptions, check_fit, project_configs
-from tui_tuner.hardware import probe
+from tui_tuner.fit.estimate import GIB
+from tui_tuner.fit.check import FitCheckError, FitOptions, check_fit, project_configs
+from tui_tuner.fit.hardware import probe
 
 
 @pytest.fixture(scope="module")

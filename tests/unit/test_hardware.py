@@ -14,8 +14,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from tui_tuner import hardware
-from tui_tuner.estimate import GIB
+from tui_tuner.fit import hardware
+from tui_tuner.fit.estimate import GIB
 
 MIB = 1024**2
 

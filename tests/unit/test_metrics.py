@@ -2,7 +2,7 @@
 
 import pytest
 
-from tui_tuner.metrics import (exact_match, hallucination_check, lcs_length, normalize, rouge_l, score_answer,
+from tui_tuner.inference.metrics import (exact_match, hallucination_check, lcs_length, normalize, rouge_l, score_answer,
                                token_f1)
 
 

@@ -3,7 +3,7 @@
 import pytest
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from tui_tuner.modelfile import (ModelfileError, go_template_for, modelfile_text, parse_modelfile,
+from tui_tuner.export.modelfile import (ModelfileError, go_template_for, modelfile_text, parse_modelfile,
                                  render_go_template, turn_format)
 
 CHATML = ("{%- for message in messages %}{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + "

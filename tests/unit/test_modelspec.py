@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tui_tuner.modelspec import (
+from tui_tuner.models.spec import (
     ModelSpecError,
     catalog_entry,
     load_catalog,
@@ -116,11 +116,11 @@ def test_broken_config_json_is_a_clear_error(tmp_path):
 
 
 def test_demo_model_is_sized_without_building_it(tmp_path, monkeypatch):
-    from tui_tuner.config import DEMO_MODEL_ID
+    from tui_tuner.config.schema import DEMO_MODEL_ID
 
     monkeypatch.setenv("TUI_TUNER_CACHE", str(tmp_path))
     try:
-        import tui_tuner.demo_model as demo
+        import tui_tuner.models.demo as demo
     except ImportError:
         with pytest.raises(ModelSpecError, match="demo model module"):
             model_spec(DEMO_MODEL_ID)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tui_tuner.config import load_config
+from tui_tuner.config.schema import load_config
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 

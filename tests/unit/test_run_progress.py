@@ -8,11 +8,11 @@ import subprocess
 
 from rich.console import Console
 
-from tui_tuner import run_progress
-from tui_tuner.config import RunConfig
-from tui_tuner.events import EventWriter
-from tui_tuner.runs import create_run, process_start_time
-from tui_tuner.status import write_status
+from tui_tuner.commands import run_progress
+from tui_tuner.config.schema import RunConfig
+from tui_tuner.rundir.events import EventWriter
+from tui_tuner.rundir.runs import create_run, process_start_time
+from tui_tuner.rundir.status import write_status
 
 
 def _run(tmp_path):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tui_tuner.status import RunStatus, StatusKeeper, is_oom_message, read_status, write_status
+from tui_tuner.rundir.status import RunStatus, StatusKeeper, is_oom_message, read_status, write_status
 
 
 def test_round_trip_keeps_unknown_keys(tmp_path):

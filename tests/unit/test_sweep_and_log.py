@@ -8,8 +8,8 @@ import pytest
 
 from tests.tui.conftest import make_fake_run
 from tui_tuner.cli import main
-from tui_tuner.experiment_log import records, to_csv, to_markdown
-from tui_tuner.sweep import SweepError, parse_sweep_sets, plan_sweep, split_values
+from tui_tuner.rundir.experiment_log import records, to_csv, to_markdown
+from tui_tuner.rundir.sweep import SweepError, parse_sweep_sets, plan_sweep, split_values
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ def test_experiment_log_rows_markdown_and_csv(tmp_path, capsys):
 
 
 def test_rich_table_turns_on_its_side_when_too_wide():
-    from tui_tuner.experiment_log import COLUMNS, RunRecord, to_rich_table
+    from tui_tuner.rundir.experiment_log import COLUMNS, RunRecord, to_rich_table
 
     rows = [RunRecord({"run": f"sweep-r{r}", "r": r, "method": "lora", "model": "demo"}, [], []) for r in (8, 16)]
     wide = to_rich_table(rows, width=400)

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from tui_tuner.config import ModelConfig
-from tui_tuner.templates import (
+from tui_tuner.config.schema import ModelConfig
+from tui_tuner.chat_format.templates import (
     BUILTIN_TEMPLATES, CHATML, ChatTemplateError, render_conversation, resolve_chat_template,
 )
 

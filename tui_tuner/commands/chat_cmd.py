@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def settings_from(args: argparse.Namespace):
-    from tui_tuner.infer import GenerationSettings
+    from tui_tuner.inference.chat_model import GenerationSettings
 
     return GenerationSettings(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
                               repetition_penalty=args.repetition_penalty, system_prompt=args.system, seed=args.seed)
@@ -69,7 +69,7 @@ def settings_problem(args: argparse.Namespace) -> str | None:
 
 def load_for_command(args: argparse.Namespace, *, need_adapter: bool = False):
     """Resolve and load the target; prints the problem and returns None on bad input."""
-    from tui_tuner.infer import SourceError, load_chat_model, resolve_source
+    from tui_tuner.inference.chat_model import SourceError, load_chat_model, resolve_source
 
     try:
         source = resolve_source(args.target, runs_dir=args.runs_dir, checkpoint=args.checkpoint)
@@ -149,13 +149,13 @@ def _one_shot(chat, args, settings) -> int:
 
 
 def _history_file():
-    from tui_tuner.llama_cpp import cache_dir
+    from tui_tuner.export.llama_cpp import cache_dir
 
     return cache_dir() / "chat_history"
 
 
 def _interactive(chat, args, settings) -> int:
-    from tui_tuner.transcripts import Turn, history_for, save_transcript
+    from tui_tuner.inference.transcripts import Turn, history_for, save_transcript
 
     try:
         import readline

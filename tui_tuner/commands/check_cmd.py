@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _print_hardware(console: Any, hw: Any) -> None:
     from rich.table import Table
 
-    from tui_tuner.estimate import fmt_gb
+    from tui_tuner.fit.estimate import fmt_gb
 
     if hw.gpus:
         t = Table(title="GPUs", title_justify="left")
@@ -87,7 +87,7 @@ def _print_target(console: Any, t: Any, report: Any, detailed: bool) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from tui_tuner.estimate import fmt_gb
+    from tui_tuner.fit.estimate import fmt_gb
 
     spec = t.spec
     s = t.settings
@@ -150,8 +150,8 @@ def _breakdown_choice(t: Any) -> Any:
 
 
 def _list_models(as_json: bool) -> int:
-    from tui_tuner.estimate import fmt_gb
-    from tui_tuner.modelspec import load_catalog, spec_from_config
+    from tui_tuner.fit.estimate import fmt_gb
+    from tui_tuner.models.spec import load_catalog, spec_from_config
 
     rows = []
     for entry in load_catalog():
@@ -166,7 +166,7 @@ def _list_models(as_json: bool) -> int:
 
 
 def _list_gpus(as_json: bool) -> int:
-    from tui_tuner.estimate import COMMON_GPUS, fmt_gb
+    from tui_tuner.fit.estimate import COMMON_GPUS, fmt_gb
 
     if as_json:
         print(json.dumps([{"name": g.name, "memory_bytes": g.memory_bytes, "aliases": list(g.aliases),
@@ -179,7 +179,7 @@ def _list_gpus(as_json: bool) -> int:
 
 def options_from_args(args: argparse.Namespace) -> Any:
     """The `FitOptions` that the command line asks for."""
-    from tui_tuner.fitcheck import FitOptions
+    from tui_tuner.fit.check import FitOptions
 
     return FitOptions(
         method=args.method, seq_len=args.seq_len, batch_size=args.batch, lora_r=args.lora_r,
@@ -194,7 +194,7 @@ def run_check(args: argparse.Namespace) -> int:
         return _list_models(args.json)
     if args.list_gpus:
         return _list_gpus(args.json)
-    from tui_tuner.fitcheck import FitCheckError, check_fit
+    from tui_tuner.fit.check import FitCheckError, check_fit
 
     try:
         report = check_fit(args.target, options_from_args(args))

@@ -34,15 +34,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from tui_tuner.config import load_config
-    from tui_tuner.console import print_issues
+    from tui_tuner.config.schema import load_config
+    from tui_tuner.commands.console import print_issues
 
     loaded = load_config(args.file, args.overrides)
     issues = list(loaded.issues)
     shown = issues
     data_report = None
     if loaded.ok:
-        from tui_tuner.preflight import preflight_issues
+        from tui_tuner.train.preflight import preflight_issues
 
         preflight = preflight_issues(loaded)
         issues.extend(preflight)
@@ -80,8 +80,8 @@ def _dataset_checker():
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from tui_tuner.config import load_config
-    from tui_tuner.console import print_issues
+    from tui_tuner.config.schema import load_config
+    from tui_tuner.commands.console import print_issues
 
     loaded = load_config(args.file, args.overrides)
     if not loaded.ok:
@@ -92,7 +92,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_reference(args: argparse.Namespace) -> int:
-    from tui_tuner.config import field_docs
+    from tui_tuner.config.schema import field_docs
 
     for key, default, doc in field_docs():
         if default == "":

@@ -32,21 +32,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _config(args: argparse.Namespace):
-    from tui_tuner.config import apply_overrides, load_config, validate_raw
+    from tui_tuner.config.schema import apply_overrides, load_config, validate_raw
 
     if args.config:
         return load_config(args.config, args.overrides)
     try:
         raw = apply_overrides({}, args.overrides)
     except ValueError as exc:
-        from tui_tuner.config import ConfigIssue, LoadedConfig
+        from tui_tuner.config.schema import ConfigIssue, LoadedConfig
 
         return LoadedConfig(None, [ConfigIssue("", str(exc), file="--set")])
     return validate_raw(raw, file="--set")
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from tui_tuner.console import print_issues
+    from tui_tuner.commands.console import print_issues
     from tui_tuner.data.report import DataReport, check_file, load_tokenizer_if_local, resolve_template_for_report
 
     loaded = _config(args)
@@ -73,7 +73,7 @@ def run_check(args: argparse.Namespace) -> int:
         template, report.chat_template_name, problem = resolve_template_for_report(cfg, tokenizer)
         report.tokenizer_name = Path(str(tokenizer.name_or_path)).name
         if problem:
-            from tui_tuner.config import ConfigIssue
+            from tui_tuner.config.schema import ConfigIssue
 
             report.config_issues.append(ConfigIssue("model.chat_template", problem, file=args.config))
             tokenizer = None

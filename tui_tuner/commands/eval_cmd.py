@@ -37,8 +37,8 @@ def run_eval(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from tui_tuner.commands.chat_cmd import load_for_command
-    from tui_tuner.evaluate import EVAL_SETTINGS, eval_examples, evaluate, report_markdown, save_report
-    from tui_tuner.infer import SourceError, resolve_source
+    from tui_tuner.inference.evaluate import EVAL_SETTINGS, eval_examples, evaluate, report_markdown, save_report
+    from tui_tuner.inference.chat_model import SourceError, resolve_source
 
     if args.limit is not None and args.limit < 1 or args.max_new_tokens < 1:
         print("error: --limit and --max-new-tokens must be at least 1.", file=sys.stderr)

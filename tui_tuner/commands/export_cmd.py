@@ -37,8 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from tui_tuner.infer import SourceError, resolve_source
-    from tui_tuner.llama_cpp import ConverterUnavailable, find_converter
+    from tui_tuner.inference.chat_model import SourceError, resolve_source
+    from tui_tuner.export.llama_cpp import ConverterUnavailable, find_converter
 
     def log(message: str) -> None:
         print(message, file=sys.stderr)
@@ -55,7 +55,7 @@ def run_export(args: argparse.Namespace) -> int:
     for note in source.notes:
         log(f"note: {note}")
     out = Path(args.out) if args.out else None
-    from tui_tuner.export import export_gguf, export_merged
+    from tui_tuner.export.exporters import export_gguf, export_merged
 
     try:
         if args.merged:

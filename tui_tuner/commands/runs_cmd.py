@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _find(args: argparse.Namespace):
-    from tui_tuner.runs import RunLookupError, find_run
+    from tui_tuner.rundir.runs import RunLookupError, find_run
 
     try:
         return find_run(args.runs_dir, args.run)
@@ -89,8 +89,8 @@ def run_ls(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from tui_tuner.units import format_duration
-    from tui_tuner.runs import list_runs, start_ready_queued
+    from tui_tuner.core.units import format_duration
+    from tui_tuner.rundir.runs import list_runs, start_ready_queued
 
     start_ready_queued(args.runs_dir)  # a queue whose supervisor died moves on
     rows = [run_row(r) for r in list_runs(args.runs_dir)]
@@ -118,7 +118,7 @@ def run_ls(args: argparse.Namespace) -> int:
 
 def config_changes(run) -> dict[str, Any]:
     """Dotted keys whose value differs from the defaults: what makes this run this run."""
-    from tui_tuner.config import RunConfig
+    from tui_tuner.config.schema import RunConfig
 
     def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -135,8 +135,8 @@ def config_changes(run) -> dict[str, Any]:
 
 
 def show_data(run) -> dict[str, Any]:
-    from tui_tuner.events import load_history
-    from tui_tuner.runs import checkpoint_problem
+    from tui_tuner.rundir.events import load_history
+    from tui_tuner.rundir.runs import checkpoint_problem
 
     st = run.status()
     hist = load_history(run.events_path)
@@ -163,7 +163,7 @@ def run_show(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
 
-    from tui_tuner.units import format_bytes, format_duration
+    from tui_tuner.core.units import format_bytes, format_duration
 
     run = _find(args)
     if run is None:
@@ -214,7 +214,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_attach(args: argparse.Namespace) -> int:
     from tui_tuner.commands.train_cmd import exit_status
-    from tui_tuner.run_progress import follow_run
+    from tui_tuner.commands.run_progress import follow_run
 
     run = _find(args)
     if run is None:
@@ -233,8 +233,8 @@ def run_stop(args: argparse.Namespace) -> int:
 
 def run_resume(args: argparse.Namespace) -> int:
     from tui_tuner.commands.train_cmd import exit_status
-    from tui_tuner.run_progress import follow_run
-    from tui_tuner.runs import RunError, resume_run
+    from tui_tuner.commands.run_progress import follow_run
+    from tui_tuner.rundir.runs import RunError, resume_run
 
     run = _find(args)
     if run is None:
@@ -253,7 +253,7 @@ def run_resume(args: argparse.Namespace) -> int:
 
 
 def run_rm(args: argparse.Namespace) -> int:
-    from tui_tuner.runs import RunError, delete_run
+    from tui_tuner.rundir.runs import RunError, delete_run
 
     run = _find(args)
     if run is None:

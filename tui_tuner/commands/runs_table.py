@@ -1,7 +1,7 @@
 """`tui-tuner runs table [--markdown|--csv|--json] [--sweep ID] [--plot] [RUN...]`: the experiment log.
 
 Registered under `runs` by `runs_cmd.register` (one line there); the table itself is
-`tui_tuner.experiment_log`.
+`tui_tuner.rundir.experiment_log`.
 
     tui-tuner runs table --markdown > experiments.md
     tui-tuner runs table --sweep 20261123-181500 --plot
@@ -29,8 +29,8 @@ def add_table_command(rsub: argparse._SubParsersAction, common: argparse.Argumen
 
 def selected_runs(args: argparse.Namespace):
     """The runs named on the command line (in that order), else every run; None after printing an error."""
-    from tui_tuner.runs import RunLookupError, find_run, list_runs
-    from tui_tuner.sweep import sweep_runs
+    from tui_tuner.rundir.runs import RunLookupError, find_run, list_runs
+    from tui_tuner.rundir.sweep import sweep_runs
 
     if args.sweep:
         runs = sweep_runs(args.runs_dir, args.sweep)
@@ -52,7 +52,7 @@ def selected_runs(args: argparse.Namespace):
 
 
 def run_table(args: argparse.Namespace) -> int:
-    from tui_tuner.experiment_log import records, to_csv, to_markdown, to_rich_table
+    from tui_tuner.rundir.experiment_log import records, to_csv, to_markdown, to_rich_table
 
     runs = selected_runs(args)
     if runs is None:
@@ -81,7 +81,7 @@ def print_loss_plot(rows, console=None) -> None:
     """Overlaid training-loss curves of the runs (one marker each)."""
     from rich.console import Console
 
-    from tui_tuner.text_plot import line_plot, rich_plot
+    from tui_tuner.core.text_plot import line_plot, rich_plot
 
     console = console or Console(highlight=False)
     width = max(30, min(90, console.width - 12))

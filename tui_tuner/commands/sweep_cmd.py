@@ -33,8 +33,8 @@ def run_sweep(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
 
-    from tui_tuner.console import print_issues
-    from tui_tuner.sweep import SweepError, create_sweep, plan_sweep, run_names
+    from tui_tuner.commands.console import print_issues
+    from tui_tuner.rundir.sweep import SweepError, create_sweep, plan_sweep, run_names
 
     console = Console(highlight=False)
     try:
@@ -59,7 +59,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         console.print(f"  {escape(name)}  ({escape(varied)})")
     if args.dry_run:
         return 0
-    from tui_tuner.runs import RunError
+    from tui_tuner.rundir.runs import RunError
 
     try:
         runs = create_sweep(plan)
@@ -80,7 +80,7 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 
 def _sweep_id(run) -> str:
-    from tui_tuner.sweep import sweep_record
+    from tui_tuner.rundir.sweep import sweep_record
 
     return (sweep_record(run.path) or {}).get("sweep", "?")
 
@@ -101,7 +101,7 @@ def _dataset_problems(plan) -> list:
 
 def wait_and_compare(runs, console) -> int:
     """Follow each run in order until it ends, then print the comparison. 0 when every run finished."""
-    from tui_tuner.run_progress import follow_run
+    from tui_tuner.commands.run_progress import follow_run
 
     for run in runs:
         console.print(f"[bold]{run.name}[/]")
@@ -124,7 +124,7 @@ def _wait_until_started(run):
     """Wait while the run is queued (its predecessor's supervisor starts it); None on Ctrl+C."""
     import time
 
-    from tui_tuner.runs import start_ready_queued
+    from tui_tuner.rundir.runs import start_ready_queued
 
     try:
         while True:
@@ -143,8 +143,8 @@ def print_comparison(runs, console) -> None:
     from rich.table import Table
 
     from tui_tuner.commands.runs_table import print_loss_plot
-    from tui_tuner.experiment_log import format_cell, records
-    from tui_tuner.sweep import sweep_record
+    from tui_tuner.rundir.experiment_log import format_cell, records
+    from tui_tuner.rundir.sweep import sweep_record
 
     rows = records(runs)
     table = Table(title="sweep comparison", title_justify="left")

@@ -40,14 +40,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def check_before_start(config_path: str, overrides: list[str], name: str | None) -> tuple[object | None, list]:
     """(LoadedConfig, every issue): config, model/dataset/template preflight, dataset, run name and report_to,
     all checked before anything is created."""
-    from tui_tuner.config import ConfigIssue, load_config
-    from tui_tuner.names import run_name_problem
+    from tui_tuner.config.schema import ConfigIssue, load_config
+    from tui_tuner.core.names import run_name_problem
 
     loaded = load_config(config_path, overrides)
     issues = list(loaded.issues)
     if not loaded.ok:
         return loaded, issues
-    from tui_tuner.preflight import preflight_issues
+    from tui_tuner.train.preflight import preflight_issues
 
     issues.extend(preflight_issues(loaded))
     if any(i.severity == "error" for i in issues):
@@ -74,9 +74,9 @@ def check_before_start(config_path: str, overrides: list[str], name: str | None)
 def run_train(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from tui_tuner.console import print_issues
-    from tui_tuner.run_progress import follow_run
-    from tui_tuner.runs import RunError, create_run, start_worker
+    from tui_tuner.commands.console import print_issues
+    from tui_tuner.commands.run_progress import follow_run
+    from tui_tuner.rundir.runs import RunError, create_run, start_worker
 
     overrides = list(args.overrides) + ([f"distributed.gpus={args.gpus}"] if args.gpus is not None else [])
     loaded, issues = check_before_start(args.config, overrides, args.name)
@@ -89,7 +89,7 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         run = create_run(loaded.config, loaded.base_dir, args.name, probe=args.probe, source_config=args.config)
         if plan is not None and plan.distributed:
-            from tui_tuner.distributed import save_plan
+            from tui_tuner.train.distributed import save_plan
 
             save_plan(run.path, plan)
         pid = start_worker(run, detach=args.detach)
@@ -100,7 +100,7 @@ def run_train(args: argparse.Namespace) -> int:
     if plan is not None and plan.nnodes > 1:
         import shlex
 
-        from tui_tuner.distributed import worker_argv
+        from tui_tuner.train.distributed import worker_argv
 
         console.print("on each other machine (same paths, the run folder on a shared disk) run:\n  "
                       + shlex.join(worker_argv(run.path.resolve(), plan)), soft_wrap=True)
@@ -117,11 +117,11 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _launch_plan(args: argparse.Namespace, loaded, issues: list):
     """The multi-GPU launch plan from the config and flags; its problems are added to `issues`."""
-    from tui_tuner.config import ConfigIssue
+    from tui_tuner.config.schema import ConfigIssue
 
     if loaded is None or not loaded.ok:
         return None
-    from tui_tuner.distributed import gpu_count_problem, plan_for
+    from tui_tuner.train.distributed import gpu_count_problem, plan_for
 
     plan = plan_for(loaded.config, nnodes=args.nnodes, rdzv_endpoint=args.rdzv_endpoint, rdzv_id=args.rdzv_id)
     problem = plan.problem()
@@ -129,7 +129,7 @@ def _launch_plan(args: argparse.Namespace, loaded, issues: list):
         issues.append(ConfigIssue("distributed", problem, file="--gpus/--nnodes"))
         return plan
     if plan.distributed:
-        from tui_tuner.hardware import list_gpus
+        from tui_tuner.fit.hardware import list_gpus
 
         try:
             available = len(list_gpus())

@@ -118,7 +118,7 @@ class DataReport:
 
     def issues_as_config_issues(self, limit: int | None = None) -> list[Any]:
         """Every issue as a `ConfigIssue` (data lines keep their file and line); `limit` caps the data issues."""
-        from tui_tuner.config import ConfigIssue
+        from tui_tuner.config.schema import ConfigIssue
 
         out = list(self.config_issues)
         for report in self.files:
@@ -227,7 +227,7 @@ def check_file(path: str | Path, cfg: Any = None, tokenizer: Any = None, *, conf
 
 def resolve_template_for_report(cfg: Any, tokenizer: Any) -> tuple[str | None, str | None, str | None]:
     """(template source, a short name for it, error message) for `cfg.model.chat_template`."""
-    from tui_tuner.templates import BUILTIN_TEMPLATES, ChatTemplateError, resolve_chat_template, tokenizer_template
+    from tui_tuner.chat_format.templates import BUILTIN_TEMPLATES, ChatTemplateError, resolve_chat_template, tokenizer_template
 
     choice = cfg.model.chat_template if cfg is not None else "auto"
     try:
@@ -250,7 +250,7 @@ def check_config_dataset(loaded: Any, tokenizer: Any = None) -> DataReport:
     entry or a chat template that cannot render become `ConfigIssue`s on the config's
     line; problems inside a data file keep the file's own line numbers.
     """
-    from tui_tuner.config import ConfigIssue, yaml_positions
+    from tui_tuner.config.schema import ConfigIssue, yaml_positions
 
     report = DataReport()
     cfg = getattr(loaded, "config", None)
@@ -306,14 +306,14 @@ def load_tokenizer_if_local(model_cfg: Any) -> tuple[Any, str | None]:
 
     Never downloads: the hub is asked with `local_files_only=True`.
     """
-    from tui_tuner.config import DEMO_MODEL_ID
+    from tui_tuner.config.schema import DEMO_MODEL_ID
 
     name = model_cfg.name_or_path
     try:
         from transformers import AutoTokenizer
 
         if name == DEMO_MODEL_ID:
-            from tui_tuner.demo_model import ensure_demo_model
+            from tui_tuner.models.demo import ensure_demo_model
 
             source = str(ensure_demo_model())
         else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from tui_tuner.data.formats import TEXT_ROLE, THINK_CLOSE
-from tui_tuner.templates import render_conversation, resolve_chat_template
+from tui_tuner.chat_format.templates import render_conversation, resolve_chat_template
 
 IGNORE_INDEX = -100
 _END_MARKERS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "</s>", "<|endoftext|>")

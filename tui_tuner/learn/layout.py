@@ -1,6 +1,6 @@
 """Which weights of a model are linear layers (quantized by QLoRA, targeted by LoRA) and which are not.
 
-Built from `tui_tuner.modelspec` (config.json of a local folder, the HF cache, or the
+Built from `tui_tuner.models.spec` (config.json of a local folder, the HF cache, or the
 built-in catalog), so a model can be sized without its weights.
 
     from tui_tuner.learn.layout import model_layout
@@ -60,8 +60,8 @@ class ModelLayout:
 
 
 def layout_from_spec(spec) -> ModelLayout:
-    """A `ModelLayout` from a `tui_tuner.modelspec.ModelSpec`."""
-    from tui_tuner.modelspec import linear_modules
+    """A `ModelLayout` from a `tui_tuner.models.spec.ModelSpec`."""
+    from tui_tuner.models.spec import linear_modules
 
     linear = []
     for name, (fan_in, fan_out) in linear_modules(spec).items():
@@ -80,7 +80,7 @@ def model_layout(model_or_run: str, runs_dir: str | Path = "runs") -> ModelLayou
     Raises `tui_tuner.learn.weights.ModelNotFound` with what to do.
     """
     from tui_tuner.learn.weights import ModelNotFound, resolve_model_name
-    from tui_tuner.modelspec import ModelSpecError, model_spec
+    from tui_tuner.models.spec import ModelSpecError, model_spec
 
     name, run_dir = resolve_model_name(model_or_run, runs_dir)
     try:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from math import prod
 from pathlib import Path
 
-from tui_tuner.config import DEMO_MODEL_ID
+from tui_tuner.config.schema import DEMO_MODEL_ID
 
 # safetensors dtype names -> bytes per element
 DTYPE_BYTES = {
@@ -135,7 +135,7 @@ def resolve_model(model_or_run: str, runs_dir: str | Path = "runs") -> ModelRef:
     """Resolve the demo model id (built on first use), a local model folder, a run or a cached hub id."""
     name, run_dir = resolve_model_name(model_or_run, runs_dir)
     if name == DEMO_MODEL_ID:
-        from tui_tuner.demo_model import ensure_demo_model
+        from tui_tuner.models.demo import ensure_demo_model
 
         return ModelRef(DEMO_MODEL_ID, ensure_demo_model(), run_dir)
     path = Path(name).expanduser()
@@ -145,7 +145,7 @@ def resolve_model(model_or_run: str, runs_dir: str | Path = "runs") -> ModelRef:
 
 
 def _run_base_model(run_dir: Path) -> str:
-    from tui_tuner.config import load_config
+    from tui_tuner.config.schema import load_config
 
     loaded = load_config(run_dir / "config.yaml")
     if not loaded.ok or loaded.config is None:

@@ -36,8 +36,8 @@ def prepare_project(folder: Path) -> Path:
 
 def train_runs(project: Path, runs_dir: Path, steps: int) -> list:
     """Two finished runs that differ in r, and one failed run; returns their RunDirs."""
-    from tui_tuner.config import load_config_or_raise
-    from tui_tuner.runs import create_run, start_worker
+    from tui_tuner.config.schema import load_config_or_raise
+    from tui_tuner.rundir.runs import create_run, start_worker
 
     base = load_config_or_raise(project / "configs" / "quickstart.yaml")
     base.output.runs_dir = str(runs_dir)
@@ -66,7 +66,7 @@ def train_runs(project: Path, runs_dir: Path, steps: int) -> list:
 
 def _existing_runs(runs_dir: Path) -> list | None:
     """The three screenshot runs from an earlier `--workdir` call, when all are there and ended."""
-    from tui_tuner.runs import list_runs
+    from tui_tuner.rundir.runs import list_runs
 
     found = {}
     for run in list_runs(runs_dir):
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from tui_tuner.demo_model import ensure_demo_model
+    from tui_tuner.models.demo import ensure_demo_model
 
     print("demo model:", ensure_demo_model())
     args.out.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ import importlib.util
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tui_tuner.config import RunConfig
+    from tui_tuner.config.schema import RunConfig
 
 
 class BackendUnavailable(RuntimeError):

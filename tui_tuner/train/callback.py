@@ -20,8 +20,8 @@ from typing import Any, Callable
 
 from transformers import TrainerCallback
 
-from tui_tuner.events import EventWriter
-from tui_tuner.status import StatusKeeper
+from tui_tuner.rundir.events import EventWriter
+from tui_tuner.rundir.status import StatusKeeper
 
 CONTROL_POLL_S = 0.25
 
@@ -113,7 +113,7 @@ class RunCallback(TrainerCallback):
         self.status.update(force=False, step=step, epoch=_finite(state.epoch))
         if self._fault and step >= self._fault[1]:
             self._inject(self._fault[0])
-        from tui_tuner.distributed import any_rank
+        from tui_tuner.train.distributed import any_rank
 
         stop = any_rank(self._read_request() in ("stop", "stop_now"))  # every rank stops at the same step
         if stop and not self.stop_requested:

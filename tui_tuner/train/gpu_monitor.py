@@ -11,18 +11,18 @@ import dataclasses
 import threading
 from typing import Any
 
-from tui_tuner.events import EventWriter
+from tui_tuner.rundir.events import EventWriter
 
 def _sampler():
     try:
-        from tui_tuner.hardware import sample_gpus
+        from tui_tuner.fit.hardware import sample_gpus
     except ImportError:
         return None
     return sample_gpus
 
 
 def sample_to_event(sample: Any) -> dict[str, Any]:
-    """`tui_tuner.hardware.GpuSample` fields, as they are (the documented `gpu` event keys)."""
+    """`tui_tuner.fit.hardware.GpuSample` fields, as they are (the documented `gpu` event keys)."""
     if hasattr(sample, "as_dict"):
         data = sample.as_dict()
     elif dataclasses.is_dataclass(sample):

@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from tui_tuner.status import ProbeResult
+from tui_tuner.rundir.status import ProbeResult
 
 HEADROOM = 0.95
 """Share of device memory the projected peak may use (allocator fragmentation, other processes)."""
@@ -144,7 +144,7 @@ def run_probe(trainer: Any, model: Any, *, batch_size: int, optimizer_name: str,
 def estimate_bytes_for(cfg: Any, device: str = "cuda", backend: str = "transformers") -> int | None:
     """The fit estimator's total for this config, when that module is available."""
     try:
-        from tui_tuner.estimate import estimate_for_config
+        from tui_tuner.fit.estimate import estimate_for_config
     except ImportError:
         return None
     try:

@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from tui_tuner.runs import RunDir, release_launch_lock, start_ready_queued, worker_env
-from tui_tuner.status import FINAL_STATES, RAM_OOM_HINT, read_status, write_status
+from tui_tuner.rundir.runs import RunDir, release_launch_lock, start_ready_queued, worker_env
+from tui_tuner.rundir.status import FINAL_STATES, RAM_OOM_HINT, read_status, write_status
 
 LOW_MEMORY_FRACTION = 0.05
 """Available RAM below this share of the total counts as "nearly exhausted"."""
@@ -40,7 +40,7 @@ def cgroup_oom_kills() -> int | None:
 
 def worker_argv(run: RunDir) -> list[str]:
     """The worker command: one process, or torchrun for a multi-GPU launch plan (`launch.json`)."""
-    from tui_tuner.distributed import load_plan, worker_argv as planned_argv
+    from tui_tuner.train.distributed import load_plan, worker_argv as planned_argv
 
     return planned_argv(run.path, load_plan(run.path))
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tui_tuner.events import EventWriter
-from tui_tuner.runs import RunDir, checkpoint_problem, checkpoint_step, process_start_time
-from tui_tuner.status import OOM_HINT, RunStatus, is_oom_message
+from tui_tuner.rundir.events import EventWriter
+from tui_tuner.rundir.runs import RunDir, checkpoint_problem, checkpoint_step, process_start_time
+from tui_tuner.rundir.status import OOM_HINT, RunStatus, is_oom_message
 
 REPORTERS = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}
 
@@ -115,7 +115,7 @@ def sft_config(cfg: Any, run: RunDir, device: str, backend: str, has_eval: bool,
                extra: dict[str, Any] | None = None) -> Any:
     """trl `SFTConfig` for this run: checkpoints under the run directory, our own progress logging.
 
-    `extra` (the multi-GPU settings from `tui_tuner.distributed.trainer_arguments`) is applied last.
+    `extra` (the multi-GPU settings from `tui_tuner.train.distributed.trainer_arguments`) is applied last.
     """
     import torch
     from trl import SFTConfig
@@ -172,7 +172,7 @@ def save_final(trainer: Any, tokenizer: Any, run: RunDir, cfg: Any, model_path: 
 
     out = run.adapter_dir
     trainer.save_model(str(out))  # every rank: FSDP gathers the shards here; only rank 0 writes
-    from tui_tuner.distributed import is_main_process
+    from tui_tuner.train.distributed import is_main_process
 
     if not is_main_process():
         return
@@ -225,7 +225,7 @@ def train(run: RunDir, cfg: Any, backend: str, device: str, keeper: Any, events:
     train_ds, eval_ds, info = build_datasets(cfg, tokenizer, template)
     events.write("data", **info)
     model_dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
-    from tui_tuner.distributed import decoder_layer_classes, trainer_arguments
+    from tui_tuner.train.distributed import decoder_layer_classes, trainer_arguments
 
     multi_gpu = trainer_arguments(cfg, cuda=device == "cuda", layer_classes=decoder_layer_classes(model))
     args = sft_config(cfg, run, device, backend, eval_ds is not None, model_dtype, extra=multi_gpu)
@@ -265,14 +265,14 @@ def _record_probe(keeper: Any, events: EventWriter, result: Any) -> None:
 
 def _resolve_model_path(name_or_path: str) -> str:
     try:
-        from tui_tuner.demo_model import resolve_model_path
+        from tui_tuner.models.demo import resolve_model_path
     except ImportError:
         return name_or_path
     return resolve_model_path(name_or_path)
 
 
 def _resolve_template(cfg: Any, tokenizer: Any) -> str:
-    from tui_tuner.templates import resolve_chat_template
+    from tui_tuner.chat_format.templates import resolve_chat_template
 
     return resolve_chat_template(cfg.model, tokenizer)
 
@@ -367,7 +367,7 @@ def run_worker(run_dir: str | Path) -> int:
                                   "started": prev.started or now, "ended": None, "error": None, "hint": None,
                                   "exit_code": None, "message": None,
                                   "attempts": prev.attempts + 1})
-    from tui_tuner.distributed import SilentEvents, is_main_process, local_rank, status_keeper_for_rank, world_size
+    from tui_tuner.train.distributed import SilentEvents, is_main_process, local_rank, status_keeper_for_rank, world_size
 
     keeper = status_keeper_for_rank(run.path, status)  # under torchrun only rank 0 writes status and events
     keeper.update()
@@ -382,7 +382,7 @@ def run_worker(run_dir: str | Path) -> int:
             backend, reason = select_backend(cfg)  # imports unsloth first when it is the choice
         except BackendUnavailable as exc:
             raise WorkerError(str(exc), "Edit `backend:` in the config and start a new run.") from None
-        from tui_tuner.quiet import quiet_library_noise
+        from tui_tuner.core.quiet import quiet_library_noise
 
         quiet_library_noise()
         import torch

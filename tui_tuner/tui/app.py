@@ -3,7 +3,7 @@
     tui-tuner                     # opens on configs/quickstart.yaml when the project has one
 
 The app is a shell: it starts training workers as separate processes (they outlive it),
-and learns everything about a run from its directory through `tui_tuner.runs`. Quitting
+and learns everything about a run from its directory through `tui_tuner.rundir.runs`. Quitting
 never stops a run; on start the app offers to reattach to runs still running.
 Screens are imported when first shown, so the first frame stays light (no torch).
 """
@@ -149,7 +149,7 @@ class TunerApp(App[int]):
     def config_choices(self) -> list[tuple[Path, str]]:
         """Configs the Open dialog lists: the project's `configs/` and every run's config."""
         out = [(p, f"configs/{p.name}") for p in sorted((self.project_dir / "configs").glob("*.y*ml"))]
-        from tui_tuner.runs import list_runs
+        from tui_tuner.rundir.runs import list_runs
 
         for run in list_runs(self.runs_dir):
             out.append((run.path / "config.yaml", f"run {run.name}"))
@@ -158,7 +158,7 @@ class TunerApp(App[int]):
     @work(thread=True, exclusive=True, group="find-running", exit_on_error=False)
     def find_running_runs(self) -> None:
         """Look for running runs off the UI thread, then offer to reattach."""
-        from tui_tuner.runs import list_runs
+        from tui_tuner.rundir.runs import list_runs
 
         running = [r for r in list_runs(self.runs_dir) if r.status().state in ("running", "stopping", "queued")]
         self.call_from_thread(self._offer_reattach, running)
@@ -189,8 +189,8 @@ class TunerApp(App[int]):
         `output.runs_dir` the config names; relative data paths resolve against the
         config's project folder.
         """
-        from tui_tuner.config import project_dir_for
-        from tui_tuner.runs import create_run, start_worker
+        from tui_tuner.config.schema import project_dir_for
+        from tui_tuner.rundir.runs import create_run, start_worker
 
         base = project_dir_for(config_path) if config_path else self.project_dir
         config = config.model_copy(deep=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.table import Table
 from rich.text import Text
 
-from tui_tuner.evaluate import EvalReport, ModelSummary, PromptEval
+from tui_tuner.inference.evaluate import EvalReport, ModelSummary, PromptEval
 from tui_tuner.tui.text import short_path
 
 FLAG = "⚠"

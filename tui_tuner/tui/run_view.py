@@ -1,7 +1,7 @@
 """What the Train and Runs screens show of a run, folded from its events as they arrive.
 
 `RunView.poll()` reads only the bytes appended to `events.jsonl` since the last call
-(`tui_tuner.events.read_events`), folds them into fixed-size series, and returns a
+(`tui_tuner.rundir.events.read_events`), folds them into fixed-size series, and returns a
 `TrainSnapshot`: plain, immutable data a screen can draw in one go. Series are kept
 decimated (`DecimatedSeries`) so a run of 100,000 steps costs the same to draw as one of
 100 steps. No Textual here: a thread worker calls `poll()`, the screen draws the result.
@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tui_tuner.events import read_events
-from tui_tuner.runs import RunDir
+from tui_tuner.rundir.events import read_events
+from tui_tuner.rundir.runs import RunDir
 from tui_tuner.tui.widgets.meters import GpuReading
 
 SERIES_CAPACITY = 512

@@ -46,7 +46,7 @@ def set_yaml_value(text: str, path: tuple[str, ...], value: Any) -> str:
     its section (the section is created when absent). When the text does not parse, the
     value is not set and the text is returned unchanged: the user fixes the YAML first.
     """
-    from tui_tuner.config import yaml_positions  # the schema module (pydantic) loads after the first frame
+    from tui_tuner.config.schema import yaml_positions  # the schema module (pydantic) loads after the first frame
 
     try:
         root = yaml.safe_load(text) if text.strip() else {}

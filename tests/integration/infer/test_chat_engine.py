@@ -5,7 +5,7 @@ import threading
 import pytest
 
 from tests.infer_fixtures import MEMORISED, SYSTEM
-from tui_tuner.infer import GenerationSettings, SourceError, load_chat_model, resolve_source
+from tui_tuner.inference.chat_model import GenerationSettings, SourceError, load_chat_model, resolve_source
 
 GREEDY = GenerationSettings(temperature=0, max_new_tokens=24, repetition_penalty=1.0, system_prompt=SYSTEM)
 
@@ -104,7 +104,7 @@ def test_not_a_model_is_a_clear_error(tmp_path):
 def test_unsloth_path_is_chosen_only_for_unsloth_runs_on_cuda(memorised_run):
     import torch
 
-    from tui_tuner.infer import use_unsloth
+    from tui_tuner.inference.chat_model import use_unsloth
 
     source = resolve_source(memorised_run)
     assert use_unsloth(source) == (False, "the run did not train with Unsloth")
@@ -131,7 +131,7 @@ def test_unsloth_fast_inference_answers_like_transformers(memorised_run):
 def test_qlora_run_is_4bit_only_where_bitsandbytes_has_cuda(memorised_run):
     import torch
 
-    from tui_tuner.infer import quantization_plan
+    from tui_tuner.inference.chat_model import quantization_plan
 
     source = resolve_source(memorised_run)
     assert quantization_plan(source, None) == (None, "")  # a LoRA run: 16/32-bit as trained

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tui_tuner.infer import GenerationSettings, load_chat_model, resolve_source
+from tui_tuner.inference.chat_model import GenerationSettings, load_chat_model, resolve_source
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +24,7 @@ def test_streams_tokens_from_a_trained_run_with_its_saved_template(engine_chat, 
 
 
 def test_every_checkpoint_chats(finished_run):
-    from tui_tuner.infer import run_checkpoints
+    from tui_tuner.inference.chat_model import run_checkpoints
 
     checkpoints = run_checkpoints(finished_run.path)
     assert [p.name for p in checkpoints] == [p.name for p in finished_run.checkpoints()]
@@ -38,7 +38,7 @@ def test_every_checkpoint_chats(finished_run):
 
 
 def test_eval_defaults_to_the_runs_eval_file(engine_chat):
-    from tui_tuner.evaluate import eval_examples, evaluate
+    from tui_tuner.inference.evaluate import eval_examples, evaluate
 
     examples, lines, label = eval_examples(engine_chat.source)
     assert label.endswith("heldout.jsonl") and len(examples) == 8

@@ -9,7 +9,7 @@ from tests.infer_fixtures import MEMORISED
 
 
 def test_memorised_answers_score_perfectly_and_beat_the_base(loaded_run, memorised_run):
-    from tui_tuner.evaluate import eval_examples, evaluate, report_markdown, save_report
+    from tui_tuner.inference.evaluate import eval_examples, evaluate, report_markdown, save_report
 
     examples, lines, label = eval_examples(loaded_run.source, memorised_run / "memorised.jsonl")
     assert lines == [1, 2]
@@ -37,7 +37,7 @@ def test_heldout_loss_matches_a_hand_computed_cross_entropy(loaded_run):
 
     from tests.infer_fixtures import memorised_conversations
     from tui_tuner.data import tokenize_conversation
-    from tui_tuner.evaluate import heldout_loss
+    from tui_tuner.inference.evaluate import heldout_loss
 
     conv = memorised_conversations()[0]
     loss, n = heldout_loss(loaded_run, [conv])
@@ -51,9 +51,9 @@ def test_heldout_loss_matches_a_hand_computed_cross_entropy(loaded_run):
 
 
 def test_eval_split_is_the_share_training_held_out(memorised_run, tmp_path):
-    from tui_tuner.config import RunConfig
-    from tui_tuner.evaluate import eval_examples
-    from tui_tuner.infer import resolve_source
+    from tui_tuner.config.schema import RunConfig
+    from tui_tuner.inference.evaluate import eval_examples
+    from tui_tuner.inference.chat_model import resolve_source
 
     source = resolve_source(memorised_run)
     cfg = RunConfig.model_validate({**source.config.model_dump(), "data": {**source.config.data.model_dump(),

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.infer_fixtures import MEMORISED, SYSTEM
-from tui_tuner.infer import resolve_source
+from tui_tuner.inference.chat_model import resolve_source
 
 
 def _prompt_ids(chat, question):
@@ -15,7 +15,7 @@ def _prompt_ids(chat, question):
 
 @pytest.fixture(scope="module")
 def merged_dir(memorised_run, tmp_path_factory):
-    from tui_tuner.export import export_merged
+    from tui_tuner.export.exporters import export_merged
 
     out = tmp_path_factory.mktemp("merged") / "merged"
     return export_merged(resolve_source(memorised_run), out, dtype="float32").path
@@ -34,7 +34,7 @@ def test_merged_model_gives_the_logits_of_base_plus_adapter(merged_dir, loaded_r
 
 
 def test_merged_folder_loads_as_a_plain_model_and_chats(merged_dir):
-    from tui_tuner.infer import GenerationSettings, load_chat_model
+    from tui_tuner.inference.chat_model import GenerationSettings, load_chat_model
 
     source = resolve_source(merged_dir)
     assert source.kind == "model" and source.adapter_dir is None
@@ -47,7 +47,7 @@ def test_merged_folder_loads_as_a_plain_model_and_chats(merged_dir):
 
 def _converter_root():
     """llama.cpp's converter from $TUI_TUNER_LLAMA_CPP or the user's persistent cache (fetched once)."""
-    from tui_tuner.llama_cpp import ConverterUnavailable, find_converter
+    from tui_tuner.export.llama_cpp import ConverterUnavailable, find_converter
 
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tui-tuner"
     try:
@@ -58,7 +58,7 @@ def _converter_root():
 
 @pytest.fixture(scope="module")
 def gguf_export(memorised_run, tmp_path_factory):
-    from tui_tuner.export import export_gguf
+    from tui_tuner.export.exporters import export_gguf
 
     out = tmp_path_factory.mktemp("gguf")
     return export_gguf(resolve_source(memorised_run), out, quant="f16", llama_cpp=_converter_root())
@@ -67,7 +67,7 @@ def gguf_export(memorised_run, tmp_path_factory):
 def test_gguf_has_every_tensor_shape_and_the_tokenizer_and_template(gguf_export, merged_dir, loaded_run):
     from safetensors import safe_open
 
-    from tui_tuner.export import gguf_summary
+    from tui_tuner.export.exporters import gguf_summary
 
     summary = gguf_summary(gguf_export.path)
     with safe_open(str(merged_dir / "model.safetensors"), "pt") as f:
@@ -86,7 +86,7 @@ def test_gguf_has_every_tensor_shape_and_the_tokenizer_and_template(gguf_export,
 
 
 def test_q8_0_export_of_a_checkpoint(memorised_run, tmp_path):
-    from tui_tuner.export import export_gguf, gguf_summary
+    from tui_tuner.export.exporters import export_gguf, gguf_summary
 
     result = export_gguf(resolve_source(memorised_run, checkpoint=4), tmp_path, quant="q8_0",
                          llama_cpp=_converter_root())
@@ -96,7 +96,7 @@ def test_q8_0_export_of_a_checkpoint(memorised_run, tmp_path):
 
 
 def test_modelfile_template_and_stops(gguf_export, loaded_run):
-    from tui_tuner.modelfile import parse_modelfile, render_go_template
+    from tui_tuner.export.modelfile import parse_modelfile, render_go_template
 
     modelfile = gguf_export.path.parent / "Modelfile"
     parsed = parse_modelfile(modelfile.read_text())

@@ -5,10 +5,10 @@ from tests.infer_fixtures import memorised_conversations
 
 def test_training_chat_eval_and_modelfile_agree(loaded_run, memorised_run):
     from tui_tuner.data import tokenize_conversation
-    from tui_tuner.evaluate import eval_examples
-    from tui_tuner.infer import resolve_source
-    from tui_tuner.modelfile import modelfile_text, parse_modelfile, render_go_template, turn_format
-    from tui_tuner.templates import render_conversation
+    from tui_tuner.inference.evaluate import eval_examples
+    from tui_tuner.inference.chat_model import resolve_source
+    from tui_tuner.export.modelfile import modelfile_text, parse_modelfile, render_go_template, turn_format
+    from tui_tuner.chat_format.templates import render_conversation
 
     chat = loaded_run
     conv = memorised_conversations()[1] + [{"role": "user", "content": "And in winter?"},

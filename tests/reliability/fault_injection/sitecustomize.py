@@ -84,7 +84,7 @@ def _install_save_faults(name: str) -> None:
 
 
 def _install_event_fault() -> None:
-    from tui_tuner import events
+    from tui_tuner.rundir import events
 
     real_write = events.EventWriter.write
 

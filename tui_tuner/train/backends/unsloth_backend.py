@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from tui_tuner.train.backends.transformers_backend import weight_dtype
 
 if TYPE_CHECKING:
-    from tui_tuner.config import RunConfig
+    from tui_tuner.config.schema import RunConfig
 
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 """What `all-linear` means for the decoder architectures Unsloth supports."""

@@ -27,7 +27,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Select, Static, Switch
 
-from tui_tuner.transcripts import Turn, history_for, save_transcript
+from tui_tuner.inference.transcripts import Turn, history_for, save_transcript
 from tui_tuner.tui.widgets.chat_log import ChatLog
 from tui_tuner.tui.widgets.generation_panel import GenerationPanel
 
@@ -123,7 +123,7 @@ class ChatScreen(Screen):
     # ------------------------------------------------------------------ picking a model
     @work(thread=True, group="chat-runs", exit_on_error=False)
     def list_runs_worker(self) -> None:
-        from tui_tuner.runs import list_runs
+        from tui_tuner.rundir.runs import list_runs
 
         runs_dir = getattr(self.app, "runs_dir", Path("runs"))
         names = [(r.name, str(r.path)) for r in reversed(list_runs(runs_dir))]
@@ -136,7 +136,7 @@ class ChatScreen(Screen):
     def _run_chosen(self, event: Select.Changed) -> None:
         if event.value is Select.BLANK:
             return
-        from tui_tuner.infer import run_checkpoints
+        from tui_tuner.inference.chat_model import run_checkpoints
 
         options = [(FINAL, FINAL)] + [(p.name, p.name) for p in reversed(run_checkpoints(Path(str(event.value))))]
         picker = self.query_one("#chat-checkpoint", Select)
@@ -164,7 +164,7 @@ class ChatScreen(Screen):
 
     @work(thread=True, exclusive=True, group="chat-load", exit_on_error=False)
     def load_worker(self, target: str, checkpoint: int | None) -> None:
-        from tui_tuner.infer import SourceError, load_chat_model, resolve_source
+        from tui_tuner.inference.chat_model import SourceError, load_chat_model, resolve_source
 
         try:
             runs_dir = getattr(self.app, "runs_dir", Path("runs"))

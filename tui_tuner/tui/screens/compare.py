@@ -18,7 +18,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from tui_tuner.runs import RunDir
+from tui_tuner.rundir.runs import RunDir
 from tui_tuner.tui.run_view import loss_curve
 from tui_tuner.tui.widgets.line_chart import ChartSeries, LineChart
 

@@ -1,7 +1,7 @@
 """Config screen: edit a run config as a form and as raw YAML, validated as you type.
 
 The YAML text is the single source of truth. A form edit rewrites one line of it; a YAML
-edit refills the form. Validation (`tui_tuner.config.load_config_text`) runs a moment
+edit refills the form. Validation (`tui_tuner.config.schema.load_config_text`) runs a moment
 after the last keystroke; each error appears under its form field and on its YAML line.
 The dataset check runs in a thread worker and posts `DataChecked`.
 
@@ -31,7 +31,7 @@ from tui_tuner.tui.widgets.yaml_editor import YamlEditor
 from tui_tuner.tui.yaml_edit import set_yaml_value
 
 if TYPE_CHECKING:
-    from tui_tuner.config import LoadedConfig, RunConfig
+    from tui_tuner.config.schema import LoadedConfig, RunConfig
     from tui_tuner.tui.widgets.config_form import ConfigForm
     from tui_tuner.tui.widgets.issue_list import IssueList
 
@@ -40,7 +40,7 @@ VALIDATE_DELAY_S = 0.25
 
 
 class SchemaLoaded(Message):
-    """`tui_tuner.config` finished importing (in a thread, after the first frame)."""
+    """`tui_tuner.config.schema` finished importing (in a thread, after the first frame)."""
 
 
 @dataclass
@@ -104,13 +104,13 @@ class ConfigScreen(Screen):
 
     @work(thread=True, exclusive=True, group="schema", exit_on_error=False)
     def load_schema(self) -> None:
-        import tui_tuner.config  # noqa: F401  (pydantic: ~0.3 s, kept off the first frame)
+        import tui_tuner.config.schema  # noqa: F401  (pydantic: ~0.3 s, kept off the first frame)
 
         self.post_message(SchemaLoaded())
 
     @on(SchemaLoaded)
     async def _schema_loaded(self) -> None:
-        from tui_tuner.config import RunConfig
+        from tui_tuner.config.schema import RunConfig
         from tui_tuner.tui.widgets.config_form import ConfigForm
         from tui_tuner.tui.widgets.issue_list import IssueList
 
@@ -189,7 +189,7 @@ class ConfigScreen(Screen):
 
     def validate_now(self) -> None:
         """Validate the current text and show every issue (tests call this to skip the delay)."""
-        from tui_tuner.config import load_config_text
+        from tui_tuner.config.schema import load_config_text
 
         text = self.text
         self.loaded = load_config_text(text, file=self._file_label())
@@ -226,7 +226,7 @@ class ConfigScreen(Screen):
         except ImportError:
             self.post_message(DataChecked(text, "dataset: the data checker is not available in this build", []))
             return
-        from tui_tuner.config import yaml_positions
+        from tui_tuner.config.schema import yaml_positions
 
         report = check_config_dataset(loaded)
         issues = list(report.issues_as_config_issues())

@@ -28,7 +28,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, ProgressBar, Static, Switch
 
-from tui_tuner.runs import RunDir
+from tui_tuner.rundir.runs import RunDir
 from tui_tuner.tui import eval_view
 
 CELL_PADDING = 2
@@ -103,7 +103,7 @@ class EvalScreen(Screen):
     # ------------------------------------------------------------------ the report
     @work(thread=True, exclusive=True, group="eval-report", exit_on_error=False)
     def load_report_worker(self) -> None:
-        from tui_tuner.evaluate import latest_report, load_report
+        from tui_tuner.inference.evaluate import latest_report, load_report
 
         path = latest_report(self.run.path)
         if path is None:

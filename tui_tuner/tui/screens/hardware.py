@@ -1,6 +1,6 @@
 """Hardware screen: this machine (live GPU meters, CPU, RAM, disk, backends) and the fit panel.
 
-The report (`tui_tuner.hardware.probe`) is read once in a thread worker; GPU meters are
+The report (`tui_tuner.fit.hardware.probe`) is read once in a thread worker; GPU meters are
 re-sampled (`sample_gpus`) every two seconds while the screen is shown. The fit panel
 estimates memory for the model and settings typed in; "use these settings" carries
 them into the Config screen.
@@ -41,7 +41,7 @@ class GpusSampled(Message):
 
 
 def sample_reading(sample: Any) -> GpuReading:
-    """A `tui_tuner.hardware.GpuSample` as a meter reading."""
+    """A `tui_tuner.fit.hardware.GpuSample` as a meter reading."""
     return GpuReading(index=sample.index, name=sample.name, mem_used=sample.mem_used, mem_total=sample.mem_total,
                       util=sample.util_pct, temp_c=sample.temperature_c, power_w=sample.power_w)
 
@@ -95,9 +95,9 @@ class HardwareScreen(Screen):
 
     @work(thread=True, exclusive=True, group="hw-probe", exit_on_error=False)
     def probe_machine(self) -> None:
-        from tui_tuner.estimate import COMMON_GPUS
-        from tui_tuner.hardware import probe
-        from tui_tuner.modelspec import catalog_names
+        from tui_tuner.fit.estimate import COMMON_GPUS
+        from tui_tuner.fit.hardware import probe
+        from tui_tuner.models.spec import catalog_names
 
         report = probe(self.app.runs_dir)
         common = [(f"{g.name} ({g.memory_bytes / GIB:.0f} GiB)", g.memory_bytes) for g in COMMON_GPUS]
@@ -148,7 +148,7 @@ class HardwareScreen(Screen):
 
     @work(thread=True, group="hw-sample", exit_on_error=False)
     def sample_worker(self) -> None:
-        from tui_tuner.hardware import sample_gpus
+        from tui_tuner.fit.hardware import sample_gpus
 
         try:
             readings = [sample_reading(s) for s in sample_gpus()]

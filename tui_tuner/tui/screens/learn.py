@@ -67,7 +67,7 @@ class LoraComputed(Message):
 
 def default_model(app: Any) -> str:
     """The model of the config the app has open, else the demo model."""
-    from tui_tuner.config import DEMO_MODEL_ID, load_config
+    from tui_tuner.config.schema import DEMO_MODEL_ID, load_config
 
     path = getattr(app, "config_path", None)
     if path is not None:

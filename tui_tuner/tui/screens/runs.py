@@ -1,6 +1,6 @@
 """Runs screen: every run in the runs folder, with open, stop, resume, delete and compare.
 
-A thread worker lists the runs every two seconds (`tui_tuner.runs.list_runs` and each
+A thread worker lists the runs every two seconds (`tui_tuner.rundir.runs.list_runs` and each
 run's status) and posts `RunsListed`; the table is updated in place so the cursor and
 the selection stay where they were. Select two or more runs (space) and press c to
 compare their configs and loss curves; e opens the highlighted run's evaluation report
@@ -20,8 +20,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from tui_tuner.runs import RunDir, delete_run, list_runs, resume_run
-from tui_tuner.units import format_duration
+from tui_tuner.rundir.runs import RunDir, delete_run, list_runs, resume_run
+from tui_tuner.core.units import format_duration
 from tui_tuner.tui.screens.modals import ConfirmModal
 from tui_tuner.tui.screens.train import STATE_STYLES
 from tui_tuner.tui.text import short_path

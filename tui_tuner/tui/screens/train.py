@@ -19,9 +19,9 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, ProgressBar, Sparkline, Static
 
-from tui_tuner.runs import RunDir
+from tui_tuner.rundir.runs import RunDir
 from tui_tuner.tui.run_view import RunView, TrainSnapshot
-from tui_tuner.units import format_duration
+from tui_tuner.core.units import format_duration
 from tui_tuner.tui.screens.modals import ConfirmModal
 from tui_tuner.tui.widgets.line_chart import ChartSeries, LineChart, format_tick
 from tui_tuner.tui.widgets.meters import GpuMeters

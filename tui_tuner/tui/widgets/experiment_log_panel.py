@@ -1,4 +1,4 @@
-"""The experiment log in the TUI: every run's row (`tui_tuner.experiment_log`) and loss curves.
+"""The experiment log in the TUI: every run's row (`tui_tuner.rundir.experiment_log`) and loss curves.
 
 Highlighting a run overlays its training loss with the other runs of its sweep, so the
 "r=16 vs r=32" comparison is one keypress away; c opens the Runs comparison (config
@@ -64,9 +64,9 @@ class ExperimentLogPanel(Vertical):
 
     @work(thread=True, exclusive=True, group="experiment-log", exit_on_error=False)
     def read_runs(self, runs_dir: str) -> None:
-        from tui_tuner.experiment_log import records
-        from tui_tuner.runs import list_runs
-        from tui_tuner.sweep import sweep_record
+        from tui_tuner.rundir.experiment_log import records
+        from tui_tuner.rundir.runs import list_runs
+        from tui_tuner.rundir.sweep import sweep_record
 
         runs = list_runs(runs_dir)
         self.post_message(ExperimentsRead(runs_dir, runs, records(runs),
@@ -74,7 +74,7 @@ class ExperimentLogPanel(Vertical):
 
     @on(ExperimentsRead)
     def _runs_read(self, event: ExperimentsRead) -> None:
-        from tui_tuner.experiment_log import COLUMNS, format_cell
+        from tui_tuner.rundir.experiment_log import COLUMNS, format_cell
 
         self.data = event
         sweeps = len({s for s in event.sweeps if s})

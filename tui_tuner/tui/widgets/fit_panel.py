@@ -2,7 +2,7 @@
 
 Inputs: model (catalog names suggested; a hub id or local folder works too), method,
 sequence length, batch, LoRA r, and the GPU to fit (this machine's, or a common card).
-Every change re-runs the estimate (`tui_tuner.estimate`) in a thread worker a moment
+Every change re-runs the estimate (`tui_tuner.fit.estimate`) in a thread worker a moment
 after the last keystroke; the result comes back as `FitComputed`. "Use these settings"
 posts `SettingsChosen` for the app to carry into the Config screen.
 """
@@ -44,7 +44,7 @@ class FitRequest:
 class FitComputed(Message):
     request: FitRequest
     estimate: Any = None
-    """`tui_tuner.estimate.MemoryEstimate`, or None with `error`."""
+    """`tui_tuner.fit.estimate.MemoryEstimate`, or None with `error`."""
     recommendation: Any = None
     error: str | None = None
 
@@ -141,8 +141,8 @@ class FitPanel(Vertical):
     @work(thread=True, exclusive=True, group="fit", exit_on_error=False)
     def compute_fit(self, request: FitRequest) -> None:
         # Runs in a thread: a hub look-up may take a while; widgets are updated by the message.
-        from tui_tuner.estimate import estimate_memory, recommend
-        from tui_tuner.modelspec import ModelSpecError, model_spec
+        from tui_tuner.fit.estimate import estimate_memory, recommend
+        from tui_tuner.models.spec import ModelSpecError, model_spec
 
         try:
             spec = model_spec(request.model)
@@ -169,7 +169,7 @@ class FitPanel(Vertical):
             reason.update(Text(event.error, style="red"))
             use.disabled = True
             return
-        from tui_tuner.estimate import fmt_gb
+        from tui_tuner.fit.estimate import fmt_gb
 
         est, rec, req = event.estimate, event.recommendation, event.request
         frac = est.total_bytes / req.vram_bytes if req.vram_bytes else 1.0

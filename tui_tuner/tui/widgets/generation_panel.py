@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, Static, Switch
 
-from tui_tuner.infer import GenerationSettings
+from tui_tuner.inference.chat_model import GenerationSettings
 
 FIELDS = (
     ("temperature", "temperature", "0.7", "number", 0.0, 5.0),

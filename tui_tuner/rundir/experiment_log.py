@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tui_tuner.units import format_bytes, format_duration
+from tui_tuner.core.units import format_bytes, format_duration
 
 EVAL_DIR = "eval"
-"""`tui-tuner eval RUN` writes `<run>/eval/eval-<time>[-checkpoint-N].json` (see tui_tuner.evaluate)."""
+"""`tui-tuner eval RUN` writes `<run>/eval/eval-<time>[-checkpoint-N].json` (see tui_tuner.inference.evaluate)."""
 SCORE_KEYS = ("exact_match", "token_f1", "rouge_l", "perplexity")
 
 COLUMNS = (
@@ -115,8 +115,8 @@ def peak_memory_bytes(status, history) -> int | None:
 
 
 def run_record(run) -> RunRecord:
-    """One experiment-log row for a `tui_tuner.runs.RunDir`."""
-    from tui_tuner.events import load_history
+    """One experiment-log row for a `tui_tuner.rundir.runs.RunDir`."""
+    from tui_tuner.rundir.events import load_history
 
     status = run.status()
     history = load_history(run.events_path)

@@ -9,7 +9,7 @@ sample dataset, and saves both with `save_pretrained` into the cache:
 It is loaded back through the ordinary `from_pretrained` path, like any hub model. It knows
 only what it is fine-tuned on. Build it by hand with:
 
-    python -m tui_tuner.demo_model [--force]
+    python -m tui_tuner.models.demo [--force]
 
 The tokenizer is SentencePiece (BPE with byte fallback) and its `tokenizer.model` is kept
 in the folder, because llama.cpp's GGUF converter reads that file directly.
@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tui_tuner.config import DEMO_MODEL_ID
+from tui_tuner.config.schema import DEMO_MODEL_ID
 
 DEMO_DIR_NAME = "demo-tiny-llama"
 BUILD_VERSION = 2
@@ -52,7 +52,7 @@ tags: [tui-tuner, demo, tiny, llama]
 
 **This is not a useful language model.** It is a tiny Llama-architecture network
 ({params:,} parameters, {layers} layers, hidden size {hidden}) with **random weights**, built
-on this machine by `tui_tuner.demo_model` so the tui-tuner quickstart and tests run
+on this machine by `tui_tuner.models.demo` so the tui-tuner quickstart and tests run
 offline on a CPU in about a minute.
 
 - It knows nothing until you fine-tune it, and afterwards only what it was trained on
@@ -83,7 +83,7 @@ def demo_model_dir() -> Path:
 
 def sample_dataset_path() -> Path:
     """The project's sample dataset, whose text the demo tokenizer is trained on."""
-    return Path(__file__).resolve().parent.parent / "data" / "sample.jsonl"
+    return Path(__file__).resolve().parents[2] / "data" / "sample.jsonl"
 
 
 def is_built(folder: Path | None = None) -> bool:
@@ -141,7 +141,7 @@ def resolve_model_path(name_or_path: str) -> str:
 
 
 def _training_texts(sample: Path) -> list[str]:
-    from tui_tuner.templates import CHATML, render_template
+    from tui_tuner.chat_format.templates import CHATML, render_template
 
     texts = []
     with sample.open(encoding="utf-8") as handle:
@@ -180,7 +180,7 @@ def _build_into(folder: Path) -> None:
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, LlamaTokenizer
     from transformers.utils import logging as hf_logging
 
-    from tui_tuner.templates import CHATML
+    from tui_tuner.chat_format.templates import CHATML
 
     sample = sample_dataset_path()
     if not sample.is_file():
@@ -231,7 +231,7 @@ def _build_into(folder: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m tui_tuner.demo_model [--force]`: build the demo model and print its folder."""
+    """`python -m tui_tuner.models.demo [--force]`: build the demo model and print its folder."""
     argv = sys.argv[1:] if argv is None else argv
     print(ensure_demo_model(force="--force" in argv))
     return 0

@@ -3,7 +3,7 @@
 Training, chat, eval and export all call `resolve_chat_template` and
 `render_conversation`, so a model is always prompted the way it was trained.
 
-    from tui_tuner.templates import resolve_chat_template, render_conversation
+    from tui_tuner.chat_format.templates import resolve_chat_template, render_conversation
     template = resolve_chat_template(cfg.model, tokenizer)
     text = render_conversation(template, messages, add_generation_prompt=True)
 

@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 DEMO_MODEL_ID = "tui-tuner/demo-tiny-llama"
-"""A tiny Llama built locally on first use (see `tui_tuner.demo_model`); knows only its training data."""
+"""A tiny Llama built locally on first use (see `tui_tuner.models.demo`); knows only its training data."""
 
 BUILTIN_TEMPLATES = ("chatml", "llama-3", "zephyr", "alpaca")
 
@@ -456,7 +456,7 @@ def cross_field_issues(cfg: RunConfig) -> list[ConfigIssue]:
         add("model.chat_template", f"`{tmpl}` is neither a built-in template "
             f"({', '.join(BUILTIN_TEMPLATES)}) nor a Jinja template{hint}")
     if cfg.output.run_name is not None:
-        from tui_tuner.names import run_name_problem
+        from tui_tuner.core.names import run_name_problem
 
         problem = run_name_problem(cfg.output.run_name)
         if problem:

@@ -6,7 +6,7 @@
 A `--set KEY=V1,V2,...` with several values is swept; one with a single value is a plain
 override for every run. Several swept keys give their cross product. Every combination
 is validated before anything is created. The runs go through the engine's queue
-(`tui_tuner.runs`): the first starts at once, each next one is `queued` after the
+(`tui_tuner.rundir.runs`): the first starts at once, each next one is `queued` after the
 previous and is started by the previous run's supervisor when it ends, so the sweep goes
 on without the terminal or the TUI. Each run folder gets a `sweep.json` saying which
 sweep it belongs to and what was varied.
@@ -76,7 +76,7 @@ def split_values(text: str) -> list[str]:
 
 def parse_sweep_sets(sets: list[str]) -> tuple[list[str], dict[str, list[str]]]:
     """(fixed overrides, {swept key: [value texts]}) from `--set` arguments."""
-    from tui_tuner.config import parse_override
+    from tui_tuner.config.schema import parse_override
 
     fixed: list[str] = []
     swept: dict[str, list[str]] = {}
@@ -116,7 +116,7 @@ def plan_sweep(config_path: str | Path, sets: list[str]) -> SweepPlan:
     Raises `SweepError` for a malformed `--set`, nothing to sweep, or too many runs; config
     problems are returned as issues so the caller can print them all.
     """
-    from tui_tuner.config import load_config, parse_override
+    from tui_tuner.config.schema import load_config, parse_override
 
     fixed, swept = parse_sweep_sets(sets)
     if not swept:
@@ -146,8 +146,8 @@ def plan_sweep(config_path: str | Path, sets: list[str]) -> SweepPlan:
 
 def run_names(plan: SweepPlan) -> list[str]:
     """The run name prefix of each point: the config's run name (or model-method) plus the point's label."""
-    from tui_tuner.names import run_name_problem, slug
-    from tui_tuner.runs import default_run_name
+    from tui_tuner.core.names import run_name_problem, slug
+    from tui_tuner.rundir.runs import default_run_name
 
     names = []
     for point, loaded in zip(plan.points, plan.loaded):
@@ -162,9 +162,9 @@ def run_names(plan: SweepPlan) -> list[str]:
 def create_sweep(plan: SweepPlan, *, start: bool = True) -> list[Any]:
     """Create one queued run per point, chained so each starts when the previous ends; start the first.
 
-    Returns the RunDirs in order. Raises `tui_tuner.runs.RunError` when a run cannot be created.
+    Returns the RunDirs in order. Raises `tui_tuner.rundir.runs.RunError` when a run cannot be created.
     """
-    from tui_tuner.runs import RunError, create_run, start_worker
+    from tui_tuner.rundir.runs import RunError, create_run, start_worker
 
     if not plan.ok:
         raise SweepError("the sweep has config errors; fix them first.")
@@ -201,7 +201,7 @@ def sweep_record(run_path: str | Path) -> dict[str, Any] | None:
 
 def sweep_runs(runs_dir: str | Path, sweep_id: str) -> list[Any]:
     """The runs of one sweep, in sweep order."""
-    from tui_tuner.runs import list_runs
+    from tui_tuner.rundir.runs import list_runs
 
     members = []
     for run in list_runs(runs_dir):

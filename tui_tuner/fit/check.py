@@ -5,7 +5,7 @@ probes the GPUs, finds the model's architecture, estimates every method and back
 for, recommends one for the GPU (the detected one, a common card, or a given size), and puts
 earlier runs' measured peaks beside the estimates. No torch is imported.
 
-    from tui_tuner.fitcheck import FitOptions, check_fit
+    from tui_tuner.fit.check import FitOptions, check_fit
     report = check_fit("meta-llama/Llama-3.1-8B", FitOptions(gpu="4090", method="qlora"))
     print(report.targets[0].recommendations["transformers"].reason)
 """
@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tui_tuner.estimate import MemoryEstimate, Recommendation
-from tui_tuner.hardware import HardwareReport
-from tui_tuner.modelspec import ModelSpec
+from tui_tuner.fit.estimate import MemoryEstimate, Recommendation
+from tui_tuner.fit.hardware import HardwareReport
+from tui_tuner.models.spec import ModelSpec
 
 
 class FitCheckError(Exception):
@@ -85,7 +85,7 @@ class FitReport:
     @property
     def busy_warning(self) -> str | None:
         """A warning when the detected GPU is partly taken by other processes."""
-        from tui_tuner.estimate import fmt_gb
+        from tui_tuner.fit.estimate import fmt_gb
 
         gpus = self.hardware.gpus
         if self.hypothetical or not gpus or not self.vram_bytes:
@@ -108,7 +108,7 @@ class FitReport:
 
 def project_configs() -> list[Path]:
     """configs/quickstart.yaml first, then the other presets, from the current folder or the project clone."""
-    for root in (Path("configs"), Path(__file__).resolve().parents[1] / "configs"):
+    for root in (Path("configs"), Path(__file__).resolve().parents[2] / "configs"):
         if root.is_dir():
             files = sorted(root.glob("*.yaml"))
             return sorted(files, key=lambda p: (p.stem != "quickstart", p.name))
@@ -117,7 +117,7 @@ def project_configs() -> list[Path]:
 
 def _target_vram(opts: FitOptions, hw: HardwareReport) -> tuple[int | None, str, bool]:
     """(bytes, label, hypothetical) of the GPU to check against."""
-    from tui_tuner.estimate import COMMON_GPUS, GIB, find_gpu
+    from tui_tuner.fit.estimate import COMMON_GPUS, GIB, find_gpu
 
     if opts.vram_gb is not None:
         if opts.vram_gb <= 0:
@@ -147,7 +147,7 @@ def _backends(opts: FitOptions, hw: HardwareReport, hypothetical: bool) -> list[
 
 def _settings(opts: FitOptions, cfg: Any | None) -> dict[str, Any]:
     """estimate_memory keyword arguments: the config's values (or the defaults), overridden by `opts`."""
-    from tui_tuner.config import RunConfig
+    from tui_tuner.config.schema import RunConfig
 
     base = cfg or RunConfig()
     tm: Any = base.lora.target_modules if opts.target_modules is None else opts.target_modules
@@ -173,8 +173,8 @@ def _settings(opts: FitOptions, cfg: Any | None) -> dict[str, Any]:
 
 
 def _measured_rows(spec: ModelSpec, est: MemoryEstimate, settings: dict[str, Any], runs_dir: str) -> list[dict]:
-    from tui_tuner.estimate import estimate_memory
-    from tui_tuner.measured import find_measurements, settings_key
+    from tui_tuner.fit.estimate import estimate_memory
+    from tui_tuner.fit.measured import find_measurements, settings_key
 
     key = settings_key(model=spec.name, method=est.method, seq_len=settings["seq_len"],
                        batch_size=settings["batch_size"], lora_r=settings["lora_r"],
@@ -200,7 +200,7 @@ def _measured_rows(spec: ModelSpec, est: MemoryEstimate, settings: dict[str, Any
 def fit_target(spec: ModelSpec, methods: list[str], backends: list[str], settings: dict[str, Any],
                vram_bytes: int | None, gpu_label: str, runs_dir: str, config: str | None = None) -> TargetFit:
     """Estimate, recommend and look up measurements for one model."""
-    from tui_tuner.estimate import estimate_memory, recommend
+    from tui_tuner.fit.estimate import estimate_memory, recommend
 
     estimates = [estimate_memory(spec, m, backend=b, **settings) for m in methods for b in backends]
     recs = {}
@@ -218,9 +218,9 @@ def check_fit(target: str | None = None, options: FitOptions | None = None, *,
     Raises `FitCheckError` for bad input about the target itself; presets that cannot be
     checked are listed in `problems` instead. `hardware`: a probe already taken (the TUI's).
     """
-    from tui_tuner.config import load_config
-    from tui_tuner.hardware import probe
-    from tui_tuner.modelspec import ModelSpecError, model_spec
+    from tui_tuner.config.schema import load_config
+    from tui_tuner.fit.hardware import probe
+    from tui_tuner.models.spec import ModelSpecError, model_spec
 
     opts = options or FitOptions()
     hw = hardware or probe(opts.runs_dir or "runs")

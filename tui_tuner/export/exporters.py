@@ -6,7 +6,7 @@
 The merge loads the base model *unquantized* (also for QLoRA runs, whose 4-bit base would
 otherwise be baked into the merged weights) and folds the adapter in with PEFT's
 `merge_and_unload`. GGUF conversion is llama.cpp's own `convert_hf_to_gguf.py`, run as a
-subprocess on the merged folder (see `tui_tuner.llama_cpp` for where it comes from). Every
+subprocess on the merged folder (see `tui_tuner.export.llama_cpp` for where it comes from). Every
 GGUF is read back with the `gguf` package: each tensor present with the right shape, and
 the tokenizer and chat template in its metadata.
 """
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from tui_tuner.infer import ModelSource, SourceError, load_tokenizer_and_template
+from tui_tuner.inference.chat_model import ModelSource, SourceError, load_tokenizer_and_template
 
 GGUF_QUANTS = ("f16", "q8_0")
 MERGED_DTYPES = ("auto", "bfloat16", "float16", "float32")
@@ -70,7 +70,7 @@ def _copy_tokenizer_files(source: ModelSource, out_dir: Path) -> None:
 def export_merged(source: ModelSource, out_dir: Path | None = None, *, dtype: str = "auto",
                   log: Callable[[str], None] = lambda s: None) -> ExportResult:
     """Merge the adapter into the unquantized base and save safetensors + tokenizer (with its chat template)."""
-    from tui_tuner.quiet import quiet_library_noise
+    from tui_tuner.core.quiet import quiet_library_noise
 
     quiet_library_noise()
     from transformers import AutoModelForCausalLM
@@ -192,9 +192,9 @@ def check_gguf(path: Path, model_dir: Path, chat_template: str, vocab_size: int)
 def export_gguf(source: ModelSource, out_dir: Path | None = None, *, quant: str = "f16",
                 llama_cpp: str | Path | None = None, log: Callable[[str], None] = lambda s: None) -> ExportResult:
     """Merge (when needed), convert with llama.cpp's converter, write the Modelfile, and read the GGUF back."""
-    from tui_tuner.llama_cpp import convert_to_gguf, find_converter
-    from tui_tuner.modelfile import ModelfileError, modelfile_text, turn_format
-    from tui_tuner.templates import render_conversation
+    from tui_tuner.export.llama_cpp import convert_to_gguf, find_converter
+    from tui_tuner.export.modelfile import ModelfileError, modelfile_text, turn_format
+    from tui_tuner.chat_format.templates import render_conversation
 
     if quant not in GGUF_QUANTS:
         raise SourceError(f"--quant {quant}: choose one of {', '.join(GGUF_QUANTS)}.")

@@ -2,7 +2,7 @@
 
 Used by `tui-tuner eval` for every held-out prompt that has a reference:
 
-    from tui_tuner.metrics import score_answer
+    from tui_tuner.inference.metrics import score_answer
     score_answer("4 kg.", "It weighs 4 kilograms.", prompt="How heavy is Bramble?")
 
 - exact match: the normalized texts are equal (1.0) or not (0.0);

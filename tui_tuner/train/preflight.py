@@ -1,6 +1,6 @@
 """Preflight: what a valid config still needs from the world before a run can start.
 
-The schema (`tui_tuner.config`) checks that values are well formed; preflight checks
+The schema (`tui_tuner.config.schema`) checks that values are well formed; preflight checks
 that they point at something real, so a typo fails in a second instead of after a model
 download or an hour of queueing:
 
@@ -10,7 +10,7 @@ download or an hour of queueing:
 - the chat template renders a sample conversation (in Jinja's sandbox: a template
   cannot run code).
 
-    from tui_tuner.preflight import preflight_issues
+    from tui_tuner.train.preflight import preflight_issues
     issues = preflight_issues(load_config("configs/quickstart.yaml"))
 
 `tui-tuner config check` and `tui-tuner train` run it after the schema check. Only a
@@ -25,10 +25,10 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from tui_tuner.config import DEMO_MODEL_ID, ConfigIssue, _line_for, yaml_positions
+from tui_tuner.config.schema import DEMO_MODEL_ID, ConfigIssue, _line_for, yaml_positions
 
 if TYPE_CHECKING:
-    from tui_tuner.config import LoadedConfig
+    from tui_tuner.config.schema import LoadedConfig
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 _HUB_TIMEOUT_S = 10.0
@@ -159,7 +159,7 @@ def _template_issues(cfg, base: Path) -> list[ConfigIssue]:
     if choice == "auto":
         return []  # the tokenizer's own template (or chatml), checked once the tokenizer is loaded
     tokenizer = _local_tokenizer_tokens(cfg, base)
-    from tui_tuner.templates import ChatTemplateError, resolve_chat_template
+    from tui_tuner.chat_format.templates import ChatTemplateError, resolve_chat_template
 
     try:
         resolve_chat_template(cfg.model, tokenizer)

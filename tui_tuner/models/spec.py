@@ -5,7 +5,7 @@ cache, the built-in catalog (`catalog.yaml`, popular models, works offline) or, 
 the catalog does not know, the hub (config.json only, never weights; skipped when
 HF_HUB_OFFLINE=1). Everything here is arithmetic on those numbers; nothing imports torch.
 
-    python -c "from tui_tuner.modelspec import model_spec; print(model_spec('Qwen/Qwen2.5-0.5B').describe())"
+    python -c "from tui_tuner.models.spec import model_spec; print(model_spec('Qwen/Qwen2.5-0.5B').describe())"
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from tui_tuner.units import format_count
+from tui_tuner.core.units import format_count
 
 CATALOG_PATH = Path(__file__).with_name("catalog.yaml")
 
@@ -357,10 +357,10 @@ def _hub_config(repo_id: str, revision: str | None) -> tuple[dict[str, Any], str
 
 def _demo_spec() -> ModelSpec:
     """The built-in demo model: its config.json once built, else the numbers it will be built with."""
-    from tui_tuner.config import DEMO_MODEL_ID
+    from tui_tuner.config.schema import DEMO_MODEL_ID
 
     try:
-        from tui_tuner import demo_model
+        from tui_tuner.models import demo as demo_model
     except ImportError:
         raise ModelSpecError(f"{DEMO_MODEL_ID}: the demo model module is not part of this installation; "
                              "name a hub model (e.g. TinyLlama/TinyLlama-1.1B-Chat-v1.0) instead.") from None
@@ -386,7 +386,7 @@ def model_spec(name_or_path: str, revision: str | None = None) -> ModelSpec:
     built-in catalog; the hub (config.json only) when online. Raises `ModelSpecError` with
     what to do when none has it.
     """
-    from tui_tuner.config import DEMO_MODEL_ID
+    from tui_tuner.config.schema import DEMO_MODEL_ID
 
     if name_or_path == DEMO_MODEL_ID:
         return _demo_spec()

@@ -233,6 +233,6 @@ class SilentEvents:
 
 def status_keeper_for_rank(run_dir: Path, status: Any) -> Any:
     """The `StatusKeeper` of rank 0; on other ranks one that keeps the status in memory only."""
-    from tui_tuner.status import StatusKeeper
+    from tui_tuner.rundir.status import StatusKeeper
 
     return StatusKeeper(run_dir, status, persist=is_main_process())

@@ -9,7 +9,7 @@ share; both are thin shells over it. A run is a folder (see docs/run-directory.m
 Everything about a run is read from that folder, so a run started from the CLI can be
 watched from the TUI and survives both. No heavy imports here.
 
-    from tui_tuner.runs import create_run, start_worker, list_runs
+    from tui_tuner.rundir.runs import create_run, start_worker, list_runs
     run = create_run(cfg, base_dir=Path("."))
     start_worker(run)
     for run in list_runs("runs"): print(run.name, run.status().state)
@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tui_tuner.status import (
+from tui_tuner.rundir.status import (
     ACTIVE_STATES,
     FINAL_STATES,
     RunStatus,
@@ -39,7 +39,7 @@ from tui_tuner.status import (
 )
 
 if TYPE_CHECKING:
-    from tui_tuner.config import RunConfig
+    from tui_tuner.config.schema import RunConfig
 
 CONFIG_FILE = "config.yaml"
 META_FILE = "run.json"
@@ -229,7 +229,7 @@ class RunDir:
 
     def config(self) -> "RunConfig":
         """The exact, validated config the run was started with."""
-        from tui_tuner.config import load_config_or_raise
+        from tui_tuner.config.schema import load_config_or_raise
 
         return load_config_or_raise(self.config_path)
 
@@ -343,7 +343,7 @@ def find_run(runs_dir: str | Path, name_or_prefix: str) -> RunDir:
 
 
 def default_run_name(cfg: "RunConfig") -> str:
-    from tui_tuner.names import slug
+    from tui_tuner.core.names import slug
 
     return cfg.output.run_name or f"{slug(cfg.model.name_or_path)}-{cfg.method}"
 
@@ -387,7 +387,7 @@ def create_run(cfg: "RunConfig", base_dir: str | Path = ".", name: str | None = 
     for that run to end (see `start_ready_queued`). `probe`: None = on for GPUs only.
     Raises `RunError` for a name that is not a plain name.
     """
-    from tui_tuner.names import run_name_problem
+    from tui_tuner.core.names import run_name_problem
 
     base_dir = Path(base_dir)
     base = name or default_run_name(cfg)
@@ -496,7 +496,7 @@ def worker_command(run: RunDir) -> list[str]:
 
 def worker_env() -> dict[str, str]:
     env = dict(os.environ)
-    package_root = str(Path(__file__).resolve().parent.parent)
+    package_root = str(Path(__file__).resolve().parents[2])
     parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     if package_root not in parts:
         env["PYTHONPATH"] = os.pathsep.join([package_root, *parts])

@@ -106,7 +106,7 @@ def read_run_measurement(run_dir: Path) -> Measurement | None:
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         return None
-    from tui_tuner.config import load_config
+    from tui_tuner.config.schema import load_config
 
     loaded = load_config(cfg_path)
     if not loaded.ok or loaded.config is None:

@@ -1,6 +1,6 @@
 """Overlaid line plots as text (one marker per series), for comparing loss curves in a terminal.
 
-    from tui_tuner.text_plot import line_plot
+    from tui_tuner.core.text_plot import line_plot
     lines = line_plot({"r8": [(1, 2.3), (2, 2.1)], "r16": [(1, 2.2), (2, 1.9)]}, width=60, height=12)
 """
 

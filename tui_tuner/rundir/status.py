@@ -3,7 +3,7 @@
 Written only by the run's worker (and its supervisor when the worker dies), always
 atomically: the new content goes to a temp file in the same folder, is fsynced and
 then `os.replace`d over the old one, so a reader never sees half a file.
-Readers (CLI, TUI) call `read_status`; `tui_tuner.runs.RunDir.status()` adds the
+Readers (CLI, TUI) call `read_status`; `tui_tuner.rundir.runs.RunDir.status()` adds the
 liveness check that turns a dead worker into `crashed`.
 """
 

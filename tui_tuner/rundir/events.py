@@ -13,7 +13,7 @@ After a resume the events between the checkpoint and the crash are superseded: t
 worker writes `{"kind": "resume", "from_step": N}` and `RunHistory` drops earlier
 step-bearing events with `step > N` (see docs/run-directory.md).
 
-    from tui_tuner.events import EventTail
+    from tui_tuner.rundir.events import EventTail
     tail = EventTail(run.events_path)
     tail.poll()                      # new events since the last call
     tail.history.losses              # [(step, loss), ...] with resumes applied

@@ -1,6 +1,6 @@
 """Load a fine-tuned model and stream answers from it: the engine behind chat, eval and the Chat screen.
 
-    from tui_tuner.infer import resolve_source, load_chat_model, GenerationSettings
+    from tui_tuner.inference.chat_model import resolve_source, load_chat_model, GenerationSettings
     source = resolve_source("runs/quickstart-20260101-120000")     # or a checkpoint, adapter, model folder
     chat = load_chat_model(source)
     stream = chat.stream([{"role": "user", "content": "What is Bramble?"}], GenerationSettings())
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal
 
-from tui_tuner.config import DEMO_MODEL_ID, RunConfig, load_config
+from tui_tuner.config.schema import DEMO_MODEL_ID, RunConfig, load_config
 
 SourceKind = Literal["run", "checkpoint", "adapter", "model"]
 Messages = list[dict[str, str]]
@@ -86,7 +86,7 @@ def _is_run_dir(path: Path) -> bool:
 
 
 def _checkpoint_step(path: Path) -> int:
-    from tui_tuner.runs import checkpoint_step
+    from tui_tuner.rundir.runs import checkpoint_step
 
     return checkpoint_step(path)
 
@@ -96,7 +96,7 @@ def run_checkpoints(run_dir: Path) -> list[Path]:
 
     Unlike resuming, chatting needs only the adapter (or model) weights, not the optimizer state.
     """
-    from tui_tuner.runs import RunDir
+    from tui_tuner.rundir.runs import RunDir
 
     return [p for p in RunDir(run_dir).all_checkpoints()
             if any((p / name).is_file() for name in ("adapter_model.safetensors", "adapter_model.bin",
@@ -118,7 +118,7 @@ def _run_backend(run_dir: Path) -> str | None:
 def resolve_base_model(name: str) -> str:
     """A model name from a config or adapter as something `from_pretrained` loads (the demo model is built locally)."""
     if name == DEMO_MODEL_ID:
-        from tui_tuner.demo_model import resolve_model_path
+        from tui_tuner.models.demo import resolve_model_path
 
         return str(resolve_model_path(name))
     return name
@@ -129,7 +129,7 @@ def _has_tokenizer(folder: Path) -> bool:
 
 
 def _find_run_by_name(name: str, runs_dir: Path) -> Path:
-    from tui_tuner.runs import RunError, find_run
+    from tui_tuner.rundir.runs import RunError, find_run
 
     try:
         return find_run(runs_dir, name).path
@@ -306,7 +306,7 @@ class ChatModel:
 
     def render(self, messages: Messages, add_generation_prompt: bool = True) -> str:
         """The prompt text for `messages`, through the same template as training."""
-        from tui_tuner.templates import render_conversation
+        from tui_tuner.chat_format.templates import render_conversation
 
         return render_conversation(self.tokenizer, messages, add_generation_prompt, chat_template=self.chat_template)
 
@@ -388,8 +388,8 @@ def _stop_token_ids(tokenizer: Any, chat_template: str) -> list[int]:
         if tid is not None and tid not in ids:
             ids.append(int(tid))
     try:
-        from tui_tuner.modelfile import ModelfileError, turn_format
-        from tui_tuner.templates import render_conversation
+        from tui_tuner.export.modelfile import ModelfileError, turn_format
+        from tui_tuner.chat_format.templates import render_conversation
 
         fmt = turn_format(lambda m, g: render_conversation(tokenizer, m, g, chat_template=chat_template),
                           bos_token=str(tokenizer.bos_token or ""))
@@ -571,7 +571,7 @@ def load_tokenizer_and_template(source: ModelSource) -> tuple[Any, str]:
     """The tokenizer for `source` and the chat template training used (saved with the adapter)."""
     from transformers import AutoTokenizer
 
-    from tui_tuner.templates import resolve_chat_template, tokenizer_template
+    from tui_tuner.chat_format.templates import resolve_chat_template, tokenizer_template
 
     trust = bool(source.config and source.config.model.trust_remote_code)
     tokenizer = AutoTokenizer.from_pretrained(source.tokenizer_dir, trust_remote_code=trust)
@@ -604,7 +604,7 @@ def use_unsloth(source: ModelSource) -> tuple[bool, str]:
 def load_chat_model(source: ModelSource, *, log: Callable[[str], None] = lambda s: None,
                     device: str | None = None, load_in_4bit: bool | None = None) -> ChatModel:
     """Load `source` for generation: Unsloth on CUDA for Unsloth runs, else transformers (+ peft)."""
-    from tui_tuner.quiet import quiet_library_noise
+    from tui_tuner.core.quiet import quiet_library_noise
 
     fast, why = use_unsloth(source)
     if fast:

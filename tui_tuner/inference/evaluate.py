@@ -5,7 +5,7 @@
 
 For every held-out conversation whose last message is an assistant answer, the model is
 prompted with everything before it (greedy decoding) and the answer is scored against the
-reference with `tui_tuner.metrics` (exact match, token F1, ROUGE-L, possible hallucination).
+reference with `tui_tuner.inference.metrics` (exact match, token F1, ROUGE-L, possible hallucination).
 The held-out loss is the mean cross-entropy over the answer tokens, tokenized exactly as
 training tokenized them (`tui_tuner.data.tokenize_conversation`); perplexity is exp(loss).
 With `compare_base` the same prompts go through the base weights (the adapter switched
@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from tui_tuner.config import project_dir_for
-from tui_tuner.infer import ChatModel, GenerationSettings, ModelSource, SourceError
-from tui_tuner.metrics import score_answer
+from tui_tuner.config.schema import project_dir_for
+from tui_tuner.inference.chat_model import ChatModel, GenerationSettings, ModelSource, SourceError
+from tui_tuner.inference.metrics import score_answer
 
 EVAL_SETTINGS = GenerationSettings(temperature=0.0, max_new_tokens=128, repetition_penalty=1.0)
 """Greedy decoding: the report is reproducible and base vs tuned differ only by the weights."""

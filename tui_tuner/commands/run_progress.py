@@ -11,10 +11,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tui_tuner.events import EventTail
-from tui_tuner.runs import RunDir
-from tui_tuner.status import RunStatus
-from tui_tuner.units import format_bytes, format_duration
+from tui_tuner.rundir.events import EventTail
+from tui_tuner.rundir.runs import RunDir
+from tui_tuner.rundir.status import RunStatus
+from tui_tuner.core.units import format_bytes, format_duration
 
 POLL_S = 0.5
 

@@ -6,7 +6,7 @@ backend), logits, and the CUDA context. Each term is an `EstimateLine` with a se
 learner understands. Formulas and the published measurements they are checked against are
 in docs/memory-estimate.md.
 
-    python -c "from tui_tuner.modelspec import model_spec; from tui_tuner.estimate import *; \\
+    python -c "from tui_tuner.models.spec import model_spec; from tui_tuner.fit.estimate import *; \\
                print(estimate_memory(model_spec('meta-llama/Llama-3.1-8B'), 'qlora').table_text())"
 """
 
@@ -15,11 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Literal
 
-from tui_tuner.modelspec import ModelSpec, linear_modules
-from tui_tuner.units import format_count
+from tui_tuner.models.spec import ModelSpec, linear_modules
+from tui_tuner.core.units import format_count
 
 if TYPE_CHECKING:
-    from tui_tuner.config import RunConfig
+    from tui_tuner.config.schema import RunConfig
 
 Method = Literal["full", "lora", "qlora"]
 Backend = Literal["transformers", "unsloth"]
@@ -375,7 +375,7 @@ def _optimizer_why(optimizer: str, method: str, trainable: int) -> str:
 def estimate_for_config(cfg: "RunConfig", spec: ModelSpec | None = None, *, backend: str | None = None,
                         on_gpu: bool = True) -> MemoryEstimate:
     """The estimate for a validated run config (the model's spec is looked up when not given)."""
-    from tui_tuner.modelspec import model_spec
+    from tui_tuner.models.spec import model_spec
 
     spec = spec or model_spec(cfg.model.name_or_path, cfg.model.revision)
     chosen_backend = backend or ("unsloth" if cfg.backend == "unsloth" else "transformers")

@@ -1,0 +1,1 @@
+"""The one chat-template renderer."""

@@ -1,0 +1,1 @@
+"""The one run-config schema: loading with YAML positions, --set overrides, reference."""

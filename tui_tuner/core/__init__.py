@@ -1,0 +1,1 @@
+"""Small shared pieces every layer may use: units, names, quiet, text plots."""

@@ -1,0 +1,1 @@
+"""Merged safetensors, GGUF through llama.cpp, Ollama Modelfiles."""

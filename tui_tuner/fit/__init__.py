@@ -1,0 +1,1 @@
+"""Hardware (NVML), the memory estimate, measured peaks, the fit check."""

@@ -1,0 +1,1 @@
+"""Chat models from runs/checkpoints, evaluation, answer metrics, transcripts."""

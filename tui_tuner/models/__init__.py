@@ -1,0 +1,1 @@
+"""Model specs (config.json only), the catalog, the offline demo model."""

@@ -1,0 +1,1 @@
+"""The run-directory contract: runs, status, events, experiment log, sweeps."""
