@@ -45,6 +45,23 @@ def test_keeper_throttles_unforced_writes(tmp_path):
     assert read_status(tmp_path).step == 3
 
 
+def test_state_changes_are_fsynced_progress_writes_are_not(tmp_path, monkeypatch):
+    import os
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    keeper = StatusKeeper(tmp_path, RunStatus(state="running"), min_interval_s=0)
+    keeper.update(step=1)  # forced: a state the run must not lose
+    assert len(synced) == 1
+    for step in range(2, 6):
+        keeper.update(force=False, step=step)  # progress: atomic replace only
+    assert len(synced) == 1 and read_status(tmp_path).step == 5
+    assert [p.name for p in tmp_path.iterdir()] == ["status.json"]
+    keeper.update(state="finished")
+    assert len(synced) == 2 and read_status(tmp_path).state == "finished"
+
+
 @pytest.mark.parametrize("text, oom", [
     ("CUDA out of memory. Tried to allocate 2.00 GiB", True),
     ("torch.OutOfMemoryError: ...", True),

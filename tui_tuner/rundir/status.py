@@ -1,8 +1,11 @@
 """A run's `status.json`: the single source of truth for what state a run is in.
 
 Written only by the run's worker (and its supervisor when the worker dies), always
-atomically: the new content goes to a temp file in the same folder, is fsynced and
-then `os.replace`d over the old one, so a reader never sees half a file.
+atomically: the new content goes to a temp file in the same folder and is `os.replace`d
+over the old one, so a reader never sees half a file. State changes are fsynced before
+the replace; the once-a-second progress writes (step, loss) are not: the replace alone
+keeps them whole for every reader and across a killed worker, and an fsync each second
+cost the training thread ~14 ms (see docs/run-directory.md).
 Readers (CLI, TUI) call `read_status`; `tui_tuner.rundir.runs.RunDir.status()` adds the
 liveness check that turns a dead worker into `crashed`.
 """
@@ -121,15 +124,21 @@ class RunStatus:
         return st
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Replace `path` with `text` so readers see the old or the new content, never a mix."""
+def atomic_write_text(path: Path, text: str, durable: bool = True) -> None:
+    """Replace `path` with `text` so readers see the old or the new content, never a mix.
+
+    `durable=False` skips the fsync: still atomic for every reader and when this process is
+    killed (the page cache outlives it); only a power loss or kernel crash may bring back the
+    previous content, or an empty file on file systems that do not flush data before a rename.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -139,12 +148,12 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
-def write_status(run_dir: str | Path, status: RunStatus | dict[str, Any]) -> None:
-    """Atomically write `status.json` in `run_dir`."""
+def write_status(run_dir: str | Path, status: RunStatus | dict[str, Any], durable: bool = True) -> None:
+    """Atomically write `status.json` in `run_dir` (`durable=False`: progress only, no fsync)."""
     data = status.as_dict() if isinstance(status, RunStatus) else dict(status)
     if data.get("state") not in STATES:
         raise ValueError(f"unknown run state {data.get('state')!r}; expected one of {', '.join(STATES)}")
-    atomic_write_text(Path(run_dir) / STATUS_FILE, json.dumps(data, indent=1, default=str) + "\n")
+    atomic_write_text(Path(run_dir) / STATUS_FILE, json.dumps(data, indent=1, default=str) + "\n", durable)
 
 
 def read_status(run_dir: str | Path) -> RunStatus | None:
@@ -162,7 +171,12 @@ def read_status(run_dir: str | Path) -> RunStatus | None:
     return RunStatus.from_dict(data)
 
 class StatusKeeper:
-    """The worker's in-memory status; every write replaces the whole file atomically."""
+    """The worker's in-memory status; every write replaces the whole file atomically.
+
+    `update(force=False)` is the throttled progress write of the training loop: at most one
+    per `min_interval_s`, without fsync. Forced updates (state changes, checkpoints, the end)
+    are fsynced, so a finished or failed state survives a power loss too.
+    """
 
     def __init__(self, run_dir: Path, status: RunStatus, min_interval_s: float = 1.0, *, persist: bool = True):
         self.run_dir = Path(run_dir)
@@ -179,7 +193,7 @@ class StatusKeeper:
                 self.status.extra[key] = value
         now = time.monotonic()
         if self.persist and (force or now - self._last_write >= self.min_interval_s):
-            write_status(self.run_dir, self.status)
+            write_status(self.run_dir, self.status, durable=force)
             self._last_write = now
 
 
