@@ -95,3 +95,12 @@ def test_units_read_at_a_glance():
     assert format_bytes(605777920) == "577.7 MiB" and format_bytes(512) == "512 B" and format_bytes(None) == "-"
     assert format_duration(3723) == "1:02:03" and format_duration(65) == "1:05" and format_duration(float("nan")) == "-"
     assert format_count(1_000_576) == "1.0M" and format_count(1.1e9) == "1.10B" and format_count(999) == "999"
+
+
+def test_fit_defaults_are_the_schema_defaults():
+    from tui_tuner.config.defaults import FIT_DEFAULTS
+
+    dumped = RunConfig().model_dump(mode="json")
+    for section, values in FIT_DEFAULTS.items():
+        for key, value in values.items():
+            assert dumped[section][key] == value, f"{section}.{key}"

@@ -47,3 +47,13 @@ def test_domain_modules_never_import_textual():
             "print('textual' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_check_of_a_model_does_not_build_the_config_schema():
+    code = ("import contextlib, io, sys\nfrom tui_tuner.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    main(['check', 'meta-llama/Llama-3.1-8B', '--vram', '24', '--json'])\n"
+            "print(sorted(m for m in ('tui_tuner.config.schema', 'pydantic') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True,
+                         env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    assert out.stdout.strip().splitlines()[-1] == "[]"

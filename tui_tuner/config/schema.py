@@ -19,8 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-DEMO_MODEL_ID = "tui-tuner/demo-tiny-llama"
-"""A tiny Llama built locally on first use (see `tui_tuner.models.demo`); knows only its training data."""
+from tui_tuner.config.defaults import DEMO_MODEL_ID
 
 BUILTIN_TEMPLATES = ("chatml", "llama-3", "zephyr", "alpaca")
 

@@ -147,9 +147,14 @@ def _backends(opts: FitOptions, hw: HardwareReport, hypothetical: bool) -> list[
 
 def _settings(opts: FitOptions, cfg: Any | None) -> dict[str, Any]:
     """estimate_memory keyword arguments: the config's values (or the defaults), overridden by `opts`."""
-    from tui_tuner.config.schema import RunConfig
+    if cfg is None:  # the defaults, without building the pydantic schema (most of `check MODEL`'s start-up)
+        from types import SimpleNamespace
 
-    base = cfg or RunConfig()
+        from tui_tuner.config.defaults import FIT_DEFAULTS
+
+        base: Any = SimpleNamespace(**{k: SimpleNamespace(**v) for k, v in FIT_DEFAULTS.items()})
+    else:
+        base = cfg
     tm: Any = base.lora.target_modules if opts.target_modules is None else opts.target_modules
     if isinstance(tm, str) and tm != "all-linear":
         tm = [t.strip() for t in tm.split(",") if t.strip()]
@@ -218,7 +223,6 @@ def check_fit(target: str | None = None, options: FitOptions | None = None, *,
     Raises `FitCheckError` for bad input about the target itself; presets that cannot be
     checked are listed in `problems` instead. `hardware`: a probe already taken (the TUI's).
     """
-    from tui_tuner.config.schema import load_config
     from tui_tuner.fit.hardware import probe
     from tui_tuner.models.spec import ModelSpecError, model_spec
 
@@ -229,6 +233,8 @@ def check_fit(target: str | None = None, options: FitOptions | None = None, *,
     targets: list[TargetFit] = []
     problems: list[str] = []
     if target is None or target.endswith((".yaml", ".yml")):
+        from tui_tuner.config.schema import load_config
+
         for path in [Path(target)] if target else project_configs():
             loaded = load_config(path, opts.overrides)
             if not loaded.ok or loaded.config is None:

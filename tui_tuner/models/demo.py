@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tui_tuner.config.schema import DEMO_MODEL_ID
+from tui_tuner.config.defaults import DEMO_MODEL_ID
 
 DEMO_DIR_NAME = "demo-tiny-llama"
 BUILD_VERSION = 2

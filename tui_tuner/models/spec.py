@@ -357,7 +357,7 @@ def _hub_config(repo_id: str, revision: str | None) -> tuple[dict[str, Any], str
 
 def _demo_spec() -> ModelSpec:
     """The built-in demo model: its config.json once built, else the numbers it will be built with."""
-    from tui_tuner.config.schema import DEMO_MODEL_ID
+    from tui_tuner.config.defaults import DEMO_MODEL_ID
 
     try:
         from tui_tuner.models import demo as demo_model
@@ -386,7 +386,7 @@ def model_spec(name_or_path: str, revision: str | None = None) -> ModelSpec:
     built-in catalog; the hub (config.json only) when online. Raises `ModelSpecError` with
     what to do when none has it.
     """
-    from tui_tuner.config.schema import DEMO_MODEL_ID
+    from tui_tuner.config.defaults import DEMO_MODEL_ID
 
     if name_or_path == DEMO_MODEL_ID:
         return _demo_spec()
