@@ -14,7 +14,7 @@ import pytest
 from tui_tuner.config.schema import RunConfig
 from tui_tuner.rundir.runs import (
     RunDir, RunError, RunLookupError, checkpoint_problem, create_run, delete_run, find_run, list_runs,
-    process_start_time, queue_ready, resume_run,
+    process_start_time, queue_ready, resume_run, run_summary,
 )
 from tui_tuner.rundir.status import read_status, write_status
 from tui_tuner.train.supervisor import record_exit
@@ -36,6 +36,21 @@ def test_create_run_layout_and_distinct_names_in_one_second(cfg, tmp_path):
     assert os.path.isabs(frozen.data.train)  # the run does not depend on the cwd it started in
     assert a.meta()["probe"] == "auto"
     assert [r.name for r in list_runs(tmp_path / "runs")] == [a.name, b.name]
+
+
+def test_listing_reads_the_summary_cached_in_status_and_falls_back_to_the_config(cfg, tmp_path):
+    cfg.method, cfg.lora.r = "qlora", 32
+    run = create_run(cfg, tmp_path, "sum")
+    cached = read_status(run.path).summary
+    assert cached == {"model": cfg.model.name_or_path, "method": "qlora", "r": 32}
+    run.config_path.write_text("method: [unreadable", encoding="utf-8")
+    assert run_summary(run) == cached  # the listing does not read config.yaml when status has the summary
+    st = read_status(run.path)
+    st.summary = None  # a run written before the summary existed
+    write_status(run.path, st)
+    assert run_summary(run) == {"model": "?", "method": "?", "r": None}  # unreadable config: unknown, no raise
+    run.config_path.write_text("model: {name_or_path: m}\nmethod: full\nlora: {r: 8}\n", encoding="utf-8")
+    assert run_summary(run) == {"model": "m", "method": "full", "r": None}
 
 
 @pytest.mark.parametrize("name", ["../evil", "a/b", "..", ".hidden", "x" * 100])

@@ -65,21 +65,24 @@ def _find(args: argparse.Namespace):
 def _raw_config(run) -> dict[str, Any]:
     import yaml
 
+    from tui_tuner.rundir.runs import load_yaml
+
     try:
-        data = yaml.safe_load(run.config_path.read_text(encoding="utf-8"))
+        data = load_yaml(run.config_path.read_text(encoding="utf-8"))
         return data if isinstance(data, dict) else {}
     except (OSError, yaml.YAMLError):
         return {}
 
 
 def run_row(run) -> dict[str, Any]:
-    """One `runs ls` row (also the JSON form)."""
+    """One `runs ls` row (also the JSON form): status.json and its cached config summary."""
+    from tui_tuner.rundir.runs import run_summary
+
     st = run.status()
-    cfg = _raw_config(run)
-    method = cfg.get("method", "?")
+    summary = run_summary(run, st)
     return {
-        "name": run.name, "state": st.state, "model": (cfg.get("model") or {}).get("name_or_path", "?"),
-        "method": method, "r": (cfg.get("lora") or {}).get("r") if method != "full" else None,
+        "name": run.name, "state": st.state, "model": summary["model"], "method": summary["method"],
+        "r": summary["r"],
         "step": st.step, "max_steps": st.max_steps, "loss": st.loss, "duration_s": st.duration_s,
         "queued_after": st.queued_after, "error": st.error,
     }

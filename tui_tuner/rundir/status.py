@@ -91,6 +91,8 @@ class RunStatus:
     """A note for the user that is not an error (e.g. how a stop went)."""
     queued_after: str | None = None
     """For a queued run: the run that must end before this one starts (see docs/run-directory.md)."""
+    summary: dict[str, Any] | None = None
+    """The config facts a listing shows (`model`, `method`, `r`), so `runs ls` reads no config.yaml."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

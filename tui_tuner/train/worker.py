@@ -405,7 +405,10 @@ def run_worker(run_dir: str | Path) -> int:
             events.write("resume", from_step=from_step, checkpoint=resume_from.name if resume_from else None,
                          skipped_incomplete=skipped)
             keeper.status.resumed_from_step = from_step
-        keeper.update(backend=backend, backend_reason=reason, device=device, step=from_step)
+        from tui_tuner.rundir.runs import config_summary
+
+        keeper.update(backend=backend, backend_reason=reason, device=device, step=from_step,
+                      summary=config_summary(cfg))
         events.write("start", attempt=status.attempts, backend=backend, backend_reason=reason, device=device,
                      pid=pid)
         print(f"tui-tuner worker {pid}: run {run.name}, backend {backend} ({reason}), device {device}"

@@ -20,7 +20,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from tui_tuner.rundir.runs import RunDir, delete_run, list_runs, resume_run
+from tui_tuner.rundir.runs import RunDir, delete_run, list_runs, resume_run, run_summary
 from tui_tuner.core.units import format_duration
 from tui_tuner.tui.screens.modals import ConfirmModal
 from tui_tuner.tui.screens.train import STATE_STYLES
@@ -61,16 +61,15 @@ def _started(ts: float | None) -> str:
 
 
 def run_row(run: RunDir, config_cache: dict[str, tuple[str, str]]) -> RunRow:
-    """Read one run's status (and config, once) into a table row."""
+    """Read one run's status (and its config summary, once) into a table row."""
     st = run.status()
     if run.name not in config_cache:
-        try:
-            cfg = run.config()
-            model = cfg.model.name_or_path.rstrip("/").split("/")[-1]
-            method = cfg.method if cfg.method == "full" else f"{cfg.method} r{cfg.lora.r}"
-            config_cache[run.name] = (model if len(model) <= 18 else model[:17] + "…", method)
-        except Exception:  # an unreadable config is shown as unknown; the run's error says why
-            config_cache[run.name] = ("?", "?")
+        summary = run_summary(run, st)  # cached in status.json: no config parsing for new runs
+        model = str(summary["model"]).rstrip("/").split("/")[-1]
+        method = str(summary["method"])
+        if method in ("lora", "qlora") and summary["r"] is not None:
+            method = f"{method} r{summary['r']}"
+        config_cache[run.name] = (model if len(model) <= 18 else model[:17] + "…", method)
     model, method = config_cache[run.name]
     progress = f"{st.step}/{st.max_steps or '?'}"
     loss = f"{st.loss:.4f}" if isinstance(st.loss, (int, float)) else "-"
