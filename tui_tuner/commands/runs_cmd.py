@@ -90,13 +90,15 @@ def run_row(run) -> dict[str, Any]:
 
 def run_ls(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.table import Table
 
     from tui_tuner.core.units import format_duration
     from tui_tuner.rundir.runs import list_runs, start_ready_queued
 
-    start_ready_queued(args.runs_dir)  # a queue whose supervisor died moves on
-    rows = [run_row(r) for r in list_runs(args.runs_dir)]
+    runs = list_runs(args.runs_dir)
+    rows = [run_row(r) for r in runs]
+    # A queue whose supervisor died moves on; only a listing with a queued run needs the check.
+    if any(row["state"] == "queued" for row in rows) and start_ready_queued(args.runs_dir, runs):
+        rows = [run_row(r) for r in list_runs(args.runs_dir)]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -106,17 +108,53 @@ def run_ls(args: argparse.Namespace) -> int:
         return 0
     colours = {"running": "cyan", "stopping": "cyan", "finished": "green", "stopped": "yellow",
                "failed": "red", "crashed": "red", "queued": "dim"}
-    table = Table(box=None, header_style="bold")
-    for col in ("name", "state", "model", "method", "r", "step", "loss", "duration"):
-        table.add_column(col, justify="right" if col in ("r", "step", "loss", "duration") else "left",
-                         no_wrap=col != "model", overflow="ellipsis")
-    for row in rows:
-        table.add_row(row["name"], f"[{colours.get(row['state'], '')}]{row['state']}[/]", str(row["model"]),
-                      str(row["method"]), "-" if row["r"] is None else str(row["r"]),
-                      f"{row['step']}/{row['max_steps'] or '?'}",
-                      "-" if row["loss"] is None else f"{row['loss']:.4f}", format_duration(row["duration_s"]))
-    console.print(table)
+    cells = [[row["name"], str(row["state"]), str(row["model"]), str(row["method"]),
+              "-" if row["r"] is None else str(row["r"]), f"{row['step']}/{row['max_steps'] or '?'}",
+              "-" if row["loss"] is None else f"{row['loss']:.4f}", format_duration(row["duration_s"])]
+             for row in rows]
+    styles = [colours.get(str(row["state"])) for row in rows]
+    console.print(aligned_table(LS_COLUMNS, cells, styles, console.width), soft_wrap=True)
     return 0
+
+
+LS_COLUMNS = (("name", "left"), ("state", "left"), ("model", "left"), ("method", "left"), ("r", "right"),
+              ("step", "right"), ("loss", "right"), ("duration", "right"))
+
+
+def aligned_table(columns: tuple[tuple[str, str], ...], cells: list[list[str]], state_styles: list[str | None],
+                  width: int):
+    """The runs table as one rich `Text`: columns aligned, the state coloured, fitted to `width`.
+
+    rich's `Table` measures and wraps every cell, which took seconds for 1,000 runs; plain
+    columns cost a few milliseconds. The model (then the name) column gives way, with an
+    ellipsis, when the terminal is too narrow.
+    """
+    from rich.cells import cell_len, set_cell_size
+    from rich.text import Text
+
+    header = [name for name, _ in columns]
+    widths = [max(cell_len(r[i]) for r in [header, *cells]) for i in range(len(columns))]
+    excess = sum(widths) + 2 * (len(columns) - 1) - width
+    for shrink in (2, 0):  # model, then name
+        if excess > 0:
+            cut = min(excess, max(0, widths[shrink] - 8))
+            widths[shrink] -= cut
+            excess -= cut
+
+    def fit(value: str, w: int, align: str) -> str:
+        if cell_len(value) > w:
+            value = set_cell_size(value, w - 1) + "…"
+        pad = " " * (w - cell_len(value))
+        return pad + value if align == "right" else value + pad
+
+    text = Text(no_wrap=True)
+    text.append("  ".join(fit(h, w, a) for h, w, (_, a) in zip(header, widths, columns)).rstrip() + "\n", "bold")
+    for row, style in zip(cells, state_styles):
+        for i, (value, w, (_, align)) in enumerate(zip(row, widths, columns)):
+            text.append(fit(value, w, align), style if i == 1 else None)
+            text.append("  " if i < len(columns) - 1 else "\n")
+    text.rstrip()
+    return text
 
 
 def config_changes(run) -> dict[str, Any]:

@@ -640,13 +640,14 @@ def queue_ready(run: RunDir, runs: list[RunDir] | None = None) -> bool:
     return before is None or before.status().state in FINAL_STATES
 
 
-def start_ready_queued(runs_dir: str | Path) -> list[RunDir]:
+def start_ready_queued(runs_dir: str | Path, runs: list[RunDir] | None = None) -> list[RunDir]:
     """Launch every queued run whose predecessor has ended; returns those started.
 
     Called by a supervisor when its worker ends, and by `tui-tuner runs ls` / the TUI so a
     queue whose supervisor died still moves on. The launch lock makes concurrent callers safe.
+    `runs`: the listing of `runs_dir` when the caller has just made it.
     """
-    runs = list_runs(runs_dir)
+    runs = list_runs(runs_dir) if runs is None else runs
     started = []
     for run in runs:
         if queue_ready(run, runs):
