@@ -11,16 +11,57 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tui_tuner.rundir.events import EventTail
+from tui_tuner.rundir.events import EventTail, prepare_text
 from tui_tuner.rundir.runs import RunDir
 from tui_tuner.rundir.status import RunStatus
 from tui_tuner.core.units import format_bytes, format_duration
 
 POLL_S = 0.5
+PLAIN_PREPARE_EVERY_S = 10.0
+"""Without a terminal, a preparation line (tokenizing ...) is printed at most this often."""
 
 
+class PreflightProgress:
+    """What `train` checks before the run starts (tokenizing N rows ...), on one line of stderr.
 
+    Called as `progress(what, done, total)`. In a terminal the line is rewritten in place
+    (at most a few times a second) and cleared at the end; piped, a line is printed when the
+    step changes and every `PLAIN_PREPARE_EVERY_S` seconds, so logs stay short.
+    """
 
+    def __init__(self, stream: Any = None):
+        import sys
+
+        from tui_tuner.rundir.events import PrepareRate
+
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.rate = PrepareRate()
+        self.shown = ("", 0.0)
+        self.width = 0
+
+    def __call__(self, what: str, done: int | None = None, total: int | None = None) -> None:
+        text = prepare_text(self.rate.fields(what, done, total))
+        now = time.monotonic()
+        if self.tty:
+            if what == self.shown[0] and now - self.shown[1] < 0.2 and done != total:
+                return
+            self.stream.write("\r" + text.ljust(self.width))
+            self.width = len(text)
+        elif what != self.shown[0] or now - self.shown[1] >= PLAIN_PREPARE_EVERY_S:
+            self.stream.write(text + "\n")
+        else:
+            return
+        self.shown = (what, now)
+        self.stream.flush()
+
+    def __enter__(self) -> "PreflightProgress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.tty and self.width:
+            self.stream.write("\r" + " " * self.width + "\r")
+            self.stream.flush()
 
 
 def progress_fields(st: RunStatus, tail: EventTail) -> dict[str, str]:
@@ -83,6 +124,7 @@ def follow_run(run: RunDir, console: Any = None, *, interrupt_stops: bool = True
         console=console, disable=not fancy, transient=False,
     )
     last_printed_step = -1
+    last_prepare: tuple[str, float] = ("", 0.0)
     st = run.status()
     with progress:
         task = progress.add_task(st.state, total=st.max_steps or None, loss="-", lr="-", tok_s="-", eta="-", gpu="")
@@ -91,7 +133,14 @@ def follow_run(run: RunDir, console: Any = None, *, interrupt_stops: bool = True
                 tail.poll()
                 st = run.status()
                 fields = progress_fields(st, tail)
-                progress.update(task, description=st.state, completed=st.step, total=st.max_steps or None, **fields)
+                prepare = prepare_text(tail.history.prepare) if tail.history.prepare and st.is_active else None
+                progress.update(task, description=f"{st.state}: {prepare}" if prepare else st.state,
+                                completed=st.step, total=st.max_steps or None, **fields)
+                if not fancy and prepare:
+                    what = str(tail.history.prepare.get("what"))
+                    if what != last_prepare[0] or time.monotonic() - last_prepare[1] >= PLAIN_PREPARE_EVERY_S:
+                        last_prepare = (what, time.monotonic())
+                        console.print(prepare)
                 if not fancy and tail.history.last_log and tail.history.last_log.get("step", -1) != last_printed_step:
                     last_printed_step = tail.history.last_log["step"]
                     console.print(f"step {last_printed_step}/{st.max_steps or '?'} loss {fields['loss']} "

@@ -37,9 +37,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_train)
 
 
-def check_before_start(config_path: str, overrides: list[str], name: str | None) -> tuple[object | None, list]:
+def check_before_start(config_path: str, overrides: list[str], name: str | None,
+                       progress: object = None) -> tuple[object | None, list]:
     """(LoadedConfig, every issue): config, model/dataset/template preflight, dataset, run name and report_to,
-    all checked before anything is created."""
+    all checked before anything is created.
+
+    Tokenizing the dataset here is not extra work: the token ids are cached
+    (`tui_tuner.data.tokenized`) and the worker reads them instead of tokenizing again.
+    `progress(what, done, total)` hears how it goes.
+    """
     from tui_tuner.config.schema import ConfigIssue, load_config
     from tui_tuner.core.names import run_name_problem
 
@@ -57,8 +63,11 @@ def check_before_start(config_path: str, overrides: list[str], name: str | None)
 
     # With the model's tokenizer (local only, never downloaded) the check also catches examples
     # that max_seq_length cuts down to nothing, before a run directory exists.
+    if progress:
+        progress("loading the tokenizer")
     tokenizer, _ = load_tokenizer_if_local(loaded.config.model)
-    issues.extend(check_config_dataset(loaded, tokenizer).issues_as_config_issues())
+    issues.extend(check_config_dataset(loaded, tokenizer, cache=tokenizer is not None,
+                                       progress=progress).issues_as_config_issues())
     if name is not None:
         problem = run_name_problem(name)
         if problem:
@@ -79,7 +88,10 @@ def run_train(args: argparse.Namespace) -> int:
     from tui_tuner.rundir.runs import RunError, create_run, start_worker
 
     overrides = list(args.overrides) + ([f"distributed.gpus={args.gpus}"] if args.gpus is not None else [])
-    loaded, issues = check_before_start(args.config, overrides, args.name)
+    from tui_tuner.commands.run_progress import PreflightProgress
+
+    with PreflightProgress() as progress:
+        loaded, issues = check_before_start(args.config, overrides, args.name, progress=progress)
     plan = _launch_plan(args, loaded, issues)
     errors = [i for i in issues if i.severity == "error"]
     print_issues(issues)

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from tui_tuner.data.formats import (
     FORMATS, apply_field_mapping, describe_unknown, detect_format, extra_fields, mapping_problems, normalize,
 )
 from tui_tuner.data.issues import DataIssue
-from tui_tuner.data.readers import read_records
+from tui_tuner.data.readers import RecordStream
 
 _SHOWN_PAIRS = 5
 
@@ -38,6 +39,8 @@ class DatasetLoad:
     unused_fields: dict[str, int] = field(default_factory=dict)
     limited_to: int | None = None
     """`data.max_samples` when it cut the examples short."""
+    count: int = 0
+    """Usable examples (after `data.max_samples`), also when `examples` was not kept."""
     row_based: bool = False
 
     @property
@@ -51,17 +54,24 @@ class DatasetLoad:
     @property
     def ok(self) -> bool:
         """True when the file has no errors and at least one usable example."""
-        return not self.errors and bool(self.examples)
+        return not self.errors and self.count > 0
 
 
 def load_dataset_file(path: str | Path, data_cfg: Any = None, *, shown: str | None = None,
-                      report_mapping: bool = True) -> DatasetLoad:
+                      report_mapping: bool = True, keep_examples: bool = True,
+                      on_example: Callable[[int, list[dict[str, str]]], None] | None = None) -> DatasetLoad:
     """Read, detect and normalize a dataset file; never raises on bad data.
 
     `data_cfg` (a `DataConfig`) supplies `format` (auto or forced), `fields` (name mapping),
     `system_prompt` and `max_samples`. Without it the format is detected and nothing is mapped.
     `report_mapping=False` leaves bad `data.fields` keys to the caller (config check reports
     them on the config's own line).
+
+    Big files: with `keep_examples=False` no conversation is kept (`examples` and `lines`
+    stay empty, `count` says how many there are); `on_example(line, conversation)` sees each
+    usable example (up to `max_samples`) in file order as it is read. JSON Lines are streamed:
+    once to find the file's format (auto), once to normalize, so memory holds only counts,
+    duplicate fingerprints and issues.
     """
     path = Path(path)
     shown = shown or str(path)
@@ -70,41 +80,40 @@ def load_dataset_file(path: str | Path, data_cfg: Any = None, *, shown: str | No
     system_prompt = getattr(data_cfg, "system_prompt", None)
     max_samples = getattr(data_cfg, "max_samples", None)
 
-    read = read_records(path, shown)
-    load = DatasetLoad(path=path, format="unknown", issues=list(read.issues), records=len(read.records),
-                       row_based=read.row_based)
+    load = DatasetLoad(path=path, format="unknown")
 
     def issue(line: int | None, message: str, severity: str = "error") -> None:
-        load.issues.append(DataIssue(shown, line, message, None, severity, read.row_based))
+        load.issues.append(DataIssue(shown, line, message, None, severity, load.row_based))
 
-    for key, problem in mapping_problems(mapping) if report_mapping else []:
-        issue(None, f"`{key}`: {problem}")
-
-    records: list[tuple[int, dict[str, Any]]] = []
-    for rec in read.records:
-        if not isinstance(rec.value, dict):
-            hint = ' e.g. {"text": "..."}' if isinstance(rec.value, str) else ""
-            issue(rec.line, f"each record must be a JSON object {{...}} of fields, got {type(rec.value).__name__}{hint}.")
-            continue
-        records.append((rec.line, apply_field_mapping(rec.value, mapping)))
-
-    detected = {line: detect_format(value) for line, value in records}
-    counts = Counter(f for f in detected.values() if f is not None)
-    load.format_counts = dict(counts)
-    if forced != "auto":
-        fmt = forced
-    elif counts:
-        fmt = _file_format(counts)
+    counts: Counter[str] = Counter()
+    if forced == "auto":  # pass 1: the file's format is its records' majority format
+        for rec in RecordStream(path, shown):
+            if isinstance(rec.value, dict):
+                detected = detect_format(apply_field_mapping(rec.value, mapping))
+                if detected is not None:
+                    counts[detected] += 1
+        fmt = _file_format(counts) if counts else "unknown"
     else:
-        fmt = "unknown"
+        fmt = forced
     load.format = fmt
 
-    seen: dict[str, int] = {}
+    stream = RecordStream(path, shown)  # pass 2 (the only one for a forced format)
+    seen: dict[bytes, int] = {}
     unused: Counter[str] = Counter()
     first_unused_line: int | None = None
     empty: Counter[str] = Counter()
-    for line, value in records:
-        record_format = detected[line]
+    usable = 0
+    for rec in stream:
+        load.row_based = stream.row_based
+        line = rec.line
+        if not isinstance(rec.value, dict):
+            hint = ' e.g. {"text": "..."}' if isinstance(rec.value, str) else ""
+            issue(line, f"each record must be a JSON object {{...}} of fields, got {type(rec.value).__name__}{hint}.")
+            continue
+        value = apply_field_mapping(rec.value, mapping)
+        record_format = detect_format(value)
+        if forced != "auto" and record_format is not None:
+            counts[record_format] += 1
 
         def report(severity: str, message: str, _line: int = line) -> None:
             issue(_line, message, severity)
@@ -114,7 +123,7 @@ def load_dataset_file(path: str | Path, data_cfg: Any = None, *, shown: str | No
             continue
         if forced == "auto" and not _compatible(record_format, fmt):
             report("error", f"mixed formats: this record is {record_format} but the file is {fmt} "
-                            f"({counts[fmt]} of {len(records)} records); use one format per file "
+                            f"({counts[fmt]} of {sum(counts.values())} records); use one format per file "
                             "(or force one with data.format).")
             continue
         conversation = normalize(value, fmt, report, lambda name: empty.update([name]))
@@ -126,13 +135,28 @@ def load_dataset_file(path: str | Path, data_cfg: Any = None, *, shown: str | No
             continue
         if system_prompt and conversation[0]["role"] not in ("system", "text"):
             conversation.insert(0, {"role": "system", "content": system_prompt})
-        key = json.dumps(conversation, sort_keys=True, ensure_ascii=False)
+        # A 16-byte fingerprint per example instead of its text: a million rows stay small.
+        key = hashlib.blake2b(json.dumps(conversation, sort_keys=True, ensure_ascii=False).encode("utf-8"),
+                              digest_size=16).digest()
         if key in seen:
             load.duplicates.append((line, seen[key]))
         else:
             seen[key] = line
-        load.examples.append(conversation)
-        load.lines.append(line)
+        usable += 1
+        if max_samples is not None and usable > max_samples:
+            continue
+        if on_example is not None:
+            on_example(line, conversation)
+        if keep_examples:
+            load.examples.append(conversation)
+            load.lines.append(line)
+    load.row_based = stream.row_based
+    load.records = stream.count
+    load.issues = stream.issues + load.issues
+    load.format_counts = dict(counts)
+    load.count = usable if max_samples is None else min(usable, max_samples)
+    if max_samples is not None and usable > max_samples:
+        load.limited_to = max_samples
 
     load.empty_fields = dict(empty)
     load.unused_fields = dict(unused)
@@ -145,13 +169,12 @@ def load_dataset_file(path: str | Path, data_cfg: Any = None, *, shown: str | No
         more = f" and {len(load.duplicates) - _SHOWN_PAIRS} more" if len(load.duplicates) > _SHOWN_PAIRS else ""
         issue(load.duplicates[0][0], f"{len(load.duplicates)} duplicate example(s): {pairs}{more}. Duplicates "
                                      "weigh those examples more; remove them unless that is intended.", "warning")
-    if not read.records and not read.issues:
+    if not stream.count and not stream.issues:
         issue(1, "the file has no records (only blank lines): add one example per line.")
+    if mapping and report_mapping:
+        for key_name, problem in mapping_problems(mapping):
+            issue(None, f"`{key_name}`: {problem}")
     load.issues.sort(key=lambda i: (i.line or 0, i.column or 0))
-    if max_samples is not None and len(load.examples) > max_samples:
-        load.examples = load.examples[:max_samples]
-        load.lines = load.lines[:max_samples]
-        load.limited_to = max_samples
     return load
 
 

@@ -60,47 +60,81 @@ class _Sink:
 
 def read_records(path: Path, shown: str | None = None) -> ReadResult:
     """Read `path` by its suffix; every problem is returned as an issue, never raised."""
-    shown = shown or str(path)
-    sink = _Sink(shown)
-    suffix = path.suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
-        sink.error(None, f"unsupported file type `{path.suffix or '(none)'}`: use .jsonl, .json, .csv or .parquet.")
-        return ReadResult([], sink.issues)
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        sink.error(None, "file not found. Check the path (relative paths in a config resolve against the "
-                         "project folder, the parent of configs/).")
-        return ReadResult([], sink.issues)
-    except OSError as exc:
-        sink.error(None, f"cannot read: {exc.strerror}.")
-        return ReadResult([], sink.issues)
-    if path.is_dir():
-        sink.error(None, "is a folder, not a dataset file: name a .jsonl, .json, .csv or .parquet file.")
-        return ReadResult([], sink.issues)
-    if size == 0:
-        sink.error(1, "the file is empty (0 bytes): add one example per line, e.g. "
-                      '{"instruction": "...", "input": "", "output": "..."}.')
-        return ReadResult([], sink.issues)
-    try:
-        if suffix == ".parquet":
-            return _read_parquet(path, shown)
-        with path.open("rb") as handle:
-            head = handle.read(4096)
-        if not _check_head(head, sink):
-            return ReadResult([], sink.issues)
-        if suffix == ".jsonl":
-            if head.lstrip(_UTF8_BOM).lstrip().startswith(b"["):
-                sink.warning(1, "this .jsonl file holds one JSON array, not one object per line; read as JSON. "
-                                "Rename it to .json, or write one object per line.")
-                return _read_json(path, sink)
-            return _read_jsonl(path, sink)
-        if suffix == ".json":
-            return _read_json(path, sink)
-        return _read_csv(path, sink)
-    except OSError as exc:
-        sink.error(None, f"cannot read: {exc.strerror or exc}.")
-        return ReadResult([], sink.issues)
+    stream = RecordStream(path, shown)
+    records = list(stream)
+    return ReadResult(records, stream.issues, stream.row_based)
+
+
+class RecordStream:
+    """The records of one file, read while they are iterated; issues gather in `issues`.
+
+    JSON Lines are read one line at a time, so a file of a million rows never sits in memory
+    as records (`data check` and the tokenized cache only keep lengths). .json, .csv and
+    .parquet are parsed whole first, as before. Iterate once; `count` is the records yielded.
+    """
+
+    def __init__(self, path: Path, shown: str | None = None):
+        self.path = Path(path)
+        self.sink = _Sink(shown or str(path))
+        self.row_based = False
+        self.count = 0
+
+    @property
+    def issues(self) -> list[DataIssue]:
+        return self.sink.issues
+
+    def __iter__(self):
+        for record in self._records():
+            self.count += 1
+            yield record
+
+    def _records(self):
+        path, sink = self.path, self.sink
+        suffix = path.suffix.lower()
+        if suffix not in SUPPORTED_SUFFIXES:
+            sink.error(None, f"unsupported file type `{path.suffix or '(none)'}`: use .jsonl, .json, .csv or .parquet.")
+            return
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            sink.error(None, "file not found. Check the path (relative paths in a config resolve against the "
+                             "project folder, the parent of configs/).")
+            return
+        except OSError as exc:
+            sink.error(None, f"cannot read: {exc.strerror}.")
+            return
+        if path.is_dir():
+            sink.error(None, "is a folder, not a dataset file: name a .jsonl, .json, .csv or .parquet file.")
+            return
+        if size == 0:
+            sink.error(1, "the file is empty (0 bytes): add one example per line, e.g. "
+                          '{"instruction": "...", "input": "", "output": "..."}.')
+            return
+        try:
+            if suffix == ".parquet":
+                result = _read_parquet(path, sink.shown)
+                self.row_based = True
+                sink.issues.extend(result.issues)
+                yield from result.records
+                return
+            with path.open("rb") as handle:
+                head = handle.read(4096)
+            if not _check_head(head, sink):
+                return
+            if suffix == ".jsonl":
+                if head.lstrip(_UTF8_BOM).lstrip().startswith(b"["):
+                    sink.warning(1, "this .jsonl file holds one JSON array, not one object per line; read as JSON. "
+                                    "Rename it to .json, or write one object per line.")
+                    yield from _read_json(path, sink).records
+                    return
+                yield from _iter_jsonl(path, sink)
+                return
+            if suffix == ".json":
+                yield from _read_json(path, sink).records
+                return
+            yield from _read_csv(path, sink).records
+        except OSError as exc:
+            sink.error(None, f"cannot read: {exc.strerror or exc}.")
 
 
 def _check_head(head: bytes, sink: _Sink) -> bool:
@@ -158,7 +192,11 @@ def json_error_hint(message: str) -> str:
 
 
 def _read_jsonl(path: Path, sink: _Sink) -> ReadResult:
-    records: list[Record] = []
+    return ReadResult(list(_iter_jsonl(path, sink)), sink.issues)
+
+
+def _iter_jsonl(path: Path, sink: _Sink):
+    """Records of a JSON Lines file, one line at a time."""
     with path.open("rb") as handle:
         line = 0
         while True:
@@ -192,8 +230,7 @@ def _read_jsonl(path: Path, sink: _Sink) -> ReadResult:
                 sink.error(line, f"broken JSON: {exc.msg} — {json_error_hint(exc.msg)}", exc.colno)
                 continue
             column = len(text) - len(text.lstrip()) + 1
-            records.append(Record(value, line, column))
-    return ReadResult(records, sink.issues)
+            yield Record(value, line, column)
 
 
 def _decode_whole(raw: bytes, sink: _Sink) -> str:

@@ -84,7 +84,7 @@ class FileReport:
         load = self.load
         return {
             "file": self.shown, "config_key": self.config_key, "format": load.format,
-            "format_label": FORMAT_LABELS.get(load.format, load.format), "examples": len(load.examples),
+            "format_label": FORMAT_LABELS.get(load.format, load.format), "examples": load.count,
             "records": load.records, "limited_to": load.limited_to, "format_counts": load.format_counts,
             "duplicates": len(load.duplicates), "duplicate_lines": [list(p) for p in load.duplicates],
             "empty_fields": load.empty_fields, "unused_fields": load.unused_fields,
@@ -155,10 +155,10 @@ class DataReport:
         for report in self.files:
             load = report.load
             role = f" ({report.config_key})" if report.config_key else ""
-            count = f"{len(load.examples)} example(s)"
+            count = f"{load.count} example(s)"
             if load.limited_to is not None:
                 count += f" (data.max_samples keeps the first {load.limited_to})"
-            if load.records != len(load.examples) and load.limited_to is None:
+            if load.records != load.count and load.limited_to is None:
                 count += f" usable of {load.records} record(s)"
             lines.append(f"dataset {report.shown}{role}: {FORMAT_LABELS.get(load.format, load.format)}, {count}")
             t = report.tokens
@@ -193,11 +193,11 @@ def _token_issues(report: FileReport) -> list[DataIssue]:
     if t is None or not t.truncated:
         return []
     lines = ", ".join(map(str, t.truncated_lines[:_SHOWN_LINES])) + (" ..." if t.truncated > _SHOWN_LINES else "")
-    out = [DataIssue(report.shown, t.truncated_lines[0], f"{t.truncated} of {len(report.load.examples)} examples "
+    out = [DataIssue(report.shown, t.truncated_lines[0], f"{t.truncated} of {report.load.count} examples "
                      f"are longer than model.max_seq_length={t.max_seq_length} tokens (longest {t.max}) and will "
                      f"be cut at the end (lines {lines}); raise max_seq_length or shorten them.", None, "warning",
                      report.load.row_based)]
-    if t.no_answer_left and t.no_answer_left >= len(report.load.examples):
+    if t.no_answer_left and t.no_answer_left >= report.load.count:
         # Training would start, load the model, then find nothing to learn: refuse up front.
         out.append(DataIssue(report.shown, t.truncated_lines[0], f"every example loses its whole answer at "
                              f"model.max_seq_length={t.max_seq_length} tokens (longest example {t.max}), so there "
@@ -210,18 +210,26 @@ def _token_issues(report: FileReport) -> list[DataIssue]:
 
 
 def check_file(path: str | Path, cfg: Any = None, tokenizer: Any = None, *, config_key: str | None = None,
-               chat_template: str | None = None, shown: str | None = None) -> FileReport:
-    """Load and check one dataset file under a `RunConfig` (or defaults), with token stats when `tokenizer` is given."""
+               chat_template: str | None = None, shown: str | None = None, cache: bool = False,
+               progress: Any = None) -> FileReport:
+    """Load and check one dataset file under a `RunConfig` (or defaults), with token stats when `tokenizer` is given.
+
+    The file is streamed: no conversation is kept (`report.load.examples` is empty; `count`
+    says how many there are). With a tokenizer, `cache=True` also stores the token ids for
+    training (`tui_tuner.data.tokenized`); `progress(what, done, total)` hears how far it got.
+    """
     path = Path(path)
     shown = shown or _shown_path(path)
     data_cfg = getattr(cfg, "data", None)
-    load = load_dataset_file(path, data_cfg, shown=shown, report_mapping=config_key is None)
-    report = FileReport(load=load, shown=shown, config_key=config_key)
-    if tokenizer is not None and load.examples:
-        max_len = cfg.model.max_seq_length if cfg is not None else 1024
-        completion_only = data_cfg.completion_only_loss if data_cfg is not None else True
-        report.tokens = token_stats(tokenizer, load.examples, load.lines, max_len, completion_only, chat_template)
-        report.token_issues = _token_issues(report)
+    if tokenizer is None:
+        load = load_dataset_file(path, data_cfg, shown=shown, report_mapping=config_key is None, keep_examples=False)
+        return FileReport(load=load, shown=shown, config_key=config_key)
+    from tui_tuner.data.tokenized import tokenize_file
+
+    result = tokenize_file(path, cfg, tokenizer, chat_template, shown=shown, report_mapping=config_key is None,
+                           cache=cache, progress=progress)
+    report = FileReport(load=result.load, shown=shown, config_key=config_key, tokens=result.tokens)
+    report.token_issues = _token_issues(report)
     return report
 
 
@@ -243,8 +251,11 @@ def resolve_template_for_report(cfg: Any, tokenizer: Any) -> tuple[str | None, s
     return source, name, None
 
 
-def check_config_dataset(loaded: Any, tokenizer: Any = None) -> DataReport:
+def check_config_dataset(loaded: Any, tokenizer: Any = None, *, cache: bool = False,
+                         progress: Any = None) -> DataReport:
     """Check the datasets a loaded config names (`data.train`, `data.eval`).
+
+    `cache=True` keeps the token ids for the run's worker (see `check_file`).
 
     Relative paths resolve against `loaded.base_dir`. A missing file, a bad `data.fields`
     entry or a chat template that cannot render become `ConfigIssue`s on the config's
@@ -297,7 +308,8 @@ def check_config_dataset(loaded: Any, tokenizer: Any = None) -> DataReport:
             config_issue(f"data.{key}", f"dataset file not found: {path} (`{value}` resolved against {base}). "
                                         "Fix the path or create the file; see data/README.md for the formats.")
             continue
-        report.files.append(check_file(path, cfg, tokenizer, config_key=f"data.{key}", chat_template=template))
+        report.files.append(check_file(path, cfg, tokenizer, config_key=f"data.{key}", chat_template=template,
+                                       cache=cache, progress=progress))
     return report
 
 

@@ -124,6 +124,46 @@ def read_events(path: str | Path, offset: int = 0, max_bytes: int = MAX_READ_BYT
     return events, offset + end + 1
 
 
+PREPARE_KIND = "prepare"
+"""What the worker is doing before the first step: `{"kind": "prepare", "what": "tokenizing",
+"done": 1200, "total": 10000, "rate": 850.0, "eta_s": 10.4}` (done/total/rate/eta_s may be null)."""
+PREPARE_ENDS = frozenset({"train_begin", "log", "end"})
+"""Events after which the last `prepare` no longer describes what the run is doing."""
+
+
+class PrepareRate:
+    """Rate and ETA of a preparation step, from successive `(what, done, total)` reports."""
+
+    def __init__(self) -> None:
+        self.what: str | None = None
+        self.began = 0.0
+
+    def fields(self, what: str, done: int | None = None, total: int | None = None) -> dict[str, Any]:
+        now = time.monotonic()
+        if what != self.what:
+            self.what, self.began = what, now
+        elapsed = now - self.began
+        rate = round(done / elapsed, 1) if done and elapsed > 0.2 else None
+        eta = round((total - done) / rate, 1) if rate and total is not None and total >= done else None
+        return {"what": what, "done": done, "total": total, "rate": rate, "eta_s": eta}
+
+
+def prepare_text(event: dict[str, Any]) -> str:
+    """`tokenizing 12,000 of 100,000 rows · 3,400 rows/s · ETA 26s` from a `prepare` event."""
+    from tui_tuner.core.units import format_duration
+
+    what = str(event.get("what") or "preparing")
+    done, total, rate, eta = (event.get(k) for k in ("done", "total", "rate", "eta_s"))
+    parts = [what]
+    if isinstance(done, int) and done > 0:
+        parts[0] += f" {done:,}" + (f" of {total:,}" if isinstance(total, int) and total >= done else "") + " rows"
+    if isinstance(rate, (int, float)) and rate > 0:
+        parts.append(f"{rate:,.0f} rows/s")
+    if isinstance(eta, (int, float)) and eta > 0:
+        parts.append(f"ETA {format_duration(eta)}")
+    return " · ".join(parts)
+
+
 @dataclass
 class RunHistory:
     """Events folded into what a display needs, with resumes applied (no duplicated steps)."""
@@ -136,13 +176,19 @@ class RunHistory:
     probe: dict[str, Any] | None = None
     summary: dict[str, Any] | None = None
     resumes: list[dict[str, Any]] = field(default_factory=list)
+    prepare: dict[str, Any] | None = None
+    """The last `prepare` event while the worker has not started training (None after)."""
     other: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, events: list[dict[str, Any]]) -> None:
         """Fold new events in, in file order."""
         for ev in events:
             kind = ev.get("kind")
-            if kind == "log":
+            if kind in PREPARE_ENDS:
+                self.prepare = None
+            if kind == PREPARE_KIND:
+                self.prepare = ev
+            elif kind == "log":
                 self.logs.append(ev)
             elif kind == "eval":
                 self.evals.append(ev)

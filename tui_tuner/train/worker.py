@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tui_tuner.rundir.events import EventWriter
+from tui_tuner.rundir.events import PREPARE_KIND, EventWriter, PrepareRate
 from tui_tuner.rundir.runs import RunDir, checkpoint_problem, checkpoint_step, process_start_time
 from tui_tuner.rundir.status import OOM_HINT, RunStatus, is_oom_message
 
@@ -52,59 +52,62 @@ def probe_mode(run: RunDir) -> str:
 # ---------------------------------------------------------------------------- data
 
 
-def build_datasets(cfg: Any, tokenizer: Any, chat_template: str) -> tuple[Any, Any, dict[str, Any]]:
+def build_datasets(cfg: Any, tokenizer: Any, chat_template: str,
+                   progress: Any = None) -> tuple[Any, Any, dict[str, Any]]:
     """Tokenized train (and eval) `datasets.Dataset`s with `input_ids` and `labels` (-100 outside answers).
 
+    The token ids come from the tokenized-dataset cache (`tui_tuner.data.tokenized`): written
+    by `train`'s preflight, so the worker and every resume only memory-map them; tokenized here
+    (and cached) when the preflight did not (a run started from the TUI, a cleared cache).
     The same `tokenize_conversation` and chat template serve training, chat, eval and export.
+    `progress(what, done, total)` hears how tokenizing goes.
     """
     from datasets import Dataset
 
-    from tui_tuner.data import load_dataset_file, tokenize_conversation
+    from tui_tuner.data.tokenized import tokenize_file
 
-    def load(path: str) -> tuple[list, str]:
-        loaded = load_dataset_file(path, cfg.data)
+    def tokenized(path: str) -> tuple[Any, str]:
+        result = tokenize_file(path, cfg, tokenizer, chat_template, cache=True, progress=progress)
+        loaded = result.load
         if not loaded.ok:
             errors = [i for i in loaded.issues if getattr(i, "severity", "error") == "error"]
             first = errors[0] if errors else (loaded.issues[0] if loaded.issues else None)
             text = first.format() if first is not None and hasattr(first, "format") else str(first)
             raise WorkerError(f"the dataset {path} has errors: {text}",
                               f"Run `tui-tuner data check {path}` to see every problem.")
-        return list(loaded.examples), str(loaded.format)
+        return Dataset.from_file(str(result.arrow_path)), str(loaded.format)
 
-    train_examples, fmt = load(cfg.data.train)
-    if cfg.data.max_samples:
-        train_examples = train_examples[: cfg.data.max_samples]
-    eval_examples: list = []
+    train_all, fmt = tokenized(cfg.data.train)
+    train_rows = list(range(len(train_all)))
+    eval_all, eval_rows = None, []
     if cfg.data.eval:
-        eval_examples, _ = load(cfg.data.eval)
-    elif cfg.data.eval_split > 0 and len(train_examples) > 1:
-        order = list(range(len(train_examples)))
+        eval_all, _ = tokenized(cfg.data.eval)
+        eval_rows = list(range(len(eval_all)))
+    elif cfg.data.eval_split > 0 and len(train_rows) > 1:
+        order = list(range(len(train_rows)))
         random.Random(cfg.training.seed).shuffle(order)
         n_eval = max(1, int(round(len(order) * cfg.data.eval_split)))
         held = set(order[:n_eval])
-        eval_examples = [e for i, e in enumerate(train_examples) if i in held]
-        train_examples = [e for i, e in enumerate(train_examples) if i not in held]
+        eval_all, eval_rows = train_all, [i for i in train_rows if i in held]
+        train_rows = [i for i in train_rows if i not in held]
 
-    def tokenize(examples: list) -> tuple[Any, int]:
-        ids, labels, truncated = [], [], 0
-        for messages in examples:
-            out = tokenize_conversation(tokenizer, messages, cfg.model.max_seq_length,
-                                        cfg.data.completion_only_loss, chat_template=chat_template)
-            if out.get("truncated"):
-                truncated += 1
-            if not any(label != -100 for label in out["labels"]):
-                continue  # nothing to learn from (the answer was cut off entirely)
-            ids.append(list(out["input_ids"]))
-            labels.append(list(out["labels"]))
-        return Dataset.from_dict({"input_ids": ids, "labels": labels}), truncated
+    max_len = cfg.model.max_seq_length
 
-    train_ds, truncated = tokenize(train_examples)
+    def select(ds: Any, rows: list[int]) -> tuple[Any, int, int]:
+        """(rows with answer tokens left, as input_ids + labels; truncated count; tokens)."""
+        trained, lengths = (ds.data.column(name).to_pylist() for name in ("trained", "length"))
+        keep = [i for i in rows if trained[i] > 0]  # nothing to learn from a fully cut answer
+        truncated = sum(1 for i in rows if lengths[i] > max_len)
+        tokens = sum(min(lengths[i], max_len) for i in keep)
+        return ds.select(keep).select_columns(["input_ids", "labels"]), truncated, tokens
+
+    train_ds, truncated, train_tokens = select(train_all, train_rows)
     if len(train_ds) == 0:
         raise WorkerError("no training example has any answer tokens left after tokenization",
                           "Raise model.max_seq_length, or check the dataset with `tui-tuner data check`.")
-    eval_ds = tokenize(eval_examples)[0] if eval_examples else None
+    eval_ds = select(eval_all, eval_rows)[0] if eval_rows else None
     info = {"format": fmt, "train_examples": len(train_ds), "eval_examples": len(eval_ds) if eval_ds else 0,
-            "truncated": truncated, "train_tokens": sum(len(x) for x in train_ds["input_ids"])}
+            "truncated": truncated, "train_tokens": train_tokens}
     return train_ds, eval_ds, info
 
 
@@ -219,11 +222,18 @@ def train(run: RunDir, cfg: Any, backend: str, device: str, keeper: Any, events:
     from transformers import set_seed
 
     set_seed(cfg.training.seed)  # the LoRA init follows training.seed (and is the same on every rank)
+    rate = PrepareRate()
+
+    def prepare(what: str, done: int | None = None, total: int | None = None) -> None:
+        events.write(PREPARE_KIND, **rate.fields(what, done, total))
+
+    prepare("loading the model")
     model, tokenizer = load_model(cfg, model_path, device)
     template = _resolve_template(cfg, tokenizer)
     tokenizer.chat_template = template
-    train_ds, eval_ds, info = build_datasets(cfg, tokenizer, template)
+    train_ds, eval_ds, info = build_datasets(cfg, tokenizer, template, progress=prepare)
     events.write("data", **info)
+    prepare("preparing the trainer")
     model_dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
     from tui_tuner.train.distributed import decoder_layer_classes, trainer_arguments
 

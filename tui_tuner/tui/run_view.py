@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tui_tuner.rundir.events import read_events
+from tui_tuner.rundir.events import PREPARE_ENDS, PREPARE_KIND, prepare_text, read_events
 from tui_tuner.rundir.runs import RunDir
 from tui_tuner.tui.widgets.meters import GpuReading
 
@@ -100,6 +100,8 @@ class TrainSnapshot:
     log_tail: list[str]
     checkpoints: int
     new_events: int
+    prepare: str | None = None
+    """What the worker is doing before its first step (tokenizing N rows, loading the model), as text."""
     taken_at: float = field(default_factory=time.time)
 
     @property
@@ -126,13 +128,18 @@ class RunView:
         self.last_log: dict[str, Any] = {}
         self.gpus: dict[int, dict[str, Any]] = {}
         self.checkpoints = 0
+        self.prepare: dict[str, Any] | None = None
 
     def fold(self, events: list[dict[str, Any]]) -> None:
         """Fold a batch of events in, in file order."""
         for ev in events:
             kind = ev.get("kind")
             step = ev.get("step")
-            if kind == "log" and isinstance(step, (int, float)):
+            if kind in PREPARE_ENDS:
+                self.prepare = None
+            if kind == PREPARE_KIND:
+                self.prepare = ev
+            elif kind == "log" and isinstance(step, (int, float)):
                 self.last_log = ev
                 for series, keys in ((self.loss, ("loss",)), (self.learning_rate, ("learning_rate", "lr")),
                                      (self.grad_norm, ("grad_norm",))):
@@ -184,7 +191,8 @@ class RunView:
             loss=self.loss.view(), eval_loss=self.eval_loss.view(),
             learning_rate=self.learning_rate.view(), grad_norm=self.grad_norm.view(),
             last_log=dict(self.last_log), gpus=[gpu_reading(e) for _, e in sorted(self.gpus.items())],
-            log_tail=list(self._tail_log()), checkpoints=self.checkpoints, new_events=new)
+            log_tail=list(self._tail_log()), checkpoints=self.checkpoints, new_events=new,
+            prepare=prepare_text(self.prepare) if self.prepare else None)
 
 
 def loss_curve(run: RunDir) -> list[tuple[float, float]]:

@@ -166,6 +166,8 @@ class TrainScreen(Screen):
         if st.max_steps:
             bar.update(total=st.max_steps, progress=st.step)
         step_text = f" step {st.step}/{st.max_steps or '?'}"
+        if snap.prepare and st.state == "running":
+            step_text += f"  ·  {snap.prepare}"  # tokenizing N rows, loading the model: before the first step
         self.query_one("#train-step", Static).update(step_text)
         self.query_one("#train-stats", Static).update(self._stats_text(snap))
         width = max(8, self.query_one(Sparkline).size.width)
