@@ -121,6 +121,10 @@ def test_resume_after_a_crash_continues_from_the_checkpoint(method, make_run_con
     assert after[0]["step"] == 5  # not from 0
     assert after[0]["loss"] == pytest.approx(before[5], rel=1e-3, abs=1e-3)
     assert _steps(run) == list(range(1, 9))  # no duplicated or lost steps once the resume is applied
+    prepared = [e["what"] for e in events if e["kind"] == "prepare"]
+    resumed = [e["what"] for e in events[events.index(resume[0]):] if e["kind"] == "prepare"]
+    assert "tokenizing" in prepared  # the first attempt tokenized (and cached) the data ...
+    assert "tokenizing" not in resumed and any("from the cache" in w for w in resumed)  # ... the resume did not
 
 
 def test_stop_request_ends_stopped_with_a_checkpoint(make_run_config, wait_for_run, tmp_path):

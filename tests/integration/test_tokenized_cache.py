@@ -1,0 +1,101 @@
+"""The tokenized-dataset cache: the same ids as tokenizing each example, reused only for the same inputs.
+
+Uses the demo model's real tokenizer; no training here (the worker's use of the cache is
+covered by the training tests, which start from `train`'s preflight).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tui_tuner.config.schema import RunConfig
+from tui_tuner.data import load_dataset_file, tokenize_conversation
+from tui_tuner.data.tokenized import tokenize_file, tokenized_cache_dir
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def tokenizer(demo_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(demo_model_dir))
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUI_TUNER_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "tokenized"
+
+
+def _data(tmp_path: Path, rows: list[dict]) -> Path:
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+ROWS = [{"instruction": f"Say {i} twice", "output": f"{i} {i}"} for i in range(30)]
+
+
+def test_cached_ids_equal_tokenizing_each_example_and_are_reused(tmp_path, tokenizer, cache):
+    from datasets import Dataset
+
+    cfg = RunConfig()
+    cfg.model.max_seq_length = 24
+    path = _data(tmp_path, ROWS + [{"instruction": "x " * 60, "output": "cut"}, ROWS[0], "not an object"])
+    template = tokenizer.chat_template
+    seen = []
+    first = tokenize_file(path, cfg, tokenizer, template, cache=True, progress=lambda *a: seen.append(a))
+    assert not first.from_cache and first.arrow_path.parent.parent == cache and seen[-1][0] == "tokenizing"
+    load = load_dataset_file(path, cfg.data)
+    ds = Dataset.from_file(str(first.arrow_path))
+    assert ds["line"] == load.lines and len(ds) == first.load.count == 32  # the duplicate stays, the string not
+    for row, conversation in zip(ds, load.examples):
+        enc = tokenize_conversation(tokenizer, conversation, 24, True, template)
+        assert row["input_ids"] == enc["input_ids"] and row["labels"] == enc["labels"]
+        assert row["length"] == enc["length"] and row["trained"] == enc["trained_tokens"]
+    stats = first.tokens
+    assert stats.truncated == 1 and stats.truncated_lines == [31] and stats.no_answer_left == 1
+    assert [i.line for i in first.load.errors] == [33] and first.load.duplicates == [(32, 1)]
+
+    again = tokenize_file(path, cfg, tokenizer, template, cache=True)
+    assert again.from_cache and again.arrow_path == first.arrow_path and again.tokens == stats
+    assert [i.line for i in again.load.errors] == [33]  # issues still come from reading the file
+
+
+@pytest.mark.parametrize("change", ["file", "max_seq_length", "template", "completion_only_loss", "system_prompt"])
+def test_any_input_of_the_ids_is_a_new_entry(tmp_path, tokenizer, cache, change):
+    cfg = RunConfig()
+    path = _data(tmp_path, ROWS)
+    template = tokenizer.chat_template
+    first = tokenize_file(path, cfg, tokenizer, template, cache=True)
+    if change == "file":
+        _data(tmp_path, ROWS[:-1])
+    elif change == "max_seq_length":
+        cfg.model.max_seq_length = 64
+    elif change == "template":
+        template = template + " "
+    elif change == "completion_only_loss":
+        cfg.data.completion_only_loss = False
+    else:
+        cfg.data.system_prompt = "Be brief."
+    second = tokenize_file(path, cfg, tokenizer, template, cache=True)
+    assert not second.from_cache and second.arrow_path != first.arrow_path
+    assert len(list(cache.iterdir())) == 2
+
+
+def test_streamed_check_keeps_no_examples_and_matches_the_list_loader(tmp_path, tokenizer, cache):
+    from tui_tuner.data import check_file, token_stats
+
+    cfg = RunConfig()
+    path = _data(tmp_path, ROWS)
+    report = check_file(path, cfg, tokenizer, chat_template=tokenizer.chat_template)
+    load = load_dataset_file(path, cfg.data)
+    expected = token_stats(tokenizer, load.examples, load.lines, cfg.model.max_seq_length, True,
+                           tokenizer.chat_template)
+    assert report.tokens == expected and report.load.examples == [] and report.load.count == 30
+    assert not cache.exists()  # data check alone does not fill the cache
+    assert tokenized_cache_dir() == cache
