@@ -4,14 +4,19 @@
 
 Both sides train the demo model on the sample data with the same tokenized dataset,
 SFTConfig, steps and seed, in this one process, alternating raw / ours so that machine
-load drifts hit both equally. "Ours" is `tui_tuner.train.worker.train`, exactly what the
-worker runs: `RunCallback` writing events.jsonl and status.json every logged step
-(logging_steps=1, the worst case) and polling control.json. Throughput is optimizer steps
-per second of the training loop (timed from on_train_begin to on_train_end by a callback
-added on both sides), in wall time and in this process's CPU time; model loading and the
-final adapter save are outside it on both sides. Prints each pair and the median ratios
-(target: ours >= 0.98 x raw). On a busy machine the pairs are noisy, so it also measures
-the callback's own cost per step in isolation and prints the ratio that cost implies.
+load drifts hit both equally. Both save a checkpoint every `--save-every` steps (default
+steps / 4), so checkpointing is inside the timed loop on both sides, as in a real run.
+"Ours" is `tui_tuner.train.worker.train`, exactly what the worker runs: `RunCallback`
+writing events.jsonl every logged step (logging_steps=1, the worst case), status.json at its
+real rate (throttled progress writes once a second, fsynced writes at each checkpoint) and
+polling control.json. Throughput is optimizer steps per second of the training loop (timed
+from on_train_begin to on_train_end by a callback added on both sides), in wall time and in
+this process's CPU time; model loading and the final adapter save are outside it on both
+sides. Prints each pair and the median ratios (target: ours >= 0.98 x raw).
+
+On a busy machine the pairs are noisy, so it also measures the callback's own cost in
+isolation: per logged step, and per status write (with and without fsync), and prints the
+ratio implied by one progress write a second plus the steps in that second.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def make_config(runs_dir: Path, steps: int, batch_size: int = 4):
+def make_config(runs_dir: Path, steps: int, batch_size: int = 4, save_every: int | None = None):
     from tui_tuner.config.schema import validate_raw
 
     raw = {
@@ -40,7 +45,8 @@ def make_config(runs_dir: Path, steps: int, batch_size: int = 4):
         "data": {"train": str(REPO / "data" / "sample.jsonl")},
         "training": {"max_steps": steps, "batch_size": batch_size, "grad_accumulation": 1, "learning_rate": 3e-3,
                      "scheduler": "constant", "warmup_ratio": 0.0, "gradient_checkpointing": False,
-                     "logging_steps": 1, "save_steps": steps * 10, "seed": 42},
+                     "logging_steps": 1, "save_steps": save_every or max(1, steps // 4), "save_total_limit": 2,
+                     "seed": 42},
         "output": {"runs_dir": str(runs_dir), "run_name": "bench"}, "backend": "transformers",
     }
     loaded = validate_raw(raw)
@@ -114,11 +120,26 @@ def ours_loop(cfg, run):
     return timer
 
 
+def status_write_cost_s(n: int = 200) -> tuple[float, float]:
+    """(progress write, durable write) seconds: one status.json write without and with fsync."""
+    from tui_tuner.rundir.status import RunStatus, write_status
+
+    out = []
+    with tempfile.TemporaryDirectory(dir=REPO) as tmp:  # the disk the runs live on, not a tmpfs
+        for durable in (False, True):
+            t0 = time.perf_counter()
+            for i in range(n):
+                write_status(tmp, RunStatus(state="running", step=i, loss=1.0), durable=durable)
+            out.append((time.perf_counter() - t0) / n)
+    return out[0], out[1]
+
+
 def callback_cost_s(n: int = 5000) -> tuple[float, float]:
     """(wall, CPU) seconds that RunCallback adds to one logged step, measured alone over `n` steps.
 
     The same calls the trainer makes each step (on_step_end, on_log with a loss), writing a real
-    events.jsonl and status.json in a temp folder: the bookkeeping cost without training noise.
+    events.jsonl in a temp folder; status writes are throttled to one a second as in a run, so
+    over this short loop they are counted separately (`status_write_cost_s`).
     """
     import types
 
@@ -151,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--save-every", type=int, default=None, help="checkpoint interval (default steps / 4)")
     args = parser.parse_args(argv)
 
     import torch
@@ -162,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     ensure_demo_model()
     wall, cpu, raw_step_s = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = make_config(Path(tmp) / "runs", args.steps, args.batch_size)
+        cfg = make_config(Path(tmp) / "runs", args.steps, args.batch_size, args.save_every)
         warm = make_config(Path(tmp) / "runs", 3, args.batch_size)  # first-call allocations, lazy imports
         raw_loop(warm, create_run(warm, REPO, "warm-raw"))
         ours_loop(warm, create_run(warm, REPO, "warm-ours"))
@@ -183,9 +205,13 @@ def main(argv: list[str] | None = None) -> int:
           f"wall {w:.3f}, CPU time {c:.3f}")
     step_s = statistics.median(raw_step_s)
     cost_wall, cost_cpu = callback_cost_s()
-    implied = step_s / (step_s + cost_wall)
+    write_s, durable_s = status_write_cost_s()
+    # one second of training: 1/step_s steps, each with its callback cost, plus one progress write
+    steps_per_s = 1.0 / step_s
+    implied = 1.0 / (1.0 + steps_per_s * cost_wall + write_s)
     print(f"callback cost per logged step: {cost_wall * 1e6:.0f} us wall, {cost_cpu * 1e6:.0f} us CPU; "
-          f"raw step {step_s * 1e3:.1f} ms -> implied ratio {implied:.4f} (target >= 0.98: "
+          f"status write {write_s * 1e3:.2f} ms (with fsync, as before: {durable_s * 1e3:.2f} ms); raw step "
+          f"{step_s * 1e3:.1f} ms -> implied ratio {implied:.4f} (target >= 0.98: "
           f"{'met' if implied >= 0.98 else 'NOT met'})")
     return 0
 
