@@ -90,3 +90,27 @@ def test_nan_loss_is_written_as_valid_json(tmp_path):
     with EventWriter(path) as w:
         w.write("log", step=1, loss=None, nonfinite=True)
     assert read_events(path, 0)[0][0]["nonfinite"] is True
+
+
+def test_prepare_events_describe_the_work_before_the_first_step(tmp_path):
+    from tui_tuner.rundir.events import PrepareRate, prepare_text
+
+    path = tmp_path / "events.jsonl"
+    rate = PrepareRate()
+    rate.fields("tokenizing", 0, 10_000)
+    rate.began -= 2.0  # two seconds into tokenizing
+    fields = rate.fields("tokenizing", 3_000, 10_000)
+    assert 1400 < fields["rate"] <= 1500 and 4.6 < fields["eta_s"] < 5.0  # 3,000 rows in 2 s (and a bit)
+    fields.update(rate=1500.0, eta_s=4.7)
+    assert prepare_text(fields) == "tokenizing 3,000 of 10,000 rows · 1,500 rows/s · ETA 0:05"
+    assert prepare_text({"what": "loading the model", "done": None}) == "loading the model"
+    with EventWriter(path) as w:
+        w.write("prepare", **rate.fields("loading the model"))
+        w.write("prepare", **fields)
+    tail = EventTail(path)
+    tail.poll()
+    assert tail.history.prepare["done"] == 3_000
+    with EventWriter(path) as w:
+        w.write("train_begin", step=0, max_steps=10)
+    tail.poll()
+    assert tail.history.prepare is None  # training began: nothing is being prepared any more

@@ -59,3 +59,29 @@ def test_plain_output_prints_each_logged_step_and_the_failure(tmp_path, monkeypa
     assert st.state == "failed"
     assert "step 1/10 loss 2.5000 lr 1.00e-04 900 tok/s" in text
     assert "RuntimeError: boom" in text and "hint: See train.log" in text and "last lines of" in text
+
+
+def test_preflight_progress_piped_prints_a_line_per_step_not_per_row():
+    out = io.StringIO()
+    with run_progress.PreflightProgress(out) as progress:
+        progress("loading the tokenizer")
+        for done in range(0, 5000, 100):
+            progress("tokenizing", done, 5000)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "loading the tokenizer" and lines[1].startswith("tokenizing")
+    assert len(lines) == 2  # piped output (CI logs) is not flooded with progress
+
+
+def test_runs_ls_table_aligns_colours_states_and_fits_the_width():
+    from tui_tuner.commands.runs_cmd import LS_COLUMNS, aligned_table
+
+    cells = [["a-run", "finished", "org/" + "m" * 40, "lora", "16", "10/10", "1.2000", "1:00"],
+             ["b", "failed", "x", "full", "-", "1/?", "-", "0:01"]]
+    text = aligned_table(LS_COLUMNS, cells, ["green", "red"], 70)
+    lines = text.plain.splitlines()
+    assert len(lines) == 3 and all(len(line) <= 70 for line in lines)
+    assert lines[0].split() == [name for name, _ in LS_COLUMNS]
+    assert "…" in lines[1] and lines[2].startswith("b ")
+    assert lines[1].index("10/10") + len("10/10") == lines[2].index("1/?") + len("1/?")  # right-aligned
+    styled = {text.plain[span.start:span.end]: span.style for span in text.spans}
+    assert styled["finished"] == "green" and styled["failed  "] == "red"
