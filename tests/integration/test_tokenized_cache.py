@@ -99,3 +99,15 @@ def test_streamed_check_keeps_no_examples_and_matches_the_list_loader(tmp_path, 
     assert report.tokens == expected and report.load.examples == [] and report.load.count == 30
     assert not cache.exists()  # data check alone does not fill the cache
     assert tokenized_cache_dir() == cache
+
+
+def test_an_example_the_template_refuses_is_an_error_on_its_line(tmp_path, tokenizer, cache):
+    template = ("{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not "
+                "supported') }}{% endif %}{{ m['role'] + ': ' + m['content'] + eos_token }}{% endfor %}")
+    chat = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    path = _data(tmp_path, [{"messages": chat}, {"messages": [{"role": "system", "content": "terse"}, *chat]}])
+    for _ in range(2):  # tokenized, then from the cache: the same error
+        result = tokenize_file(path, RunConfig(), tokenizer, template, cache=True)
+        assert [(i.line, "System role not supported" in i.message) for i in result.load.errors] == [(2, True)]
+        assert result.tokens.min > 0 and not result.load.ok
+    assert result.from_cache

@@ -174,9 +174,21 @@ class _ArrowSink:
         self.file.close()
 
 
-def _meta_for(load: DatasetLoad, tokens: TokenStats | None) -> dict[str, Any]:
+def _meta_for(load: DatasetLoad, tokens: TokenStats | None, refused: list[tuple[int, str]]) -> dict[str, Any]:
     return {"cache_format": CACHE_FORMAT, "created": time.time(), "format": load.format, "count": load.count,
-            "tokens": tokens.as_dict() if tokens else None}
+            "tokens": tokens.as_dict() if tokens else None, "refused": refused}
+
+
+def _add_refusals(load: DatasetLoad, refused: list[tuple[int, str]], shown: str) -> None:
+    """Examples the chat template refused to render are errors on their own lines."""
+    from tui_tuner.data.issues import DataIssue
+
+    for line, message in refused:
+        load.issues.append(DataIssue(shown, line, f"the chat template cannot render this example: {message}. "
+                                     "Change the example, or pick another template with model.chat_template.",
+                                     None, "error", load.row_based))
+    if refused:
+        load.issues.sort(key=lambda i: (i.line or 0, i.column or 0))
 
 
 def tokenize_file(path: str | Path, cfg: Any, tokenizer: Any, template: str | None, *, shown: str | None = None,
@@ -187,6 +199,7 @@ def tokenize_file(path: str | Path, cfg: Any, tokenizer: Any, template: str | No
     the same key is reused (the file is still read for its issues, but not tokenized) and a
     new one is written otherwise.
     """
+    from tui_tuner.chat_format.templates import ChatTemplateError
     from tui_tuner.data.tokenize import tokenize_conversation
 
     path = Path(path)
@@ -203,6 +216,7 @@ def tokenize_file(path: str | Path, cfg: Any, tokenizer: Any, template: str | No
             if progress:
                 progress("checking the data (token ids from the cache)", 0, None)
             load = load_dataset_file(path, data_cfg, shown=shown, report_mapping=report_mapping, keep_examples=False)
+            _add_refusals(load, [tuple(r) for r in hit.get("refused") or []], shown or str(path))
             tokens = TokenStats(**hit["tokens"]) if hit.get("tokens") else None
             return TokenizedFile(load, tokens, entry / ARROW_FILE, from_cache=True)
 
@@ -215,10 +229,15 @@ def tokenize_file(path: str | Path, cfg: Any, tokenizer: Any, template: str | No
         sink = _ArrowSink(tmp_dir / ARROW_FILE)
     done = 0
     last_report = 0.0
+    refused: list[tuple[int, str]] = []
 
     def on_example(line: int, conversation: list[dict[str, str]]) -> None:
         nonlocal done, last_report
-        enc = tokenize_conversation(tokenizer, conversation, max_len, completion_only, template)
+        try:
+            enc = tokenize_conversation(tokenizer, conversation, max_len, completion_only, template)
+        except ChatTemplateError as exc:  # e.g. `raise_exception(...)` for a role the model does not have
+            refused.append((line, str(exc)))
+            return
         trained = enc["trained_tokens"]
         stats.add(line, enc["length"], enc["truncated"], trained)
         if sink is not None:
@@ -231,12 +250,13 @@ def tokenize_file(path: str | Path, cfg: Any, tokenizer: Any, template: str | No
     try:
         load = load_dataset_file(path, data_cfg, shown=shown, report_mapping=report_mapping, keep_examples=False,
                                  on_example=on_example)
+        _add_refusals(load, refused, shown or str(path))
         tokens = stats.result()
         if progress:
             progress("tokenizing", done, done)
         if sink is not None:
             sink.close()
-            (tmp_dir / META_FILE).write_text(json.dumps(_meta_for(load, tokens)) + "\n", encoding="utf-8")
+            (tmp_dir / META_FILE).write_text(json.dumps(_meta_for(load, tokens, refused)) + "\n", encoding="utf-8")
             try:
                 os.replace(tmp_dir, entry)  # complete or absent: never a half-written entry
             except OSError:  # another process wrote the same entry first: use theirs
