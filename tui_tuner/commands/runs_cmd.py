@@ -13,6 +13,8 @@ import json
 import sys
 from typing import Any
 
+from tui_tuner.rundir.files import ADAPTER_DIR, GGUF_DIR, MERGED_DIR
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("runs", help="list, follow, stop, resume or delete training runs")
@@ -149,7 +151,7 @@ def show_data(run) -> dict[str, Any]:
     data["checkpoints"] = [{"name": p.name, "complete": checkpoint_problem(p) is None,
                             "problem": checkpoint_problem(p)} for p in run.all_checkpoints()]
     artefacts = {}
-    for name in ("adapter", "merged", "gguf"):
+    for name in (ADAPTER_DIR, MERGED_DIR, GGUF_DIR):
         p = run.path / name
         if p.is_dir():
             artefacts[name] = str(p)

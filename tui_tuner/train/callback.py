@@ -21,6 +21,7 @@ from typing import Any, Callable
 from transformers import TrainerCallback
 
 from tui_tuner.rundir.events import EventWriter
+from tui_tuner.rundir.files import CONTROL_FILE
 from tui_tuner.rundir.status import StatusKeeper
 
 CONTROL_POLL_S = 0.25
@@ -49,7 +50,7 @@ class RunCallback(TrainerCallback):
     def __init__(self, run_dir: Path, events: EventWriter, status: StatusKeeper,
                  on_train_begin_hook: Callable[..., None] | None = None, requests_since: float | None = None):
         self.run_dir = Path(run_dir)
-        self.control_path = self.run_dir / "control.json"
+        self.control_path = self.run_dir / CONTROL_FILE
         self.events = events
         self.status = status
         self.on_train_begin_hook = on_train_begin_hook
