@@ -150,9 +150,9 @@ def _settings(opts: FitOptions, cfg: Any | None) -> dict[str, Any]:
     from tui_tuner.config.schema import RunConfig
 
     base = cfg or RunConfig()
-    tm: Any = base.lora.target_modules if opts.target_modules is None else opts.target_modules
-    if isinstance(tm, str) and tm != "all-linear":
-        tm = [t.strip() for t in tm.split(",") if t.strip()]
+    from tui_tuner.fit.lora import parse_target_modules
+
+    tm = parse_target_modules(base.lora.target_modules if opts.target_modules is None else opts.target_modules)
     s = {
         "seq_len": base.model.max_seq_length if opts.seq_len is None else opts.seq_len,
         "batch_size": base.training.batch_size if opts.batch_size is None else opts.batch_size,
@@ -195,6 +195,16 @@ def _measured_rows(spec: ModelSpec, est: MemoryEstimate, settings: dict[str, Any
                    error=round(m.error_vs(at.total_bytes), 4))
         rows.append(row)
     return rows
+
+
+def targets_problem(spec: ModelSpec, methods: list[str], settings: dict[str, Any]) -> str | None:
+    """Why LoRA's target modules cannot train `spec` (as PEFT would refuse them), or None."""
+    from tui_tuner.fit.lora import spec_target_modules
+
+    if not any(m in ("lora", "qlora") for m in methods):
+        return None
+    problem = spec_target_modules(spec, settings["target_modules"]).problem(spec.name)
+    return problem and f"{problem} (--target-modules, or lora.target_modules in the config)"
 
 
 def fit_target(spec: ModelSpec, methods: list[str], backends: list[str], settings: dict[str, Any],
@@ -247,14 +257,24 @@ def check_fit(target: str | None = None, options: FitOptions | None = None, *,
                 continue
             cfg_backends = backends if cfg.backend == "auto" or opts.backend != "auto" else [cfg.backend]
             runs_dir = opts.runs_dir or str(loaded.base_dir / cfg.output.runs_dir)
-            targets.append(fit_target(spec, [opts.method or cfg.method], cfg_backends, _settings(opts, cfg), vram,
-                                      gpu_label, runs_dir, config=str(path)))
+            methods, settings = [opts.method or cfg.method], _settings(opts, cfg)
+            problem = targets_problem(spec, methods, settings)
+            if problem:
+                if target:
+                    raise FitCheckError(problem)
+                problems.append(f"{path}: {problem}")
+                continue
+            targets.append(fit_target(spec, methods, cfg_backends, settings, vram, gpu_label, runs_dir,
+                                      config=str(path)))
     else:
         try:
             spec = model_spec(target)
         except ModelSpecError as exc:
             raise FitCheckError(str(exc)) from None
         methods = [opts.method] if opts.method else ["full", "lora", "qlora"]
-        targets.append(fit_target(spec, methods, backends, _settings(opts, None), vram, gpu_label,
-                                  opts.runs_dir or "runs"))
+        settings = _settings(opts, None)
+        problem = targets_problem(spec, methods, settings)
+        if problem:
+            raise FitCheckError(problem)
+        targets.append(fit_target(spec, methods, backends, settings, vram, gpu_label, opts.runs_dir or "runs"))
     return FitReport(hw, vram, gpu_label, hypothetical, backends, targets, problems)

@@ -15,8 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Literal
 
-from tui_tuner.models.spec import ModelSpec, linear_modules
 from tui_tuner.core.units import format_count
+from tui_tuner.fit.lora import lora_params, spec_target_modules
+from tui_tuner.fit.quant import quantized_bytes
+from tui_tuner.models.spec import ModelSpec, linear_modules
 
 if TYPE_CHECKING:
     from tui_tuner.config.schema import RunConfig
@@ -28,13 +30,6 @@ BACKENDS: tuple[str, ...] = ("transformers", "unsloth")
 
 GIB = 1024**3
 """GPU memory is quoted in binary gigabytes: every GB shown by tui-tuner is 2**30 bytes."""
-
-NF4_BYTES_PER_PARAM = 0.5
-"""4-bit NormalFloat: two weights per byte."""
-NF4_BLOCKSIZE = 64
-"""bitsandbytes 4-bit: one absmax constant per 64 weights (QLoRA paper, section 3)."""
-DOUBLE_QUANT_BLOCKSIZE = 256
-"""Double quantization: the 64-blocks' constants are quantized to 8 bit in blocks of 256."""
 
 CUDA_CONTEXT_BYTES = 500 * 1024**2
 """CUDA driver context + cuBLAS/cuDNN workspaces that PyTorch holds outside its allocator (~0.3-0.6 GiB)."""
@@ -125,40 +120,6 @@ def fmt_gb(n: float) -> str:
     return f"{n / 1024**2:.0f} MB"
 
 
-# ---------------------------------------------------------------------------- LoRA arithmetic
-
-
-def resolve_target_modules(spec: ModelSpec, target_modules: str | Iterable[str]) -> tuple[list[str], list[str]]:
-    """The per-layer module names LoRA adapts, and any requested names the model does not have.
-
-    `all-linear` means every linear layer of the blocks (the LM head excluded, as in peft).
-    Names of separate projections map onto fused ones (q_proj -> qkv_proj on Phi-3).
-    """
-    modules = linear_modules(spec)
-    if isinstance(target_modules, str):
-        if target_modules == "all-linear":
-            return list(modules), []
-        target_modules = [target_modules]
-    fused = {"q_proj": "qkv_proj", "k_proj": "qkv_proj", "v_proj": "qkv_proj",
-             "gate_proj": "gate_up_proj", "up_proj": "gate_up_proj"}
-    chosen: list[str] = []
-    unknown: list[str] = []
-    for name in target_modules:
-        real = name if name in modules else fused.get(name) if fused.get(name) in modules else None
-        if real is None:
-            unknown.append(name)
-        elif real not in chosen:
-            chosen.append(real)
-    return chosen, unknown
-
-
-def lora_params(spec: ModelSpec, r: int, target_modules: str | Iterable[str] = "all-linear") -> int:
-    """Trainable LoRA parameters: r x (in + out) for each adapted matrix, in every layer."""
-    chosen, _ = resolve_target_modules(spec, target_modules)
-    modules = linear_modules(spec)
-    return spec.num_layers * sum(r * (modules[m][0] + modules[m][1]) for m in chosen)
-
-
 # ---------------------------------------------------------------------------- activations
 
 
@@ -247,14 +208,14 @@ def estimate_memory(
     # --- weights
     if method == "qlora":
         q = spec.linear_params
-        add("weights", "base weights, 4-bit NF4", q * NF4_BYTES_PER_PARAM,
+        codes, const = quantized_bytes(((i, o, spec.num_layers) for i, o in linear_modules(spec).values()),
+                                       "nf4-dq" if double_quant else "nf4")
+        add("weights", "base weights, 4-bit NF4", codes,
             f"{format_count(q)} weights of the linear layers, stored as 4-bit NormalFloat: two per byte.")
         if double_quant:
-            const = q / NF4_BLOCKSIZE * 1 + q / (NF4_BLOCKSIZE * DOUBLE_QUANT_BLOCKSIZE) * 4
             why = ("one scale per 64 weights, itself quantized to 8 bit (double quantization): "
                    "~0.127 bits per weight.")
         else:
-            const = q / NF4_BLOCKSIZE * 4
             why = "one fp32 scale per 64 weights: 0.5 bits per weight (double quantization would cut it to ~0.13)."
         add("quant_constants", "quantization constants", const, why)
         u = spec.unquantized_params
@@ -276,10 +237,11 @@ def estimate_memory(
         add("gradients", "gradients", trainable * tbytes,
             "full fine-tuning keeps a gradient for every weight, in the weights' precision.")
     else:
-        chosen, unknown = resolve_target_modules(spec, target_modules)
-        if unknown:
-            notes.append(f"target modules not in {spec.name}: {', '.join(unknown)} (ignored); "
-                         f"its linear layers are {', '.join(linear_modules(spec))}.")
+        match = spec_target_modules(spec, target_modules)
+        chosen = match.names
+        if match.unmatched:
+            notes.append(f"target modules not in {spec.name}: {', '.join(match.unmatched)} (PEFT matches no "
+                         f"layer for them, so they add nothing). {match.hint}")
         trainable = lora_params(spec, lora_r, chosen)
         tbytes = 4  # peft keeps adapter weights in fp32 (autocast_adapter_dtype=True)
         add("adapter", f"LoRA adapter (r={lora_r})", trainable * tbytes,
