@@ -7,13 +7,13 @@ import json
 import pytest
 
 from tui_tuner.config.schema import RunConfig
+from tui_tuner.core.units import format_bytes
 from tui_tuner.fit.estimate import (
     COMMON_GPUS,
     GIB,
     estimate_for_config,
     estimate_memory,
     find_gpu,
-    fmt_gb,
     max_batch_size,
     max_seq_len,
     recommend,
@@ -115,7 +115,7 @@ def test_recommendation_on_24gb_prefers_qlora_for_8b_and_says_why():
     assert not by["full"].fits
     assert rec.recommended is not None
     assert rec.recommended.method == ("lora" if by["lora"].fits else "qlora")
-    assert f"of your {fmt_gb(24 * GIB)}" in rec.reason
+    assert f"of your {format_bytes(24 * GIB)}" in rec.reason
     assert "Largest batch" in rec.reason
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tui_tuner.core.units import format_bytes
 from tui_tuner.fit.estimate import MemoryEstimate, Recommendation
 from tui_tuner.fit.hardware import HardwareReport
 from tui_tuner.models.spec import ModelSpec
@@ -40,7 +41,7 @@ class FitOptions:
     backend: str = "auto"
     """auto (both when the GPU could run Unsloth or the card is hypothetical), transformers, unsloth or both."""
     vram_gb: float | None = None
-    """Check against a GPU of this size (binary GB) instead of the detected one."""
+    """Check against a GPU of this size in GiB (a "24 GB" card is 24) instead of the detected one."""
     gpu: str | None = None
     """Check against a common GPU by name (T4, 4090, A100-80, ...)."""
     runs_dir: str | None = None
@@ -85,16 +86,14 @@ class FitReport:
     @property
     def busy_warning(self) -> str | None:
         """A warning when the detected GPU is partly taken by other processes."""
-        from tui_tuner.fit.estimate import fmt_gb
-
         gpus = self.hardware.gpus
         if self.hypothetical or not gpus or not self.vram_bytes:
             return None
         g = gpus[0]
         if g.memory_used <= 0.05 * g.memory_total:
             return None
-        return (f"GPU 0 already has {fmt_gb(g.memory_used)} in use (by {len(g.processes)} process(es)); the fit "
-                f"below assumes the whole card, {fmt_gb(g.memory_free)} is free now.")
+        return (f"GPU 0 already has {format_bytes(g.memory_used)} in use (by {len(g.processes)} process(es)); the fit "
+                f"below assumes the whole card, {format_bytes(g.memory_free)} is free now.")
 
     def as_dict(self) -> dict[str, Any]:
         against = None
@@ -121,8 +120,8 @@ def _target_vram(opts: FitOptions, hw: HardwareReport) -> tuple[int | None, str,
 
     if opts.vram_gb is not None:
         if opts.vram_gb <= 0:
-            raise FitCheckError(f"--vram {opts.vram_gb:g}: give the GPU memory in GB, e.g. --vram 24.")
-        return int(opts.vram_gb * GIB), f"{opts.vram_gb:g} GB GPU", True
+            raise FitCheckError(f"--vram {opts.vram_gb:g}: give the GPU memory in GiB, e.g. --vram 24.")
+        return int(opts.vram_gb * GIB), f"{format_bytes(opts.vram_gb * GIB)} GPU", True
     if opts.gpu:
         gpu = find_gpu(opts.gpu)
         if gpu is None:

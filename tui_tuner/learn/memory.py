@@ -1,5 +1,8 @@
 """Weight memory by precision: the course's "7B: 28 / 14 / 7 / 3.5 GB", then the exact figure.
 
+Sizes are shown in GiB (`tui_tuner.core.units.format_bytes`), as everywhere in tui-tuner; the
+rule of thumb's decimal GB are kept in the JSON (`rule_of_thumb_gb`) and explained in words.
+
 The rule of thumb multiplies the size in the model's name by 4, 2, 1 or 0.5 bytes. The
 exact figure starts from the real parameter count (config.json) and adds what
 bitsandbytes actually stores: INT8 and NF4 quantize only the linear layers inside the
@@ -16,6 +19,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from tui_tuner.core.units import format_bytes
 from tui_tuner.fit.quant import (
     INT8_BYTES_PER_WEIGHT,
     KEPT_BYTES_PER_WEIGHT,
@@ -151,13 +155,17 @@ def _gap_explanation(r: MemoryReport, layout: ModelLayout) -> list[str]:
     lines.append(
         f"Not everything is quantized: INT8 and NF4 apply to the {r.linear_tensors} linear matrices in the "
         f"blocks ({r.quantized_params / r.params:.1%} of the weights). Embeddings, LM head, norms and biases "
-        f"({r.kept_params:,} parameters, {kept_share:.1%}) stay in 16 bit: {nf4.kept_bytes / GB:.2f} GB.")
+        f"({r.kept_params:,} parameters, {kept_share:.1%}) stay in 16 bit: {format_bytes(nf4.kept_bytes)}.")
     int8, nf4_plain = r.row("int8"), r.row("nf4")
     lines.append(
-        f"Constants: INT8 keeps one FP32 scale per output row ({int8.constants_bytes / GB * 1000:.1f} MB); NF4 one "
-        f"FP32 absmax per {NF4_BLOCKSIZE} weights, +0.5 bit ({nf4_plain.constants_bytes / GB * 1000:.1f} MB); double quant "
-        f"stores them in 8 bits, +0.127 bit ({nf4.constants_bytes / GB * 1000:.1f} MB).")
-    lines.append(f"Result: NF4 with double quant holds {nf4.exact_gb:.2f} GB ({nf4.bits_per_param:.2f} bits per "
-                 f"parameter on average) where the rule of thumb says {nf4.rule_of_thumb_bytes / GB:.2f} GB. "
-                 f"GB here is 10^9 bytes; tools that print GiB (2^30) show {nf4.exact_bytes / GIB:.2f}.")
+        f"Constants: INT8 keeps one FP32 scale per output row ({format_bytes(int8.constants_bytes)}); NF4 one "
+        f"FP32 absmax per {NF4_BLOCKSIZE} weights, +0.5 bit ({format_bytes(nf4_plain.constants_bytes)}); double "
+        f"quant stores them in 8 bits, +0.127 bit ({format_bytes(nf4.constants_bytes)}).")
+    lines.append(f"Result: NF4 with double quant holds {format_bytes(nf4.exact_bytes)} ({nf4.bits_per_param:.2f} bits "
+                 f"per parameter on average) where the rule of thumb says {format_bytes(nf4.rule_of_thumb_bytes)}.")
+    fp32 = r.row("fp32")
+    lines.append(f"Units: the rule of thumb counts decimal GB ({r.nominal_label} x 4 bytes = "
+                 f"{fp32.rule_of_thumb_bytes / GB:g} GB); sizes here are binary, as nvidia-smi shows memory "
+                 f"(1 GiB = 2^30 bytes), so the same {fp32.rule_of_thumb_bytes / GB:g} GB reads "
+                 f"{format_bytes(fp32.rule_of_thumb_bytes)}.")
     return lines
