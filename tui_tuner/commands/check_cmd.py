@@ -20,7 +20,7 @@ EXIT_BAD_INPUT = 2
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from tui_tuner.commands.config_cmd import add_set_option
+    from tui_tuner.commands.options import add_set_option
 
     p = sub.add_parser("check", help="hardware report and whether a model fits this GPU (full / LoRA / QLoRA)",
                        description="Report the GPUs and estimate the memory fine-tuning needs, term by term.")

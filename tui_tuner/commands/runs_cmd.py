@@ -13,6 +13,7 @@ import json
 import sys
 from typing import Any
 
+from tui_tuner.commands.options import exit_status
 from tui_tuner.rundir.files import ADAPTER_DIR, GGUF_DIR, MERGED_DIR
 
 
@@ -215,7 +216,6 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_attach(args: argparse.Namespace) -> int:
-    from tui_tuner.commands.train_cmd import exit_status
     from tui_tuner.commands.run_progress import follow_run
 
     run = _find(args)
@@ -234,7 +234,6 @@ def run_stop(args: argparse.Namespace) -> int:
 
 
 def run_resume(args: argparse.Namespace) -> int:
-    from tui_tuner.commands.train_cmd import exit_status
     from tui_tuner.commands.run_progress import follow_run
     from tui_tuner.rundir.runs import RunError, resume_run
 
