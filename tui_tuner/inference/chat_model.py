@@ -374,13 +374,13 @@ def _stop_token_ids(tokenizer: Any, chat_template: str) -> list[int]:
         if tid is not None and tid not in ids:
             ids.append(int(tid))
     try:
-        from tui_tuner.export.modelfile import ModelfileError, turn_format
         from tui_tuner.chat_format.templates import render_conversation
+        from tui_tuner.chat_format.turns import TurnFormatError, turn_format
 
         fmt = turn_format(lambda m, g: render_conversation(tokenizer, m, g, chat_template=chat_template),
                           bos_token=str(tokenizer.bos_token or ""))
         end_of_turn = fmt.assistant[1].strip()
-    except (ModelfileError, ImportError, ValueError):
+    except (TurnFormatError, ImportError, ValueError):
         end_of_turn = ""
     if end_of_turn:
         tok_ids = tokenizer(end_of_turn, add_special_tokens=False)["input_ids"]
