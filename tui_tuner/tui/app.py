@@ -24,7 +24,7 @@ SCREENS_IN_ORDER = ("hardware", "config", "train", "runs", "chat", "learn")
 
 
 class TunerApp(App[int]):
-    """Four modes, one per screen; F1-F4 switch between them from anywhere."""
+    """Six modes, one per screen; F1-F6 switch between them from anywhere."""
 
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses elsewhere still find it
     TITLE = "tui-tuner"
