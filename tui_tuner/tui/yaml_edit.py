@@ -46,10 +46,10 @@ def set_yaml_value(text: str, path: tuple[str, ...], value: Any) -> str:
     its section (the section is created when absent). When the text does not parse, the
     value is not set and the text is returned unchanged: the user fixes the YAML first.
     """
-    from tui_tuner.config.schema import yaml_positions  # the schema module (pydantic) loads after the first frame
+    from tui_tuner.config.schema import safe_load_guarded, yaml_positions  # pydantic loads after the first frame
 
     try:
-        root = yaml.safe_load(text) if text.strip() else {}
+        root = safe_load_guarded(text) if text.strip() else {}
     except yaml.YAMLError:
         return text
     if root is None:
