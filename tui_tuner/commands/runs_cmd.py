@@ -73,7 +73,18 @@ def _raw_config(run) -> dict[str, Any]:
 
 
 def run_row(run) -> dict[str, Any]:
-    """One `runs ls` row (also the JSON form)."""
+    """One `runs ls` row (also the JSON form); a run that cannot be read gets a row saying why."""
+    try:
+        return _run_row(run)
+    except Exception as exc:  # one broken run must never hide the others
+        from tui_tuner.rundir.status import UNREADABLE
+
+        return {"name": run.name, "state": UNREADABLE, "model": "?", "method": "?", "r": None, "step": 0,
+                "max_steps": None, "loss": None, "duration_s": None, "queued_after": None,
+                "error": f"{run.path}: {type(exc).__name__}: {exc}"[:300], "stalled": None}
+
+
+def _run_row(run) -> dict[str, Any]:
     st = run.status()
     cfg = _raw_config(run)
     method = cfg.get("method", "?")
@@ -101,18 +112,27 @@ def run_ls(args: argparse.Namespace) -> int:
     if not rows:
         console.print(f"no runs in {args.runs_dir}. Start one: tui-tuner train configs/quickstart.yaml")
         return 0
+    from rich.markup import escape
+
     colours = {"running": "cyan", "stopping": "cyan", "finished": "green", "stopped": "yellow",
-               "failed": "red", "crashed": "red", "queued": "dim"}
+               "failed": "red", "crashed": "red", "queued": "dim", "unreadable": "red"}
     table = Table(box=None, header_style="bold")
     for col in ("name", "state", "model", "method", "r", "step", "loss", "duration"):
         table.add_column(col, justify="right" if col in ("r", "step", "loss", "duration") else "left",
                          no_wrap=col != "model", overflow="ellipsis")
+    unreadable = []
     for row in rows:
-        table.add_row(row["name"], f"[{colours.get(row['state'], '')}]{row['state']}[/]", str(row["model"]),
-                      str(row["method"]), "-" if row["r"] is None else str(row["r"]),
+        state = escape(str(row["state"]))
+        if row["state"] == "unreadable":
+            unreadable.append(row)
+        table.add_row(escape(row["name"]), f"[{colours.get(row['state'], '')}]{state}[/]", escape(str(row["model"])),
+                      escape(str(row["method"])), "-" if row["r"] is None else escape(str(row["r"])),
                       f"{row['step']}/{row['max_steps'] or '?'}",
-                      "-" if row["loss"] is None else f"{row['loss']:.4f}", format_duration(row["duration_s"]))
+                      f"{row['loss']:.4f}" if isinstance(row["loss"], (int, float)) else "-",
+                      format_duration(row["duration_s"]))
     console.print(table)
+    for row in unreadable:
+        console.print(f"[red]unreadable[/] {escape(row['name'])}: {escape(str(row['error']))}")
     return 0
 
 

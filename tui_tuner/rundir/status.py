@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 State = Literal["queued", "running", "stopping", "finished", "stopped", "failed", "crashed"]
 STATES: tuple[str, ...] = ("queued", "running", "stopping", "finished", "stopped", "failed", "crashed")
+UNREADABLE = "unreadable"
+"""Shown (never written) for a run whose status.json cannot be understood; `error` says why."""
 ACTIVE_STATES = frozenset({"running", "stopping"})
 """States in which a worker process should exist."""
 FINAL_STATES = frozenset({"finished", "stopped", "failed", "crashed"})
@@ -121,6 +123,43 @@ class RunStatus:
         return st
 
 
+_NUMBER_FIELDS = ("pid_started", "created", "started", "ended", "epoch", "loss", "eval_loss")
+_INT_FIELDS = ("pid", "supervisor_pid", "step", "max_steps", "resumed_from_step", "attempts", "exit_code")
+_TEXT_FIELDS = ("backend", "backend_reason", "device", "last_checkpoint", "error", "hint", "message", "queued_after")
+
+
+def status_problem(data: dict[str, Any]) -> str | None:
+    """What makes a `status.json` mapping unusable (a wrong state or type), or None when it is fine."""
+    state = data.get("state", "queued")
+    if state not in STATES:
+        return f"unknown state {str(state)[:40]!r} (expected one of {', '.join(STATES)})"
+
+    def shown(value: Any) -> str:
+        return repr(value)[:40]
+
+    for key in _NUMBER_FIELDS + _INT_FIELDS:
+        value = data.get(key)
+        if value is None and key not in ("step", "attempts"):
+            continue
+        if key in ("step", "attempts") and key not in data:
+            continue
+        ok = isinstance(value, int) if key in _INT_FIELDS else isinstance(value, (int, float))
+        if not ok or isinstance(value, bool):
+            return f"`{key}` is {shown(value)}, not a number"
+    for key in _TEXT_FIELDS:
+        if data.get(key) is not None and not isinstance(data[key], str):
+            return f"`{key}` is {shown(data[key])}, not text"
+    if data.get("probe") is not None and not isinstance(data["probe"], dict):
+        return f"`probe` is {shown(data['probe'])}, not an object"
+    return None
+
+
+def unreadable_status(path: Path, why: str) -> RunStatus:
+    """The status shown for a run whose `status.json` cannot be used: listings keep the row and say why."""
+    return RunStatus(state=UNREADABLE, error=f"{path}: {why}",
+                     hint="Fix the file by hand, or delete the run (`tui-tuner runs rm NAME`); other runs are unaffected.")
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Replace `path` with `text` so readers see the old or the new content, never a mix."""
     path = Path(path)
@@ -154,11 +193,16 @@ def read_status(run_dir: str | Path) -> RunStatus | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, NotADirectoryError):
         return None
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except OSError as exc:
+        return unreadable_status(path, f"cannot be read ({exc.strerror or exc})")
+    except (ValueError, RecursionError):
         # Only a non-atomic writer (a person editing it) can leave this; report rather than guess.
-        return RunStatus(state="failed", error=f"{path} is not valid JSON", hint="Restore or delete the run.")
+        return unreadable_status(path, "not valid JSON")
     if not isinstance(data, dict):
-        return RunStatus(state="failed", error=f"{path} is not a JSON object")
+        return unreadable_status(path, "not a JSON object")
+    problem = status_problem(data)
+    if problem:
+        return unreadable_status(path, problem)
     return RunStatus.from_dict(data)
 
 class StatusKeeper:

@@ -28,7 +28,8 @@ from tui_tuner.tui.widgets.meters import GpuMeters
 
 POLL_INTERVAL_S = 0.5
 STATE_STYLES = {"queued": "yellow", "running": "green", "stopping": "yellow", "finished": "bold green",
-                "stopped": "cyan", "failed": "bold red", "crashed": "bold red"}
+                "stopped": "cyan", "failed": "bold red", "crashed": "bold red",
+                "unreadable": "bold red"}
 CHARTS = ("loss", "learning rate", "grad norm")
 
 
