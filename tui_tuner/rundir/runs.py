@@ -34,6 +34,7 @@ from tui_tuner.rundir.status import (
     FINAL_STATES,
     RunStatus,
     atomic_write_text,
+    open_private,
     read_status,
     write_status,
 )
@@ -50,6 +51,23 @@ CHECKPOINTS_DIR = "checkpoints"
 ADAPTER_DIR = "adapter"
 UNCLAIMED_S = 30.0
 """A queued run with no `queued_after` is left to its creator (which starts it at once) this long."""
+
+
+RUN_DIR_MODE = 0o700
+"""Run folders are private to their owner (see docs/run-directory.md): they hold data and models."""
+
+
+def _write_failed(where: Path, exc: OSError) -> str:
+    """One sentence for a failed write in the runs folder, with what to do."""
+    from tui_tuner.rundir.diskspace import free_bytes, is_disk_full
+
+    if is_disk_full(exc):
+        from tui_tuner.core.units import format_bytes
+
+        return (f"the disk is full: no space left to write in {where} ({format_bytes(free_bytes(where) or 0)} free). "
+                f"Free space (`df -h {where}`; old runs: `tui-tuner runs rm NAME`) or set output.runs_dir to a "
+                "bigger disk.")
+    return f"cannot write in {where}: {exc.strerror or exc}. Check the folder's permissions and free space."
 
 
 class RunError(Exception):
@@ -395,7 +413,14 @@ def create_run(cfg: "RunConfig", base_dir: str | Path = ".", name: str | None = 
     if problem:
         raise RunError(problem)
     runs_root = cfg.resolve_path(cfg.output.runs_dir, base_dir).resolve()
-    runs_root.mkdir(parents=True, exist_ok=True)
+    try:
+        runs_root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"cannot create the runs folder {runs_root}: {exc.strerror or exc}. Set output.runs_dir "
+                       "to a folder you can write to.") from None
+    if not os.access(runs_root, os.W_OK | os.X_OK):
+        raise RunError(f"cannot write in the runs folder {runs_root} (permission denied). Set output.runs_dir "
+                       "to a folder you can write to.")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     path = None
     for n in range(1, 1000):
@@ -403,9 +428,11 @@ def create_run(cfg: "RunConfig", base_dir: str | Path = ".", name: str | None = 
         if candidate.resolve().parent != runs_root:
             raise RunError(f"{base!r} would leave the runs directory; use a plain name.")
         try:
-            candidate.mkdir()
+            candidate.mkdir(mode=RUN_DIR_MODE)
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise RunError(_write_failed(runs_root, exc)) from None
         path = candidate
         break
     if path is None:
@@ -413,14 +440,18 @@ def create_run(cfg: "RunConfig", base_dir: str | Path = ".", name: str | None = 
     run = RunDir(path)
     after = queued_after.name if isinstance(queued_after, RunDir) else queued_after
     now = time.time()
-    frozen = _frozen_config(cfg, base_dir)
-    atomic_write_text(run.config_path, run_config_yaml(frozen))
-    meta = {"name": run.name, "created": now, "queued_after": after,
-            "probe": {None: "auto", True: "on", False: "off"}[probe],
-            "source_config": str(Path(source_config).resolve()) if source_config else None,
-            "project_dir": str(base_dir.resolve())}
-    atomic_write_text(path / META_FILE, json.dumps(meta, indent=1) + "\n")
-    write_status(path, RunStatus(state="queued", created=now, queued_after=after))
+    try:
+        frozen = _frozen_config(cfg, base_dir)
+        atomic_write_text(run.config_path, run_config_yaml(frozen))
+        meta = {"name": run.name, "created": now, "queued_after": after,
+                "probe": {None: "auto", True: "on", False: "off"}[probe],
+                "source_config": str(Path(source_config).resolve()) if source_config else None,
+                "project_dir": str(base_dir.resolve())}
+        atomic_write_text(path / META_FILE, json.dumps(meta, indent=1) + "\n")
+        write_status(path, RunStatus(state="queued", created=now, queued_after=after))
+    except OSError as exc:
+        shutil.rmtree(path, ignore_errors=True)  # never leave an empty or half-made run folder behind
+        raise RunError(_write_failed(runs_root, exc)) from None
     return run
 
 
@@ -441,7 +472,7 @@ class _launch_lock:
     def __enter__(self) -> bool:
         for _ in range(2):
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             except FileExistsError:
                 if self._stale():
                     try:
@@ -450,8 +481,13 @@ class _launch_lock:
                         pass
                     continue
                 return False
-            os.write(fd, json.dumps({"pid": os.getpid(), "t": time.time()}).encode())
-            os.close(fd)
+            try:
+                os.write(fd, json.dumps({"pid": os.getpid(), "t": time.time()}).encode())
+            except OSError:
+                os.unlink(self.path)  # a lock nobody holds must not outlive this failure (full disk)
+                raise
+            finally:
+                os.close(fd)
             self.locked = True
             return True
         return False
@@ -519,15 +555,26 @@ def start_worker(run: RunDir, detach: bool = True, wait_s: float = 60.0) -> int:
         raise RunError(f"{run.name} is already {st.state} (pid {st.pid}).")
     attempts_before = run.raw_status().attempts
     lock = _launch_lock(run)
-    if not lock.__enter__():
+    try:
+        locked = lock.__enter__()
+    except OSError as exc:
+        raise RunError(_write_failed(run.path, exc)) from None
+    if not locked:
         raise RunError(f"{run.name} is being started by another process; `tui-tuner runs ls` shows its state.")
     try:
         env = worker_env()
         env["TUI_TUNER_LAUNCHED_AT"] = repr(time.time())  # stop requests from before this launch are old
-        with open(run.log_path, "ab") as log:
+        try:
+            log = open_private(run.log_path, "ab")
+        except OSError as exc:
+            raise RunError(_write_failed(run.path, exc)) from None
+        with log:
             proc = subprocess.Popen(worker_command(run), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                     cwd=run.path, env=env, start_new_session=True, close_fds=True)
-        lock.hand_over(proc.pid)
+        try:
+            lock.hand_over(proc.pid)
+        except OSError:
+            lock.keep = True  # the supervisor removes it when the worker ends, as it would the handed-over one
     finally:
         lock.__exit__(None, None, None)
     if not detach:
@@ -554,11 +601,27 @@ def resume_run(run: RunDir, detach: bool = True) -> int:
     if st.state == "finished":
         raise RunError(f"{run.name} finished; there is nothing to resume. Start a new run to train longer.")
     if st.state not in FINAL_STATES | {"queued"}:
-        raise RunError(f"{run.name} is {st.state}; it cannot be resumed.")
+        why = f" ({st.error})" if st.error else ""
+        raise RunError(f"{run.name} is {st.state}{why}; it cannot be resumed.")
+    from tui_tuner.config.schema import load_config
+
+    loaded = load_config(run.config_path)
+    if not loaded.ok:
+        first = (loaded.errors or loaded.issues)[0].format()
+        raise RunError(f"the run's config cannot be used: {first}. Fix {run.config_path}, or start a new run.")
+    from tui_tuner.fit.disk import run_disk_need
+    from tui_tuner.rundir.diskspace import space_problem
+
+    problem = space_problem(run.path, run_disk_need(loaded.config), f"resuming {run.name}")
+    if problem:
+        raise RunError(problem)
     if st.state != "queued":
         # Queued again until the new worker takes it, so no reader mistakes the old end for the new one.
         st.state, st.error, st.hint, st.message, st.queued_after = "queued", None, None, None, None
-        write_status(run.path, st)
+        try:
+            write_status(run.path, st)
+        except OSError as exc:
+            raise RunError(_write_failed(run.path, exc)) from None
     return start_worker(run, detach=detach)
 
 

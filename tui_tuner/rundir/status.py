@@ -160,6 +160,12 @@ def unreadable_status(path: Path, why: str) -> RunStatus:
                      hint="Fix the file by hand, or delete the run (`tui-tuner runs rm NAME`); other runs are unaffected.")
 
 
+def open_private(path: str | Path, mode: str = "ab") -> Any:
+    """Open a run file for appending, created readable by its owner only (0600, see docs/run-directory.md)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    return os.fdopen(os.open(path, flags, 0o600), mode)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Replace `path` with `text` so readers see the old or the new content, never a mix."""
     path = Path(path)
@@ -179,11 +185,44 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def write_status(run_dir: str | Path, status: RunStatus | dict[str, Any]) -> None:
-    """Atomically write `status.json` in `run_dir`."""
+    """Atomically write `status.json` in `run_dir`, even on a full disk.
+
+    When the disk is full the run's reserve file (see `tui_tuner.rundir.diskspace`) is given
+    up and the write retried; failing that, the compact status overwrites the old file in
+    place, which needs no new blocks (a status is far smaller than one block).
+    """
+    from tui_tuner.rundir.diskspace import is_disk_full, release_reserve
+
     data = status.as_dict() if isinstance(status, RunStatus) else dict(status)
     if data.get("state") not in STATES:
         raise ValueError(f"unknown run state {data.get('state')!r}; expected one of {', '.join(STATES)}")
-    atomic_write_text(Path(run_dir) / STATUS_FILE, json.dumps(data, indent=1, default=str) + "\n")
+    path = Path(run_dir) / STATUS_FILE
+    try:
+        atomic_write_text(path, json.dumps(data, indent=1, default=str) + "\n")
+        return
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+    compact = json.dumps(data, separators=(",", ":"), default=str) + "\n"
+    if release_reserve(run_dir):
+        try:
+            atomic_write_text(path, compact)
+            return
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+    _overwrite_in_place(path, compact.encode("utf-8"))
+
+
+def _overwrite_in_place(path: Path, data: bytes) -> None:
+    """Write `data` over the existing file's blocks, then cut it to length (not atomic: the last resort)."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_status(run_dir: str | Path) -> RunStatus | None:

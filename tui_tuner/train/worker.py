@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tui_tuner.rundir.diskspace import is_disk_full, make_reserve, release_reserve
 from tui_tuner.rundir.events import EventWriter
 from tui_tuner.rundir.runs import RunDir, checkpoint_problem, checkpoint_step, process_start_time
 from tui_tuner.rundir.status import OOM_HINT, RunStatus, is_oom_message
@@ -289,6 +290,8 @@ def _disk_full(exc: BaseException, run: RunDir | None) -> bool:
     import errno
     import shutil
 
+    if is_disk_full(exc):
+        return True
     seen = 0
     while exc is not None and seen < 10:
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -369,8 +372,11 @@ def run_worker(run_dir: str | Path) -> int:
                                   "attempts": prev.attempts + 1})
     from tui_tuner.train.distributed import SilentEvents, is_main_process, local_rank, status_keeper_for_rank, world_size
 
+    os.umask(0o077)  # everything the run writes is private to its owner (docs/run-directory.md)
     keeper = status_keeper_for_rank(run.path, status)  # under torchrun only rank 0 writes status and events
     keeper.update()
+    if is_main_process():
+        make_reserve(run.path)  # given up when the disk fills, so the final state can still be written
     events = EventWriter(run.events_path) if is_main_process() else SilentEvents()
     monitor = None
     final, code = "failed", 1
@@ -429,21 +435,50 @@ def run_worker(run_dir: str | Path) -> int:
                       message="interrupted (Ctrl+C in the worker's terminal); progress after the last "
                               "checkpoint was not saved")
     except BaseException as exc:  # every failure must end in a recorded state, never a silent death
-        traceback.print_exc()
         error, hint = _classify(exc, run)
+        full = _disk_full(exc, run)
+        if full:
+            release_reserve(run.path)  # room for the status, the last event and the log line below
+        # The status first and small: on a full disk it is the one thing that must land.
         keeper.update(state="failed", ended=time.time(), error=error, hint=hint, exit_code=1)
         code = 1
+        _log_failure(exc, one_line=full)
     finally:
         if monitor is not None:
             monitor.stop()
         peak = _peak_memory(keeper.status.extra.get("peak_memory_bytes"))
-        keeper.update(**peak)
         st = keeper.status
         try:
+            keeper.update(**peak)
             events.write("end", state=st.state, step=st.step, error=st.error, hint=st.hint, **peak)
+        except OSError as exc:  # a full disk: the final state is written; the summary is a nicety
+            _log_line(f"tui-tuner worker {pid}: could not record the run summary: {exc.strerror or exc}")
         finally:
             events.close()
-    print(f"tui-tuner worker {pid}: {keeper.status.state}"
-          + (f": {keeper.status.error}" if keeper.status.error else ""), flush=True, file=sys.stderr)
+            if is_main_process():
+                release_reserve(run.path)
+    _log_line(f"tui-tuner worker {pid}: {keeper.status.state}"
+              + (f": {keeper.status.error}" if keeper.status.error else ""))
     return code
+
+
+def _log_line(text: str) -> None:
+    """One line to train.log (stderr); a full disk must not turn it into a second failure."""
+    try:
+        print(text, flush=True, file=sys.stderr)
+    except OSError:
+        pass
+
+
+def _log_failure(exc: BaseException, one_line: bool) -> None:
+    """The failure in train.log: the traceback, or one line when the disk is full (it would not fit)."""
+    try:
+        if one_line:
+            print(f"tui-tuner worker: the disk is full ({type(exc).__name__}: {str(exc)[:200]})",
+                  file=sys.stderr, flush=True)
+        else:
+            traceback.print_exc()
+            sys.stderr.flush()
+    except OSError:
+        pass
 
