@@ -22,7 +22,7 @@ from pathlib import Path
 RESERVE_FILE = ".disk-reserve"
 RESERVE_BYTES = 1 << 20
 """Enough for the final status.json, the last event and log lines, several times over."""
-MARGIN_BYTES = 16 << 20
+MARGIN_BYTES = 8 << 20
 """Logs, events, status and tokenizer files on top of the checkpoints (and some slack): the least a run needs."""
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 

@@ -299,17 +299,24 @@ def _disk_full(exc: BaseException, run: RunDir | None) -> bool:
         text = str(exc).lower()
         if any(marker in text for marker in DISK_FULL_MARKERS):
             return True
-        if run is not None and ("file write failed" in text or "failed writing file" in text):
+        if run is not None and any(m in text for m in ("file write failed", "failed writing file", "unexpected pos")):
             try:  # torch's writer does not say why; a nearly full disk does
                 return shutil.disk_usage(run.path).free < 256 * 2**20
             except OSError:
                 return False
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    if run is not None:  # any failure on a disk with not even the reserve's worth left: the disk did it
+        from tui_tuner.rundir.diskspace import RESERVE_BYTES, free_bytes
+
+        free = free_bytes(run.path)
+        return free is not None and free < RESERVE_BYTES
     return False
 
 
 def _classify(exc: BaseException, run: RunDir | None = None) -> tuple[str, str | None]:
     """(error message, hint) for an exception that ended the run."""
+    if run is not None and _disk_full(exc, run):
+        release_reserve(run.path)  # so the hint's checkpoint listing and the status below can be written
     text = f"{type(exc).__name__}: {exc}".strip()
     first = text.splitlines()[0][:500]
     if isinstance(exc, WorkerError):
