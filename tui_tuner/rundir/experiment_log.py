@@ -243,6 +243,7 @@ def to_rich_table(rows: list[RunRecord], title: str = "experiments", width: int 
     One row per run when that fits in `width` columns; otherwise turned on its side (one
     column per run, one row per field), which is how a few runs of a sweep fit 80 columns.
     """
+    from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
@@ -258,7 +259,7 @@ def to_rich_table(rows: list[RunRecord], title: str = "experiments", width: int 
         return table
     table.add_column("")
     for row in cells:
-        table.add_column(row[0], justify="right", overflow="fold")
+        table.add_column(escape(row[0].plain), justify="right", overflow="fold")
     for i, (_, title_text) in enumerate(COLUMNS[1:], start=1):
         table.add_row(title_text, *(row[i] for row in cells))
     return table
