@@ -266,10 +266,21 @@ def run_resume(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"resuming {run.name} (pid {pid}) from " + (f"{ckpt.name}" if ckpt else "the start (no complete checkpoint)"))
+    for name, why in skipped_checkpoints(run, ckpt):
+        print(f"  skipped {name}: {why}")
     if args.detach:
         print(f"  follow it: tui-tuner runs attach {run.name}")
         return 0
     return exit_status(follow_run(run).state)
+
+
+def skipped_checkpoints(run, resume_from) -> list[tuple[str, str]]:
+    """(name, why) of the checkpoints newer than `resume_from` that resume passes over."""
+    from tui_tuner.rundir.runs import checkpoint_problem, checkpoint_step
+
+    after = checkpoint_step(resume_from) if resume_from is not None else -1
+    found = [(p.name, checkpoint_problem(p)) for p in run.all_checkpoints() if checkpoint_step(p) > after]
+    return [(name, why) for name, why in found if why]
 
 
 def run_rm(args: argparse.Namespace) -> int:

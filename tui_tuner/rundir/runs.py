@@ -111,19 +111,33 @@ def process_alive(pid: int | None, started: float | None = None) -> bool:
 # ---------------------------------------------------------------------------- checkpoints
 
 
-def _safetensors_complete(path: Path) -> bool:
-    """A safetensors file whose header parses and whose size covers every tensor it declares."""
+def safetensors_problem(path: Path) -> str | None:
+    """Why a safetensors file cannot be loaded (truncated, or a header that is not a tensor table), or None."""
     try:
         size = path.stat().st_size
         with open(path, "rb") as fh:
             n = int.from_bytes(fh.read(8), "little")
             if n <= 0 or 8 + n > size:
-                return False
+                return "the file is truncated (its header is cut off)"
             header = json.loads(fh.read(n))
-    except (OSError, ValueError):
-        return False
-    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-    return 8 + n + end <= size
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    except (ValueError, RecursionError):
+        return "its header is not valid JSON (damaged file)"
+    if not isinstance(header, dict):
+        return "its header is not a table of tensors (damaged file)"
+    try:
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    except (TypeError, KeyError, IndexError, ValueError):
+        return "its header does not describe tensors (damaged file)"
+    if 8 + n + end > size:
+        return "the file is truncated (tensor data missing)"
+    return None
+
+
+def _safetensors_complete(path: Path) -> bool:
+    """A safetensors file whose header parses and whose size covers every tensor it declares."""
+    return safetensors_problem(path) is None
 
 
 def _torch_file_complete(path: Path) -> bool:
@@ -139,9 +153,12 @@ def checkpoint_problem(path: str | Path) -> str | None:
     path = Path(path)
     state = path / "trainer_state.json"
     try:
-        json.loads(state.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(state.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
         return "trainer_state.json is missing or unreadable"
+    problem = _trainer_state_problem(data)
+    if problem:
+        return f"trainer_state.json: {problem}"
     weights = [p for pattern in ("adapter_model.safetensors", "model.safetensors", "model-*.safetensors")
                for p in path.glob(pattern)]
     bins = [p for pattern in ("adapter_model.bin", "pytorch_model.bin") for p in path.glob(pattern)]
@@ -153,7 +170,44 @@ def checkpoint_problem(path: str | Path) -> str | None:
     for name in ("optimizer.pt", "scheduler.pt"):
         if not _torch_file_complete(path / name):
             return f"{name} is missing or truncated"
+    for rng in path.glob("rng_state*.pth"):  # small; resume loads it, so every byte is checked
+        if not _zip_intact(rng):
+            return f"{rng.name} is damaged (its contents do not match their checksums)"
     return None
+
+
+_TRAINER_STATE_TYPES: dict[str, tuple[type, ...]] = {
+    "global_step": (int,), "max_steps": (int,), "log_history": (list,), "epoch": (int, float),
+    "logging_steps": (int,), "save_steps": (int,), "train_batch_size": (int,), "num_train_epochs": (int, float),
+    "total_flos": (int, float), "stateful_callbacks": (dict,), "best_metric": (int, float),
+    "num_input_tokens_seen": (int,),
+}
+
+
+def _trainer_state_problem(data: Any) -> str | None:
+    """Why a parsed trainer_state.json would make transformers fail on resume (wrong types), or None."""
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    if "global_step" not in data:
+        return "no global_step"
+    for key, types in _TRAINER_STATE_TYPES.items():
+        value = data.get(key)
+        if value is None and key != "global_step":
+            continue
+        if isinstance(value, bool) or not isinstance(value, types):
+            return f"`{key}` is {repr(value)[:30]}, not {' or '.join(t.__name__ for t in types)}"
+    if not all(isinstance(entry, dict) for entry in data.get("log_history") or []):
+        return "log_history holds something other than objects"
+    return None
+
+
+def _zip_intact(path: Path) -> bool:
+    """A zip (torch.save file) whose every member matches its CRC."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return zf.testzip() is None
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError, RuntimeError):
+        return False
 
 
 def checkpoint_step(path: Path) -> int:

@@ -411,18 +411,22 @@ def run_worker(run_dir: str | Path) -> int:
         elif cfg.report_to == "wandb":
             os.environ.setdefault("WANDB_DIR", str(run.path))
         resume_from = run.latest_checkpoint()
-        skipped = [p.name for p in run.all_checkpoints()
-                   if checkpoint_problem(p) is not None and checkpoint_step(p) > checkpoint_step(resume_from or Path("x-0"))]
+        newer_bad = {p.name: checkpoint_problem(p) for p in run.all_checkpoints()
+                     if checkpoint_step(p) > checkpoint_step(resume_from or Path("x-0"))}
+        skipped = [name for name, why in newer_bad.items() if why is not None]
         from_step = checkpoint_step(resume_from) if resume_from else 0
         if had_events:
             events.write("resume", from_step=from_step, checkpoint=resume_from.name if resume_from else None,
-                         skipped_incomplete=skipped)
+                         skipped_incomplete=skipped, skipped_why={name: newer_bad[name] for name in skipped})
             keeper.status.resumed_from_step = from_step
         keeper.update(backend=backend, backend_reason=reason, device=device, step=from_step)
         events.write("start", attempt=status.attempts, backend=backend, backend_reason=reason, device=device,
                      pid=pid)
         print(f"tui-tuner worker {pid}: run {run.name}, backend {backend} ({reason}), device {device}"
               + (f", resuming from {resume_from.name}" if resume_from else ""), flush=True)
+        for name in skipped:
+            print(f"tui-tuner worker {pid}: skipped {name}, which cannot be resumed from: {newer_bad[name]}",
+                  flush=True)
         if device == "cuda" and is_main_process():  # rank 0 samples every GPU of the machine
             from tui_tuner.train.gpu_monitor import GpuMonitor
 
