@@ -85,6 +85,8 @@ def run_row(run) -> dict[str, Any]:
 
 
 def _run_row(run) -> dict[str, Any]:
+    from tui_tuner.rundir.runs import stall_note
+
     st = run.status()
     cfg = _raw_config(run)
     method = cfg.get("method", "?")
@@ -92,7 +94,7 @@ def _run_row(run) -> dict[str, Any]:
         "name": run.name, "state": st.state, "model": (cfg.get("model") or {}).get("name_or_path", "?"),
         "method": method, "r": (cfg.get("lora") or {}).get("r") if method != "full" else None,
         "step": st.step, "max_steps": st.max_steps, "loss": st.loss, "duration_s": st.duration_s,
-        "queued_after": st.queued_after, "error": st.error,
+        "queued_after": st.queued_after, "error": st.error, "stalled": stall_note(run, st),
     }
 
 
@@ -122,8 +124,8 @@ def run_ls(args: argparse.Namespace) -> int:
                          no_wrap=col != "model", overflow="ellipsis")
     unreadable = []
     for row in rows:
-        state = escape(str(row["state"]))
-        if row["state"] == "unreadable":
+        state = escape(str(row["state"])) + (" (stalled)" if row.get("stalled") else "")
+        if row["state"] == "unreadable" or row.get("stalled"):
             unreadable.append(row)
         table.add_row(escape(row["name"]), f"[{colours.get(row['state'], '')}]{state}[/]", escape(str(row["model"])),
                       escape(str(row["method"])), "-" if row["r"] is None else escape(str(row["r"])),
@@ -132,7 +134,10 @@ def run_ls(args: argparse.Namespace) -> int:
                       format_duration(row["duration_s"]))
     console.print(table)
     for row in unreadable:
-        console.print(f"[red]unreadable[/] {escape(row['name'])}: {escape(str(row['error']))}")
+        if row.get("stalled"):
+            console.print(f"[yellow]stalled[/] {escape(row['name'])}: {escape(row['stalled'])}")
+        else:
+            console.print(f"[red]unreadable[/] {escape(row['name'])}: {escape(str(row['error']))}")
     return 0
 
 
@@ -161,8 +166,10 @@ def show_data(run) -> dict[str, Any]:
     st = run.status()
     hist = load_history(run.events_path)
     losses = [loss for _, loss in hist.losses]
+    from tui_tuner.rundir.runs import stall_note
+
     data: dict[str, Any] = {"name": run.name, "path": str(run.path), "status": st.as_dict(),
-                            "config_changes": config_changes(run)}
+                            "stalled": stall_note(run, st), "config_changes": config_changes(run)}
     data["loss"] = ({"steps_logged": len(losses), "first": losses[0], "last": losses[-1], "min": min(losses)}
                     if losses else None)
     data["evals"] = [{"step": e.get("step"), "eval_loss": e.get("eval_loss")} for e in hist.evals]
@@ -185,6 +192,8 @@ def run_show(args: argparse.Namespace) -> int:
 
     from tui_tuner.core.units import format_bytes, format_duration
 
+    from tui_tuner.rundir.runs import stall_note
+
     run = _find(args)
     if run is None:
         return 2
@@ -196,7 +205,10 @@ def run_show(args: argparse.Namespace) -> int:
     c = Console(highlight=False)
     c.print(f"[bold]{run.name}[/]  {st.state}  step {st.step}/{st.max_steps or '?'}  "
             f"duration {format_duration(st.duration_s)}")
-    c.print(f"  folder   {run.path}")
+    c.print(f"  folder   {escape(str(run.path))}")
+    stalled = stall_note(run, st)
+    if stalled:
+        c.print(f"  [yellow]{escape(stalled)}[/]")
     if st.backend:
         c.print(f"  backend  {st.backend} ({escape(st.backend_reason or '')}) on {st.device or '?'}")
     if st.probe:

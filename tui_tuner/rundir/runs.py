@@ -108,6 +108,73 @@ def process_alive(pid: int | None, started: float | None = None) -> bool:
         return False
 
 
+STALL_AFTER_S = 600.0
+"""An active run whose worker has written no step, event or status for this long is shown as stalled."""
+STOPPED_STALL_AFTER_S = 20.0
+"""A worker the kernel reports stopped (SIGSTOP, a debugger) is called stalled after this much silence."""
+_PROCESS_STATES = {
+    "stopped": ("stopped (SIGSTOP or Ctrl+Z)", "`kill -CONT {pid}` lets it continue"),
+    "tracing-stop": ("stopped by a debugger or tracer", "detach the debugger to let it continue"),
+    "disk-sleep": ("waiting on a disk or network file system (uninterruptible)",
+                   "check the storage the run, the model or the data is on (an NFS mount that hung?)"),
+    "sleeping": ("waiting (sleeping)", "a data loader or download may be stuck; the end of train.log shows the "
+                 "last thing it did. `tui-tuner runs stop --now RUN` ends it"),
+    "running": ("busy on the CPU", "a very slow step or a loop; the end of train.log shows the last thing it did"),
+}
+
+
+def process_state(pid: int | None) -> str | None:
+    """The kernel's state of a process (psutil names: running, sleeping, disk-sleep, stopped, ...), or None."""
+    import psutil
+
+    if not pid:
+        return None
+    try:
+        return str(psutil.Process(pid).status())
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return None
+
+
+def _stall_after() -> float:
+    try:
+        return float(os.environ.get("TUI_TUNER_STALL_AFTER_S", STALL_AFTER_S))
+    except ValueError:
+        return STALL_AFTER_S
+
+
+def stall_note(run: "RunDir", st: RunStatus | None = None, now: float | None = None) -> str | None:
+    """"stalled: no step or heartbeat for 12m; the worker (pid N) is stopped (...) - what to do", or None.
+
+    For a running/stopping run whose status.json and events.jsonl have not changed for
+    `STALL_AFTER_S` (`TUI_TUNER_STALL_AFTER_S`), or a shorter while when the kernel says the
+    worker is stopped. The process state comes from psutil (/proc on Linux).
+    """
+    st = st if st is not None else run.status()
+    if st.state not in ACTIVE_STATES:
+        return None
+    times = []
+    for path in (run.path / "status.json", run.events_path):
+        try:
+            times.append(path.stat().st_mtime)
+        except OSError:
+            continue
+    if not times:
+        return None
+    idle = (now if now is not None else time.time()) - max(times)
+    state = process_state(st.pid)
+    limit = STOPPED_STALL_AFTER_S if state in ("stopped", "tracing-stop", "disk-sleep") else _stall_after()
+    if idle < limit:
+        return None
+    note = f"stalled: no step or heartbeat for {idle / 60:.0f} min" if idle >= 90 else \
+        f"stalled: no step or heartbeat for {idle:.0f} s"
+    if state in _PROCESS_STATES:
+        what, todo = _PROCESS_STATES[state]
+        note += f"; the worker (pid {st.pid}) is {what}: {todo.format(pid=st.pid)}"
+    elif state:
+        note += f"; the worker (pid {st.pid}) is {state}"
+    return note
+
+
 # ---------------------------------------------------------------------------- checkpoints
 
 

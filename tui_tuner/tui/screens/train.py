@@ -160,6 +160,9 @@ class TrainScreen(Screen):
             error.update(Text.assemble((f"{st.state}: ", "bold"), st.error or "", "\n" if st.hint else "",
                                        (st.hint or "", "italic")))
             error.display = True
+        elif snap.stalled:
+            error.update(Text(snap.stalled, style="bold yellow"))
+            error.display = True
         else:
             error.display = False
         bar = self.query_one(ProgressBar)
