@@ -136,6 +136,8 @@ def test_a_full_disk_fails_the_run_clearly_and_train_and_resume_refuse_up_front(
     assert re.search(r"worker \d+: failed: the disk is full", log), log[-2000:]
     kept = run.latest_checkpoint()
     assert kept is not None and checkpoint_problem(kept) is None
+    shared = [str(p.relative_to(run.path)) for p in run.path.rglob("*") if p.stat().st_mode & 0o077]
+    assert shared == [], f"run files readable by other users: {shared[:5]}"
 
     # On the still-full disk: resume and a new run are refused before anything is written.
     refused = cli(project, "runs", "resume", run.name, "--runs-dir", str(runs_dir))
