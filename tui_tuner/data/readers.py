@@ -29,6 +29,32 @@ _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _WRAPPER_KEYS = ("data", "train", "examples", "rows", "records", "items")
 
 
+TOO_DEEP = ("nested too deeply to read (thousands of levels of [ or {): an example is a flat object of "
+            "text fields; fix the line or remove it.")
+_LONE_SURROGATE = re.compile(r"\\u[dD][89abcdefABCDEF][0-9a-fA-F]{2}")
+"""A `\\udXXX` escape: the only way JSON text can smuggle in a surrogate that is not valid Unicode."""
+
+
+def unicode_problem(value: Any, _depth: int = 0) -> str | None:
+    """Why a parsed value holds text that is not valid Unicode (a lone surrogate), or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            bad = value[exc.start]
+            return (f"the text holds a lone surrogate \\u{ord(bad):04x} (half of a UTF-16 pair, not a character): "
+                    "remove it or write the character itself.")
+        return None
+    if _depth > 100:
+        return None
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    for item in items:
+        problem = unicode_problem(item, _depth + 1)
+        if problem:
+            return problem
+    return None
+
+
 @dataclass
 class Record:
     """One example as read from the file: its value and where it starts."""
@@ -193,6 +219,12 @@ def _read_jsonl(path: Path, sink: _Sink) -> ReadResult:
             except json.JSONDecodeError as exc:
                 sink.error(line, f"broken JSON: {exc.msg} — {json_error_hint(exc.msg)}", exc.colno)
                 continue
+            except RecursionError:
+                sink.error(line, TOO_DEEP)
+                continue
+            if _LONE_SURROGATE.search(text) and (problem := unicode_problem(value)):
+                sink.error(line, problem)
+                continue
             column = len(text) - len(text.lstrip()) + 1
             records.append(Record(value, line, column))
     return ReadResult(records, sink.issues)
@@ -249,6 +281,9 @@ def _read_json(path: Path, sink: _Sink) -> ReadResult:
         line, col = index.at(exc.pos)
         sink.error(line, f"broken JSON: {exc.msg} — {json_error_hint(exc.msg)}", col)
         return ReadResult([], sink.issues)
+    except RecursionError:
+        sink.error(index.at(pos)[0], TOO_DEEP)
+        return ReadResult([], sink.issues)
     rest = _skip_ws(text, end)
     if rest < len(text):
         sink.warning(1, "this .json file holds one JSON object per line (JSON Lines); read as JSONL. "
@@ -290,8 +325,15 @@ def _read_json_array(text: str, pos: int, index: _LineIndex, sink: _Sink) -> Rea
             sink.error(line, f"broken JSON: {exc.msg} — {json_error_hint(exc.msg)} (the records after this "
                              "point were not read)", col)
             break
+        except RecursionError:
+            sink.error(index.at(pos)[0], TOO_DEEP + " The records after this point were not read.")
+            break
         line, col = index.at(pos)
-        records.append(Record(value, line, col))
+        problem = unicode_problem(value) if _LONE_SURROGATE.search(text, pos, end) else None
+        if problem:
+            sink.error(line, problem, col)
+        else:
+            records.append(Record(value, line, col))
         pos = _skip_ws(text, end)
         if pos < len(text) and text[pos] == ",":
             pos = _skip_ws(text, pos + 1)

@@ -151,6 +151,15 @@ def _adapter_source(adapter_dir: Path, run_dir: Path | None, kind: SourceKind, l
         adapter_cfg = json.loads((adapter_dir / "adapter_config.json").read_text())
     except (OSError, ValueError) as exc:
         raise SourceError(f"{adapter_dir / 'adapter_config.json'}: cannot read it ({exc}).") from exc
+    if not isinstance(adapter_cfg, dict):
+        raise SourceError(f"{adapter_dir / 'adapter_config.json'} is not a JSON object; the adapter is damaged.")
+    from tui_tuner.rundir.runs import safetensors_problem
+
+    for weights in adapter_dir.glob("*.safetensors"):
+        problem = safetensors_problem(weights)
+        if problem:
+            raise SourceError(f"{weights}: {problem}; the adapter cannot be loaded. Use an earlier checkpoint "
+                              "(--checkpoint N) or export the run again.")
     config = _run_config(run_dir) if run_dir else None
     base = config.model.name_or_path if config else adapter_cfg.get("base_model_name_or_path")
     if not base:

@@ -158,9 +158,12 @@ def set_yaml_value(text: str, path: tuple[str, ...], value: Any) -> str:
     from ruamel.yaml.error import YAMLError as RuamelError
     from ruamel.yaml.nodes import MappingNode, ScalarNode
 
+    from tui_tuner.config.schema import safe_load_guarded  # pydantic loads after the first frame
+
     try:
+        # The guarded load refuses alias bombs and deep nesting before anything walks the tree.
+        parsed = safe_load_guarded(text) if text.strip() else {}
         root = _compose(text) if text.strip() else None
-        parsed = yaml.safe_load(text) if text.strip() else {}
     except (RuamelError, yaml.YAMLError):
         return text
     if parsed is None:
