@@ -14,8 +14,9 @@ import pytest
 from tui_tuner.config.schema import RunConfig
 from tui_tuner.rundir.runs import (
     RunDir, RunError, RunLookupError, checkpoint_problem, create_run, delete_run, find_run, list_runs,
-    process_start_time, queue_ready, resume_run,
+    process_start_time, queue_ready,
 )
+from tui_tuner.train.resume import resume_run
 from tui_tuner.rundir.status import read_status, write_status
 from tui_tuner.train.supervisor import record_exit
 

@@ -267,7 +267,8 @@ def run_stop(args: argparse.Namespace) -> int:
 
 def run_resume(args: argparse.Namespace) -> int:
     from tui_tuner.commands.run_progress import follow_run
-    from tui_tuner.rundir.runs import RunError, resume_run
+    from tui_tuner.rundir.runs import RunError
+    from tui_tuner.train.resume import resume_run
 
     run = _find(args)
     if run is None:

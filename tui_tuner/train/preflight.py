@@ -210,7 +210,7 @@ def _target_module_issues(cfg, base: Path) -> list[ConfigIssue]:
     tm = cfg.lora.target_modules
     if cfg.method == "full" or not isinstance(tm, list) or not tm:
         return []
-    from tui_tuner.fit.estimate import resolve_target_modules
+    from tui_tuner.fit.lora import spec_target_modules
     from tui_tuner.models.spec import ModelSpecError, linear_modules, model_spec
 
     kind, path = model_location(cfg.model.name_or_path, base)
@@ -223,7 +223,7 @@ def _target_module_issues(cfg, base: Path) -> list[ConfigIssue]:
         return []  # GPT-2 style models name their layers differently; peft checks them at load time
     # peft also takes dotted suffixes (self_attn.q_proj) and regular expressions: judge plain names only
     plain = [name.rsplit(".", 1)[-1] for name in tm if re.fullmatch(r"[A-Za-z0-9_.]+", name)]
-    _, unknown = resolve_target_modules(spec, [n for n in plain if n not in _PEFT_EXTRA_TARGETS])
+    unknown = spec_target_modules(spec, [n for n in plain if n not in _PEFT_EXTRA_TARGETS]).unmatched
     if not unknown:
         return []
     import difflib

@@ -20,7 +20,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from tui_tuner.rundir.runs import RunDir, delete_run, list_runs, resume_run
+from tui_tuner.rundir.runs import RunDir, delete_run, list_runs
+from tui_tuner.train.resume import resume_run
 from tui_tuner.core.units import format_duration
 from tui_tuner.tui.screens.modals import ConfirmModal
 from tui_tuner.tui.screens.train import STATE_STYLES
