@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tui_tuner.data.loader import DatasetLoad, load_dataset_file
-from tui_tuner.data.report import TokenStats
+from tui_tuner.data.report import TokenStats, tokenize_within_budget
 
 KEEP_ENTRIES = 8
 """Tokenized datasets kept in the cache (least recently used go first)."""
@@ -116,10 +116,13 @@ class _Stats:
         self.max_seq_length = max_seq_length
         self.lengths = array("l")
         self.truncated_lines: list[int] = []
+        self.estimated_lines: list[int] = []
         self.no_answer = self.total = self.trained = 0
 
-    def add(self, line: int, length: int, truncated: bool, trained: int) -> None:
+    def add(self, line: int, length: int, truncated: bool, trained: int, estimated: bool = False) -> None:
         self.lengths.append(length)
+        if estimated:
+            self.estimated_lines.append(line)
         self.total += min(length, self.max_seq_length)
         self.trained += trained
         if truncated:
@@ -135,7 +138,8 @@ class _Stats:
         return TokenStats(min=ordered[0], mean=round(sum(ordered) / len(ordered), 1), p95=p95, max=ordered[-1],
                           max_seq_length=self.max_seq_length, truncated=len(self.truncated_lines),
                           truncated_lines=self.truncated_lines, no_answer_left=self.no_answer,
-                          total_tokens=self.total, trained_tokens=self.trained)
+                          total_tokens=self.total, trained_tokens=self.trained,
+                          estimated_lines=self.estimated_lines)
 
 
 class _ArrowSink:
@@ -200,8 +204,6 @@ def tokenize_file(path: str | Path, cfg: Any, tokenizer: Any, template: str | No
     new one is written otherwise.
     """
     from tui_tuner.chat_format.templates import ChatTemplateError
-    from tui_tuner.data.tokenize import tokenize_conversation
-
     path = Path(path)
     data_cfg = getattr(cfg, "data", None)
     max_len = cfg.model.max_seq_length if cfg is not None else 1024
@@ -234,12 +236,12 @@ def tokenize_file(path: str | Path, cfg: Any, tokenizer: Any, template: str | No
     def on_example(line: int, conversation: list[dict[str, str]]) -> None:
         nonlocal done, last_report
         try:
-            enc = tokenize_conversation(tokenizer, conversation, max_len, completion_only, template)
+            enc, estimated = tokenize_within_budget(tokenizer, conversation, max_len, completion_only, template)
         except ChatTemplateError as exc:  # e.g. `raise_exception(...)` for a role the model does not have
             refused.append((line, str(exc)))
             return
         trained = enc["trained_tokens"]
-        stats.add(line, enc["length"], enc["truncated"], trained)
+        stats.add(line, enc["length"], enc["truncated"], trained, estimated)
         if sink is not None:
             sink.add(enc["input_ids"], enc["labels"], line, enc["length"], trained)
         done += 1
