@@ -400,11 +400,16 @@ def test_bad_input_gets_a_clear_error(case: Case, command: str, tmp_path: Path, 
 
 
 def _child_peak_rss(cli_args: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, int]:
-    """Run `tui-tuner ARGS` in a child that reports its own peak RSS (bytes) on its last stderr line."""
-    code = ("import resource, runpy, sys\n"
+    """Run `tui-tuner ARGS` in a child that reports its own peak RSS (bytes) on its last stderr line.
+
+    The peak is VmHWM, which starts afresh at exec; `ru_maxrss` would include the pages shared
+    with this (large) test process between fork and exec.
+    """
+    code = ("import re, runpy, sys\n"
             f"sys.argv = ['tui-tuner', *{cli_args!r}]\n"
             "try:\n    runpy.run_module('tui_tuner', run_name='__main__')\n"
-            "finally:\n    print('PEAK_RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, file=sys.stderr)\n")
+            "finally:\n    hwm = re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read()).group(1)\n"
+            "    print('PEAK_RSS', int(hwm) * 1024, file=sys.stderr)\n")
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "NO_COLOR": "1", "COLUMNS": "300"}
     proc = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
     peak = int(re.findall(r"PEAK_RSS (\d+)", proc.stderr)[-1])
