@@ -111,18 +111,23 @@ def build_datasets(cfg: Any, tokenizer: Any, chat_template: str) -> tuple[Any, A
 # ---------------------------------------------------------------------------- trainer
 
 
-def sft_config(cfg: Any, run: RunDir, device: str, backend: str, has_eval: bool, model_dtype: Any,
+def sft_config(cfg: Any, run: RunDir, device: str, backend: str, has_eval: bool, precision: str,
                extra: dict[str, Any] | None = None) -> Any:
     """trl `SFTConfig` for this run: checkpoints under the run directory, our own progress logging.
 
+    `precision` ("bf16", "fp16" or "fp32", from `mixed_precision`) is the autocast the trainer runs.
     `extra` (the multi-GPU settings from `tui_tuner.train.distributed.trainer_arguments`) is applied last.
     """
-    import torch
+    import inspect
+
     from trl import SFTConfig
 
     t = cfg.training
     eval_on = has_eval and t.eval_steps is not None
     on_gpu = device == "cuda"
+    # transformers 5.18 renamed gradient_checkpointing to activation_checkpointing; both releases are supported.
+    ckpt = ("activation_checkpointing" if "activation_checkpointing" in inspect.signature(SFTConfig).parameters
+            else "gradient_checkpointing")
     kwargs = dict(
         output_dir=str(run.checkpoints_dir),
         max_steps=t.max_steps or -1,
@@ -139,16 +144,15 @@ def sft_config(cfg: Any, run: RunDir, device: str, backend: str, has_eval: bool,
         seed=t.seed,
         data_seed=t.seed,
         # Unsloth applies its own (offloading) checkpointing in get_peft_model.
-        activation_checkpointing=t.gradient_checkpointing and backend != "unsloth",
-        activation_checkpointing_kwargs={"use_reentrant": False},
+        **{ckpt: t.gradient_checkpointing and backend != "unsloth", f"{ckpt}_kwargs": {"use_reentrant": False}},
         logging_steps=t.logging_steps,
         save_strategy="steps",
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,
         eval_strategy="steps" if eval_on else "no",
         eval_steps=t.eval_steps if eval_on else None,
-        bf16=on_gpu and model_dtype == torch.bfloat16,
-        fp16=on_gpu and model_dtype == torch.float16,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
         use_cpu=not on_gpu,
         report_to=[] if cfg.report_to == "none" else [cfg.report_to],
         run_name=run.name,
@@ -160,7 +164,7 @@ def sft_config(cfg: Any, run: RunDir, device: str, backend: str, has_eval: bool,
     )
     extra = dict(extra or {})
     if extra.pop("gradient_checkpointing", None) is False:
-        kwargs["activation_checkpointing"] = False  # FSDP checkpoints activations itself
+        kwargs[ckpt] = False  # FSDP checkpoints activations itself
     kwargs.update(extra)
     return SFTConfig(**kwargs)
 
@@ -224,11 +228,14 @@ def train(run: RunDir, cfg: Any, backend: str, device: str, keeper: Any, events:
     tokenizer.chat_template = template
     train_ds, eval_ds, info = build_datasets(cfg, tokenizer, template)
     events.write("data", **info)
-    model_dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
+    from tui_tuner.train.backends.transformers_backend import mixed_precision
     from tui_tuner.train.distributed import decoder_layer_classes, trainer_arguments
 
+    precision = mixed_precision(cfg, device)
     multi_gpu = trainer_arguments(cfg, cuda=device == "cuda", layer_classes=decoder_layer_classes(model))
-    args = sft_config(cfg, run, device, backend, eval_ds is not None, model_dtype, extra=multi_gpu)
+    args = sft_config(cfg, run, device, backend, eval_ds is not None, precision, extra=multi_gpu)
+    precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"  # what the trainer will really run
+    keeper.update(precision=precision)
 
     mode = probe_mode(run)
     want_probe = mode == "on" or (mode == "auto" and device == "cuda")

@@ -146,6 +146,8 @@ class TrainScreen(Screen):
             if st.backend:
                 reason = (st.backend_reason or "").removeprefix("backend:").strip()
                 backend = Text.assemble(("backend ", "dim"), (st.backend, "bold"), (f" — {reason}" if reason else ""))
+                if st.extra.get("precision"):
+                    backend.append(f"  · {st.extra['precision']} precision", style="dim")
         self.query_one("#train-title", Static).update(title)
         self.query_one("#train-backend", Static).update(backend)
 
