@@ -10,6 +10,7 @@ the worker to stop gracefully, a second Ctrl+C stops it at once. `--detach` retu
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from tui_tuner.commands.config_cmd import add_set_option
@@ -129,10 +130,11 @@ def _launch_plan(args: argparse.Namespace, loaded, issues: list):
         issues.append(ConfigIssue("distributed", problem, file="--gpus/--nnodes"))
         return plan
     if plan.distributed:
+        from tui_tuner.fit.devices import visible_gpus
         from tui_tuner.fit.hardware import list_gpus
 
-        try:
-            available = len(list_gpus())
+        try:  # what CUDA will see: CUDA_VISIBLE_DEVICES and MIG slices, not every card NVML lists
+            available = len(visible_gpus(list_gpus(), os.environ.get("CUDA_VISIBLE_DEVICES")))
         except Exception:  # no NVML: the machine has no usable NVIDIA GPU
             available = 0
         found = gpu_count_problem(plan, available)

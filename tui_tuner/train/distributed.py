@@ -216,8 +216,9 @@ def gpu_count_problem(plan: LaunchPlan, available: int) -> tuple[str, str] | Non
         return ("warning", f"no NVIDIA GPU here: {plan.gpus} processes will train on the CPU over gloo "
                            "(slow; useful to test a multi-GPU config).")
     if plan.gpus > available:
-        return ("error", f"{plan.gpus} GPUs asked for but this machine has {available}. Use --gpus {available} "
-                         "(or set distributed.gpus), or run on a machine with more GPUs.")
+        return ("error", f"{plan.gpus} GPUs asked for but CUDA sees {available} here (CUDA_VISIBLE_DEVICES and MIG "
+                         f"slices counted). Use --gpus {available} (or set distributed.gpus), widen "
+                         "CUDA_VISIBLE_DEVICES, or run on a machine with more GPUs.")
     return None
 
 

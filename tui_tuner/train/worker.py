@@ -360,6 +360,36 @@ def _peak_memory(previous: Any) -> dict[str, int]:
     return out
 
 
+def choose_gpu(world: int) -> str | None:
+    """Give a one-GPU run the freest GPU (CUDA_VISIBLE_DEVICES) when the user did not choose; says what it did.
+
+    Also numbers CUDA devices in PCI order, as NVML and `nvidia-smi` do. Several processes
+    (torchrun) or a CUDA_VISIBLE_DEVICES already set are left alone.
+    """
+    os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    if world > 1 or "CUDA_VISIBLE_DEVICES" in os.environ:
+        return None
+    from tui_tuner.fit.devices import cuda_devices, freest, label
+    from tui_tuner.fit.estimate import fmt_gb
+    from tui_tuner.fit.hardware import list_gpus
+
+    devices = cuda_devices(list_gpus())
+    best = freest(devices)
+    if best is None or len(devices) < 2 and best.parent_index is None:
+        return None
+    os.environ["CUDA_VISIBLE_DEVICES"] = best.uuid or str(best.index)
+    return f"training on {label(best)}, the freest ({fmt_gb(best.memory_free)} free) of {len(devices)}"
+
+
+def gpu_torch_cannot_use() -> str | None:
+    """Why torch sees no GPU while NVML shows visible ones (driver vs CUDA build, CPU build), or None."""
+    from tui_tuner.fit.cuda import torch_gpu_problem
+    from tui_tuner.fit.hardware import probe
+
+    hw = probe()
+    return torch_gpu_problem(len(hw.visible_gpus), hw.cuda_driver_version, hw.driver_version)
+
+
 def run_worker(run_dir: str | Path) -> int:
     """Train the run in this process; returns the exit status (0 finished/stopped, 1 failed)."""
     run = RunDir(Path(run_dir).resolve())
@@ -383,6 +413,9 @@ def run_worker(run_dir: str | Path) -> int:
     final, code = "failed", 1
     try:
         cfg = run.config()
+        gpu_choice = choose_gpu(world_size())  # before torch reads CUDA_VISIBLE_DEVICES
+        if gpu_choice:
+            print(f"tui-tuner worker {pid}: {gpu_choice}", flush=True)
         from tui_tuner.train.backend_select import BackendUnavailable, select_backend
 
         try:
@@ -395,6 +428,11 @@ def run_worker(run_dir: str | Path) -> int:
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cpu":
+            problem = gpu_torch_cannot_use()
+            if problem:  # never train on the CPU in silence while the GPU sits there
+                raise WorkerError(problem, "To train on the CPU on purpose, start the run with "
+                                           "CUDA_VISIBLE_DEVICES= (empty) in the environment.")
         if device == "cuda" and world_size() > 1:
             torch.cuda.set_device(local_rank())  # each process trains on its own GPU
         problem = report_to_problem(cfg.report_to)
@@ -412,7 +450,8 @@ def run_worker(run_dir: str | Path) -> int:
             events.write("resume", from_step=from_step, checkpoint=resume_from.name if resume_from else None,
                          skipped_incomplete=skipped)
             keeper.status.resumed_from_step = from_step
-        keeper.update(backend=backend, backend_reason=reason, device=device, step=from_step)
+        keeper.update(backend=backend, backend_reason=reason, device=device, step=from_step,
+                      **({"gpu_choice": gpu_choice} if gpu_choice else {}))
         events.write("start", attempt=status.attempts, backend=backend, backend_reason=reason, device=device,
                      pid=pid)
         print(f"tui-tuner worker {pid}: run {run.name}, backend {backend} ({reason}), device {device}"
