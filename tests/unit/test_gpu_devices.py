@@ -289,3 +289,44 @@ class _Rows(list):
         if key == "input_ids":
             return list(self)
         return {"input_ids": list.__getitem__(self, key)}
+
+
+# ---------------------------------------------------------------------------- another process grabs the run's GPU
+
+
+def test_another_process_grabbing_the_runs_gpu_is_a_warning_event_and_shows_in_the_train_view(nvml, tmp_path):
+    import time
+
+    from tui_tuner.rundir.events import EventWriter, read_events
+    from tui_tuner.rundir.runs import RunDir
+    from tui_tuner.train.gpu_monitor import GpuMonitor, IntruderWatch
+    from tui_tuner.tui.run_view import RunView
+
+    me = os.getpid()
+    card = {**A100, "procs": [(me, 30000 * MIB), (5555, 1000 * MIB)]}
+    other = {**A100, "procs": []}
+    nvml(fake_pynvml([card, other]))
+    events = EventWriter(tmp_path / "events.jsonl")
+    monitor = GpuMonitor(events, interval_s=0.01, watch=IntruderWatch({me}), watch_gpus=[0])
+    monitor.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "events.jsonl").exists() or "gpu" not in (tmp_path / "events.jsonl").read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        other["procs"] = [(7777, 40000 * MIB)]      # on a GPU this run does not use: not its business
+        card["procs"] = [(me, 30000 * MIB), (5555, 1100 * MIB), (6666, 20000 * MIB)]  # a newcomer grabs 19.5 GiB
+        while not any(e["kind"] == "warning" for e in read_events(tmp_path / "events.jsonl")[0]):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:
+        monitor.stop()
+        monitor.join()
+        events.close()
+    found, _ = read_events(tmp_path / "events.jsonl")
+    warnings = [e for e in found if e["kind"] == "warning"]
+    assert [(w["gpu"], w["pid"]) for w in warnings] == [(0, 6666)]  # once; the small growth of 5555 is no news
+    assert "19.5 GiB on GPU 0" in warnings[0]["message"]
+    view = RunView(RunDir(tmp_path))
+    view.fold(found)
+    assert view.warnings == [warnings[0]["message"]]

@@ -376,6 +376,22 @@ def sample_gpus() -> list[GpuSample]:
     return out
 
 
+def sample_processes(indices: list[int] | None = None) -> dict[int, list[GpuProcess]]:
+    """The compute processes on each GPU (by NVML index; only `indices` when given), named through
+    `gpu_process`; {} when NVML is unavailable. The worker's monitor watches its GPUs with it."""
+    nv = _ensure_nvml()
+    if nv is None:
+        return {}
+    out: dict[int, list[GpuProcess]] = {}
+    try:
+        for i in range(nv.nvmlDeviceGetCount()):
+            if indices is None or i in indices:
+                out[i] = _processes(nv, nv.nvmlDeviceGetHandleByIndex(i))
+    except Exception:
+        return {}
+    return out
+
+
 # ---------------------------------------------------------------------------- the rest of the machine
 
 

@@ -457,9 +457,9 @@ def run_worker(run_dir: str | Path) -> int:
         print(f"tui-tuner worker {pid}: run {run.name}, backend {backend} ({reason}), device {device}"
               + (f", resuming from {resume_from.name}" if resume_from else ""), flush=True)
         if device == "cuda" and is_main_process():  # rank 0 samples every GPU of the machine
-            from tui_tuner.train.gpu_monitor import GpuMonitor
+            from tui_tuner.train.gpu_monitor import GpuMonitor, IntruderWatch, own_pids, run_gpu_indices
 
-            monitor = GpuMonitor(events)
+            monitor = GpuMonitor(events, watch=IntruderWatch(own_pids()), watch_gpus=run_gpu_indices())
             if monitor.available():
                 monitor.start()
             else:

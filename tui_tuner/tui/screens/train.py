@@ -176,7 +176,11 @@ class TrainScreen(Screen):
                                                 else "waiting for the first loss point")
         self._draw_chart()
         self.query_one(GpuMeters).show(snap.gpus)
-        log = Text("\n".join(snap.log_tail[-self._log_rows():]) or "(empty)", no_wrap=True, overflow="ellipsis")
+        rows = self._log_rows() - len(snap.warnings)
+        log = Text(no_wrap=True, overflow="ellipsis")
+        for warning in snap.warnings:  # another process grabbing this run's GPU memory: shown above the log
+            log.append(f"warning: {warning}\n", style="bold yellow")
+        log.append("\n".join(snap.log_tail[-max(1, rows):]) or "(empty)")
         self.query_one("#train-log", Static).update(log)
 
     def _log_rows(self) -> int:
