@@ -330,3 +330,23 @@ def test_another_process_grabbing_the_runs_gpu_is_a_warning_event_and_shows_in_t
     view = RunView(RunDir(tmp_path))
     view.fold(found)
     assert view.warnings == [warnings[0]["message"]]
+
+
+# ---------------------------------------------------------------------------- the Hardware screen's shared-server view
+
+
+def test_hardware_screen_lists_processes_history_and_the_freest_gpu(nvml, monkeypatch):
+    from tui_tuner.tui.screens.hardware import GpuHistory, processes_text, sample_reading
+
+    monkeypatch.setattr(hardware, "_uses_nvidia", lambda proc: True)
+    nvml(fake_pynvml([{**BUSY_A100, "procs": [(os.getpid(), 69000 * MIB)]}, A100]))
+    report = hardware.probe()
+    text = processes_text(report).plain
+    assert "freest GPU: GPU 1" in text and str(os.getpid()) in text and "67.4 GiB" in text
+    history = GpuHistory(size=3)
+    for used in (10, 20, 40, 80):  # the live readings the screen samples, through the real sampler
+        report.gpus[0].memory_used = used
+        history.add([sample_reading(s) for s in hardware.sample_gpus()])
+    assert len(history.mem[0]) == 3 and len(history.util[1]) == 3
+    line = history.text().plain.splitlines()[0]
+    assert line.startswith("GPU 0 util") and "mem" in line

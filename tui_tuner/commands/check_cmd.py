@@ -165,6 +165,14 @@ def _print_target(console: Any, t: Any, report: Any, detailed: bool) -> None:
         label = f"[bold]{backend}[/]: " if len(recs) > 1 else ""
         colour = "green" if rec.recommended else "red"
         console.print(f"[{colour}]>[/] {label}{escape(rec.reason)}")
+    if t.changes:
+        console.print(f"[bold]Make it fit[/] in {fmt_gb(report.vram_bytes)} ({escape(report.gpu_label)}), "
+                      "cheapest first:")
+        for c in t.changes:
+            colour = "green" if c.fits else "yellow"
+            keys = ", ".join(f"{'.'.join(k)}={v}" for k, v in c.settings.items())
+            console.print(f"  [{colour}]{fmt_gb(c.estimate_bytes):>8}[/] {escape(c.title)} [dim]({escape(keys)}; "
+                          f"{escape(c.cost)})[/]")
     for m in t.measured:
         shape = f"batch {m['probe_batch_size']} x {m['probe_seq_len']} tokens" if m["probe_seq_len"] else "its batch"
         console.print(f"  measured on {escape(m['device'])} in run {escape(m['run_name'])} ({shape}): "

@@ -60,12 +60,14 @@ class TargetFit:
     """Per backend; empty when there is no GPU to check against."""
     measured: list[dict[str, Any]]
     config: str | None = None
+    changes: list[Any] = field(default_factory=list)
+    """When the one method checked does not fit: `make_fit.FitChange`s that make it fit, best first."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"config": self.config, "model": self.spec.as_dict(), "settings": self.settings,
                 "estimates": [e.as_dict() for e in self.estimates],
                 "recommendations": {b: r.as_dict() for b, r in self.recommendations.items()},
-                "measured": self.measured}
+                "measured": self.measured, "changes": [c.as_dict() for c in self.changes]}
 
 
 @dataclass
@@ -217,7 +219,13 @@ def fit_target(spec: ModelSpec, methods: list[str], backends: list[str], setting
         for b in backends:
             recs[b] = recommend(spec, vram_bytes, gpu_name=gpu_label, backend=b, methods=methods, **settings)
     measured = [row for est in estimates for row in _measured_rows(spec, est, settings, runs_dir)]
-    return TargetFit(spec, settings, estimates, recs, measured, config)
+    changes = []
+    if vram_bytes is not None and len(methods) == 1:
+        from tui_tuner.fit.make_fit import fit_changes
+
+        changes = fit_changes(spec, methods[0], settings, vram_bytes, backend=backends[0],
+                              unsloth_ok="unsloth" in backends)
+    return TargetFit(spec, settings, estimates, recs, measured, config, changes)
 
 
 def check_fit(target: str | None = None, options: FitOptions | None = None, *,
