@@ -116,8 +116,11 @@ def worker_argv(run_dir: str | Path, plan: LaunchPlan | None = None, *, python: 
     if plan.nnodes == 1 and not plan.rdzv_endpoint:
         argv.append("--standalone")
     else:
-        argv += ["--nnodes", str(plan.nnodes), "--rdzv-backend", "c10d", "--rdzv-endpoint", plan.rdzv_endpoint,
-                 "--rdzv-id", plan.rdzv_id or Path(run_dir).name]
+        # Under a scheduler the rendezvous is only known when the job starts (tui_tuner.train.slurm sets these).
+        endpoint = os.environ.get("TUI_TUNER_RDZV_ENDPOINT") or plan.rdzv_endpoint
+        job_id = os.environ.get("TUI_TUNER_RDZV_ID") or plan.rdzv_id or Path(run_dir).name
+        argv += ["--nnodes", str(plan.nnodes), "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint,
+                 "--rdzv-id", job_id]
         if plan.node_rank is not None:
             argv += ["--node-rank", str(plan.node_rank)]
     return [*argv, *tail]

@@ -450,7 +450,9 @@ def run_worker(run_dir: str | Path) -> int:
             events.write("resume", from_step=from_step, checkpoint=resume_from.name if resume_from else None,
                          skipped_incomplete=skipped)
             keeper.status.resumed_from_step = from_step
-        keeper.update(backend=backend, backend_reason=reason, device=device, step=from_step,
+        import socket
+
+        keeper.update(backend=backend, backend_reason=reason, device=device, step=from_step, host=socket.gethostname(),
                       **({"gpu_choice": gpu_choice} if gpu_choice else {}))
         events.write("start", attempt=status.attempts, backend=backend, backend_reason=reason, device=device,
                      pid=pid)
