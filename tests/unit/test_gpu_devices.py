@@ -237,7 +237,9 @@ def test_worker_gives_a_one_gpu_run_the_freest_gpu(nvml, monkeypatch):
     from tui_tuner.train import worker
 
     nvml(fake_pynvml([BUSY_A100, A100]))
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    for name in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):  # set, then removed: restored after the test
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     note = worker.choose_gpu(1)
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "GPU-0001" and "GPU 1" in note
     assert os.environ["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"

@@ -84,6 +84,7 @@ CARD_16GB = {"name": "Tesla T4", "total": 15360 * MIB, "used": 300 * MIB, "cc": 
 @pytest.fixture
 def nvml(monkeypatch):
     """Install a fake pynvml: call it with the cards (and errors) it should report."""
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)  # the fake cards, all visible
 
     def install(module):
         monkeypatch.setitem(sys.modules, "pynvml", module)
