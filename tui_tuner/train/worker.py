@@ -437,19 +437,20 @@ def run_worker(run_dir: str | Path) -> int:
                 monitor = None
         final = train(run, cfg, backend, device, keeper, events, resume_from, requests_since=_launched_at(now)).state
         code = 0
+        release_reserve(run.path)  # gone before the final state, so a finished run holds only its own files
         note = (f"stopped on request at step {keeper.status.step}; checkpoint and adapter saved"
                 if final == "stopped" else None)
         keeper.update(state=final, ended=time.time(), exit_code=0, message=note)
     except KeyboardInterrupt:
         final, code = "stopped", 130
+        release_reserve(run.path)
         keeper.update(state="stopped", ended=time.time(), exit_code=code,
                       message="interrupted (Ctrl+C in the worker's terminal); progress after the last "
                               "checkpoint was not saved")
     except BaseException as exc:  # every failure must end in a recorded state, never a silent death
         error, hint = _classify(exc, run)
         full = _disk_full(exc, run)
-        if full:
-            release_reserve(run.path)  # room for the status, the last event and the log line below
+        release_reserve(run.path)  # on a full disk: room for the status, the last event and the log line below
         # The status first and small: on a full disk it is the one thing that must land.
         keeper.update(state="failed", ended=time.time(), error=error, hint=hint, exit_code=1)
         code = 1
