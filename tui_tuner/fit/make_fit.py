@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tui_tuner.fit.estimate import estimate_memory, fmt_gb, max_seq_len
+from tui_tuner.core.units import format_bytes
+from tui_tuner.fit.estimate import estimate_memory, max_seq_len
 
 
 @dataclass
@@ -42,7 +43,7 @@ class FitChange:
 
     def line(self) -> str:
         mark = "fits" if self.fits else "still over"
-        return f"{self.title}: {fmt_gb(self.estimate_bytes)} ({mark}); {self.cost}"
+        return f"{self.title}: {format_bytes(self.estimate_bytes)} ({mark}); {self.cost}"
 
 
 def _candidates(method: str, backend: str, s: dict[str, Any], unsloth_ok: bool) -> list[tuple[str, str, dict, dict]]:

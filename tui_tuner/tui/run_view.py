@@ -101,6 +101,8 @@ class TrainSnapshot:
     checkpoints: int
     new_events: int
     taken_at: float = field(default_factory=time.time)
+    stalled: str | None = None
+    """Why the run looks stalled (no step for a while, the worker's process state), or None."""
     warnings: list[str] = field(default_factory=list)
     """The worker's latest warnings (another process grabbing memory on the run's GPU), newest last."""
 
@@ -183,9 +185,12 @@ class RunView:
 
     def poll(self) -> TrainSnapshot:
         """Read new events, the status and the log tail; return what to draw."""
+        from tui_tuner.rundir.runs import stall_note
+
         new = self.read_new()
+        status = self.run.status()
         return TrainSnapshot(
-            run_name=self.run.name, status=self.run.status(),
+            run_name=self.run.name, status=status, stalled=stall_note(self.run, status),
             loss=self.loss.view(), eval_loss=self.eval_loss.view(),
             learning_rate=self.learning_rate.view(), grad_norm=self.grad_norm.view(),
             last_log=dict(self.last_log), gpus=[gpu_reading(e) for _, e in sorted(self.gpus.items())],

@@ -20,11 +20,11 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from tui_tuner.core.units import format_bytes
 from tui_tuner.tui.widgets.fit_panel import FitPanel, SettingsChosen
 from tui_tuner.tui.widgets.meters import GpuMeters, GpuReading
 
 SAMPLE_S = 2.0
-GIB = 1024**3
 DEFAULT_MODEL = "TinyLlama/TinyLlama-1.1B-Chat-v1.0"
 
 
@@ -51,7 +51,7 @@ class FitChangesComputed(Message):
 
 def fit_changes_for(request: Any) -> tuple[list[Any], str]:
     """(ranked changes, note) for a fit panel request: [] with the reason when it fits or cannot be estimated."""
-    from tui_tuner.fit.estimate import fmt_gb
+    from tui_tuner.core.units import format_bytes
     from tui_tuner.fit.make_fit import fit_changes
     from tui_tuner.models.spec import ModelSpecError, model_spec
 
@@ -62,7 +62,7 @@ def fit_changes_for(request: Any) -> tuple[list[Any], str]:
     settings = {"seq_len": request.seq_len, "batch_size": request.batch_size, "lora_r": request.lora_r}
     changes = fit_changes(spec, request.method, settings, request.vram_bytes)
     if not changes:
-        return [], f"{request.method} already fits in {fmt_gb(request.vram_bytes)} ({request.gpu_name})"
+        return [], f"{request.method} already fits in {format_bytes(request.vram_bytes)} ({request.gpu_name})"
     return changes, ""
 
 
@@ -143,10 +143,10 @@ def machine_text(report: Any) -> Text:
     text.append(f"{report.cpu_model} · {report.cpu_cores_logical} threads\n")
     if report.ram_total:
         text.append("RAM  ", style="bold")
-        text.append(f"{(report.ram_available or 0) / GIB:.0f} GiB free of {report.ram_total / GIB:.0f} GiB\n")
+        text.append(f"{format_bytes(report.ram_available or 0)} free of {format_bytes(report.ram_total)}\n")
     if report.disk_free is not None:
         text.append("Disk ", style="bold")
-        text.append(f"{report.disk_free / GIB:.0f} GiB free at {report.disk_path}\n")
+        text.append(f"{format_bytes(report.disk_free)} free at {report.disk_path}\n")
     text.append("Libs ", style="bold")
     for i, name in enumerate(("torch", "transformers", "peft", "trl", "bitsandbytes", "unsloth")):
         version = report.packages.get(name)
@@ -194,7 +194,7 @@ class HardwareScreen(Screen):
         from tui_tuner.models.spec import catalog_names
 
         report = probe(self.app.runs_dir)
-        common = [(f"{g.name} ({g.memory_bytes / GIB:.0f} GiB)", g.memory_bytes) for g in COMMON_GPUS]
+        common = [(f"{g.name} ({format_bytes(g.memory_bytes)})", g.memory_bytes) for g in COMMON_GPUS]
         self.post_message(HardwareProbed(report, catalog_names(), common))
 
     @on(HardwareProbed)
@@ -303,14 +303,14 @@ class HardwareScreen(Screen):
 
     @on(FitChangesComputed)
     def _fit_changes(self, event: FitChangesComputed) -> None:
-        from tui_tuner.fit.estimate import fmt_gb
+        from tui_tuner.core.units import format_bytes
 
         if not event.changes:
             self.notify(event.note, title="Make it fit")
             return
         from tui_tuner.tui.screens.modals import ChoiceModal
 
-        choices = [(str(i), f"{fmt_gb(c.estimate_bytes):>8}  {'fits ' if c.fits else 'over '} {c.title} — {c.cost}")
+        choices = [(str(i), f"{format_bytes(c.estimate_bytes):>8}  {'fits ' if c.fits else 'over '} {c.title} — {c.cost}")
                    for i, c in enumerate(event.changes)]
 
         def picked(value: str | None) -> None:
