@@ -69,9 +69,11 @@ class IntruderWatch:
             p = by_key[key]
             who = ("a process outside this container" if getattr(p, "elsewhere", False)
                    else f"{p.name}{' of ' + p.user if getattr(p, 'user', None) else ''}")
+            from tui_tuner.core.units import format_bytes
+
             out.append({"gpu": gpu, "pid": pid, "used_bytes": used, "grabbed_bytes": used - before,
-                        "message": f"pid {pid} ({who}) took {(used - before) / 2**30:.1f} GiB on GPU {gpu} "
-                                   f"during this run (now holds {used / 2**30:.1f} GiB): this run may run out of memory"})
+                        "message": f"pid {pid} ({who}) took {format_bytes(used - before)} on GPU {gpu} during this "
+                                   f"run (now holds {format_bytes(used)}): this run may run out of memory"})
         return out
 
 

@@ -108,7 +108,7 @@ class GpuHistory:
             out.append(sparkline(self.util[i], 100.0).ljust(30), style="green")
             out.append("  mem ", style="dim")
             out.append(sparkline(self.mem[i], self.total.get(i, 0.0)).ljust(30), style="cyan")
-            out.append(f" {self.mem[i][-1] / GIB:.1f}/{self.total.get(i, 0) / GIB:.0f} GiB\n", style="dim")
+            out.append(f" {format_bytes(self.mem[i][-1])} of {format_bytes(self.total.get(i, 0))}\n", style="dim")
         return out
 
 
@@ -120,7 +120,7 @@ def processes_text(report: Any) -> Text:
     visible = report.visible_gpus
     best = freest(visible)
     if best is not None and len(visible) > 1:
-        text.append(f"Runs start on the freest GPU: {label(best)}, {best.memory_free / GIB:.1f} GiB free\n",
+        text.append(f"Runs start on the freest GPU: {label(best)}, {format_bytes(best.memory_free)} free\n",
                     style="bold")
     for whole in report.gpus:
         for g in [whole, *whole.mig_slices]:
@@ -128,7 +128,7 @@ def processes_text(report: Any) -> Text:
                 continue
             text.append(f"{label(g)}\n", style="bold")
             for p in g.processes:
-                mem = f"{p.used_bytes / GIB:5.1f} GiB" if p.used_bytes else "    ? GiB"
+                mem = format_bytes(p.used_bytes).rjust(9)
                 text.append(f"  {p.pid:>8} {(p.user or '?')[:10]:<10} {mem}  ")
                 text.append((p.command or p.name)[:70] + "\n", style="dim" if p.elsewhere else "")
     if report.torch_problem:
@@ -211,7 +211,7 @@ class HardwareScreen(Screen):
 
         # Freest first: the fit panel checks against the GPU a run would get, with what is free now.
         visible = sorted(report.visible_gpus, key=lambda g: -g.memory_free)
-        gpus = [(f"{label(g)}: {g.memory_free / GIB:.1f} GiB free of {g.memory_total / GIB:.0f}", g.memory_free)
+        gpus = [(f"{label(g)}: {format_bytes(g.memory_free)} free of {format_bytes(g.memory_total)}", g.memory_free)
                 for g in visible]
         if self.query(FitPanel):
             return
