@@ -10,6 +10,8 @@ Public API (the training engine, chat, eval and the TUI use these):
 - `tokenize_conversation(tokenizer, messages, max_seq_length, completion_only_loss, chat_template)`:
   input ids and labels with the prompt masked.
 - `encode_prompt(tokenizer, messages, chat_template)`: the generation prompt, rendered the same way.
+- `tui_tuner.data.tokenized.tokenize_file(path, cfg, tokenizer, template, cache=True)`: a file
+  streamed, tokenized once and cached for the worker and resumes (imported on use: pyarrow).
 
 See docs/data.md for the formats, the error messages and how masking works.
 """
