@@ -312,10 +312,10 @@ def load_tokenizer_if_local(model_cfg: Any) -> tuple[Any, str | None]:
     try:
         from transformers import AutoTokenizer
 
-        if name == DEMO_MODEL_ID:
-            from tui_tuner.models.demo import ensure_demo_model
+        from tui_tuner.models.demo import is_builtin_model, resolve_model_path
 
-            source = str(ensure_demo_model())
+        if name == DEMO_MODEL_ID or is_builtin_model(name):
+            source = resolve_model_path(name)
         else:
             source = str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name
         tokenizer = AutoTokenizer.from_pretrained(source, revision=model_cfg.revision, local_files_only=True,
