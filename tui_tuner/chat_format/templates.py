@@ -259,6 +259,26 @@ def _source_for(tokenizer: Any, chat_template: str | None) -> str:
     return source
 
 
+PROMPT_ROLE, COMPLETION_ROLE = "prompt", "completion"
+"""Roles of a plain-text prompt/completion example (trl's standard, non-conversational form): no chat template."""
+
+
+def _render_plain(tokenizer: Any, messages: list[dict[str, Any]], add_generation_prompt: bool) -> tuple[str, list]:
+    """A plain prompt/completion example: the prompt, then the completion, as-is.
+
+    The BOS token is written into the text when the tokenizer adds one to plain text, so the
+    text tokenized without special tokens (as chat and training do) matches the plain encoding.
+    """
+    bos = getattr(tokenizer, "bos_token", None) if not isinstance(tokenizer, str) else None
+    adds_bos = bool(bos) and bool(getattr(tokenizer, "add_bos_token", False))
+    text = (bos if adds_bos else "") + messages[0]["content"]
+    completion = next((m["content"] for m in messages[1:] if m.get("role") == COMPLETION_ROLE), None)
+    if completion is not None and not add_generation_prompt:
+        start = len(text)
+        return text + completion, [(start, start + len(completion))]
+    return text, []
+
+
 def render_conversation(tokenizer_or_template: Any, messages: list[dict[str, Any]],
                         add_generation_prompt: bool = False, *, chat_template: str | None = None,
                         **kwargs: Any) -> str:
@@ -267,7 +287,8 @@ def render_conversation(tokenizer_or_template: Any, messages: list[dict[str, Any
     `tokenizer_or_template` is a tokenizer (its own template, or `chat_template` when given,
     with its special tokens, exactly as `apply_chat_template` passes them) or a Jinja template
     string. A plain-text example (one message with role `text`, see `tui_tuner.data`) is returned
-    as its raw text. `kwargs` are further template variables (e.g. `enable_thinking=False`).
+    as its raw text, and a plain prompt/completion example (roles `prompt`, `completion`) as the
+    prompt followed by the completion. `kwargs` are further template variables (e.g. `enable_thinking=False`).
     """
     return render_conversation_with_spans(tokenizer_or_template, messages, add_generation_prompt,
                                           chat_template=chat_template, **kwargs)[0]
@@ -279,6 +300,8 @@ def render_conversation_with_spans(tokenizer_or_template: Any, messages: list[di
     """`render_conversation` plus the spans of the template's `{% generation %}` blocks (empty without them)."""
     if len(messages) == 1 and messages[0].get("role") == "text":
         return messages[0]["content"], []
+    if messages and messages[0].get("role") == PROMPT_ROLE:
+        return _render_plain(tokenizer_or_template, messages, add_generation_prompt)
     if isinstance(tokenizer_or_template, str):
         return render_with_spans(tokenizer_or_template, messages, add_generation_prompt,
                                  **{"bos_token": _DEFAULT_BOS, "eos_token": _DEFAULT_EOS, **kwargs})

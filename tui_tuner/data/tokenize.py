@@ -18,7 +18,8 @@ from tui_tuner.chat_format.templates import (
     has_generation_tags, render_conversation, render_conversation_with_spans, resolve_chat_template,
     special_token_kwargs,
 )
-from tui_tuner.data.formats import TEXT_ROLE, THINK_CLOSE, THINK_OPEN
+from tui_tuner.chat_format.templates import PROMPT_ROLE
+from tui_tuner.data.formats import NOT_TRAINED, TEXT_ROLE, THINK_CLOSE, THINK_OPEN
 
 IGNORE_INDEX = -100
 _END_MARKERS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<turn|>", "<｜end▁of▁sentence｜>",
@@ -109,7 +110,11 @@ def assistant_spans(template: str, tokenizer: Any, messages: list[dict[str, Any]
     generation prompt followed by the whole answer, thinking included.
     """
     if has_generation_tags(template):
-        return render_conversation_with_spans(tokenizer, messages, chat_template=template)
+        text, spans = render_conversation_with_spans(tokenizer, messages, chat_template=template)
+        answers = [m for m in messages if m.get("role") == "assistant"]
+        if len(answers) == len(spans):  # one generation block per answer: honour weight 0
+            spans = [span for span, m in zip(spans, answers) if m.get(NOT_TRAINED) != 0]
+        return text, spans
     full = render_conversation(tokenizer, messages, chat_template=template)
     if 3 * len(messages) > _MARK_LIMIT - _MARK_BASE or any(
             _is_mark(c) for m in messages if isinstance(m.get("content"), str) for c in m["content"]):
@@ -127,7 +132,7 @@ def assistant_spans(template: str, tokenizer: Any, messages: list[dict[str, Any]
         last = found.get(end_mark)
         if first is None or last is None:
             continue  # the template dropped this message's text (or its thinking block and nothing else)
-        if message["role"] == "assistant":
+        if message["role"] == "assistant" and message.get(NOT_TRAINED) != 0:
             start = first
             if header:
                 at = text.rfind(header, previous_end, first)
@@ -151,7 +156,8 @@ def _as_inference_renders(template: str, tokenizer: Any, messages: list[dict[str
     thinking included (`enable_thinking=True` when the answer has a thinking block).
     """
     final = messages[-1]
-    if final.get("role") != "assistant" or not spans or not isinstance(final.get("content"), str):
+    if final.get("role") != "assistant" or not spans or not isinstance(final.get("content"), str) \
+            or final.get(NOT_TRAINED) == 0:
         return text, spans
     thinking = THINK_CLOSE in final["content"]
     extra = {"enable_thinking": True} if thinking else {}
@@ -185,7 +191,7 @@ def _spans_by_prefix(template: str, tokenizer: Any, messages: list[dict[str, Any
     spans: list[tuple[int, int]] = []
     cursor = 0
     for i, message in enumerate(messages):
-        if message["role"] != "assistant":
+        if message["role"] != "assistant" or message.get(NOT_TRAINED) == 0:
             continue
         before = render_conversation(tokenizer, messages[:i], add_generation_prompt=True, chat_template=template)
         through = render_conversation(tokenizer, messages[: i + 1], chat_template=template)
@@ -222,6 +228,15 @@ def tokenize_conversation(tokenizer: Any, messages: list[dict[str, str]], max_se
     if len(messages) == 1 and messages[0]["role"] == TEXT_ROLE:
         ids = _encode_text(tokenizer, messages[0]["content"])
         labels = list(ids)
+    elif messages[0]["role"] == PROMPT_ROLE:
+        # trl's plain prompt/completion: no chat template; the completion and an EOS are trained
+        full, spans = render_conversation_with_spans(tokenizer, messages)
+        ids, labels = _encode_with_spans(tokenizer, full, spans)
+        eos = getattr(tokenizer, "eos_token_id", None)
+        if eos is not None and (not ids or ids[-1] != eos):
+            ids, labels = ids + [eos], labels + [eos]
+        if not completion_only_loss:
+            labels = list(ids)
     else:
         template = _template_for(tokenizer, chat_template)
         full, spans = assistant_spans(template, tokenizer, messages)
@@ -284,3 +299,20 @@ def encode_prompt(tokenizer: Any, messages: list[dict[str, str]], chat_template:
     text = render_conversation(tokenizer, messages, add_generation_prompt=True, chat_template=template,
                                **template_kwargs)
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def trained_segments(tokenizer: Any, input_ids: list[int], labels: list[int]) -> list[tuple[str, bool]]:
+    """The example as text, cut into (text, trained) pieces: what `data check --show` marks."""
+    segments: list[tuple[str, bool]] = []
+    run: list[int] = []
+    trained = None
+    for token, label in zip(input_ids, labels):
+        flag = label != IGNORE_INDEX
+        if trained is not None and flag != trained:
+            segments.append((tokenizer.decode(run), trained))
+            run = []
+        run.append(token)
+        trained = flag
+    if run:
+        segments.append((tokenizer.decode(run), bool(trained)))
+    return segments
