@@ -85,7 +85,7 @@ def test_show_marks_what_is_trained_and_json_gives_ids_and_labels(tiny_model, tm
         {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Q1?"},
         {"role": "assistant", "content": "Skip me.", "weight": 0}, {"role": "user", "content": "Q2?"},
         {"role": "assistant", "content": "Learn me."}]}) + "\n" + json.dumps(
-        {"prompt": [{"role": "user", "content": "Hi"}], "completion": [{"role": "assistant", "content": "Yo"}]}) + "\n")
+        {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]}) + "\n")
     shown = cli("data", "check", str(data), "--config", str(cfg), "--show", "1")
     assert shown.returncode == 0, shown.stderr
     assert "trained text between ⟦ and ⟧" in shown.stdout  # piped: a marker, no colour codes

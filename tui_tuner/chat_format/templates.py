@@ -263,6 +263,18 @@ PROMPT_ROLE, COMPLETION_ROLE = "prompt", "completion"
 """Roles of a plain-text prompt/completion example (trl's standard, non-conversational form): no chat template."""
 
 
+def _adds_bos(tokenizer: Any) -> bool:
+    """Whether the tokenizer puts BOS before plain text (Llama 3 does through its post-processor, Qwen does not)."""
+    bos_id = getattr(tokenizer, "bos_token_id", None)
+    if bos_id is None or not callable(tokenizer):
+        return False
+    try:
+        ids = tokenizer("a", add_special_tokens=True)["input_ids"]
+    except (TypeError, ValueError, KeyError):
+        return False
+    return bool(ids) and ids[0] == bos_id
+
+
 def _render_plain(tokenizer: Any, messages: list[dict[str, Any]], add_generation_prompt: bool) -> tuple[str, list]:
     """A plain prompt/completion example: the prompt, then the completion, as-is.
 
@@ -270,8 +282,7 @@ def _render_plain(tokenizer: Any, messages: list[dict[str, Any]], add_generation
     text tokenized without special tokens (as chat and training do) matches the plain encoding.
     """
     bos = getattr(tokenizer, "bos_token", None) if not isinstance(tokenizer, str) else None
-    adds_bos = bool(bos) and bool(getattr(tokenizer, "add_bos_token", False))
-    text = (bos if adds_bos else "") + messages[0]["content"]
+    text = (bos if bos and _adds_bos(tokenizer) else "") + messages[0]["content"]
     completion = next((m["content"] for m in messages[1:] if m.get("role") == COMPLETION_ROLE), None)
     if completion is not None and not add_generation_prompt:
         start = len(text)
