@@ -120,3 +120,18 @@ def test_plain_prompt_completion_uses_no_template(real_tokenizer):
                                             {"role": "completion", "content": " Paris."}], 64, True)
     assert tokenizer.decode(enc["input_ids"]) == "<|begin_of_text|>Capital of France? Paris.<|eot_id|>"
     assert trained_texts(tokenizer, enc) == [" Paris.<|eot_id|>"]
+
+
+def test_mistral_strict_alternation(real_tokenizer, llama_cpp_models):
+    from tui_tuner.data.report import token_stats
+
+    tokenizer = real_tokenizer("phi3")  # a SentencePiece vocabulary like Mistral's; the template is Mistral's
+    mistral = template(llama_cpp_models, "mistralai-Mistral-Nemo-Instruct-2407")
+    enc = tokenize_conversation(tokenizer, MULTI, 4096, True, chat_template=mistral)
+    end = tokenizer.eos_token
+    assert trained_texts(tokenizer, enc) == [A1 + end, A2 + end]
+    assert "Answer briefly." in tokenizer.decode(enc["input_ids"])  # moved into the last user turn, untrained
+    two_users = [SYSTEM, Q1, Q2, {"role": "assistant", "content": A1}]
+    stats = token_stats(tokenizer, [two_users], [7], 4096, True, mistral)
+    assert stats.refused and stats.refused[0][0] == 7
+    assert "must alternate" in stats.refused[0][1] and "merge consecutive turns" in stats.refused[0][1]

@@ -83,12 +83,12 @@ def template_refusal(exc: Exception, conversation: list[dict[str, str]]) -> str:
         head = f"the model's chat template refuses this conversation: \"{said}\""
     else:
         head = f"the model's chat template cannot render this conversation ({said})"
-    if "system" in lowered and any(m.get("role") == "system" for m in conversation):
-        hint = ("this model has no system role (Gemma 1/2 for example): remove the system prompt, or put its text "
-                "at the start of the first user turn")
-    elif "alternate" in lowered:
+    if "alternate" in lowered:
         hint = ("this model demands strictly alternating user/assistant turns after an optional system prompt "
                 "(Mistral for example): merge consecutive turns of the same role")
+    elif "system" in lowered and any(m.get("role") == "system" for m in conversation):
+        hint = ("this model has no system role (Gemma 1/2 for example): remove the system prompt, or put its text "
+                "at the start of the first user turn")
     else:
         hint = "change the example, or pick another template with model.chat_template"
     return f"{head}; {hint}."
