@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from tui_tuner.rundir.events import load_history, read_events
-from tui_tuner.rundir.runs import RunDir, create_run, find_run, resume_run, start_worker
+from tui_tuner.rundir.runs import RunDir, create_run, find_run, start_worker
+from tui_tuner.train.resume import resume_run
 from tui_tuner.rundir.status import OOM_HINT
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,6 +29,7 @@ def test_quickstart_finishes_and_loss_decreases(finished_run):
     st = finished_run.status()
     assert st.state == "finished" and st.step == st.max_steps == 20 and st.exit_code == 0
     assert st.backend == "transformers" and st.backend_reason
+    assert st.extra["precision"] == "fp32" and st.extra["host"]  # the autocast the CPU trainer really ran
     hist = load_history(finished_run.events_path)
     losses = [loss for _, loss in hist.losses]
     assert _steps(finished_run) == list(range(1, 21))

@@ -233,7 +233,8 @@ def render_with_spans(source: str, messages: list[dict[str, Any]], add_generatio
             blocks.append(block)
     except ChatTemplateError:
         raise
-    except (TemplateError, TypeError, KeyError, AttributeError, ValueError, IndexError) as exc:
+    except (TemplateError, TypeError, KeyError, AttributeError, ValueError, IndexError, ArithmeticError,
+            RecursionError) as exc:  # ArithmeticError: range(10**8) is an OverflowError in the sandbox
         raise ChatTemplateError(f"the chat template failed to render a conversation: {exc}") from exc
     finally:
         _GENERATION_SPANS.reset(token)

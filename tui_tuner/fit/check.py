@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tui_tuner.core.units import format_bytes
 from tui_tuner.fit.estimate import MemoryEstimate, Recommendation
-from tui_tuner.fit.hardware import HardwareReport
+from tui_tuner.fit.hardware import GpuInfo, HardwareReport
 from tui_tuner.models.spec import ModelSpec
 
 
@@ -40,7 +41,7 @@ class FitOptions:
     backend: str = "auto"
     """auto (both when the GPU could run Unsloth or the card is hypothetical), transformers, unsloth or both."""
     vram_gb: float | None = None
-    """Check against a GPU of this size (binary GB) instead of the detected one."""
+    """Check against a GPU of this size in GiB (a "24 GB" card is 24) instead of the detected one."""
     gpu: str | None = None
     """Check against a common GPU by name (T4, 4090, A100-80, ...)."""
     runs_dir: str | None = None
@@ -60,12 +61,14 @@ class TargetFit:
     """Per backend; empty when there is no GPU to check against."""
     measured: list[dict[str, Any]]
     config: str | None = None
+    changes: list[Any] = field(default_factory=list)
+    """When the one method checked does not fit: `make_fit.FitChange`s that make it fit, best first."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"config": self.config, "model": self.spec.as_dict(), "settings": self.settings,
                 "estimates": [e.as_dict() for e in self.estimates],
                 "recommendations": {b: r.as_dict() for b, r in self.recommendations.items()},
-                "measured": self.measured}
+                "measured": self.measured, "changes": [c.as_dict() for c in self.changes]}
 
 
 @dataclass
@@ -81,27 +84,33 @@ class FitReport:
     targets: list[TargetFit]
     problems: list[str]
     """Presets that could not be checked (invalid, unknown model), one line each."""
+    gpu: GpuInfo | None = None
+    """The detected device checked against (the freest one CUDA_VISIBLE_DEVICES leaves), when not hypothetical."""
 
     @property
     def busy_warning(self) -> str | None:
-        """A warning when the detected GPU is partly taken by other processes."""
-        from tui_tuner.fit.estimate import fmt_gb
+        """A warning when the GPU checked against is partly taken by other processes."""
+        from tui_tuner.fit.devices import label
+        from tui_tuner.core.units import format_bytes
 
-        gpus = self.hardware.gpus
-        if self.hypothetical or not gpus or not self.vram_bytes:
+        g = self.gpu
+        if self.hypothetical or g is None or g.memory_used <= 0.05 * g.memory_total:
             return None
-        g = gpus[0]
-        if g.memory_used <= 0.05 * g.memory_total:
-            return None
-        return (f"GPU 0 already has {fmt_gb(g.memory_used)} in use (by {len(g.processes)} process(es)); the fit "
-                f"below assumes the whole card, {fmt_gb(g.memory_free)} is free now.")
+        others = ", ".join(f"host pid {p.pid} (outside this container)" if p.elsewhere
+                           else f"{p.name} (pid {p.pid}{', ' + p.user if p.user else ''})" for p in g.processes[:3])
+        return (f"{label(g)} already has {format_bytes(g.memory_used)} of {format_bytes(g.memory_total)} in use"
+                + (f" by {others}" if others else "") + f"; the fit below is against the {format_bytes(g.memory_free)} "
+                "free now.")
 
     def as_dict(self) -> dict[str, Any]:
         against = None
         if self.vram_bytes is not None:
             against = {"gpu": self.gpu_label, "vram_bytes": self.vram_bytes, "hypothetical": self.hypothetical,
-                       "free_bytes": None if self.hypothetical or not self.hardware.gpus
-                       else self.hardware.gpus[0].memory_free, "warning": self.busy_warning}
+                       "free_bytes": None if self.gpu is None else self.gpu.memory_free,
+                       "total_bytes": self.vram_bytes if self.gpu is None else self.gpu.memory_total,
+                       "index": None if self.gpu is None else self.gpu.index,
+                       "mig_parent_index": None if self.gpu is None else self.gpu.parent_index,
+                       "warning": self.busy_warning}
         return {"hardware": self.hardware.as_dict(), "checked_against": against, "backends": self.backends,
                 "targets": [t.as_dict() for t in self.targets], "problems": self.problems}
 
@@ -116,13 +125,14 @@ def project_configs() -> list[Path]:
 
 
 def _target_vram(opts: FitOptions, hw: HardwareReport) -> tuple[int | None, str, bool]:
-    """(bytes, label, hypothetical) of the GPU to check against."""
+    """(bytes, label, hypothetical) of the GPU to check against: a card given by --vram/--gpu (all of
+    it), else the freest GPU CUDA_VISIBLE_DEVICES leaves (MIG: the slice), with the memory free now."""
     from tui_tuner.fit.estimate import COMMON_GPUS, GIB, find_gpu
 
     if opts.vram_gb is not None:
         if opts.vram_gb <= 0:
-            raise FitCheckError(f"--vram {opts.vram_gb:g}: give the GPU memory in GB, e.g. --vram 24.")
-        return int(opts.vram_gb * GIB), f"{opts.vram_gb:g} GB GPU", True
+            raise FitCheckError(f"--vram {opts.vram_gb:g}: give the GPU memory in GiB, e.g. --vram 24.")
+        return int(opts.vram_gb * GIB), f"{format_bytes(opts.vram_gb * GIB)} GPU", True
     if opts.gpu:
         gpu = find_gpu(opts.gpu)
         if gpu is None:
@@ -130,9 +140,11 @@ def _target_vram(opts: FitOptions, hw: HardwareReport) -> tuple[int | None, str,
             raise FitCheckError(f"--gpu {opts.gpu}: not a GPU tui-tuner knows ({names}); "
                                 "use --vram GB for any other card.")
         return gpu.memory_bytes, gpu.name, True
-    if hw.gpus:
-        g = hw.gpus[0]
-        return g.memory_total, f"GPU 0 ({g.name})", False
+    from tui_tuner.fit.devices import freest, label
+
+    g = freest(hw.visible_gpus)
+    if g is not None:
+        return g.memory_free, f"{label(g)}, free now", False
     return None, "", False
 
 
@@ -150,9 +162,9 @@ def _settings(opts: FitOptions, cfg: Any | None) -> dict[str, Any]:
     from tui_tuner.config.schema import RunConfig
 
     base = cfg or RunConfig()
-    tm: Any = base.lora.target_modules if opts.target_modules is None else opts.target_modules
-    if isinstance(tm, str) and tm != "all-linear":
-        tm = [t.strip() for t in tm.split(",") if t.strip()]
+    from tui_tuner.fit.lora import parse_target_modules
+
+    tm = parse_target_modules(base.lora.target_modules if opts.target_modules is None else opts.target_modules)
     s = {
         "seq_len": base.model.max_seq_length if opts.seq_len is None else opts.seq_len,
         "batch_size": base.training.batch_size if opts.batch_size is None else opts.batch_size,
@@ -197,6 +209,16 @@ def _measured_rows(spec: ModelSpec, est: MemoryEstimate, settings: dict[str, Any
     return rows
 
 
+def targets_problem(spec: ModelSpec, methods: list[str], settings: dict[str, Any]) -> str | None:
+    """Why LoRA's target modules cannot train `spec` (as PEFT would refuse them), or None."""
+    from tui_tuner.fit.lora import spec_target_modules
+
+    if not any(m in ("lora", "qlora") for m in methods):
+        return None
+    problem = spec_target_modules(spec, settings["target_modules"]).problem(spec.name)
+    return problem and f"{problem} (--target-modules, or lora.target_modules in the config)"
+
+
 def fit_target(spec: ModelSpec, methods: list[str], backends: list[str], settings: dict[str, Any],
                vram_bytes: int | None, gpu_label: str, runs_dir: str, config: str | None = None) -> TargetFit:
     """Estimate, recommend and look up measurements for one model."""
@@ -208,7 +230,13 @@ def fit_target(spec: ModelSpec, methods: list[str], backends: list[str], setting
         for b in backends:
             recs[b] = recommend(spec, vram_bytes, gpu_name=gpu_label, backend=b, methods=methods, **settings)
     measured = [row for est in estimates for row in _measured_rows(spec, est, settings, runs_dir)]
-    return TargetFit(spec, settings, estimates, recs, measured, config)
+    changes = []
+    if vram_bytes is not None and len(methods) == 1:
+        from tui_tuner.fit.make_fit import fit_changes
+
+        changes = fit_changes(spec, methods[0], settings, vram_bytes, backend=backends[0],
+                              unsloth_ok="unsloth" in backends)
+    return TargetFit(spec, settings, estimates, recs, measured, config, changes)
 
 
 def check_fit(target: str | None = None, options: FitOptions | None = None, *,
@@ -247,14 +275,27 @@ def check_fit(target: str | None = None, options: FitOptions | None = None, *,
                 continue
             cfg_backends = backends if cfg.backend == "auto" or opts.backend != "auto" else [cfg.backend]
             runs_dir = opts.runs_dir or str(loaded.base_dir / cfg.output.runs_dir)
-            targets.append(fit_target(spec, [opts.method or cfg.method], cfg_backends, _settings(opts, cfg), vram,
-                                      gpu_label, runs_dir, config=str(path)))
+            methods, settings = [opts.method or cfg.method], _settings(opts, cfg)
+            problem = targets_problem(spec, methods, settings)
+            if problem:
+                if target:
+                    raise FitCheckError(problem)
+                problems.append(f"{path}: {problem}")
+                continue
+            targets.append(fit_target(spec, methods, cfg_backends, settings, vram, gpu_label, runs_dir,
+                                      config=str(path)))
     else:
         try:
             spec = model_spec(target)
         except ModelSpecError as exc:
             raise FitCheckError(str(exc)) from None
         methods = [opts.method] if opts.method else ["full", "lora", "qlora"]
-        targets.append(fit_target(spec, methods, backends, _settings(opts, None), vram, gpu_label,
-                                  opts.runs_dir or "runs"))
-    return FitReport(hw, vram, gpu_label, hypothetical, backends, targets, problems)
+        settings = _settings(opts, None)
+        problem = targets_problem(spec, methods, settings)
+        if problem:
+            raise FitCheckError(problem)
+        targets.append(fit_target(spec, methods, backends, settings, vram, gpu_label, opts.runs_dir or "runs"))
+    from tui_tuner.fit.devices import freest
+
+    return FitReport(hw, vram, gpu_label, hypothetical, backends, targets, problems,
+                     gpu=None if hypothetical else freest(hw.visible_gpus))
