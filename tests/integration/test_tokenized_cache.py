@@ -96,7 +96,7 @@ def test_streamed_check_keeps_no_examples_and_matches_the_list_loader(tmp_path, 
     load = load_dataset_file(path, cfg.data)
     expected = token_stats(tokenizer, load.examples, load.lines, cfg.model.max_seq_length, True,
                            tokenizer.chat_template)
-    assert report.tokens == expected and report.load.examples == [] and report.load.count == 30
+    assert report.tokens == expected and report.load.examples == load.examples and report.load.count == 30
     assert not cache.exists()  # data check alone does not fill the cache
     assert tokenized_cache_dir() == cache
 
@@ -108,6 +108,6 @@ def test_an_example_the_template_refuses_is_an_error_on_its_line(tmp_path, token
     path = _data(tmp_path, [{"messages": chat}, {"messages": [{"role": "system", "content": "terse"}, *chat]}])
     for _ in range(2):  # tokenized, then from the cache: the same error
         result = tokenize_file(path, RunConfig(), tokenizer, template, cache=True)
-        assert [(i.line, "System role not supported" in i.message) for i in result.load.errors] == [(2, True)]
-        assert result.tokens.min > 0 and not result.load.ok
+        assert [(line, "System role not supported" in m) for line, m in result.tokens.refused] == [(2, True)]
+        assert result.tokens.min > 0
     assert result.from_cache

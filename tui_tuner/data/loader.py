@@ -16,6 +16,8 @@ from tui_tuner.data.issues import DataIssue
 from tui_tuner.data.readers import RecordStream
 
 _SHOWN_PAIRS = 5
+HEAD_KEPT = 100
+"""Examples a streamed load keeps (the first ones): enough to show, never the whole file."""
 
 
 @dataclass
@@ -67,8 +69,9 @@ def load_dataset_file(path: str | Path, data_cfg: Any = None, *, shown: str | No
     `report_mapping=False` leaves bad `data.fields` keys to the caller (config check reports
     them on the config's own line).
 
-    Big files: with `keep_examples=False` no conversation is kept (`examples` and `lines`
-    stay empty, `count` says how many there are); `on_example(line, conversation)` sees each
+    Big files: with `keep_examples=False` only the first `HEAD_KEPT` conversations are kept
+    (`examples` and `lines`, for `data check --show` and how the file was read; `count` says
+    how many there are); `on_example(line, conversation)` sees each
     usable example (up to `max_samples`) in file order as it is read. JSON Lines are streamed:
     once to find the file's format (auto), once to normalize, so memory holds only counts,
     duplicate fingerprints and issues.
@@ -133,7 +136,7 @@ def load_dataset_file(path: str | Path, data_cfg: Any = None, *, shown: str | No
             first_unused_line = first_unused_line or line
         if conversation is None:
             continue
-        if system_prompt and conversation[0]["role"] not in ("system", "text"):
+        if system_prompt and conversation[0]["role"] not in ("system", "text", "prompt"):
             conversation.insert(0, {"role": "system", "content": system_prompt})
         # A 16-byte fingerprint per example instead of its text: a million rows stay small.
         key = hashlib.blake2b(json.dumps(conversation, sort_keys=True, ensure_ascii=False).encode("utf-8"),
@@ -147,7 +150,7 @@ def load_dataset_file(path: str | Path, data_cfg: Any = None, *, shown: str | No
             continue
         if on_example is not None:
             on_example(line, conversation)
-        if keep_examples:
+        if keep_examples or len(load.examples) < HEAD_KEPT:
             load.examples.append(conversation)
             load.lines.append(line)
     load.row_based = stream.row_based

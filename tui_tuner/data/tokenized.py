@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tui_tuner.data.loader import DatasetLoad, load_dataset_file
-from tui_tuner.data.report import TokenStats, tokenize_within_budget
+from tui_tuner.data.report import TokenStats, template_refusal, tokenize_within_budget
 
 KEEP_ENTRIES = 8
 """Tokenized datasets kept in the cache (least recently used go first)."""
@@ -117,6 +117,7 @@ class _Stats:
         self.lengths = array("l")
         self.truncated_lines: list[int] = []
         self.estimated_lines: list[int] = []
+        self.refused: list[tuple[int, str]] = []
         self.no_answer = self.total = self.trained = 0
 
     def add(self, line: int, length: int, truncated: bool, trained: int, estimated: bool = False) -> None:
@@ -131,15 +132,15 @@ class _Stats:
                 self.no_answer += 1
 
     def result(self) -> TokenStats | None:
-        if not self.lengths:
+        if not self.lengths and not self.refused:
             return None
-        ordered = sorted(self.lengths)
+        ordered = sorted(self.lengths) or [0]
         p95 = ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
-        return TokenStats(min=ordered[0], mean=round(sum(ordered) / len(ordered), 1), p95=p95, max=ordered[-1],
+        return TokenStats(min=ordered[0], mean=round(sum(self.lengths) / max(1, len(self.lengths)), 1), p95=p95, max=ordered[-1],
                           max_seq_length=self.max_seq_length, truncated=len(self.truncated_lines),
                           truncated_lines=self.truncated_lines, no_answer_left=self.no_answer,
                           total_tokens=self.total, trained_tokens=self.trained,
-                          estimated_lines=self.estimated_lines)
+                          estimated_lines=self.estimated_lines, refused=self.refused)
 
 
 class _ArrowSink:
@@ -178,21 +179,15 @@ class _ArrowSink:
         self.file.close()
 
 
-def _meta_for(load: DatasetLoad, tokens: TokenStats | None, refused: list[tuple[int, str]]) -> dict[str, Any]:
+def _meta_for(load: DatasetLoad, tokens: TokenStats | None) -> dict[str, Any]:
     return {"cache_format": CACHE_FORMAT, "created": time.time(), "format": load.format, "count": load.count,
-            "tokens": tokens.as_dict() if tokens else None, "refused": refused}
+            "tokens": tokens.as_dict() if tokens else None}
 
 
-def _add_refusals(load: DatasetLoad, refused: list[tuple[int, str]], shown: str) -> None:
-    """Examples the chat template refused to render are errors on their own lines."""
-    from tui_tuner.data.issues import DataIssue
-
-    for line, message in refused:
-        load.issues.append(DataIssue(shown, line, f"the chat template cannot render this example: {message}. "
-                                     "Change the example, or pick another template with model.chat_template.",
-                                     None, "error", load.row_based))
-    if refused:
-        load.issues.sort(key=lambda i: (i.line or 0, i.column or 0))
+def _stats_from_meta(data: dict[str, Any]) -> TokenStats:
+    data = dict(data)
+    data["refused"] = [(r["line"], r["message"]) for r in data.get("refused") or []]
+    return TokenStats(**data)
 
 
 def tokenize_file(path: str | Path, cfg: Any, tokenizer: Any, template: str | None, *, shown: str | None = None,
@@ -218,8 +213,7 @@ def tokenize_file(path: str | Path, cfg: Any, tokenizer: Any, template: str | No
             if progress:
                 progress("checking the data (token ids from the cache)", 0, None)
             load = load_dataset_file(path, data_cfg, shown=shown, report_mapping=report_mapping, keep_examples=False)
-            _add_refusals(load, [tuple(r) for r in hit.get("refused") or []], shown or str(path))
-            tokens = TokenStats(**hit["tokens"]) if hit.get("tokens") else None
+            tokens = _stats_from_meta(hit["tokens"]) if hit.get("tokens") else None
             return TokenizedFile(load, tokens, entry / ARROW_FILE, from_cache=True)
 
     total = _count_lines(path) if progress else None
@@ -231,14 +225,12 @@ def tokenize_file(path: str | Path, cfg: Any, tokenizer: Any, template: str | No
         sink = _ArrowSink(tmp_dir / ARROW_FILE)
     done = 0
     last_report = 0.0
-    refused: list[tuple[int, str]] = []
-
     def on_example(line: int, conversation: list[dict[str, str]]) -> None:
         nonlocal done, last_report
         try:
             enc, estimated = tokenize_within_budget(tokenizer, conversation, max_len, completion_only, template)
         except ChatTemplateError as exc:  # e.g. `raise_exception(...)` for a role the model does not have
-            refused.append((line, str(exc)))
+            stats.refused.append((line, template_refusal(exc, conversation)))
             return
         trained = enc["trained_tokens"]
         stats.add(line, enc["length"], enc["truncated"], trained, estimated)
@@ -252,13 +244,12 @@ def tokenize_file(path: str | Path, cfg: Any, tokenizer: Any, template: str | No
     try:
         load = load_dataset_file(path, data_cfg, shown=shown, report_mapping=report_mapping, keep_examples=False,
                                  on_example=on_example)
-        _add_refusals(load, refused, shown or str(path))
         tokens = stats.result()
         if progress:
             progress("tokenizing", done, done)
         if sink is not None:
             sink.close()
-            (tmp_dir / META_FILE).write_text(json.dumps(_meta_for(load, tokens, refused)) + "\n", encoding="utf-8")
+            (tmp_dir / META_FILE).write_text(json.dumps(_meta_for(load, tokens)) + "\n", encoding="utf-8")
             try:
                 os.replace(tmp_dir, entry)  # complete or absent: never a half-written entry
             except OSError:  # another process wrote the same entry first: use theirs

@@ -76,6 +76,10 @@ def build_datasets(cfg: Any, tokenizer: Any, chat_template: str,
             text = first.format() if first is not None and hasattr(first, "format") else str(first)
             raise WorkerError(f"the dataset {path} has errors: {text}",
                               f"Run `tui-tuner data check {path}` to see every problem.")
+        if result.tokens is not None and result.tokens.refused:
+            line, message = result.tokens.refused[0]
+            raise WorkerError(f"the dataset {path}, line {line}: {message}",
+                              f"Run `tui-tuner data check {path} --config CONFIG` to see every such example.")
         return Dataset.from_file(str(result.arrow_path)), str(loaded.format)
 
     train_all, fmt = tokenized(cfg.data.train)
