@@ -29,7 +29,7 @@ def memorised_conversations():
 
 
 def _train_adapter(model_dir: Path, steps: int, save_at: dict[int, Path], seed: int = 0):
-    """LoRA on every linear layer plus a trainable lm_head copy: the random demo model memorises in ~40 steps."""
+    """LoRA on every linear layer plus a trainable lm_head copy: the random demo model memorises in ~60 steps."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -70,15 +70,15 @@ def memorised_run(demo_model_dir, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("runs")
     run = root / "memo-20260101-000000"
     (run / "checkpoints").mkdir(parents=True)
-    _train_adapter(demo_model_dir, 40, {4: run / "checkpoints" / "checkpoint-4",  # early, half-trained
-                                        40: run / "checkpoints" / "checkpoint-40"})
-    shutil.copytree(run / "checkpoints" / "checkpoint-40", run / "adapter")
+    _train_adapter(demo_model_dir, 60, {4: run / "checkpoints" / "checkpoint-4",  # early, half-trained
+                                        60: run / "checkpoints" / "checkpoint-60"})
+    shutil.copytree(run / "checkpoints" / "checkpoint-60", run / "adapter")
     cfg = RunConfig()
     cfg.lora.r = 8
     cfg.data.train = str(Path(__file__).resolve().parents[1] / "data" / "sample.jsonl")
     (run / "config.yaml").write_text(cfg.to_yaml())
     (run / "status.json").write_text(json.dumps({"state": "finished", "backend": "transformers",
-                                                 "step": 40, "max_steps": 40}))
+                                                 "step": 60, "max_steps": 60}))
     heldout = run / "memorised.jsonl"
     heldout.write_text("".join(json.dumps({"messages": c}) + "\n" for c in memorised_conversations()))
     return run

@@ -91,7 +91,6 @@ class FitReport:
     def busy_warning(self) -> str | None:
         """A warning when the GPU checked against is partly taken by other processes."""
         from tui_tuner.fit.devices import label
-        from tui_tuner.core.units import format_bytes
 
         g = self.gpu
         if self.hypothetical or g is None or g.memory_used <= 0.05 * g.memory_total:

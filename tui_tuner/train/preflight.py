@@ -218,8 +218,8 @@ def gpu_issues(cfg, hw: "HardwareReport") -> list[ConfigIssue]:
 
     Nothing on a machine without NVIDIA GPUs: training on the CPU is then expected.
     """
-    from tui_tuner.fit.devices import freest, label, visibility_note
     from tui_tuner.core.units import format_bytes
+    from tui_tuner.fit.devices import freest, label, visibility_note
 
     if not hw.gpus:
         return []

@@ -393,8 +393,8 @@ def choose_gpu(world: int) -> str | None:
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     if world > 1 or "CUDA_VISIBLE_DEVICES" in os.environ:
         return None
-    from tui_tuner.fit.devices import cuda_devices, freest, label
     from tui_tuner.core.units import format_bytes
+    from tui_tuner.fit.devices import cuda_devices, freest, label
     from tui_tuner.fit.hardware import list_gpus
 
     devices = cuda_devices(list_gpus())

@@ -110,6 +110,8 @@ def test_unsloth_path_is_chosen_only_for_unsloth_runs_on_cuda(memorised_run):
     assert use_unsloth(source) == (False, "the run did not train with Unsloth")
     source.backend = "unsloth"
     fast, why = use_unsloth(source)
+    assert not fast and "process-wide" in why  # a shared process (the TUI) keeps plain transformers
+    fast, why = use_unsloth(source, own_process=True)
     if not torch.cuda.is_available():
         assert (fast, why) == (False, "no CUDA GPU")
 
@@ -123,7 +125,7 @@ def test_unsloth_fast_inference_answers_like_transformers(memorised_run):
     pytest.importorskip("unsloth", reason="the gpu extra (unsloth) is not installed")
     source = resolve_source(memorised_run)
     source.backend = "unsloth"
-    chat = load_chat_model(source)
+    chat = load_chat_model(source, own_process=True)
     assert "Unsloth fast inference" in chat.notes
     assert chat.answer(ask(MEMORISED[0][0]), GREEDY).text == MEMORISED[0][1]
 

@@ -51,7 +51,6 @@ class FitChangesComputed(Message):
 
 def fit_changes_for(request: Any) -> tuple[list[Any], str]:
     """(ranked changes, note) for a fit panel request: [] with the reason when it fits or cannot be estimated."""
-    from tui_tuner.core.units import format_bytes
     from tui_tuner.fit.make_fit import fit_changes
     from tui_tuner.models.spec import ModelSpecError, model_spec
 
@@ -303,7 +302,6 @@ class HardwareScreen(Screen):
 
     @on(FitChangesComputed)
     def _fit_changes(self, event: FitChangesComputed) -> None:
-        from tui_tuner.core.units import format_bytes
 
         if not event.changes:
             self.notify(event.note, title="Make it fit")
