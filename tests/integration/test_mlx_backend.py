@@ -1,0 +1,79 @@
+"""The MLX backend end to end on the CPU build of MLX: `tui-tuner train` with `backend: mlx` on the demo model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("mlx_lm", reason="the MLX backend needs `pip install -e '.[mlx]'` (CI installs it)")
+
+from tui_tuner.rundir.events import load_history, read_events  # noqa: E402
+from tui_tuner.rundir.runs import checkpoint_problem, find_run  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def _train_cli(tmp_path: Path, cfg, name: str) -> subprocess.CompletedProcess:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(cfg.to_yaml())
+    return subprocess.run([sys.executable, "-m", "tui_tuner", "train", str(path), "--name", name],
+                          capture_output=True, text=True, timeout=900)
+
+
+def test_mlx_lora_trains_through_the_cli_and_writes_the_run_directory(make_run_config, tmp_path):
+    runs = tmp_path / "runs"
+    cfg = make_run_config(runs, backend="mlx", **{"training.max_steps": 12, "training.save_steps": 5,
+                                                  "training.eval_steps": 6, "training.save_total_limit": 2,
+                                                  "lora.target_modules": "[q_proj, v_proj]"})
+    out = _train_cli(tmp_path, cfg, "mlx")
+    run = find_run(runs, "mlx")
+    assert out.returncode == 0, out.stdout + out.stderr + "\n".join(run.log_tail(40))
+    st = run.status()
+    assert st.state == "finished" and st.step == 12 and st.backend == "mlx" and st.device == "cpu"
+    assert st.extra.get("peak_memory_bytes", 0) > 0
+    events, _ = read_events(run.events_path, 0)
+    logs = [e for e in events if e["kind"] == "log"]
+    assert [e["step"] for e in logs] == list(range(1, 13))
+    losses = [e["loss"] for e in logs]
+    assert min(losses[-3:]) < losses[0] * 0.8, losses  # it learns
+    assert all(e["lr"] > 0 for e in logs[1:]) and all(e["peak_memory_bytes"] > 0 for e in logs)
+    assert any(e.get("tokens_per_s") for e in logs)
+    evals = [e for e in events if e["kind"] == "eval"]
+    assert [e["step"] for e in evals] == [6, 12] and evals[1]["eval_loss"] < evals[0]["eval_loss"] * 1.5
+    assert [e["step"] for e in events if e["kind"] == "checkpoint"] == [5, 10, 12]
+    kept = run.checkpoints()  # save_total_limit: 2 kept, each complete and resumable
+    assert [p.name for p in kept] == ["checkpoint-10", "checkpoint-12"]
+    assert all(checkpoint_problem(p) is None for p in kept)
+    adapter = run.adapter_dir
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["lora_parameters"]["rank"] == 16 and config["lora_parameters"]["scale"] == 2.0
+    assert set(config["lora_parameters"]["keys"]) == {"self_attn.q_proj", "self_attn.v_proj"}
+    assert json.loads((adapter / "tui_tuner.json").read_text())["backend"] == "mlx"
+    assert (adapter / "chat_template.jinja").is_file() and (adapter / "tokenizer_config.json").is_file()
+
+    # The adapter loads back with mlx-lm and changes the model's output.
+    import mlx.core as mx
+    from mlx_lm.utils import load_model
+    from mlx_lm.tuner.utils import load_adapters
+
+    base, _ = load_model(Path(config["model"]))
+    tuned, _ = load_model(Path(config["model"]))
+    tuned = load_adapters(tuned, str(adapter))
+    ids = mx.array([[1, 5, 9, 12]])
+    assert not mx.allclose(base(ids), tuned(ids)).item()
+
+
+def test_mlx_refuses_what_it_does_not_train_yet_with_what_to_do(make_run_config, tmp_path):
+    runs = tmp_path / "runs"
+    out = _train_cli(tmp_path, make_run_config(runs, backend="mlx", method="qlora"), "q")
+    assert out.returncode != 0
+    text = out.stdout + out.stderr
+    run = find_run(runs, "q")
+    if run is not None:
+        text += str(run.status().error) + str(run.status().hint)
+    assert "method: lora" in text
