@@ -28,8 +28,7 @@ def _train_cli(tmp_path: Path, cfg, name: str) -> subprocess.CompletedProcess:
 def test_mlx_lora_trains_through_the_cli_and_writes_the_run_directory(make_run_config, tmp_path):
     runs = tmp_path / "runs"
     cfg = make_run_config(runs, backend="mlx", **{"training.max_steps": 12, "training.save_steps": 5,
-                                                  "training.eval_steps": 6, "training.save_total_limit": 2,
-                                                  "lora.target_modules": "[q_proj, v_proj]"})
+                                                  "training.eval_steps": 6, "training.save_total_limit": 2})
     out = _train_cli(tmp_path, cfg, "mlx")
     run = find_run(runs, "mlx")
     assert out.returncode == 0, out.stdout + out.stderr + "\n".join(run.log_tail(40))
@@ -40,7 +39,8 @@ def test_mlx_lora_trains_through_the_cli_and_writes_the_run_directory(make_run_c
     logs = [e for e in events if e["kind"] == "log"]
     assert [e["step"] for e in logs] == list(range(1, 13))
     losses = [e["loss"] for e in logs]
-    assert min(losses[-3:]) < losses[0] * 0.8, losses  # it learns
+    print("mlx losses", [round(x, 3) for x in losses])
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.1, losses  # it learns (the transformers test's bar)
     assert all(e["lr"] > 0 for e in logs[1:]) and all(e["peak_memory_bytes"] > 0 for e in logs)
     assert any(e.get("tokens_per_s") for e in logs)
     evals = [e for e in events if e["kind"] == "eval"]
@@ -52,7 +52,8 @@ def test_mlx_lora_trains_through_the_cli_and_writes_the_run_directory(make_run_c
     adapter = run.adapter_dir
     config = json.loads((adapter / "adapter_config.json").read_text())
     assert config["lora_parameters"]["rank"] == 16 and config["lora_parameters"]["scale"] == 2.0
-    assert set(config["lora_parameters"]["keys"]) == {"self_attn.q_proj", "self_attn.v_proj"}
+    assert set(config["lora_parameters"]["keys"]) == {  # all-linear: every projection of the decoder layers
+        f"self_attn.{p}_proj" for p in "qkvo"} | {f"mlp.{p}_proj" for p in ("gate", "up", "down")}
     assert json.loads((adapter / "tui_tuner.json").read_text())["backend"] == "mlx"
     assert (adapter / "chat_template.jinja").is_file() and (adapter / "tokenizer_config.json").is_file()
 
