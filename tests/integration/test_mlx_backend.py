@@ -78,3 +78,46 @@ def test_mlx_refuses_what_it_does_not_train_yet_with_what_to_do(make_run_config,
     if run is not None:
         text += str(run.status().error) + str(run.status().hint)
     assert "method: lora" in text
+
+
+def test_mlx_trains_the_same_token_positions_as_the_transformers_backend(make_run_config, tmp_path):
+    """The masks each backend really feeds its loss: trl's SFTTrainer dataset + collator vs MLX's batches."""
+    import numpy as np
+    from transformers import AutoTokenizer
+    from trl import SFTTrainer
+
+    from tui_tuner.models.demo import resolve_model_path
+    from tui_tuner.rundir.runs import create_run
+    from tui_tuner.train.backends import mlx_backend
+    from tui_tuner.train.backends.transformers_backend import load_model
+    from tui_tuner.train.worker import _resolve_template, build_datasets, sft_config
+
+    cfg = make_run_config(tmp_path / "runs", **{"model.max_seq_length": 48})  # short: some answers get cut
+    run = create_run(cfg, REPO)
+    path = resolve_model_path(cfg.model.name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    template = _resolve_template(cfg, tokenizer)
+    tokenizer.chat_template = template
+    train_ds, _, info = build_datasets(cfg, tokenizer, template)
+    assert info["truncated"] > 0  # the comparison covers truncated examples too
+    model, tok = load_model(cfg, path, "cpu")
+    tok.chat_template = template
+    trainer = SFTTrainer(model=model, args=sft_config(cfg, run, "cpu", "transformers", False, "fp32"),
+                         train_dataset=train_ds, processing_class=tok)
+    fed = trainer.train_dataset
+    assert len(fed) == len(train_ds)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    compared = 0
+    for start in range(0, len(train_ds), 4):
+        rows = list(range(start, min(start + 4, len(train_ds))))
+        batch = trainer.data_collator([fed[i] for i in rows])
+        # transformers' causal LM loss: logits at position t predict labels[t + 1]
+        torch_targets = batch["labels"][:, 1:]
+        torch_mask = (torch_targets != -100).numpy()
+        picked = train_ds.select(rows)
+        inputs, targets, mask, _ = mlx_backend.pad_batch(list(picked["input_ids"]), list(picked["labels"]), pad)
+        assert (batch["input_ids"][:, :-1].numpy() == np.array(inputs)).all()
+        assert (torch_mask == np.array(mask)).all()
+        assert (torch_targets.numpy()[torch_mask] == np.array(targets)[torch_mask]).all()
+        compared += int(torch_mask.sum())
+    assert compared > 100
