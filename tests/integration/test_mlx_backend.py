@@ -121,3 +121,64 @@ def test_mlx_trains_the_same_token_positions_as_the_transformers_backend(make_ru
         assert (torch_targets.numpy()[torch_mask] == np.array(targets)[torch_mask]).all()
         compared += int(torch_mask.sum())
     assert compared > 100
+
+
+def _mlx_run(make_run_config, tmp_path, steps):
+    from tui_tuner.rundir.runs import create_run
+
+    return create_run(make_run_config(tmp_path, backend="mlx", **{
+        "training.max_steps": steps, "training.save_steps": 3, "training.batch_size": 2,
+        "training.eval_steps": "null"}), REPO)
+
+
+def _optimizer_step(checkpoint: Path) -> int:
+    import mlx.core as mx
+
+    return int(mx.load(str(checkpoint / "optimizer.safetensors"))["step"].item())
+
+
+def _resume_when_released(run, timeout=120):
+    """Resume once the stopped run's supervisor has exited and let go of the launch lock."""
+    import time
+
+    from tui_tuner.rundir.runs import RunError
+    from tui_tuner.train.resume import resume_run
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return resume_run(run, detach=True)
+        except RunError as exc:
+            if "being started" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_mlx_stop_request_then_kill_9_then_resume_reaches_max_steps(make_run_config, wait_for_run, tmp_path):
+    import os
+    import signal
+
+    from tui_tuner.rundir.runs import start_worker
+    from tui_tuner.train.resume import resume_run
+
+    run = _mlx_run(make_run_config, tmp_path, 40)
+    start_worker(run)
+    wait_for_run(run, ("running",), step=2)
+    assert "stop requested" in run.request_stop()
+    st = wait_for_run(run, ("stopped",))
+    assert st.step < 40 and run.latest_checkpoint().name == f"checkpoint-{st.step}"
+    assert (run.adapter_dir / "adapters.safetensors").is_file()
+    assert any(e["kind"] == "stop_requested" for e in read_events(run.events_path, 0)[0])
+
+    _resume_when_released(run)
+    st = wait_for_run(run, ("running",), step=st.step + 4)
+    os.killpg(os.getpgid(st.pid), signal.SIGKILL)  # worker and supervisor: nobody records the end
+    st = wait_for_run(run, ("crashed",))
+    kept = run.latest_checkpoint()
+    resume_run(run, detach=False)
+    st = wait_for_run(run, ("finished",))
+    assert st.step == 40 and st.resumed_from_step == int(kept.name.split("-")[1])
+    assert [s for s, _ in load_history(run.events_path).losses if s > st.resumed_from_step] == \
+        list(range(st.resumed_from_step + 1, 41))
+    # The optimizer state came back: AdamW's step counter ran on through both restarts.
+    assert _optimizer_step(run.latest_checkpoint()) == 40
