@@ -57,6 +57,12 @@ def test_mlx_lora_trains_through_the_cli_and_writes_the_run_directory(make_run_c
     assert json.loads((adapter / "tui_tuner.json").read_text())["backend"] == "mlx"
     assert (adapter / "chat_template.jinja").is_file() and (adapter / "tokenizer_config.json").is_file()
 
+    # chat, eval and export do not read mlx-lm adapters yet, and say so instead of failing inside peft
+    from tui_tuner.inference.chat_model import SourceError, resolve_source
+
+    with pytest.raises(SourceError, match="MLX backend.*mlx_lm.generate"):
+        resolve_source(run.path)
+
     # The adapter loads back with mlx-lm and changes the model's output.
     import mlx.core as mx
     from mlx_lm.utils import load_model
