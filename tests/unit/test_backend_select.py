@@ -95,3 +95,80 @@ def test_unsloth_with_a_transformers_it_does_not_support_is_not_imported(monkeyp
     monkeypatch.setattr(bs, "cuda_available", lambda: True)
     name, reason = bs.select_backend(cfg())
     assert name == "transformers" and "transformers 5.24.0" in reason
+
+
+# ---------------------------------------------------------------------------- MLX (Apple Silicon)
+
+
+def mac(monkeypatch, system="Darwin", machine="arm64"):
+    """Platform readings of a Mac (the boundary: what `platform` reports)."""
+    monkeypatch.setattr(bs.platform, "system", lambda: system)
+    monkeypatch.setattr(bs.platform, "machine", lambda: machine)
+    monkeypatch.setattr(bs, "cuda_available", lambda: False)
+
+
+def test_apple_silicon_reads_the_platform(monkeypatch):
+    mac(monkeypatch)
+    assert bs.apple_silicon()
+    mac(monkeypatch, machine="x86_64")  # an Intel Mac: MLX does not run there
+    assert not bs.apple_silicon()
+    mac(monkeypatch, system="Linux", machine="aarch64")
+    assert not bs.apple_silicon()
+
+
+def test_auto_picks_mlx_on_an_apple_silicon_mac_with_mlx(monkeypatch):
+    mac(monkeypatch)
+    monkeypatch.setattr(bs, "mlx_importable", lambda: (True, ""))
+    assert bs.select_backend(cfg()) == ("mlx", "Apple Silicon Mac and mlx imports")
+
+
+def test_auto_on_a_mac_without_mlx_says_how_to_install_it(monkeypatch):
+    mac(monkeypatch)
+    monkeypatch.setattr(bs, "mlx_importable", lambda: (False, "mlx is not installed (pip install -e '.[mlx]' ...)"))
+    name, reason = bs.select_backend(cfg())
+    assert name == "transformers" and ".[mlx]" in reason
+
+
+def test_auto_on_an_intel_mac_or_linux_never_picks_mlx(monkeypatch):
+    monkeypatch.setattr(bs, "mlx_importable", lambda: (True, ""))
+    for system, machine in (("Darwin", "x86_64"), ("Linux", "x86_64"), ("Linux", "aarch64")):
+        mac(monkeypatch, system, machine)
+        assert bs.select_backend(cfg())[0] == "transformers"
+
+
+def test_auto_on_a_mac_falls_back_for_what_mlx_does_not_train_yet(monkeypatch):
+    mac(monkeypatch)
+    monkeypatch.setattr(bs, "mlx_importable", lambda: (True, ""))
+    c = cfg()
+    c.method = "qlora"
+    name, reason = bs.select_backend(c)
+    assert name == "transformers" and "method: lora" in reason
+
+
+def test_mlx_when_asked_anywhere_it_imports(monkeypatch):
+    mac(monkeypatch, system="Linux", machine="x86_64")
+    monkeypatch.setattr(bs, "mlx_importable", lambda: (True, ""))
+    assert bs.select_backend(cfg("mlx")) == ("mlx", "backend: mlx in the config")
+
+
+def test_mlx_asked_but_missing_or_unsupported_is_refused_with_what_to_do(monkeypatch):
+    monkeypatch.setattr(bs, "mlx_importable", lambda: (False, "mlx-lm is not installed (pip install -e '.[mlx]')"))
+    with pytest.raises(bs.BackendUnavailable, match=r"\.\[mlx\]"):
+        bs.select_backend(cfg("mlx"))
+    monkeypatch.setattr(bs, "mlx_importable", lambda: (True, ""))
+    with pytest.raises(bs.BackendUnavailable, match="distributed.gpus: 1"):
+        bs.select_backend(cfg("mlx", gpus=2))
+
+
+def test_mlx_importable_reports_what_is_missing(monkeypatch):
+    real = bs.importlib.util.find_spec
+    monkeypatch.setattr(bs.importlib.util, "find_spec", lambda name: None if name == "mlx_lm" else real(name))
+    ok, why = bs.mlx_importable()
+    assert not ok and "mlx-lm is not installed" in why and ".[mlx]" in why
+
+
+def test_the_config_accepts_backend_mlx():
+    from tui_tuner.config.schema import validate_raw
+
+    loaded = validate_raw({"backend": "mlx"})
+    assert loaded.ok and loaded.config.backend == "mlx"

@@ -54,3 +54,10 @@ def test_target_modules_the_model_lacks_are_refused_like_learn_lora(machine):
     (t,) = check_fit("microsoft/Phi-3-mini-4k-instruct", FitOptions(target_modules="qkv_proj", vram_gb=24),
                      hardware=machine).targets
     assert {e.method for e in t.estimates} == {"full", "lora", "qlora"}
+
+
+def test_a_backend_mlx_config_is_checked_with_the_transformers_estimate(machine, tmp_path):
+    path = tmp_path / "mlx.yaml"
+    path.write_text("model:\n  name_or_path: Qwen/Qwen2.5-7B\nbackend: mlx\n")
+    (t,) = check_fit(str(path), FitOptions(vram_gb=24, runs_dir=str(tmp_path)), hardware=machine).targets
+    assert [(e.method, e.backend) for e in t.estimates] == [("lora", "transformers")]

@@ -175,8 +175,9 @@ class RunConfig(_Section):
     """Where runs are written."""
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     """Multi-GPU settings."""
-    backend: Literal["auto", "unsloth", "transformers"] = "auto"
-    """auto: Unsloth when a CUDA GPU is present and it imports, else transformers + peft + trl."""
+    backend: Literal["auto", "unsloth", "transformers", "mlx"] = "auto"
+    """auto: MLX on an Apple Silicon Mac with `.[mlx]` installed; Unsloth when a CUDA GPU is present and it
+    imports; else transformers + peft + trl. mlx: Apple's MLX (LoRA; also runs on the CPU build of MLX on Linux)."""
     report_to: Literal["none", "tensorboard", "wandb"] = "none"
     """Also log to TensorBoard or Weights & Biases (must be installed)."""
 

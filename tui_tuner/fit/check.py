@@ -279,6 +279,10 @@ def check_fit(target: str | None = None, options: FitOptions | None = None, *,
                 problems.append(f"{path}: {exc}")
                 continue
             cfg_backends = backends if cfg.backend == "auto" or opts.backend != "auto" else [cfg.backend]
+            # MLX's own memory terms (unified memory, the Metal working-set limit) are not modelled yet:
+            # its LoRA holds the same weights, adapter, AdamW moments and activations, so the
+            # transformers estimate stands in for it.
+            cfg_backends = ["transformers" if b == "mlx" else b for b in cfg_backends]
             runs_dir = opts.runs_dir or str(loaded.base_dir / cfg.output.runs_dir)
             methods, settings = [opts.method or cfg.method], _settings(opts, cfg)
             problem = targets_problem(spec, methods, settings)

@@ -153,6 +153,11 @@ def _adapter_source(adapter_dir: Path, run_dir: Path | None, kind: SourceKind, l
         raise SourceError(f"{adapter_dir / 'adapter_config.json'}: cannot read it ({exc}).") from exc
     if not isinstance(adapter_cfg, dict):
         raise SourceError(f"{adapter_dir / 'adapter_config.json'} is not a JSON object; the adapter is damaged.")
+    if "lora_parameters" in adapter_cfg and "peft_type" not in adapter_cfg:  # mlx-lm's adapter format
+        base = adapter_cfg.get("model") or "BASE_MODEL"
+        raise SourceError(f"{adapter_dir} was trained with the MLX backend and is in mlx-lm's adapter format, "
+                          "which chat, eval and export do not read yet. Meanwhile try it with "
+                          f"`mlx_lm.generate --model {base} --adapter-path {adapter_dir} --prompt ...`.")
     from tui_tuner.rundir.runs import safetensors_problem
 
     for weights in adapter_dir.glob("*.safetensors"):

@@ -233,6 +233,8 @@ def _torch_file_complete(path: Path) -> bool:
 def checkpoint_problem(path: str | Path) -> str | None:
     """Why a checkpoint folder cannot be resumed from (half-written), or None when it is complete."""
     path = Path(path)
+    if (path / "mlx_state.json").exists():  # an MLX checkpoint (tui_tuner.train.backends.mlx_backend)
+        return _mlx_checkpoint_problem(path)
     state = path / "trainer_state.json"
     try:
         data = json.loads(state.read_text(encoding="utf-8"))
@@ -255,6 +257,23 @@ def checkpoint_problem(path: str | Path) -> str | None:
     for rng in path.glob("rng_state*.pth"):  # small; resume loads it, so every byte is checked
         if not _zip_intact(rng):
             return f"{rng.name} is damaged (its contents do not match their checksums)"
+    return None
+
+
+def _mlx_checkpoint_problem(path: Path) -> str | None:
+    """Why an MLX checkpoint (adapter, optimizer state, mlx_state.json) cannot be resumed from, or None."""
+    try:
+        data = json.loads((path / "mlx_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return "mlx_state.json is unreadable"
+    if not isinstance(data, dict) or isinstance(data.get("global_step"), bool) \
+            or not isinstance(data.get("global_step"), int):
+        return "mlx_state.json has no whole-number global_step"
+    for name in ("adapters.safetensors", "optimizer.safetensors"):
+        if not (path / name).is_file():
+            return f"{name} is missing"
+        if not _safetensors_complete(path / name):
+            return f"{name} is truncated"
     return None
 
 

@@ -1,7 +1,8 @@
 """Which training backend a run uses, and why (recorded in status.json and shown in the UI).
 
-`auto` picks Unsloth only when a CUDA GPU is present and `unsloth` imports; otherwise
-transformers + peft + trl. Call `select_backend` in the worker before transformers, trl
+`auto` picks MLX on an Apple Silicon Mac (arm64 macOS) where `mlx` and `mlx_lm` import,
+Unsloth only when a CUDA GPU is present and `unsloth` imports; otherwise transformers + peft + trl.
+`backend: mlx` is honoured wherever MLX imports (Linux CPU included, which is how it is tested). Call `select_backend` in the worker before transformers, trl
 or peft are imported: importing Unsloth patches them, which only works if it comes first.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import platform
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -25,6 +27,40 @@ def cuda_available() -> bool:
     except ImportError:
         return False
     return bool(torch.cuda.is_available())
+
+
+def apple_silicon() -> bool:
+    """Whether this is macOS on an Apple chip (arm64), where MLX trains on the GPU through Metal."""
+    return platform.system() == "Darwin" and platform.machine() == "arm64"
+
+
+MLX_INSTALL = "pip install -e '.[mlx]' installs it (mlx and mlx-lm)"
+
+
+def mlx_importable() -> tuple[bool, str]:
+    """(True, "") when `mlx.core` and `mlx_lm` import here, else (False, why)."""
+    for name in ("mlx", "mlx_lm"):
+        if importlib.util.find_spec(name) is None:
+            return False, f"{name.replace('_', '-')} is not installed ({MLX_INSTALL})"
+    try:
+        importlib.import_module("mlx.core")
+        importlib.import_module("mlx_lm")
+    except Exception as exc:  # a wheel for another platform, or a missing shared library
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return False, f"mlx is installed but did not import: {first}"
+    return True, ""
+
+
+def mlx_refusal(cfg: "RunConfig") -> str | None:
+    """Why the MLX backend cannot train this config (what it does not do yet), or None."""
+    if cfg.method != "lora":
+        return (f"the MLX backend trains `method: lora` only so far (this config has `method: {cfg.method}`); "
+                "set `method: lora`, or `backend: transformers`")
+    if cfg.distributed.gpus > 1:
+        return "the MLX backend trains on one device; set distributed.gpus: 1"
+    if cfg.training.packing:
+        return "the MLX backend does not pack examples; set training.packing: false"
+    return None
 
 
 CHECKED_REQUIREMENTS = ("torch", "transformers", "trl", "peft", "datasets", "bitsandbytes", "accelerate")
@@ -79,10 +115,26 @@ def unsloth_importable() -> tuple[bool, str]:
 
 
 def select_backend(cfg: "RunConfig") -> tuple[str, str]:
-    """(backend name, reason in words). Raises `BackendUnavailable` when `unsloth` is asked for but cannot run."""
+    """(backend name, reason in words). Raises `BackendUnavailable` when `unsloth` or `mlx` is asked for
+    but cannot run."""
     wanted = cfg.backend
     if wanted == "transformers":
         return "transformers", "backend: transformers in the config"
+    if wanted == "mlx":
+        ok, why = mlx_importable()
+        if not ok:
+            raise BackendUnavailable(f"backend: mlx was asked for, but {why}. Or set `backend: auto`.")
+        refusal = mlx_refusal(cfg)
+        if refusal:
+            raise BackendUnavailable(f"backend: mlx cannot run this config: {refusal}.")
+        return "mlx", "backend: mlx in the config"
+    if wanted == "auto" and apple_silicon():
+        ok, why = mlx_importable()
+        refusal = mlx_refusal(cfg) if ok else None
+        if ok and refusal is None:
+            return "mlx", "Apple Silicon Mac and mlx imports"
+        return "transformers", (f"Apple Silicon Mac, but {why or refusal}; using transformers + peft "
+                                "(slower: no MLX)")
     multi_gpu = cfg.distributed.gpus > 1
     if not cuda_available():
         if wanted == "unsloth":

@@ -151,7 +151,7 @@ class RunTracker:
             "lr": logs.get("learning_rate"), "grad_norm": _finite(logs.get("grad_norm")),
             "tokens_per_s": tokens_per_s, "eta_s": self._eta(step, state.max_steps),
         }
-        for key in ("mean_token_accuracy", "entropy", "num_tokens"):
+        for key in ("mean_token_accuracy", "entropy", "num_tokens", "peak_memory_bytes"):
             if key in logs:
                 event[key] = _finite(logs[key])
         if isinstance(loss, float) and not math.isfinite(loss):

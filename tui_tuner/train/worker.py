@@ -212,6 +212,11 @@ def train(run: RunDir, cfg: Any, backend: str, device: str, keeper: Any, events:
 
     `extra_callbacks` are added after the run's own callback (benchmarks and tests use them).
     """
+    if backend == "mlx":  # MLX trains without torch: its own loop, the same run directory
+        from tui_tuner.train.backends.mlx_backend import train as mlx_train
+
+        result = mlx_train(run, cfg, keeper, events, resume_from, requests_since=requests_since)
+        return TrainResult(result.state, None, None)
     from trl import SFTTrainer
 
     from tui_tuner.train.callback import RunCallback
@@ -454,8 +459,12 @@ def run_worker(run_dir: str | Path) -> int:
         quiet_library_noise()
         import torch
 
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device == "cpu":
+        device = "cuda" if torch.cuda.is_available() and backend != "mlx" else "cpu"
+        if backend == "mlx":
+            import mlx.core as mx
+
+            device = "metal" if mx.default_device() == mx.gpu else "cpu"  # MLX's device, not torch's
+        elif device == "cpu":
             problem = gpu_torch_cannot_use()
             if problem:  # never train on the CPU in silence while the GPU sits there
                 raise WorkerError(problem, "To train on the CPU on purpose, start the run with "

@@ -1,0 +1,364 @@
+"""Train a LoRA adapter with Apple's MLX (`mlx` + `mlx-lm`): Metal on an Apple Silicon Mac, the CPU elsewhere.
+
+The model is loaded from its Hugging Face folder by mlx-lm and the configured linear layers get
+mlx-lm's LoRA layers (r, alpha / r as the scale, dropout). The data is tui-tuner's own: the same
+`build_datasets` (one chat renderer, one masking rule) as the transformers backend, so the loss
+covers exactly the positions whose label is not -100 on every backend. The run directory is the
+same too: events and status through `RunTracker` (the logic behind the transformers callback),
+`control.json` stop requests, checkpoints every `save_steps`, the final adapter in `adapter/`.
+
+A checkpoint holds the adapter weights, the optimizer state (AdamW moments and step) and the
+data position, so a resume continues the same learning-rate schedule and data order; it does not
+restore the random state of LoRA dropout. The adapter is saved in mlx-lm's format
+(`adapters.safetensors` + `adapter_config.json`), loadable with `mlx_lm.load(base, adapter_path=...)`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from tui_tuner.rundir.events import EventWriter
+from tui_tuner.rundir.runs import RunDir
+
+MLX_STATE_FILE = "mlx_state.json"
+"""Marks an MLX checkpoint folder and holds its step, data position and token count."""
+ADAPTER_WEIGHTS = "adapters.safetensors"
+OPTIMIZER_STATE = "optimizer.safetensors"
+MLX_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def lr_factor(step: int, total: int, warmup: int, scheduler: str) -> float:
+    """The learning-rate multiplier for optimizer update `step` (0-based): transformers' schedules."""
+    if scheduler != "constant" and step < warmup:
+        return step / max(1, warmup)
+    if scheduler in ("constant", "constant_with_warmup"):
+        return 1.0
+    progress = (step - warmup) / max(1, total - warmup)
+    if scheduler == "linear":
+        return max(0.0, (total - step) / max(1, total - warmup))
+    if scheduler == "cosine":
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+    if scheduler == "cosine_with_restarts":  # one cycle, as transformers' default num_cycles=1
+        return 0.0 if progress >= 1.0 else max(0.0, 0.5 * (1.0 + math.cos(math.pi * (progress % 1.0))))
+    raise ValueError(f"unknown scheduler {scheduler!r}")
+
+
+def warmup_steps(ratio: float, total: int) -> int:
+    """Warmup updates for `warmup_ratio` (transformers rounds the fraction up)."""
+    return math.ceil(total * ratio) if ratio < 1 else int(ratio)
+
+
+def lora_keys(layer: Any, target_modules: str | list[str]) -> set[str]:
+    """Paths of the linear layers inside one decoder layer that get LoRA (`all-linear` or by last name)."""
+    import mlx.nn as nn
+
+    keys = set()
+    for path, module in layer.named_modules():
+        if not isinstance(module, (nn.Linear, nn.QuantizedLinear)):
+            continue
+        if target_modules == "all-linear" or path.rsplit(".", 1)[-1] in target_modules:
+            keys.add(path)
+    return keys
+
+
+def micro_batches(n_examples: int, batch_size: int, seed: int) -> Iterator[tuple[int, list[int]]]:
+    """(epoch, example indices) forever: each epoch a fresh seeded shuffle, so a resume can replay the order."""
+    epoch = 0
+    while True:
+        order = list(range(n_examples))
+        random.Random(seed + epoch).shuffle(order)
+        for start in range(0, n_examples, batch_size):
+            yield epoch, order[start:start + batch_size]
+        epoch += 1
+
+
+def pad_batch(ids: list[list[int]], labels: list[list[int]], pad_id: int) -> tuple[Any, Any, Any, int]:
+    """(inputs, targets, mask, real tokens): next-token targets, mask 1 where the label is not -100."""
+    import mlx.core as mx
+
+    width = max(len(x) for x in ids)
+    padded_ids = [x + [pad_id] * (width - len(x)) for x in ids]
+    padded_labels = [y + [-100] * (width - len(y)) for y in labels]
+    arr_ids = mx.array(padded_ids, dtype=mx.int32)
+    arr_labels = mx.array(padded_labels, dtype=mx.int32)
+    targets = arr_labels[:, 1:]
+    mask = targets != -100
+    return arr_ids[:, :-1], mx.where(mask, targets, 0), mask, sum(len(x) for x in ids)
+
+
+def masked_loss_sum(model: Any, inputs: Any, targets: Any, mask: Any) -> Any:
+    """Sum of the next-token cross-entropy over the positions the mask keeps."""
+    import mlx.core as mx
+    import mlx.nn as nn
+
+    logits = model(inputs).astype(mx.float32)
+    return (nn.losses.cross_entropy(logits, targets) * mask).sum()
+
+
+def weight_dtype_name(cfg: Any) -> str:
+    """The MLX dtype of the frozen weights: `auto` is bfloat16 on the Metal GPU, float32 on a CPU (slow bf16 there)."""
+    import mlx.core as mx
+
+    if cfg.model.dtype != "auto":
+        return cfg.model.dtype
+    return "bfloat16" if mx.default_device() == mx.gpu else "float32"
+
+
+def load_model(cfg: Any, model_path: str) -> tuple[Any, dict[str, Any]]:
+    """The mlx-lm model with LoRA on the target modules, base frozen; and the adapter config mlx-lm reads."""
+    import mlx.core as mx
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+    from mlx_lm.utils import load_model as mlx_load_model
+
+    from tui_tuner.train.worker import WorkerError
+
+    try:
+        model, _config = mlx_load_model(Path(model_path))
+    except ValueError as exc:  # mlx-lm raises ValueError for an architecture it does not implement
+        raise WorkerError(f"MLX cannot load {model_path}: {exc}",
+                          "Use a model mlx-lm supports (Llama, Qwen, Mistral, Gemma, Phi ...), "
+                          "or set `backend: transformers`.") from None
+    model.set_dtype(getattr(mx, weight_dtype_name(cfg)))
+    model.freeze()
+    keys = sorted(lora_keys(model.layers[0], cfg.lora.target_modules))
+    if not keys:
+        wanted = cfg.lora.target_modules
+        raise WorkerError(f"lora.target_modules {wanted} matches no linear layer of {model_path}",
+                          "Use `all-linear`, or names such as q_proj, v_proj from the model's layers.")
+    r = cfg.lora.r
+    scale = cfg.lora.alpha / (math.sqrt(r) if cfg.lora.use_rslora else r)
+    params = {"rank": r, "scale": scale, "dropout": cfg.lora.dropout, "keys": keys}
+    linear_to_lora_layers(model, len(model.layers), params)
+    adapter_config = {"fine_tune_type": "lora", "num_layers": len(model.layers), "lora_parameters": params,
+                      "model": str(model_path)}
+    return model, adapter_config
+
+
+def make_optimizer(cfg: Any) -> tuple[Any, str | None]:
+    """(the MLX optimizer for training.optimizer, a note when it stands in for one MLX does not have)."""
+    import mlx.optimizers as optim
+
+    t = cfg.training
+    if t.optimizer == "sgd":
+        return optim.SGD(learning_rate=t.learning_rate, weight_decay=t.weight_decay), None
+    if t.optimizer == "adafactor":
+        return optim.Adafactor(learning_rate=t.learning_rate), None
+    note = None
+    if t.optimizer != "adamw_torch":
+        note = f"{t.optimizer} needs bitsandbytes (CUDA); MLX trains with 32-bit AdamW instead"
+    return optim.AdamW(learning_rate=t.learning_rate, weight_decay=t.weight_decay), note
+
+
+# ---------------------------------------------------------------------------- the training loop
+
+
+@dataclass
+class LoopState:
+    """What `RunTracker` reads from a trainer's state, kept by this loop."""
+
+    global_step: int = 0
+    max_steps: int = 0
+    epoch: float = 0.0
+    num_tokens: int = 0
+
+
+@dataclass
+class LoopControl:
+    """What `RunTracker` asks of the trainer: save now, stop now."""
+
+    should_save: bool = False
+    should_training_stop: bool = False
+
+
+@dataclass
+class LoopArgs:
+    output_dir: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MlxResult:
+    state: str
+    """`finished`, or `stopped` when a stop was requested."""
+    step: int
+
+
+def total_steps(cfg: Any, n_examples: int) -> int:
+    t = cfg.training
+    if t.max_steps:
+        return t.max_steps
+    per_epoch = math.ceil(math.ceil(n_examples / t.batch_size) / t.grad_accumulation)
+    return max(1, math.ceil(per_epoch * t.epochs))
+
+
+def save_checkpoint(run: RunDir, model: Any, optimizer: Any, state: LoopState, cfg: Any) -> Path:
+    """checkpoint-N with adapter, optimizer state and data position; written aside and renamed, so never half there."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    final = run.checkpoints_dir / f"checkpoint-{state.global_step}"
+    tmp = run.checkpoints_dir / f".writing-checkpoint-{state.global_step}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    mx.save_safetensors(str(tmp / ADAPTER_WEIGHTS), dict(tree_flatten(model.trainable_parameters())))
+    mx.save_safetensors(str(tmp / OPTIMIZER_STATE), dict(tree_flatten(optimizer.state)))
+    meta = {"global_step": state.global_step, "max_steps": state.max_steps, "epoch": state.epoch,
+            "num_tokens": state.num_tokens, "micro_batches_done": state.global_step * cfg.training.grad_accumulation,
+            "backend": "mlx"}
+    (tmp / MLX_STATE_FILE).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    done = [p for p in run.all_checkpoints() if (p / MLX_STATE_FILE).exists()]
+    for old in done[:-cfg.training.save_total_limit]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(path: Path, model: Any, optimizer: Any, state: LoopState) -> None:
+    """Adapter weights, optimizer state, step and token count from checkpoint `path`."""
+    import mlx.core as mx
+    from mlx.utils import tree_unflatten
+
+    meta = json.loads((path / MLX_STATE_FILE).read_text(encoding="utf-8"))
+    model.load_weights(str(path / ADAPTER_WEIGHTS), strict=False)
+    optimizer.init(model.trainable_parameters())
+    optimizer.state = tree_unflatten(list(mx.load(str(path / OPTIMIZER_STATE)).items()))
+    state.global_step = int(meta["global_step"])
+    state.epoch = float(meta.get("epoch") or 0.0)
+    state.num_tokens = int(meta.get("num_tokens") or 0)
+
+
+def evaluate(model: Any, ds: Any, batch_size: int, pad_id: int) -> float:
+    """Mean next-token loss over the eval set's answer tokens (dropout off)."""
+    import mlx.core as mx
+
+    model.eval()
+    total, tokens = 0.0, 0
+    for start in range(0, len(ds), batch_size):
+        rows = ds[start:start + batch_size]
+        inputs, targets, mask, _ = pad_batch(rows["input_ids"], rows["labels"], pad_id)
+        loss = masked_loss_sum(model, inputs, targets, mask)
+        mx.eval(loss)
+        total += loss.item()
+        tokens += int(mask.sum().item())
+    model.train()
+    return total / max(1, tokens)
+
+
+def train(run: RunDir, cfg: Any, keeper: Any, events: EventWriter, resume_from: Path | None,
+          requests_since: float | None = None) -> MlxResult:
+    """Load, train and save the final adapter with MLX; events and status as the transformers path writes them."""
+    import mlx.core as mx
+    import mlx.nn as nn
+    import mlx.optimizers as optim
+    from mlx.utils import tree_map
+    from transformers import AutoTokenizer
+
+    from tui_tuner.train.callback import RunTracker
+    from tui_tuner.train.worker import _resolve_model_path, _resolve_template, build_datasets
+
+    t = cfg.training
+    mx.random.seed(t.seed)  # LoRA init and dropout
+    model_path = _resolve_model_path(cfg.model.name_or_path)
+    model, adapter_config = load_model(cfg, model_path)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)  # the same tokenizer the transformers backend uses
+    template = _resolve_template(cfg, tokenizer)
+    tokenizer.chat_template = template
+    train_ds, eval_ds, info = build_datasets(cfg, tokenizer, template)
+    events.write("data", **info)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    optimizer, note = make_optimizer(cfg)
+    keeper.update(precision=weight_dtype_name(cfg), mlx_device=str(mx.default_device()),
+                  **({"optimizer_note": note} if note else {}))
+    if note:
+        print(f"tui-tuner worker: {note}", flush=True)
+
+    state = LoopState(max_steps=total_steps(cfg, len(train_ds)))
+    if resume_from is not None:
+        load_checkpoint(resume_from, model, optimizer, state)
+    warmup = warmup_steps(t.warmup_ratio, state.max_steps)
+    control = LoopControl()
+    args = LoopArgs(output_dir=str(run.checkpoints_dir))
+    tracker = RunTracker(run.path, events, keeper, requests_since=requests_since)
+    loss_and_grad = nn.value_and_grad(model, masked_loss_sum)
+    per_epoch = math.ceil(len(train_ds) / t.batch_size)
+    batches = micro_batches(len(train_ds), t.batch_size, t.seed)
+    for _ in range(state.global_step * t.grad_accumulation):  # replay the data order up to the checkpoint
+        next(batches)
+    micro_done = state.global_step * t.grad_accumulation
+    model.train()
+    mx.reset_peak_memory()
+    tracker.on_train_begin(args, state, control)
+    stopped = False
+    while state.global_step < state.max_steps:
+        grads, loss_sum, answer_tokens = None, 0.0, 0
+        for _ in range(t.grad_accumulation):
+            _epoch, rows = next(batches)
+            picked = train_ds.select(rows)
+            inputs, targets, mask, real = pad_batch(list(picked["input_ids"]), list(picked["labels"]), pad_id)
+            loss, g = loss_and_grad(model, inputs, targets, mask)
+            grads = g if grads is None else tree_map(lambda a, b: a + b, grads, g)
+            mx.eval(loss, grads)
+            loss_sum += loss.item()
+            answer_tokens += int(mask.sum().item())
+            state.num_tokens += real
+            micro_done += 1
+        scale = 1.0 / max(1, answer_tokens)  # mean over every answer token of the optimizer step
+        grads = tree_map(lambda a: a * scale, grads)
+        grad_norm = None
+        if t.max_grad_norm > 0:
+            grads, norm = optim.clip_grad_norm(grads, t.max_grad_norm)
+            grad_norm = norm.item()
+        lr = t.learning_rate * lr_factor(state.global_step, state.max_steps, warmup, t.scheduler)
+        optimizer.learning_rate = lr
+        optimizer.update(model, grads)
+        mx.eval(model.trainable_parameters(), optimizer.state)
+        state.global_step += 1
+        state.epoch = round(micro_done / per_epoch, 4)
+        tracker.on_step_end(args, state, control)
+        last = state.global_step >= state.max_steps
+        if state.global_step % t.logging_steps == 0 or last or control.should_training_stop:
+            peak = int(mx.get_peak_memory())
+            tracker.on_log(args, state, control, logs={
+                "loss": loss_sum * scale, "learning_rate": lr, "grad_norm": grad_norm,
+                "num_tokens": float(state.num_tokens), "peak_memory_bytes": peak})
+            keeper.update(force=False, peak_memory_bytes=peak)
+        if eval_ds is not None and t.eval_steps and (state.global_step % t.eval_steps == 0 or last):
+            tracker.on_log(args, state, control, logs={"eval_loss": evaluate(model, eval_ds, t.batch_size, pad_id)})
+        if state.global_step % t.save_steps == 0 or last or control.should_save:
+            save_checkpoint(run, model, optimizer, state, cfg)
+            tracker.on_save(args, state, control)
+            control.should_save = False
+        if control.should_training_stop:
+            stopped = True
+            break
+    save_adapter(run, model, tokenizer, template, cfg, model_path, adapter_config, state.global_step)
+    events.write("adapter", step=state.global_step, path=str(run.adapter_dir))
+    return MlxResult("stopped" if stopped or tracker.stop_requested else "finished", state.global_step)
+
+
+def save_adapter(run: RunDir, model: Any, tokenizer: Any, template: str, cfg: Any, model_path: str,
+                 adapter_config: dict[str, Any], step: int) -> None:
+    """adapter/: mlx-lm's adapter files, the tokenizer, the chat template and what the run was."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    out = run.adapter_dir
+    out.mkdir(parents=True, exist_ok=True)
+    mx.save_safetensors(str(out / ADAPTER_WEIGHTS), dict(tree_flatten(model.trainable_parameters())))
+    (out / "adapter_config.json").write_text(json.dumps(adapter_config, indent=1) + "\n", encoding="utf-8")
+    tokenizer.save_pretrained(str(out))
+    (out / "chat_template.jinja").write_text(template, encoding="utf-8")
+    meta = {"run": run.name, "base_model": cfg.model.name_or_path, "base_model_path": model_path,
+            "method": cfg.method, "step": step, "chat_template": cfg.model.chat_template,
+            "max_seq_length": cfg.model.max_seq_length, "backend": "mlx", "adapter_format": "mlx-lm"}
+    (out / "tui_tuner.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+
