@@ -24,6 +24,7 @@ from tui_tuner.rundir.events import EventWriter
 from tui_tuner.rundir.status import StatusKeeper
 
 CONTROL_POLL_S = 0.25
+_LOGGED_ELSEWHERE = frozenset({"learning_rate", "epoch", "loss", "grad_norm"})
 
 
 def _finite(value: Any) -> Any:
@@ -151,6 +152,12 @@ class RunCallback(TrainerCallback):
         for key in ("mean_token_accuracy", "entropy", "num_tokens"):
             if key in logs:
                 event[key] = _finite(logs[key])
+        # Each objective's own metrics, under trl's names: rewards/chosen, rewards/margins, rewards/accuracies
+        # (DPO, ORPO, KTO), kl (KTO, GRPO), accuracy (reward models), reward, reward_std,
+        # rewards/<function>/mean, completions/mean_length (GRPO).
+        for key, value in logs.items():
+            if key not in event and key not in _LOGGED_ELSEWHERE and isinstance(value, (int, float)):
+                event[key] = _finite(value)
         if isinstance(loss, float) and not math.isfinite(loss):
             event["nonfinite"] = True
         self.events.write("log", **event)

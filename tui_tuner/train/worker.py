@@ -117,8 +117,22 @@ def sft_config(cfg: Any, run: RunDir, device: str, backend: str, has_eval: bool,
 
     `extra` (the multi-GPU settings from `tui_tuner.train.distributed.trainer_arguments`) is applied last.
     """
-    import torch
     from trl import SFTConfig
+
+    kwargs = common_trainer_args(cfg, run, device, backend, has_eval, model_dtype)
+    kwargs.update(max_length=cfg.model.max_seq_length, packing=cfg.training.packing,
+                  completion_only_loss=None)  # labels are built by tokenize_conversation
+    extra = dict(extra or {})
+    if extra.pop("gradient_checkpointing", None) is False:
+        kwargs["activation_checkpointing"] = False  # FSDP checkpoints activations itself
+    kwargs.update(extra)
+    return SFTConfig(**kwargs)
+
+
+def common_trainer_args(cfg: Any, run: RunDir, device: str, backend: str, has_eval: bool,
+                        model_dtype: Any) -> dict[str, Any]:
+    """The trl config settings every objective shares: schedule, checkpoints, logging, precision."""
+    import torch
 
     t = cfg.training
     eval_on = has_eval and t.eval_steps is not None
@@ -154,15 +168,8 @@ def sft_config(cfg: Any, run: RunDir, device: str, backend: str, has_eval: bool,
         run_name=run.name,
         disable_tqdm=True,
         dataloader_num_workers=0,
-        max_length=cfg.model.max_seq_length,
-        packing=t.packing,
-        completion_only_loss=None,  # labels are built by tokenize_conversation
     )
-    extra = dict(extra or {})
-    if extra.pop("gradient_checkpointing", None) is False:
-        kwargs["activation_checkpointing"] = False  # FSDP checkpoints activations itself
-    kwargs.update(extra)
-    return SFTConfig(**kwargs)
+    return kwargs
 
 
 def save_final(trainer: Any, tokenizer: Any, run: RunDir, cfg: Any, model_path: str, template: str,
@@ -180,7 +187,7 @@ def save_final(trainer: Any, tokenizer: Any, run: RunDir, cfg: Any, model_path: 
     tokenizer.save_pretrained(str(out))
     (out / "chat_template.jinja").write_text(template, encoding="utf-8")
     meta = {"run": run.name, "base_model": cfg.model.name_or_path, "base_model_path": model_path,
-            "method": cfg.method, "step": step, "chat_template": cfg.model.chat_template,
+            "method": cfg.method, "objective": cfg.objective, "init_adapter": cfg.init_adapter, "step": step, "chat_template": cfg.model.chat_template,
             "max_seq_length": cfg.model.max_seq_length}
     (out / "tui_tuner.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
 
@@ -219,19 +226,42 @@ def train(run: RunDir, cfg: Any, backend: str, device: str, keeper: Any, events:
     from transformers import set_seed
 
     set_seed(cfg.training.seed)  # the LoRA init follows training.seed (and is the same on every rank)
+    if cfg.init_adapter:
+        from tui_tuner.train.objectives import resolve_init_adapter
+
+        init_dir = resolve_init_adapter(cfg.init_adapter, Path(cfg.output.runs_dir))
+        cfg = cfg.model_copy(update={"init_adapter": str(init_dir)})
+        events.write("init_adapter", path=str(init_dir))
     model, tokenizer = load_model(cfg, model_path, device)
     template = _resolve_template(cfg, tokenizer)
-    tokenizer.chat_template = template
-    train_ds, eval_ds, info = build_datasets(cfg, tokenizer, template)
+    tokenizer.chat_template = template  # trl renders non-SFT data with it: the same template as SFT, chat, eval
+    if cfg.objective == "sft":
+        train_ds, eval_ds, info = build_datasets(cfg, tokenizer, template)
+    else:
+        from tui_tuner.train.objectives import build_objective_datasets
+
+        train_ds, eval_ds, info = build_objective_datasets(cfg, None)
     events.write("data", **info)
     model_dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
     from tui_tuner.train.distributed import decoder_layer_classes, trainer_arguments
 
     multi_gpu = trainer_arguments(cfg, cuda=device == "cuda", layer_classes=decoder_layer_classes(model))
-    args = sft_config(cfg, run, device, backend, eval_ds is not None, model_dtype, extra=multi_gpu)
+    if cfg.objective == "sft":
+        args = sft_config(cfg, run, device, backend, eval_ds is not None, model_dtype, extra=multi_gpu)
+    else:
+        from tui_tuner.train.objectives import objective_args
+
+        common = common_trainer_args(cfg, run, device, backend, eval_ds is not None, model_dtype)
+        extra = dict(multi_gpu or {})
+        if extra.pop("gradient_checkpointing", None) is False:
+            common["activation_checkpointing"] = False
+        common.update(extra)
+        args = objective_args(cfg, common)
 
     mode = probe_mode(run)
-    want_probe = mode == "on" or (mode == "auto" and device == "cuda")
+    # The probe measures one SFT-style forward + backward; the other objectives' steps (pairs, generation)
+    # are not what it measures, so it runs for SFT only (the estimate covers the others).
+    want_probe = cfg.objective == "sft" and (mode == "on" or (mode == "auto" and device == "cuda"))
 
     def probe_hook(model: Any, state: Any) -> None:
         if not want_probe:
@@ -246,8 +276,14 @@ def train(run: RunDir, cfg: Any, backend: str, device: str, keeper: Any, events:
         _record_probe(keeper, events, result)
 
     callback = RunCallback(run.path, events, keeper, on_train_begin_hook=probe_hook, requests_since=requests_since)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         processing_class=tokenizer, callbacks=[callback, *(extra_callbacks or [])])
+    callbacks = [callback, *(extra_callbacks or [])]
+    if cfg.objective == "sft":
+        trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                             processing_class=tokenizer, callbacks=callbacks)
+    else:
+        from tui_tuner.train.objectives import objective_trainer
+
+        trainer = objective_trainer(cfg, model, tokenizer, args, train_ds, eval_ds, callbacks, None, events)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     step = trainer.state.global_step
     save_final(trainer, tokenizer, run, cfg, model_path, template, step)
@@ -309,7 +345,9 @@ def _classify(exc: BaseException, run: RunDir | None = None) -> tuple[str, str |
     """(error message, hint) for an exception that ended the run."""
     text = f"{type(exc).__name__}: {exc}".strip()
     first = text.splitlines()[0][:500]
-    if isinstance(exc, WorkerError):
+    from tui_tuner.train.rewards import RewardFunctionError
+
+    if isinstance(exc, (WorkerError, RewardFunctionError)):
         return str(exc), exc.hint
     if _disk_full(exc, run):
         where = run.path if run is not None else "the run directory"
