@@ -91,7 +91,7 @@ def train_ok(project: Path, config: str, name: str, env: dict | None = None):
 
 def test_dpo_memorises_16_pairs(project):
     config = write_config(project, "dpo-learn", "dpo", "data/preference_sample.jsonl",
-                          training={"max_steps": 8, "batch_size": 16}, dpo={"beta": 0.1})
+                          training={"max_steps": 4, "batch_size": 16, "save_steps": 100}, dpo={"beta": 0.1})
     run = train_ok(project, config, "dpo-learn")
     points = logs(run)
     acc = [e["rewards/accuracies"] for e in points]
