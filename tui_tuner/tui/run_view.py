@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tui_tuner.rundir.events import read_events
+from tui_tuner.rundir.objective_curves import tracked
 from tui_tuner.rundir.runs import RunDir
 from tui_tuner.tui.widgets.meters import GpuReading
 
@@ -101,6 +102,12 @@ class TrainSnapshot:
     checkpoints: int
     new_events: int
     taken_at: float = field(default_factory=time.time)
+    objective: str = "sft"
+    metrics: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    """The objective's own curves by event key (see `tui_tuner.rundir.objective_curves`)."""
+    completions: list[dict[str, Any]] = field(default_factory=list)
+    """GRPO: the latest sampled completions with each reward function's score."""
+    completions_step: int | None = None
 
     @property
     def elapsed_s(self) -> float | None:
@@ -114,6 +121,7 @@ class RunView:
         self.run = run
         self.log_lines = log_lines
         self.offset = 0
+        self.objective: str | None = None
         self._reset()
         self._log_size = -1
         self._log_tail: list[str] = []
@@ -126,6 +134,9 @@ class RunView:
         self.last_log: dict[str, Any] = {}
         self.gpus: dict[int, dict[str, Any]] = {}
         self.checkpoints = 0
+        self.metrics: dict[str, DecimatedSeries] = {}
+        self.completions: list[dict[str, Any]] = []
+        self.completions_step: int | None = None
 
     def fold(self, events: list[dict[str, Any]]) -> None:
         """Fold a batch of events in, in file order."""
@@ -139,6 +150,12 @@ class RunView:
                     value = next((ev[k] for k in keys if isinstance(ev.get(k), (int, float))), None)
                     if value is not None:
                         series.append(step, float(value))
+                for key, value in ev.items():  # DPO/KTO/GRPO/reward-model metrics
+                    if isinstance(value, (int, float)) and tracked(key):
+                        self.metrics.setdefault(key, DecimatedSeries()).append(step, float(value))
+            elif kind == "completions":
+                self.completions = list(ev.get("samples") or [])
+                self.completions_step = ev.get("step")
             elif kind == "eval" and isinstance(step, (int, float)):
                 value = ev.get("eval_loss", ev.get("loss"))
                 if isinstance(value, (int, float)):
@@ -149,7 +166,8 @@ class RunView:
                 self.gpus[int(ev.get("index", 0) or 0)] = ev
             elif kind == "resume":
                 from_step = float(ev.get("from_step") or 0)
-                for series in (self.loss, self.eval_loss, self.learning_rate, self.grad_norm):
+                for series in (self.loss, self.eval_loss, self.learning_rate, self.grad_norm,
+                               *self.metrics.values()):
                     series.drop_after(from_step)
 
     def read_new(self) -> int:
@@ -179,12 +197,19 @@ class RunView:
     def poll(self) -> TrainSnapshot:
         """Read new events, the status and the log tail; return what to draw."""
         new = self.read_new()
+        if self.objective is None:
+            try:
+                self.objective = self.run.config().objective
+            except Exception:  # noqa: BLE001 - an unreadable config: show what SFT shows
+                self.objective = "sft"
         return TrainSnapshot(
             run_name=self.run.name, status=self.run.status(),
             loss=self.loss.view(), eval_loss=self.eval_loss.view(),
             learning_rate=self.learning_rate.view(), grad_norm=self.grad_norm.view(),
             last_log=dict(self.last_log), gpus=[gpu_reading(e) for _, e in sorted(self.gpus.items())],
-            log_tail=list(self._tail_log()), checkpoints=self.checkpoints, new_events=new)
+            log_tail=list(self._tail_log()), checkpoints=self.checkpoints, new_events=new,
+            objective=self.objective, metrics={k: v.view() for k, v in self.metrics.items()},
+            completions=list(self.completions), completions_step=self.completions_step)
 
 
 def loss_curve(run: RunDir) -> list[tuple[float, float]]:
