@@ -116,19 +116,31 @@ def test_objective_trains_and_logs_its_metrics(project, objective, data, metric)
     assert (run.adapter_dir / "adapter_config.json").is_file()
 
 
-def test_grpo_mean_reward_rises_on_a_learnable_reward(project):
-    config = write_config(project, "grpo-learn", "grpo", "data/math_prompts.jsonl",
-                          training={"max_steps": 12, "batch_size": 8, "learning_rate": 1e-2},
-                          grpo={"num_generations": 8, "max_completion_length": 8, "temperature": 1.0,
+def test_grpo_from_an_sft_adapter_learns_shorter_answers(project, memorised_run):
+    # Chaining: GRPO starts from an SFT adapter (the memorised run), whose answers end on their own;
+    # the `short` reward (1 for an empty answer, 0 at 40 characters) is then learnable in a few steps.
+    from tests.infer_fixtures import MEMORISED, SYSTEM
+
+    prompts = project / "data" / "memorised_prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"system": SYSTEM, "prompt": q, "answer": a}) + "\n"
+                               for q, a in MEMORISED * 4))
+    config = write_config(project, "grpo-learn", "grpo", "data/memorised_prompts.jsonl",
+                          init_adapter=str(memorised_run),
+                          training={"max_steps": 10, "batch_size": 8, "learning_rate": 5e-3, "save_steps": 100},
+                          grpo={"num_generations": 8, "max_completion_length": 24, "temperature": 1.0,
                                 "rewards": [{"function": "short", "target_chars": 40}], "log_completions": 2})
     run = train_ok(project, config, "grpo-learn")
+    events = read_events(run.events_path)[0]
+    assert [e["path"] for e in events if e.get("kind") == "init_adapter"] == [str(memorised_run / "adapter")]
     points = logs(run)
     rewards = [e["reward"] for e in points]
-    assert sum(rewards[-3:]) / 3 > sum(rewards[:3]) / 3, rewards
+    assert sum(rewards[-3:]) / 3 > sum(rewards[:3]) / 3 + 0.1, rewards
     assert {"rewards/short/mean", "reward_std", "completions/mean_length"} <= set(points[-1])
-    samples = [e for e in read_events(run.events_path)[0] if e.get("kind") == "completions"]
+    samples = [e for e in events if e.get("kind") == "completions"]
     assert samples and len(samples[-1]["samples"]) == 2
     assert set(samples[-1]["samples"][0]["rewards"]) == {"short"}
+    meta = json.loads((run.adapter_dir / "tui_tuner.json").read_text())
+    assert meta["objective"] == "grpo" and meta["init_adapter"] == str(memorised_run / "adapter")
 
 
 @pytest.mark.parametrize("objective, data, extra", [

@@ -270,7 +270,8 @@ def guarded(reward: ResolvedReward, recorder: RewardRecorder | None = None) -> C
 
     def call(prompts: list, completions: list, **kwargs: Any) -> list:
         state = kwargs.get("trainer_state")
-        step = getattr(state, "global_step", None)
+        done = getattr(state, "global_step", None)
+        step = done + 1 if isinstance(done, int) else None  # the step these completions train
         columns = {k: v for k, v in kwargs.items() if k not in ("trainer_state", "log_extra", "log_metric")}
         try:
             scores = reward.function(prompts=prompts, completions=completions, **columns)

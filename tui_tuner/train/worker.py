@@ -187,7 +187,8 @@ def save_final(trainer: Any, tokenizer: Any, run: RunDir, cfg: Any, model_path: 
     tokenizer.save_pretrained(str(out))
     (out / "chat_template.jinja").write_text(template, encoding="utf-8")
     meta = {"run": run.name, "base_model": cfg.model.name_or_path, "base_model_path": model_path,
-            "method": cfg.method, "objective": cfg.objective, "init_adapter": cfg.init_adapter, "step": step, "chat_template": cfg.model.chat_template,
+            "method": cfg.method, "objective": cfg.objective, "init_adapter": cfg.init_adapter, "step": step,
+            "chat_template": cfg.model.chat_template,
             "max_seq_length": cfg.model.max_seq_length}
     (out / "tui_tuner.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
 
