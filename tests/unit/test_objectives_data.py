@@ -9,7 +9,7 @@ import pytest
 
 from tui_tuner.config.schema import validate_raw
 from tui_tuner.data.preference import conversational, load_objective_file, sniff_first_record
-from tui_tuner.train import rewards as R
+from tui_tuner.data import rewards as R
 
 
 def write(tmp_path: Path, rows, name="d.jsonl") -> Path:

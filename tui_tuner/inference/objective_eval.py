@@ -115,7 +115,7 @@ def kto_scores(chat: ChatModel, examples: list[ObjectiveExample], use_adapter: b
 def reward_scores(chat: ChatModel, examples: list[ObjectiveExample], use_adapter: bool,
                   settings: GenerationSettings, progress: Callable[[str], None]) -> dict[str, Any]:
     """Mean weighted reward of greedy answers, per reward function and in total."""
-    from tui_tuner.train.rewards import resolve_rewards
+    from tui_tuner.data.rewards import resolve_rewards
 
     cfg = chat.source.config
     rewards = resolve_rewards(cfg.grpo.rewards, None)  # the run's config holds absolute file paths

@@ -56,7 +56,7 @@ def build_objective_datasets(cfg: Any, base_dir: Path | None) -> tuple[Any, Any,
     info = {"format": kind, "objective": cfg.objective, "train_examples": len(train_ds),
             "eval_examples": len(eval_ds) if eval_ds is not None else 0}
     if cfg.objective == "grpo":
-        from tui_tuner.train.rewards import reward_columns
+        from tui_tuner.data.rewards import reward_columns
 
         missing = {name: col for name, col in reward_columns(cfg.grpo.rewards).items()
                    if col not in train_ds.column_names}
@@ -134,7 +134,7 @@ def objective_trainer(cfg: Any, model: Any, tokenizer: Any, args: Any, train_ds:
     if objective == "grpo":
         from trl import GRPOTrainer
 
-        from tui_tuner.train.rewards import RewardRecorder, guarded, resolve_rewards
+        from tui_tuner.data.rewards import RewardRecorder, guarded, resolve_rewards
 
         rewards = resolve_rewards(cfg.grpo.rewards, base_dir)
         recorder = RewardRecorder([r.name for r in rewards], [r.weight for r in rewards], events.write,

@@ -108,6 +108,8 @@ class TrainSnapshot:
     completions: list[dict[str, Any]] = field(default_factory=list)
     """GRPO: the latest sampled completions with each reward function's score."""
     completions_step: int | None = None
+    stalled: str | None = None
+    """Why the run looks stalled (no step for a while, the worker's process state), or None."""
 
     @property
     def elapsed_s(self) -> float | None:
@@ -196,14 +198,17 @@ class RunView:
 
     def poll(self) -> TrainSnapshot:
         """Read new events, the status and the log tail; return what to draw."""
+        from tui_tuner.rundir.runs import stall_note
+
         new = self.read_new()
         if self.objective is None:
             try:
                 self.objective = self.run.config().objective
             except Exception:  # noqa: BLE001 - an unreadable config: show what SFT shows
                 self.objective = "sft"
+        status = self.run.status()
         return TrainSnapshot(
-            run_name=self.run.name, status=self.run.status(),
+            run_name=self.run.name, status=status, stalled=stall_note(self.run, status),
             loss=self.loss.view(), eval_loss=self.eval_loss.view(),
             learning_rate=self.learning_rate.view(), grad_norm=self.grad_norm.view(),
             last_log=dict(self.last_log), gpus=[gpu_reading(e) for _, e in sorted(self.gpus.items())],
