@@ -23,6 +23,7 @@ from typing import Any, Callable
 from tui_tuner.config.schema import project_dir_for
 from tui_tuner.data.preference import ObjectiveExample, load_objective_file
 from tui_tuner.inference.chat_model import ChatModel, GenerationSettings, ModelSource, SourceError
+from tui_tuner.rundir.files import CONFIG_FILE
 
 DEFAULT_LIMIT = 64
 """Held-out examples scored when no --limit is given (each costs a forward pass or a generation per model)."""
@@ -32,7 +33,7 @@ def objective_examples(source: ModelSource, data: str | Path | None) -> tuple[li
     """Held-out examples for the run's objective: `data`, else the run's data.eval, else its eval split."""
     cfg = source.config
     assert cfg is not None
-    base = project_dir_for(source.run_dir / "config.yaml") if source.run_dir else Path.cwd()
+    base = project_dir_for(source.run_dir / CONFIG_FILE) if source.run_dir else Path.cwd()
     path = Path(data) if data is not None else (cfg.resolve_path(cfg.data.eval, base) if cfg.data.eval else None)
     split = None
     if path is None:
@@ -47,7 +48,7 @@ def objective_examples(source: ModelSource, data: str | Path | None) -> tuple[li
     if errors or not loaded.examples:
         detail = errors[0].format() if errors else "no usable example"
         raise SourceError(f"{path} cannot be evaluated on: {detail}. `tui-tuner data check {path} --config "
-                          f"{source.run_dir / 'config.yaml' if source.run_dir else 'CONFIG'}` lists every problem.")
+                          f"{source.run_dir / CONFIG_FILE if source.run_dir else 'CONFIG'}` lists every problem.")
     examples = loaded.examples
     if split:
         from tui_tuner.inference.evaluate import split_heldout

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tui_tuner.data.preference import conversational, load_objective_file
+from tui_tuner.rundir.files import ADAPTER_DIR
 
 
 def build_objective_datasets(cfg: Any, base_dir: Path | None) -> tuple[Any, Any, dict[str, Any]]:
@@ -150,7 +151,7 @@ def resolve_init_adapter(value: str, runs_dir: Path) -> Path:
     from tui_tuner.train.worker import WorkerError
 
     p = Path(value).expanduser()
-    candidates = [p / "adapter", p] if p.exists() else []
+    candidates = [p / ADAPTER_DIR, p] if p.exists() else []
     if not candidates:
         try:
             from tui_tuner.rundir.runs import find_run

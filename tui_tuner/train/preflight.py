@@ -113,7 +113,9 @@ def _objective_issues(cfg, base: Path) -> list[ConfigIssue]:
                                                f"(columns: {have}). Add the column or set `column:` on the reward."))
     if cfg.init_adapter:
         p = cfg.resolve_path(cfg.init_adapter, base)
-        if p.exists() and not ((p / "adapter_config.json").is_file() or (p / "adapter" / "adapter_config.json").is_file()):
+        from tui_tuner.rundir.files import ADAPTER_DIR
+
+        if p.exists() and not any((d / "adapter_config.json").is_file() for d in (p, p / ADAPTER_DIR)):
             out.append(ConfigIssue("init_adapter", f"{p} holds no adapter (adapter_config.json): name a finished "
                                    "run, its folder, or an adapter folder.", value=cfg.init_adapter))
         elif not p.exists():
