@@ -95,26 +95,35 @@ def sniff_objective(record: Any) -> str | None:
 
 
 def sniff_first_record(path: Path) -> str | None:
-    """`sniff_objective` of a file's first record, reading only its start (jsonl, json, csv); None otherwise."""
+    """`sniff_objective` of a file's first record, reading only its start (jsonl, json, csv); None otherwise.
+
+    Never parses more than the first 64 KB: hostile files (deep nesting, huge lines) are the
+    SFT check's to report, with their line.
+    """
     import csv
+    import io
     import json
 
     suffix = path.suffix.lower()
     try:
         with path.open("r", encoding="utf-8-sig", errors="replace") as handle:
-            if suffix == ".jsonl":
-                first = next((line for line in handle if line.strip()), "")
-                return sniff_objective(json.loads(first)) if first else None
-            if suffix == ".csv":
-                header = next(csv.reader(handle), [])
-                return sniff_objective({name: "" for name in header})
-            if suffix == ".json" and path.stat().st_size < 16 * 2**20:
-                data = json.load(handle)
-                rows = data if isinstance(data, list) else next(
-                    (v for v in data.values() if isinstance(v, list)), []) if isinstance(data, dict) else []
-                return sniff_objective(rows[0]) if rows else None
-    except (OSError, ValueError, StopIteration):
-        return None  # unreadable files are reported by the SFT check
+            head = handle.read(64 * 1024)
+    except OSError:
+        return None
+    try:
+        if suffix == ".jsonl":
+            lines = head.split("\n")
+            complete = lines[:-1] if len(head) == 64 * 1024 else lines  # a line cut at 64 KB is not parsed
+            first = next((line for line in complete if line.strip()), "")
+            return sniff_objective(json.loads(first)) if first else None
+        if suffix == ".csv":
+            header = next(csv.reader(io.StringIO(head)), [])
+            return sniff_objective({name: "" for name in header})
+        if suffix == ".json":  # the first record's keys, without parsing a possibly huge or deep document
+            keys = set(re.findall(r'"(chosen|rejected|completion|label)"\s*:', head))
+            return sniff_objective(dict.fromkeys(keys, ""))
+    except (ValueError, RecursionError, StopIteration):
+        return None  # unreadable or hostile: reported by the SFT check
     return None
 
 
