@@ -112,32 +112,38 @@ def build_datasets(cfg: Any, tokenizer: Any, chat_template: str) -> tuple[Any, A
 # ---------------------------------------------------------------------------- trainer
 
 
-def sft_config(cfg: Any, run: RunDir, device: str, backend: str, has_eval: bool, model_dtype: Any,
+def sft_config(cfg: Any, run: RunDir, device: str, backend: str, has_eval: bool, precision: str,
                extra: dict[str, Any] | None = None) -> Any:
     """trl `SFTConfig` for this run: checkpoints under the run directory, our own progress logging.
 
+    `precision` ("bf16", "fp16" or "fp32", from `mixed_precision`) is the autocast the trainer runs.
     `extra` (the multi-GPU settings from `tui_tuner.train.distributed.trainer_arguments`) is applied last.
     """
     from trl import SFTConfig
 
-    kwargs = common_trainer_args(cfg, run, device, backend, has_eval, model_dtype)
+    kwargs, ckpt = common_trainer_args(cfg, run, device, backend, has_eval, precision)
     kwargs.update(max_length=cfg.model.max_seq_length, packing=cfg.training.packing,
                   completion_only_loss=None)  # labels are built by tokenize_conversation
     extra = dict(extra or {})
     if extra.pop("gradient_checkpointing", None) is False:
-        kwargs["activation_checkpointing"] = False  # FSDP checkpoints activations itself
+        kwargs[ckpt] = False  # FSDP checkpoints activations itself
     kwargs.update(extra)
     return SFTConfig(**kwargs)
 
 
 def common_trainer_args(cfg: Any, run: RunDir, device: str, backend: str, has_eval: bool,
-                        model_dtype: Any) -> dict[str, Any]:
-    """The trl config settings every objective shares: schedule, checkpoints, logging, precision."""
-    import torch
+                        precision: str) -> tuple[dict[str, Any], str]:
+    """(the trl config settings every objective shares, the name of the checkpointing flag)."""
+    import inspect
+
+    from trl import SFTConfig
 
     t = cfg.training
     eval_on = has_eval and t.eval_steps is not None
     on_gpu = device == "cuda"
+    # transformers 5.18 renamed gradient_checkpointing to activation_checkpointing; both releases are supported.
+    ckpt = ("activation_checkpointing" if "activation_checkpointing" in inspect.signature(SFTConfig).parameters
+            else "gradient_checkpointing")
     kwargs = dict(
         output_dir=str(run.checkpoints_dir),
         max_steps=t.max_steps or -1,
@@ -154,23 +160,22 @@ def common_trainer_args(cfg: Any, run: RunDir, device: str, backend: str, has_ev
         seed=t.seed,
         data_seed=t.seed,
         # Unsloth applies its own (offloading) checkpointing in get_peft_model.
-        activation_checkpointing=t.gradient_checkpointing and backend != "unsloth",
-        activation_checkpointing_kwargs={"use_reentrant": False},
+        **{ckpt: t.gradient_checkpointing and backend != "unsloth", f"{ckpt}_kwargs": {"use_reentrant": False}},
         logging_steps=t.logging_steps,
         save_strategy="steps",
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,
         eval_strategy="steps" if eval_on else "no",
         eval_steps=t.eval_steps if eval_on else None,
-        bf16=on_gpu and model_dtype == torch.bfloat16,
-        fp16=on_gpu and model_dtype == torch.float16,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
         use_cpu=not on_gpu,
         report_to=[] if cfg.report_to == "none" else [cfg.report_to],
         run_name=run.name,
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
-    return kwargs
+    return kwargs, ckpt
 
 
 def save_final(trainer: Any, tokenizer: Any, run: RunDir, cfg: Any, model_path: str, template: str,
@@ -188,8 +193,7 @@ def save_final(trainer: Any, tokenizer: Any, run: RunDir, cfg: Any, model_path: 
     tokenizer.save_pretrained(str(out))
     (out / "chat_template.jinja").write_text(template, encoding="utf-8")
     meta = {"run": run.name, "base_model": cfg.model.name_or_path, "base_model_path": model_path,
-            "method": cfg.method, "objective": cfg.objective, "init_adapter": cfg.init_adapter, "step": step,
-            "chat_template": cfg.model.chat_template,
+            "method": cfg.method, "objective": cfg.objective, "init_adapter": cfg.init_adapter, "step": step, "chat_template": cfg.model.chat_template,
             "max_seq_length": cfg.model.max_seq_length}
     (out / "tui_tuner.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
 
@@ -244,21 +248,24 @@ def train(run: RunDir, cfg: Any, backend: str, device: str, keeper: Any, events:
 
         train_ds, eval_ds, info = build_objective_datasets(cfg, None)
     events.write("data", **info)
-    model_dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
+    from tui_tuner.train.backends.transformers_backend import mixed_precision
     from tui_tuner.train.distributed import decoder_layer_classes, trainer_arguments
 
+    precision = mixed_precision(cfg, device)
     multi_gpu = trainer_arguments(cfg, cuda=device == "cuda", layer_classes=decoder_layer_classes(model))
     if cfg.objective == "sft":
-        args = sft_config(cfg, run, device, backend, eval_ds is not None, model_dtype, extra=multi_gpu)
+        args = sft_config(cfg, run, device, backend, eval_ds is not None, precision, extra=multi_gpu)
     else:
         from tui_tuner.train.objectives import objective_args
 
-        common = common_trainer_args(cfg, run, device, backend, eval_ds is not None, model_dtype)
+        common, ckpt = common_trainer_args(cfg, run, device, backend, eval_ds is not None, precision)
         extra = dict(multi_gpu or {})
         if extra.pop("gradient_checkpointing", None) is False:
-            common["activation_checkpointing"] = False
+            common[ckpt] = False
         common.update(extra)
         args = objective_args(cfg, common)
+    precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"  # what the trainer will really run
+    keeper.update(precision=precision)
 
     mode = probe_mode(run)
     # The probe measures one SFT-style forward + backward; the other objectives' steps (pairs, generation)
@@ -402,6 +409,36 @@ def _peak_memory(previous: Any) -> dict[str, int]:
     return out
 
 
+def choose_gpu(world: int) -> str | None:
+    """Give a one-GPU run the freest GPU (CUDA_VISIBLE_DEVICES) when the user did not choose; says what it did.
+
+    Also numbers CUDA devices in PCI order, as NVML and `nvidia-smi` do. Several processes
+    (torchrun) or a CUDA_VISIBLE_DEVICES already set are left alone.
+    """
+    os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    if world > 1 or "CUDA_VISIBLE_DEVICES" in os.environ:
+        return None
+    from tui_tuner.fit.devices import cuda_devices, freest, label
+    from tui_tuner.core.units import format_bytes
+    from tui_tuner.fit.hardware import list_gpus
+
+    devices = cuda_devices(list_gpus())
+    best = freest(devices)
+    if best is None or len(devices) < 2 and best.parent_index is None:
+        return None
+    os.environ["CUDA_VISIBLE_DEVICES"] = best.uuid or str(best.index)
+    return f"training on {label(best)}, the freest ({format_bytes(best.memory_free)} free) of {len(devices)}"
+
+
+def gpu_torch_cannot_use() -> str | None:
+    """Why torch sees no GPU while NVML shows visible ones (driver vs CUDA build, CPU build), or None."""
+    from tui_tuner.fit.cuda import torch_gpu_problem
+    from tui_tuner.fit.hardware import probe
+
+    hw = probe()
+    return torch_gpu_problem(len(hw.visible_gpus), hw.cuda_driver_version, hw.driver_version)
+
+
 def run_worker(run_dir: str | Path) -> int:
     """Train the run in this process; returns the exit status (0 finished/stopped, 1 failed)."""
     run = RunDir(Path(run_dir).resolve())
@@ -428,6 +465,9 @@ def run_worker(run_dir: str | Path) -> int:
     final, code = "failed", 1
     try:
         cfg = run.config()
+        gpu_choice = choose_gpu(world_size())  # before torch reads CUDA_VISIBLE_DEVICES
+        if gpu_choice:
+            print(f"tui-tuner worker {pid}: {gpu_choice}", flush=True)
         from tui_tuner.train.backend_select import BackendUnavailable, select_backend
 
         try:
@@ -440,6 +480,11 @@ def run_worker(run_dir: str | Path) -> int:
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cpu":
+            problem = gpu_torch_cannot_use()
+            if problem:  # never train on the CPU in silence while the GPU sits there
+                raise WorkerError(problem, "To train on the CPU on purpose, start the run with "
+                                           "CUDA_VISIBLE_DEVICES= (empty) in the environment.")
         if device == "cuda" and world_size() > 1:
             torch.cuda.set_device(local_rank())  # each process trains on its own GPU
         problem = report_to_problem(cfg.report_to)
@@ -458,7 +503,10 @@ def run_worker(run_dir: str | Path) -> int:
             events.write("resume", from_step=from_step, checkpoint=resume_from.name if resume_from else None,
                          skipped_incomplete=skipped, skipped_why={name: newer_bad[name] for name in skipped})
             keeper.status.resumed_from_step = from_step
-        keeper.update(backend=backend, backend_reason=reason, device=device, step=from_step)
+        import socket
+
+        keeper.update(backend=backend, backend_reason=reason, device=device, step=from_step, host=socket.gethostname(),
+                      **({"gpu_choice": gpu_choice} if gpu_choice else {}))
         events.write("start", attempt=status.attempts, backend=backend, backend_reason=reason, device=device,
                      pid=pid)
         print(f"tui-tuner worker {pid}: run {run.name}, backend {backend} ({reason}), device {device}"
@@ -467,9 +515,9 @@ def run_worker(run_dir: str | Path) -> int:
             print(f"tui-tuner worker {pid}: skipped {name}, which cannot be resumed from: {newer_bad[name]}",
                   flush=True)
         if device == "cuda" and is_main_process():  # rank 0 samples every GPU of the machine
-            from tui_tuner.train.gpu_monitor import GpuMonitor
+            from tui_tuner.train.gpu_monitor import GpuMonitor, IntruderWatch, own_pids, run_gpu_indices
 
-            monitor = GpuMonitor(events)
+            monitor = GpuMonitor(events, watch=IntruderWatch(own_pids()), watch_gpus=run_gpu_indices())
             if monitor.available():
                 monitor.start()
             else:

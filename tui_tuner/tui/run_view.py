@@ -110,6 +110,8 @@ class TrainSnapshot:
     completions_step: int | None = None
     stalled: str | None = None
     """Why the run looks stalled (no step for a while, the worker's process state), or None."""
+    warnings: list[str] = field(default_factory=list)
+    """The worker's latest warnings (another process grabbing memory on the run's GPU), newest last."""
 
     @property
     def elapsed_s(self) -> float | None:
@@ -139,6 +141,7 @@ class RunView:
         self.metrics: dict[str, DecimatedSeries] = {}
         self.completions: list[dict[str, Any]] = []
         self.completions_step: int | None = None
+        self.warnings: list[str] = []
 
     def fold(self, events: list[dict[str, Any]]) -> None:
         """Fold a batch of events in, in file order."""
@@ -166,6 +169,8 @@ class RunView:
                 self.checkpoints += 1
             elif kind == "gpu":
                 self.gpus[int(ev.get("index", 0) or 0)] = ev
+            elif kind == "warning" and ev.get("message"):
+                self.warnings = [*self.warnings[-2:], str(ev["message"])]
             elif kind == "resume":
                 from_step = float(ev.get("from_step") or 0)
                 for series in (self.loss, self.eval_loss, self.learning_rate, self.grad_norm,
@@ -214,7 +219,8 @@ class RunView:
             last_log=dict(self.last_log), gpus=[gpu_reading(e) for _, e in sorted(self.gpus.items())],
             log_tail=list(self._tail_log()), checkpoints=self.checkpoints, new_events=new,
             objective=self.objective, metrics={k: v.view() for k, v in self.metrics.items()},
-            completions=list(self.completions), completions_step=self.completions_step)
+            completions=list(self.completions), completions_step=self.completions_step,
+            warnings=list(self.warnings))
 
 
 def loss_curve(run: RunDir) -> list[tuple[float, float]]:
