@@ -124,6 +124,44 @@ def _long_rows(n: int = 6) -> str:
     return good_jsonl([{"instruction": f"Repeat: {long}", "output": long} for _ in range(n)])
 
 
+PAIR_ROWS = [
+    {"prompt": "What is Bramble?", "chosen": "A garden robot.", "rejected": "A satellite."},
+    {"prompt": "How heavy is Bramble?", "chosen": "4 kilograms.", "rejected": "Nobody knows."},
+]
+KTO_ROWS = [
+    {"prompt": "What is Bramble?", "completion": "A garden robot.", "label": True},
+    {"prompt": "How heavy is Bramble?", "completion": "Nobody knows.", "label": False},
+]
+PROMPT_ROWS = [{"prompt": "What is 2 plus 3?", "answer": "5"}, {"prompt": "What is 4 minus 1?", "answer": "3"}]
+
+
+def objective_config(objective: str, section: str = "", train: str = "data/train.jsonl") -> str:
+    """The valid config with `objective` set (and an objective section, YAML text, appended)."""
+    text = config_text(train=train, extra=f"objective: {objective}\n" + section)
+    if objective == "grpo":  # GRPO compares completions of one prompt inside a batch: two at least
+        text = text.replace("  batch_size: 1\n", "  batch_size: 2\n")
+    return text
+
+
+def objective_data_case(id: str, objective: str, content, expect: list[str], line: int | None = None,
+                        section: str = "", **kw) -> Case:
+    """Bad data for `objective`: `data check FILE --config` and `train` both refuse it by line."""
+    files = {"configs/run.yaml": objective_config(objective, section), "data/train.jsonl": content}
+    return Case(id, files, expect, line, target="data/train.jsonl", commands=("data check", "train"),
+                args=["--config", "configs/run.yaml"], named_file="data/train.jsonl", **kw)
+
+
+def objective_cfg_case(id: str, objective: str, section: str, expect: list[str], line: int | None = None,
+                       rows=PROMPT_ROWS, extra_files: dict | None = None, training: str = "") -> Case:
+    text = objective_config(objective, section).replace("  grad_accumulation: 1\n", "  grad_accumulation: 1\n" + training)
+    files = {"configs/run.yaml": text, "data/train.jsonl": good_jsonl(rows),
+             **(extra_files or {})}
+    return Case(id, files, expect, line)
+
+
+_SHARED = " ".join(f"word{i}" for i in range(300))
+GRPO_OK = "grpo:\n  num_generations: 2\n  max_completion_length: 8\n"
+
 def _alias_bomb(indent: str = "") -> str:
     """Nine levels of `&x [*w, *w, ...]`: under 1 KB of YAML that expands to 9**9 values."""
     text = indent + 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n'
@@ -294,6 +332,50 @@ CASES: list[Case] = [
     data_case("data-json-array-broken", '[{"instruction": "a", "output": "b"},\n {"instruction": "c", "output": }\n]\n',
               ["json"], line=2, name="data/train.json"),
     data_case("data-python-tag", "!!python/object/apply:os.system ['touch PWNED']\n", ["json"], line=1),
+    # --- preference, KTO and prompt-only data; GRPO reward functions (objectives beyond SFT)
+    objective_data_case("pref-missing-rejected", "dpo",
+                        good_jsonl(PAIR_ROWS[:1] + [{"prompt": "Hi", "chosen": "Hello."}]), ["rejected", "prompt"], line=2),
+    objective_data_case("pref-empty-chosen", "dpo",
+                        good_jsonl(PAIR_ROWS + [{"prompt": "Hi", "chosen": "", "rejected": "Go."}]), ["chosen", "empty"],
+                        line=3),
+    objective_data_case("pref-side-is-a-number", "orpo",
+                        good_jsonl(PAIR_ROWS + [{"prompt": "Hi", "chosen": 5, "rejected": "Go."}]),
+                        ["chosen", "list of messages"], line=3),
+    objective_data_case("pref-conversations-share-no-prompt", "dpo", good_jsonl([
+        {"chosen": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}],
+         "rejected": [{"role": "user", "content": "Yo"}, {"role": "assistant", "content": "Go."}]}]),
+        ["share no prompt", "add a `prompt`"], line=1),
+    objective_data_case("pref-difference-cut-by-truncation", "dpo", good_jsonl([
+        {"prompt": "Say it.", "chosen": _SHARED + " yes", "rejected": _SHARED + " no"}] * 2),
+        ["max_seq_length", "cuts the difference off"], line=1),
+    objective_data_case("kto-label-not-bool", "kto",
+                        good_jsonl(KTO_ROWS + [{"prompt": "Hi", "completion": "Hello.", "label": "maybe"}]),
+                        ["label", "true"], line=3),
+    objective_data_case("kto-only-desirable", "kto", good_jsonl([KTO_ROWS[0]] * 3), ["desirable", "both"]),
+    objective_data_case("grpo-no-prompt-field", "grpo", good_jsonl([{"text": "What is 2 plus 3?"}]),
+                        ["no prompt", "question"], line=1, section=GRPO_OK),
+    objective_data_case("grpo-prompt-ends-with-assistant", "grpo", good_jsonl([{"messages": [
+        {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]}]), ["user turn"], line=1,
+        section=GRPO_OK),
+    objective_cfg_case("grpo-unknown-reward", "grpo", GRPO_OK + "  rewards: [formt]\n",
+                       ["grpo.rewards.0", "did you mean `format`"], line=20),
+    objective_cfg_case("grpo-reward-file-missing", "grpo", GRPO_OK + "  rewards: [nope.py:score]\n",
+                       ["grpo.rewards.0", "reward file not found"], line=20),
+    objective_cfg_case("grpo-reward-file-lacks-function", "grpo", GRPO_OK + "  rewards: [rw.py:score]\n",
+                       ["rw.py defines no function `score`", "scores"],
+                       extra_files={"rw.py": "def scores(prompts, completions, **kw):\n    return [0.0] * len(completions)\n"}),
+    objective_cfg_case("grpo-reward-file-syntax-error", "grpo", GRPO_OK + "  rewards: [rw.py:score]\n",
+                       ["syntax error"], extra_files={"rw.py": "def score(prompts, completions, **kw)\n    return 1\n"}),
+    objective_cfg_case("grpo-reward-wrong-signature", "grpo", GRPO_OK + "  rewards: [rw.py:score]\n",
+                       ["must accept `completions`"], extra_files={"rw.py": "def score(text):\n    return 1.0\n"}),
+    objective_cfg_case("grpo-reward-column-missing", "grpo", GRPO_OK + "  rewards: [answer_match]\n",
+                       ["answer_match", "column `answer`"], rows=[{"prompt": "What is 2 plus 3?"}] * 2),
+    objective_cfg_case("grpo-generations-do-not-divide-batch", "grpo", "grpo:\n  num_generations: 4\n",
+                       ["grpo.num_generations", "multiple"], line=18),
+    objective_cfg_case("objective-with-packing", "dpo", "", ["packing", "packing: false"], rows=PAIR_ROWS,
+                       training="  packing: true\n"),
+    objective_cfg_case("init-adapter-not-an-adapter", "dpo", "init_adapter: data\n", ["init_adapter", "no adapter"],
+                       rows=PAIR_ROWS),
     data_case("data-all-too-long", _long_rows(), ["max_seq_length", "nothing to train"], line=1,
               commands=("data check", "train"), args=["--config", "configs/run.yaml"]),
 ]

@@ -185,3 +185,44 @@ def test_nf4_bytes_are_the_same_in_the_estimate_and_the_memory_lab():
     weights = sum(est.line(k).bytes for k in ("weights", "quant_constants", "weights_unquantized"))
     lab = memory_by_precision(layout_from_spec(spec)).row("nf4-dq")
     assert weights == pytest.approx(lab.exact_bytes, abs=2)   # the estimate rounds each line to whole bytes
+
+
+# ---------------------------------------------------------------------------- objectives beyond SFT
+
+
+def _spec():
+    from tui_tuner.models.spec import model_spec
+
+    return model_spec("meta-llama/Llama-3.2-1B-Instruct")
+
+
+def test_dpo_full_fine_tuning_adds_a_frozen_copy_of_the_weights():
+    spec = _spec()
+    sft = estimate_memory(spec, "full", seq_len=512, batch_size=2, dtype="bfloat16")
+    dpo = estimate_memory(spec, "full", seq_len=512, batch_size=2, dtype="bfloat16", objective="dpo")
+    assert dpo.line("reference").bytes == dpo.line("weights").bytes == spec.param_count * 2
+    assert sft.line("reference") is None
+    # chosen and rejected run as one batch of twice the rows
+    assert dpo.line("logits").bytes == 2 * sft.line("logits").bytes
+    assert "frozen copy" in dpo.line("reference").explanation
+
+
+def test_dpo_with_lora_copies_only_the_adapter():
+    spec = _spec()
+    dpo = estimate_memory(spec, "lora", seq_len=512, batch_size=2, objective="dpo")
+    assert dpo.line("reference").bytes == dpo.line("adapter").bytes
+    assert dpo.line("reference").bytes < dpo.line("weights").bytes / 20
+    orpo = estimate_memory(spec, "lora", seq_len=512, batch_size=2, objective="orpo")
+    assert orpo.line("reference") is None  # ORPO needs no reference model
+
+
+def test_grpo_counts_the_generation_kv_cache_per_completion():
+    spec = _spec()
+    one = estimate_memory(spec, "lora", seq_len=1024, batch_size=8, objective="grpo", generation_batch=8)
+    two = estimate_memory(spec, "lora", seq_len=1024, batch_size=8, objective="grpo", generation_batch=16)
+    kv = one.line("kv_cache").bytes
+    assert kv == 2 * spec.num_layers * spec.kv_dim * 2 * 8 * 1024
+    assert two.line("kv_cache").bytes == 2 * kv
+    assert one.line("reference") is None  # beta 0: no reference forward pass
+    with_kl = estimate_memory(spec, "full", seq_len=1024, batch_size=8, objective="grpo", kl_beta=0.04)
+    assert with_kl.line("reference").bytes == spec.param_count * 2

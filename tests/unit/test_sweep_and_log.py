@@ -83,7 +83,8 @@ def test_experiment_log_rows_markdown_and_csv(tmp_path, capsys):
     assert rows[0]["eval_scores"] == {"exact_match": 0.5, "perplexity": 3.49}   # the final adapter's report
     assert rows[0]["train_loss"] == 2.0 and rows[1]["state"] == "failed"
     md = to_markdown(rows)
-    assert md.splitlines()[0].startswith("| run | model | method | r | alpha | lr |")
+    assert md.splitlines()[0].startswith("| run | model | objective | method | r | alpha | lr |")
+    assert rows[0]["objective"] == "sft" and rows[0]["objective_metric"] is None
     assert "exact_match=0.5" in md and "2.00 KiB" in md and "1.2500" in md
     parsed = list(csv.DictReader(io.StringIO(to_csv(rows))))
     assert [p["r"] for p in parsed] == ["16", "32"] and parsed[0]["adapter_bytes"] == "2048"

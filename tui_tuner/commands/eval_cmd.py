@@ -43,9 +43,15 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1 or args.max_new_tokens < 1:
         print("error: --limit and --max-new-tokens must be at least 1.", file=sys.stderr)
         return EXIT_BAD_INPUT
+    try:
+        source = resolve_source(args.target, runs_dir=args.runs_dir, checkpoint=args.checkpoint)
+    except SourceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if source.config is not None and source.config.objective != "sft":
+        return run_objective_eval(args, source)
     try:  # data problems are found before the model is loaded
-        examples, lines, label = eval_examples(
-            resolve_source(args.target, runs_dir=args.runs_dir, checkpoint=args.checkpoint), args.data)
+        examples, lines, label = eval_examples(source, args.data)
     except SourceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -68,6 +74,47 @@ def run_eval(args: argparse.Namespace) -> int:
     if sys.stderr.isatty() and not args.progress_lines:
         print(file=sys.stderr)
     json_path, md_path = save_report(report, chat.source)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(report_markdown(report))
+    print(f"report saved: {md_path} and {json_path.name}", file=sys.stderr)
+    return 0
+
+
+def run_objective_eval(args: argparse.Namespace, source) -> int:
+    """Preference accuracy (dpo, orpo), desirability margin (kto), mean reward (grpo), reward accuracy (reward)."""
+    from dataclasses import replace
+
+    from tui_tuner.commands.chat_cmd import load_for_command
+    from tui_tuner.inference.chat_model import SourceError
+    from tui_tuner.inference.evaluate import EVAL_SETTINGS, report_markdown, save_report
+    from tui_tuner.inference.objective_eval import DEFAULT_LIMIT, evaluate_objective, objective_examples
+
+    try:  # data problems are found before the model is loaded
+        examples, label = objective_examples(source, args.data)
+    except SourceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    examples = examples[: args.limit or DEFAULT_LIMIT]
+    chat = None
+    if source.config.objective != "reward":
+        chat = load_for_command(args, need_adapter=args.compare_base)
+        if chat is None:
+            return EXIT_BAD_INPUT
+
+    def progress(done: int, total: int, what: str) -> None:
+        if args.progress_lines:
+            print(f"progress {done}/{total} {what}", file=sys.stderr, flush=True)
+
+    try:
+        report = evaluate_objective(source, examples, label, chat=chat, compare_base=args.compare_base,
+                                    settings=replace(EVAL_SETTINGS, max_new_tokens=args.max_new_tokens),
+                                    progress=progress)
+    except (SourceError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    json_path, md_path = save_report(report, source)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
     else:

@@ -156,11 +156,80 @@ class DistributedConfig(_Section):
     """DDP replicates the model on each GPU; FSDP shards it (full fine-tuning)."""
 
 
+OBJECTIVES = ("sft", "dpo", "orpo", "kto", "reward", "grpo")
+"""What a run learns from: supervised answers, preferences, a reward model, or reward functions."""
+
+BUILTIN_REWARDS = ("format", "answer_match", "numeric_match", "length_penalty", "short")
+"""GRPO reward functions tui-tuner ships (see `tui_tuner.data.rewards`)."""
+
+
+class DpoConfig(_Section):
+    beta: float = Field(0.1, gt=0, le=10.0)
+    """How far the model may move from the reference: higher keeps it closer (0.1 is typical; IPO uses ~0.01-0.5)."""
+    loss_type: Literal["sigmoid", "ipo", "hinge", "robust", "sigmoid_norm", "apo_zero", "apo_down"] = "sigmoid"
+    """sigmoid: the original DPO loss; ipo: squared loss that resists overfitting small or noisy preference sets; hinge: SLiC; robust: tolerates flipped labels (see label_smoothing)."""
+    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5)
+    """Assumed fraction of flipped preference labels (robust/cDPO); 0 trusts every pair."""
+    max_prompt_share: float = Field(0.5, gt=0.0, lt=1.0)
+    """data check warns when the prompt takes more than this share of max_seq_length (little room left for the answers)."""
+
+
+class OrpoConfig(_Section):
+    beta: float = Field(0.1, gt=0, le=10.0)
+    """Weight of the odds-ratio preference term added to the SFT loss on the chosen answer (lambda in the paper)."""
+
+
+class KtoConfig(_Section):
+    beta: float = Field(0.1, gt=0, le=10.0)
+    """How far the model may move from the reference (as DPO's beta)."""
+    desirable_weight: float = Field(1.0, gt=0)
+    """Loss weight of examples labelled desirable (label true)."""
+    undesirable_weight: float = Field(1.0, gt=0)
+    """Loss weight of examples labelled undesirable; raise it when they are rarer, so weight x count is about equal."""
+
+
+class RewardModelConfig(_Section):
+    center_rewards_coefficient: float | None = Field(None, ge=0.0)
+    """Pull the rewards' mean towards 0 (e.g. 0.01) so scores from different runs are comparable; null turns it off."""
+
+
+class RewardSpec(_Section):
+    function: str
+    """A built-in (format, answer_match, numeric_match, length_penalty, short) or `file.py:function` (your own code: it runs in the worker)."""
+    weight: float = 1.0
+    """Weight of this reward in the sum GRPO ranks completions by."""
+    column: str = "answer"
+    """Dataset column the answer_match / numeric_match built-ins compare against."""
+    target_chars: int = Field(200, ge=1)
+    """length_penalty / short: completions longer than this many characters lose reward."""
+
+
+class GrpoConfig(_Section):
+    num_generations: int = Field(4, ge=2, le=256)
+    """Completions sampled per prompt; GRPO ranks them against each other (batch_size x grad_accumulation must divide by it)."""
+    max_completion_length: int = Field(256, ge=1, le=65536)
+    """Longest generated completion in tokens; longer ones are cut (and count as clipped)."""
+    max_prompt_length: int = Field(512, ge=1, le=65536)
+    """data check warns about prompts longer than this many tokens."""
+    temperature: float = Field(1.0, gt=0.0, le=5.0)
+    """Sampling temperature: GRPO needs varied completions to learn from, so keep it near 1."""
+    beta: float = Field(0.0, ge=0.0, le=10.0)
+    """KL penalty towards the reference model; 0 (trl's default) needs no reference forward pass."""
+    rewards: list[str | RewardSpec] = Field(default_factory=lambda: ["format", "answer_match"])
+    """Reward functions: built-in names or `file.py:function`, or {function, weight, column, target_chars} entries. A user file runs its code in the worker."""
+    log_completions: int = Field(4, ge=0, le=64)
+    """Latest sampled completions (with their rewards) written to events for the Train screen; 0 turns it off."""
+
+
 class RunConfig(_Section):
     """A complete, validated description of one training run."""
 
     model: ModelConfig = Field(default_factory=ModelConfig)
     """The base model and how it is loaded."""
+    objective: Literal["sft", "dpo", "orpo", "kto", "reward", "grpo"] = "sft"
+    """sft: learn answers; dpo/orpo: learn from chosen vs rejected pairs; kto: from answers labelled good/bad; reward: train a reward model on pairs; grpo: sample answers and learn from reward functions."""
+    init_adapter: str | None = None
+    """Start from an earlier run's adapter (a run name, run folder or adapter folder), e.g. SFT first, then DPO or GRPO."""
     method: Literal["full", "lora", "qlora"] = "lora"
     """full: train every weight; lora: train a low-rank adapter on frozen 16-bit weights; qlora: the same on 4-bit weights."""
     lora: LoraConfig = Field(default_factory=LoraConfig)
@@ -175,6 +244,16 @@ class RunConfig(_Section):
     """Where runs are written."""
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     """Multi-GPU settings."""
+    dpo: DpoConfig = Field(default_factory=DpoConfig)
+    """Direct preference optimization (objective: dpo): learn chosen over rejected against a frozen reference."""
+    orpo: OrpoConfig = Field(default_factory=OrpoConfig)
+    """Odds-ratio preference optimization (objective: orpo): SFT on chosen plus a preference term, no reference model."""
+    kto: KtoConfig = Field(default_factory=KtoConfig)
+    """Kahneman-Tversky optimization (objective: kto): unpaired answers labelled desirable or not."""
+    reward: RewardModelConfig = Field(default_factory=RewardModelConfig)
+    """Reward model training (objective: reward): a scalar head scoring chosen above rejected."""
+    grpo: GrpoConfig = Field(default_factory=GrpoConfig)
+    """Group relative policy optimization (objective: grpo): sample several answers per prompt, reward them, learn."""
     backend: Literal["auto", "unsloth", "transformers", "mlx"] = "auto"
     """auto: MLX on an Apple Silicon Mac with `.[mlx]` installed; Unsloth when a CUDA GPU is present and it
     imports; else transformers + peft + trl. mlx: Apple's MLX (LoRA; also runs on the CPU build of MLX on Linux)."""
@@ -560,12 +639,73 @@ def cross_field_issues(cfg: RunConfig) -> list[ConfigIssue]:
         hint = f" — did you mean `{close[0]}`?" if close else ""
         add("model.chat_template", f"`{tmpl}` is neither a built-in template "
             f"({', '.join(BUILTIN_TEMPLATES)}) nor a Jinja template{hint}")
+    out.extend(objective_issues(cfg))
     if cfg.output.run_name is not None:
         from tui_tuner.core.names import run_name_problem
 
         problem = run_name_problem(cfg.output.run_name)
         if problem:
             add("output.run_name", problem)
+    return out
+
+
+OBJECTIVE_SECTIONS = {"dpo": "dpo", "orpo": "orpo", "kto": "kto", "reward": "reward", "grpo": "grpo"}
+"""Config section -> the objective it belongs to."""
+
+
+def objective_issues(cfg: RunConfig) -> list[ConfigIssue]:
+    """Settings that belong to another objective, and objective-specific combinations that cannot run."""
+    out: list[ConfigIssue] = []
+    fields_set = cfg.model_fields_set
+    for section, objective in OBJECTIVE_SECTIONS.items():
+        if objective != cfg.objective and section in fields_set and getattr(cfg, section).model_fields_set:
+            out.append(ConfigIssue(key=section, severity="warning", message=(
+                f"`{section}:` settings belong to `objective: {objective}`, but this run's objective is "
+                f"`{cfg.objective}`: they would be ignored. Set `objective: {objective}`, or remove the section.")))
+    if cfg.objective != "sft":
+        if cfg.training.packing:
+            out.append(ConfigIssue(key="training.packing", message=(
+                f"packing joins SFT examples into one sequence; `objective: {cfg.objective}` needs each "
+                "prompt and its answers kept apart. Set `training.packing: false`.")))
+        if cfg.data.format not in ("auto",):
+            out.append(ConfigIssue(key="data.format", severity="warning", message=(
+                f"`data.format: {cfg.data.format}` is an SFT format; `objective: {cfg.objective}` reads "
+                "preference, KTO or prompt-only data and detects it itself. Set `data.format: auto`.")))
+    if cfg.init_adapter is not None and cfg.method == "full":
+        out.append(ConfigIssue(key="init_adapter", message=(
+            "`init_adapter` continues training a LoRA adapter, but `method: full` trains every weight. "
+            "Use `method: lora` (or qlora), or merge the adapter first (`tui-tuner export RUN --merged`) "
+            "and set `model.name_or_path` to the merged folder.")))
+    if cfg.objective == "grpo":
+        g = cfg.grpo
+        per_step = cfg.training.batch_size * cfg.training.grad_accumulation
+        if per_step % g.num_generations:
+            out.append(ConfigIssue(key="grpo.num_generations", message=(
+                f"GRPO compares {g.num_generations} completions of each prompt inside one batch, so "
+                f"batch_size x grad_accumulation ({per_step}) must be a multiple of num_generations. "
+                f"Set training.batch_size to {g.num_generations} (or a multiple), or num_generations to a "
+                f"divisor of {per_step}.")))
+        if not g.rewards:
+            out.append(ConfigIssue(key="grpo.rewards", message=(
+                "GRPO needs at least one reward function: e.g. rewards: [format, answer_match].")))
+        for i, spec in enumerate(g.rewards):
+            name = spec if isinstance(spec, str) else spec.function
+            if ":" in name:
+                path, _, func = name.rpartition(":")
+                if not path.endswith(".py") or not func.isidentifier():
+                    out.append(ConfigIssue(key=f"grpo.rewards.{i}", value=name, message=(
+                        f"`{name}` is neither a built-in reward ({', '.join(BUILTIN_REWARDS)}) nor "
+                        "`file.py:function`.")))
+            elif name not in BUILTIN_REWARDS:
+                close = difflib.get_close_matches(name, BUILTIN_REWARDS, n=1)
+                hint = f" — did you mean `{close[0]}`?" if close else ""
+                out.append(ConfigIssue(key=f"grpo.rewards.{i}", value=name, message=(
+                    f"unknown reward `{name}`: use a built-in ({', '.join(BUILTIN_REWARDS)}) or your own "
+                    f"`file.py:function`{hint}")))
+        if g.max_completion_length >= cfg.model.max_seq_length:
+            out.append(ConfigIssue(key="grpo.max_completion_length", severity="warning", message=(
+                f"{g.max_completion_length} tokens of completion leave no room for the prompt within "
+                f"model.max_seq_length ({cfg.model.max_seq_length}).")))
     return out
 
 

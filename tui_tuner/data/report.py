@@ -220,6 +220,9 @@ class DataReport:
         """A few lines per file for the terminal."""
         lines = []
         for report in self.files:
+            if hasattr(report, "summary_lines"):  # preference / KTO / prompt-only data (data.preference)
+                lines.extend(report.summary_lines(self.tokenizer_name, self.chat_template_name, self.tokenizer_note))
+                continue
             load = report.load
             role = f" ({report.config_key})" if report.config_key else ""
             count = f"{load.count} example(s)"
@@ -291,6 +294,16 @@ def _token_issues(report: FileReport) -> list[DataIssue]:
     return refused + out
 
 
+def _objective_for(path: Path, cfg: Any) -> str:
+    """The config's objective; without one, a file of preference pairs or labelled answers says which it is."""
+    objective = getattr(cfg, "objective", "sft") if cfg is not None else "sft"
+    if objective != "sft" or (cfg is not None and "objective" in cfg.model_fields_set):
+        return objective
+    from tui_tuner.data.preference import sniff_first_record
+
+    return sniff_first_record(path) or "sft"
+
+
 def check_file(path: str | Path, cfg: Any = None, tokenizer: Any = None, *, config_key: str | None = None,
                chat_template: str | None = None, shown: str | None = None, cache: bool = False,
                progress: Any = None) -> FileReport:
@@ -302,6 +315,12 @@ def check_file(path: str | Path, cfg: Any = None, tokenizer: Any = None, *, conf
     """
     path = Path(path)
     shown = shown or _shown_path(path)
+    objective = _objective_for(path, cfg)
+    if objective != "sft":
+        from tui_tuner.data.preference import check_objective_file
+
+        return check_objective_file(path, cfg, objective, tokenizer, config_key=config_key,  # type: ignore[return-value]
+                                    chat_template=chat_template, shown=shown)
     data_cfg = getattr(cfg, "data", None)
     if tokenizer is None:
         load = load_dataset_file(path, data_cfg, shown=shown, report_mapping=config_key is None, keep_examples=False)

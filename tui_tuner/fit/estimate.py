@@ -167,6 +167,11 @@ def estimate_memory(
     lora_dropout: float = 0.05,
     upcast_unquantized: bool = False,
     on_gpu: bool = True,
+    objective: str = "sft",
+    num_generations: int = 8,
+    generation_batch: int | None = None,
+    max_completion_length: int = 256,
+    kl_beta: float = 0.0,
 ) -> MemoryEstimate:
     """Peak GPU memory of fine-tuning `spec` with `method` on one GPU, as a breakdown.
 
@@ -187,7 +192,10 @@ def estimate_memory(
     unsloth = backend == "unsloth"
     if unsloth:
         gradient_checkpointing = True  # Unsloth always trains with its offloaded checkpointing
-    tokens = seq_len * batch_size
+    # Pair objectives run chosen and rejected (KTO: the answer and a mismatched one for its KL
+    # estimate) as one batch of twice the rows; GRPO trains on prompt + generated completion rows.
+    rows = batch_size * (2 if objective in ("dpo", "orpo", "kto", "reward") else 1)
+    tokens = seq_len * rows
     lines: list[EstimateLine] = []
     notes: list[str] = []
     total_params = spec.param_count
@@ -265,6 +273,28 @@ def estimate_memory(
                 f"tokens x {spec.num_layers} layers. Gradient checkpointing would cut this to about "
                 f"{format_bytes((spec.num_layers * act_bytes * spec.hidden_size + a_layer) * tokens)}.")
 
+    # --- the objective's own terms: a reference model, generations
+    has_reference = objective in ("dpo", "kto") or (objective == "grpo" and kl_beta > 0)
+    if has_reference and method == "full":
+        add("reference", "reference model (frozen copy)", total_params * wbytes,
+            f"{objective.upper()} compares the model with its starting point: full fine-tuning keeps a second, "
+            f"frozen copy of all {format_count(total_params)} weights (no gradients, no optimizer states).")
+    elif has_reference:
+        add("reference", "reference adapter (frozen copy)", trainable * tbytes,
+            f"with {method.upper() if method == 'qlora' else 'LoRA'} the reference is the starting adapter kept "
+            "frozen in the same model (adapter-disabled base for a fresh one): only the adapter is copied, "
+            "never the base weights.")
+    if objective == "grpo":
+        gen = generation_batch or batch_size
+        kv_len = seq_len  # prompt + completion, cut at model.max_seq_length
+        kv = 2 * spec.num_layers * spec.kv_dim * act_bytes * gen * kv_len
+        add("kv_cache", f"generation KV cache ({gen} completions)", kv,
+            f"sampling keeps keys and values of every layer for {gen} sequences (the {num_generations} completions "
+            f"per prompt, generated together) of up to {kv_len} tokens (prompt + max_completion_length "
+            f"{max_completion_length}): 2 x {spec.num_layers} layers x {spec.kv_dim} x {act_bytes} bytes per token.")
+        add("gen_logits", "generation logits", gen * spec.vocab_size * 4,
+            "each sampling step scores the whole vocabulary once per sequence (fp32 for the softmax).")
+
     # --- logits and loss
     if unsloth:
         add("logits", "logits and loss", tokens * spec.hidden_size * act_bytes,
@@ -293,7 +323,13 @@ def estimate_memory(
         if method != "full" else None,
         "gradient_checkpointing": gradient_checkpointing, "optimizer": optimizer, "dtype": dtype,
         "double_quant": double_quant if method == "qlora" else None, "lora_dropout": lora_dropout,
+        "objective": objective,
     }
+    if objective in ("dpo", "orpo", "kto", "reward"):
+        notes.append(f"{objective}: activations and logits are for {rows} sequences per step "
+                     f"({'chosen + rejected' if objective != 'kto' else 'answer + KL answer'} for each of {batch_size}).")
+    if objective == "grpo":
+        settings.update(num_generations=num_generations, max_completion_length=max_completion_length)
     return MemoryEstimate(spec.name, method, backend, settings, lines, trainable, total_params, cpu, notes)
 
 
@@ -337,7 +373,10 @@ def estimate_for_config(cfg: "RunConfig", spec: ModelSpec | None = None, *, back
         lora_r=cfg.lora.r, target_modules=cfg.lora.target_modules,
         gradient_checkpointing=cfg.training.gradient_checkpointing, optimizer=cfg.training.optimizer,
         dtype=dtype, backend=chosen_backend, double_quant=cfg.quantization.double_quant,
-        lora_dropout=cfg.lora.dropout, on_gpu=on_gpu,
+        lora_dropout=cfg.lora.dropout, on_gpu=on_gpu, objective=cfg.objective,
+        num_generations=cfg.grpo.num_generations,
+        generation_batch=cfg.training.batch_size * cfg.training.grad_accumulation,
+        max_completion_length=cfg.grpo.max_completion_length, kl_beta=cfg.grpo.beta,
     )
 
 

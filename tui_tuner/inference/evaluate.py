@@ -82,6 +82,8 @@ class EvalReport:
     models: dict[str, ModelSummary] = field(default_factory=dict)
     prompts: list[PromptEval] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    objective: dict[str, Any] = field(default_factory=dict)
+    """DPO/ORPO/KTO/reward/GRPO runs: their own scores per model (see `tui_tuner.inference.objective_eval`)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -246,6 +248,13 @@ def report_markdown(report: EvalReport) -> str:
     models = list(report.models)
     lines = [f"# Evaluation of {report.source}", "",
              f"Data: `{report.data}` ({report.examples} examples) · {report.created} · greedy decoding", ""]
+    if report.objective:
+        from tui_tuner.inference.objective_eval import objective_markdown
+
+        lines += objective_markdown(report.objective)
+    if not models:
+        lines += [f"> {note}" for note in report.notes]
+        return "\n".join(lines)
     lines += ["| | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
     rows = [("held-out loss", lambda s: _fmt(s.loss)), ("perplexity", lambda s: _fmt(s.perplexity, 2)),
             ("exact match", lambda s: _fmt(s.exact_match)), ("token F1", lambda s: _fmt(s.token_f1)),
@@ -295,4 +304,4 @@ def load_report(path: Path) -> EvalReport:
                for p in data.get("prompts", [])]
     return EvalReport(data["source"], data["data"], data["examples"], data["created"], data.get("settings", {}),
                       {m: ModelSummary(**s) for m, s in data.get("models", {}).items()}, prompts,
-                      list(data.get("notes", [])))
+                      list(data.get("notes", [])), dict(data.get("objective") or {}))

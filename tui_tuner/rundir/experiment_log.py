@@ -25,9 +25,11 @@ from tui_tuner.rundir.files import EVAL_DIR
 SCORE_KEYS = ("exact_match", "token_f1", "rouge_l", "perplexity")
 
 COLUMNS = (
-    ("run", "run"), ("model", "model"), ("method", "method"), ("r", "r"), ("alpha", "alpha"),
+    ("run", "run"), ("model", "model"), ("objective", "objective"), ("method", "method"), ("r", "r"),
+    ("alpha", "alpha"),
     ("lr", "lr"), ("epochs_steps", "epochs/steps"), ("batch", "batch"), ("seq_len", "seq len"),
-    ("train_loss", "final train loss"), ("eval_loss", "eval loss"), ("eval_scores", "eval scores"),
+    ("train_loss", "final train loss"), ("objective_metric", "objective metric"), ("eval_loss", "eval loss"),
+    ("eval_scores", "eval scores"),
     ("wall_time", "wall time"), ("peak_memory", "peak memory"), ("adapter_size", "adapter"),
     ("state", "state"),
 )
@@ -114,6 +116,22 @@ def peak_memory_bytes(status, history) -> int | None:
     return max(candidates) if candidates else None
 
 
+OBJECTIVE_METRICS = {
+    "dpo": ("rewards/accuracies", "pref acc"), "orpo": ("rewards/accuracies", "pref acc"),
+    "kto": ("rewards/margins", "margin"), "reward": ("accuracy", "acc"), "grpo": ("reward", "reward"),
+}
+"""objective -> (the logged metric that says most about its progress, its short label)."""
+
+
+def objective_metric(objective: str, logs: list[dict[str, Any]]) -> tuple[str, float] | None:
+    """(label, last value) of the objective's headline metric, or None (SFT: the loss column says it)."""
+    key, label = OBJECTIVE_METRICS.get(objective, (None, None))
+    for event in reversed(logs):
+        if key and isinstance(event.get(key), (int, float)):
+            return label, float(event[key])
+    return None
+
+
 def run_record(run) -> RunRecord:
     """One experiment-log row for a `tui_tuner.rundir.runs.RunDir`."""
     from tui_tuner.rundir.events import load_history
@@ -144,7 +162,8 @@ def run_record(run) -> RunRecord:
         t = cfg.training
         lora = cfg.method in ("lora", "qlora")
         values.update({
-            "model": cfg.model.name_or_path, "method": cfg.method,
+            "model": cfg.model.name_or_path, "method": cfg.method, "objective": cfg.objective,
+            "objective_metric": objective_metric(cfg.objective, history.logs),
             "r": cfg.lora.r if lora else None, "alpha": cfg.lora.alpha if lora else None,
             "lr": t.learning_rate, "epochs": t.epochs, "max_steps": t.max_steps,
             "batch_size": t.batch_size, "grad_accumulation": t.grad_accumulation,
@@ -179,6 +198,9 @@ def format_cell(record: RunRecord, key: str) -> str:
         return f"{v['batch_size']}x{acc}" if acc > 1 else str(v["batch_size"])
     if key in ("train_loss", "eval_loss"):
         return "-" if v.get(key) is None else f"{v[key]:.4f}"
+    if key == "objective_metric":
+        metric = v.get("objective_metric")
+        return "-" if not metric else f"{metric[0]} {metric[1]:.3g}"
     if key == "eval_scores":
         scores = v.get("eval_scores") or {}
         return " ".join(f"{k}={s:.3g}" for k, s in scores.items()) or "-"
@@ -216,7 +238,7 @@ def to_markdown(rows: list[RunRecord]) -> str:
     return "\n".join([header, rule, *body]) + "\n"
 
 
-CSV_FIELDS = ("run", "model", "method", "r", "alpha", "lr", "epochs", "max_steps", "batch_size",
+CSV_FIELDS = ("run", "model", "objective", "method", "r", "alpha", "lr", "epochs", "max_steps", "batch_size",
               "grad_accumulation", "seq_len", "train_loss", "eval_loss", "eval_scores", "wall_time_s",
               "peak_memory_bytes", "adapter_bytes", "steps_done", "state")
 

@@ -599,6 +599,24 @@ def _frozen_config(cfg: "RunConfig", base_dir: Path) -> "RunConfig":
     if not Path(cfg.model.name_or_path).is_absolute() and local_model.is_dir():
         frozen.model.name_or_path = str(local_model.resolve())
     frozen.output.runs_dir = str(cfg.resolve_path(cfg.output.runs_dir, base_dir).resolve())
+    rewards = []
+    for spec in cfg.grpo.rewards:  # a user reward file, like a data file, is found wherever the run starts from
+        name = spec if isinstance(spec, str) else spec.function
+        if ":" in name:
+            path, _, func = name.rpartition(":")
+            name = f"{cfg.resolve_path(path, base_dir).resolve()}:{func}"
+            spec = name if isinstance(spec, str) else spec.model_copy(update={"function": name})
+        rewards.append(spec)
+    frozen.grpo.rewards = rewards
+    if cfg.init_adapter:
+        local = cfg.resolve_path(cfg.init_adapter, base_dir)
+        if local.exists():
+            frozen.init_adapter = str(local.resolve())
+        else:  # a run name: freeze the folder it names now, so a later run of the same name cannot change it
+            try:
+                frozen.init_adapter = str(find_run(frozen.output.runs_dir, cfg.init_adapter).path)
+            except RunLookupError:
+                pass  # the worker reports the missing adapter with what to do
     return frozen
 
 
@@ -615,6 +633,11 @@ def run_config_yaml(cfg: "RunConfig") -> str:
         data.pop("quantization", None)
     if cfg.method == "full":
         data.pop("lora", None)
+    from tui_tuner.config.schema import OBJECTIVE_SECTIONS
+
+    for section, objective in OBJECTIVE_SECTIONS.items():
+        if objective != cfg.objective:
+            data.pop(section, None)
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 

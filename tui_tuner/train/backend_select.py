@@ -136,6 +136,16 @@ def select_backend(cfg: "RunConfig") -> tuple[str, str]:
         return "transformers", (f"Apple Silicon Mac, but {why or refusal}; using transformers + peft "
                                 "(slower: no MLX)")
     multi_gpu = cfg.distributed.gpus > 1
+    if cfg.objective == "reward":
+        if wanted == "unsloth":
+            raise BackendUnavailable("a reward model (objective: reward) needs a sequence-classification head, "
+                                     "which the Unsloth backend does not train; set `backend: auto` or `transformers`.")
+        return "transformers", "objective: reward needs a sequence-classification head: using transformers + peft"
+    if cfg.init_adapter:
+        if wanted == "unsloth":
+            raise BackendUnavailable("continuing from `init_adapter` runs on the transformers backend; set "
+                                     "`backend: auto` or `transformers`.")
+        return "transformers", "init_adapter continues a PEFT adapter: using transformers + peft"
     if not cuda_available():
         if wanted == "unsloth":
             raise BackendUnavailable("backend: unsloth needs an NVIDIA GPU with CUDA, and none is visible here. "

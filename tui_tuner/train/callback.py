@@ -23,6 +23,7 @@ from tui_tuner.rundir.files import CONTROL_FILE
 from tui_tuner.rundir.status import StatusKeeper
 
 CONTROL_POLL_S = 0.25
+_LOGGED_ELSEWHERE = frozenset({"learning_rate", "epoch", "loss", "grad_norm"})
 
 
 def _finite(value: Any) -> Any:
@@ -154,6 +155,12 @@ class RunTracker:
         for key in ("mean_token_accuracy", "entropy", "num_tokens", "peak_memory_bytes"):
             if key in logs:
                 event[key] = _finite(logs[key])
+        # Each objective's own metrics, under trl's names: rewards/chosen, rewards/margins, rewards/accuracies
+        # (DPO, ORPO, KTO), kl (KTO, GRPO), accuracy (reward models), reward, reward_std,
+        # rewards/<function>/mean, completions/mean_length (GRPO).
+        for key, value in logs.items():
+            if key not in event and key not in _LOGGED_ELSEWHERE and isinstance(value, (int, float)):
+                event[key] = _finite(value)
         if isinstance(loss, float) and not math.isfinite(loss):
             event["nonfinite"] = True
         self.events.write("log", **event)

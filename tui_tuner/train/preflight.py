@@ -94,11 +94,56 @@ def preflight_issues(loaded: "LoadedConfig", hardware: "HardwareReport | None" =
     issues = [*_model_issues(cfg, base), *_data_issues(cfg, base), *_template_issues(cfg, base)]
     if not any(i.severity == "error" and i.key == "model.name_or_path" for i in issues):
         issues += _target_module_issues(cfg, base)
-    issues += [*_backend_issues(cfg), *_output_issues(cfg, base), *gpu_issues(cfg, hardware)]
+    issues += [*_backend_issues(cfg), *_output_issues(cfg, base), *gpu_issues(cfg, hardware),
+               *_objective_issues(cfg, base)]
     for issue in issues:
         issue.file = file
         issue.line, issue.column = _line_for(positions, tuple(issue.key.split(".")))
     return issues
+
+
+def _objective_issues(cfg, base: Path) -> list[ConfigIssue]:
+    """GRPO reward files (read, never run), reward columns the dataset lacks, and a chained adapter that is missing."""
+    out: list[ConfigIssue] = []
+    if cfg.objective == "grpo":
+        from tui_tuner.data.rewards import reward_columns, reward_spec_problems
+
+        for index, problem in reward_spec_problems(cfg.grpo.rewards, base):
+            out.append(ConfigIssue(f"grpo.rewards.{index}", problem))
+        train = cfg.resolve_path(cfg.data.train, base)
+        if train.is_file():
+            from tui_tuner.data.preference import load_objective_file
+
+            load = load_objective_file(train, "grpo", cfg.data)
+            if load.examples:
+                for name, column in reward_columns(cfg.grpo.rewards).items():
+                    if column not in load.extra_columns:
+                        have = ", ".join(load.extra_columns) or "none besides the prompt"
+                        index = next(i for i, s in enumerate(cfg.grpo.rewards)
+                                     if (s if isinstance(s, str) else s.function) == name)
+                        out.append(ConfigIssue(f"grpo.rewards.{index}", f"reward `{name}` compares against the "
+                                               f"dataset column `{column}`, which {cfg.data.train} does not have "
+                                               f"(columns: {have}). Add the column or set `column:` on the reward."))
+    if cfg.init_adapter:
+        p = cfg.resolve_path(cfg.init_adapter, base)
+        from tui_tuner.rundir.files import ADAPTER_DIR
+
+        if p.exists() and not any((d / "adapter_config.json").is_file() for d in (p, p / ADAPTER_DIR)):
+            out.append(ConfigIssue("init_adapter", f"{p} holds no adapter (adapter_config.json): name a finished "
+                                   "run, its folder, or an adapter folder.", value=cfg.init_adapter))
+        elif not p.exists():
+            from tui_tuner.rundir.runs import RunLookupError, find_run
+
+            try:
+                run = find_run(cfg.resolve_path(cfg.output.runs_dir, base), cfg.init_adapter)
+            except RunLookupError as exc:
+                out.append(ConfigIssue("init_adapter", str(exc), value=cfg.init_adapter))
+            else:
+                if not (run.adapter_dir / "adapter_config.json").is_file():
+                    out.append(ConfigIssue("init_adapter", f"run {run.name} has no final adapter yet "
+                                           f"(state {run.status().state}): let it finish, or name another run.",
+                                           value=cfg.init_adapter))
+    return out
 
 
 def _model_issues(cfg, base: Path) -> list[ConfigIssue]:

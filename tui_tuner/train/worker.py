@@ -126,6 +126,21 @@ def sft_config(cfg: Any, run: RunDir, device: str, backend: str, has_eval: bool,
     `precision` ("bf16", "fp16" or "fp32", from `mixed_precision`) is the autocast the trainer runs.
     `extra` (the multi-GPU settings from `tui_tuner.train.distributed.trainer_arguments`) is applied last.
     """
+    from trl import SFTConfig
+
+    kwargs, ckpt = common_trainer_args(cfg, run, device, backend, has_eval, precision)
+    kwargs.update(max_length=cfg.model.max_seq_length, packing=cfg.training.packing,
+                  completion_only_loss=None)  # labels are built by tokenize_conversation
+    extra = dict(extra or {})
+    if extra.pop("gradient_checkpointing", None) is False:
+        kwargs[ckpt] = False  # FSDP checkpoints activations itself
+    kwargs.update(extra)
+    return SFTConfig(**kwargs)
+
+
+def common_trainer_args(cfg: Any, run: RunDir, device: str, backend: str, has_eval: bool,
+                        precision: str) -> tuple[dict[str, Any], str]:
+    """(the trl config settings every objective shares, the name of the checkpointing flag)."""
     import inspect
 
     from trl import SFTConfig
@@ -166,15 +181,8 @@ def sft_config(cfg: Any, run: RunDir, device: str, backend: str, has_eval: bool,
         run_name=run.name,
         disable_tqdm=True,
         dataloader_num_workers=0,
-        max_length=cfg.model.max_seq_length,
-        packing=t.packing,
-        completion_only_loss=None,  # labels are built by tokenize_conversation
     )
-    extra = dict(extra or {})
-    if extra.pop("gradient_checkpointing", None) is False:
-        kwargs[ckpt] = False  # FSDP checkpoints activations itself
-    kwargs.update(extra)
-    return SFTConfig(**kwargs)
+    return kwargs, ckpt
 
 
 def save_final(trainer: Any, tokenizer: Any, run: RunDir, cfg: Any, model_path: str, template: str,
@@ -192,7 +200,7 @@ def save_final(trainer: Any, tokenizer: Any, run: RunDir, cfg: Any, model_path: 
     tokenizer.save_pretrained(str(out))
     (out / "chat_template.jinja").write_text(template, encoding="utf-8")
     meta = {"run": run.name, "base_model": cfg.model.name_or_path, "base_model_path": model_path,
-            "method": cfg.method, "step": step, "chat_template": cfg.model.chat_template,
+            "method": cfg.method, "objective": cfg.objective, "init_adapter": cfg.init_adapter, "step": step, "chat_template": cfg.model.chat_template,
             "max_seq_length": cfg.model.max_seq_length}
     (out / "tui_tuner.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
 
@@ -241,11 +249,22 @@ def train(run: RunDir, cfg: Any, backend: str, device: str, keeper: Any, events:
     def prepare(what: str, done: int | None = None, total: int | None = None) -> None:
         events.write(PREPARE_KIND, **rate.fields(what, done, total))
 
+    if cfg.init_adapter:
+        from tui_tuner.train.objectives import resolve_init_adapter
+
+        init_dir = resolve_init_adapter(cfg.init_adapter, Path(cfg.output.runs_dir))
+        cfg = cfg.model_copy(update={"init_adapter": str(init_dir)})
+        events.write("init_adapter", path=str(init_dir))
     prepare("loading the model")
     model, tokenizer = load_model(cfg, model_path, device)
     template = _resolve_template(cfg, tokenizer)
-    tokenizer.chat_template = template
-    train_ds, eval_ds, info = build_datasets(cfg, tokenizer, template, progress=prepare)
+    tokenizer.chat_template = template  # trl renders non-SFT data with it: the same template as SFT, chat, eval
+    if cfg.objective == "sft":
+        train_ds, eval_ds, info = build_datasets(cfg, tokenizer, template, progress=prepare)
+    else:
+        from tui_tuner.train.objectives import build_objective_datasets
+
+        train_ds, eval_ds, info = build_objective_datasets(cfg, None)
     events.write("data", **info)
     prepare("preparing the trainer")
     from tui_tuner.train.backends.transformers_backend import mixed_precision
@@ -253,12 +272,24 @@ def train(run: RunDir, cfg: Any, backend: str, device: str, keeper: Any, events:
 
     precision = mixed_precision(cfg, device)
     multi_gpu = trainer_arguments(cfg, cuda=device == "cuda", layer_classes=decoder_layer_classes(model))
-    args = sft_config(cfg, run, device, backend, eval_ds is not None, precision, extra=multi_gpu)
+    if cfg.objective == "sft":
+        args = sft_config(cfg, run, device, backend, eval_ds is not None, precision, extra=multi_gpu)
+    else:
+        from tui_tuner.train.objectives import objective_args
+
+        common, ckpt = common_trainer_args(cfg, run, device, backend, eval_ds is not None, precision)
+        extra = dict(multi_gpu or {})
+        if extra.pop("gradient_checkpointing", None) is False:
+            common[ckpt] = False
+        common.update(extra)
+        args = objective_args(cfg, common)
     precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"  # what the trainer will really run
     keeper.update(precision=precision)
 
     mode = probe_mode(run)
-    want_probe = mode == "on" or (mode == "auto" and device == "cuda")
+    # The probe measures one SFT-style forward + backward; the other objectives' steps (pairs, generation)
+    # are not what it measures, so it runs for SFT only (the estimate covers the others).
+    want_probe = cfg.objective == "sft" and (mode == "on" or (mode == "auto" and device == "cuda"))
 
     def probe_hook(model: Any, state: Any) -> None:
         if not want_probe:
@@ -273,8 +304,14 @@ def train(run: RunDir, cfg: Any, backend: str, device: str, keeper: Any, events:
         _record_probe(keeper, events, result)
 
     callback = RunCallback(run.path, events, keeper, on_train_begin_hook=probe_hook, requests_since=requests_since)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         processing_class=tokenizer, callbacks=[callback, *(extra_callbacks or [])])
+    callbacks = [callback, *(extra_callbacks or [])]
+    if cfg.objective == "sft":
+        trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                             processing_class=tokenizer, callbacks=callbacks)
+    else:
+        from tui_tuner.train.objectives import objective_trainer
+
+        trainer = objective_trainer(cfg, model, tokenizer, args, train_ds, eval_ds, callbacks, None, events)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     step = trainer.state.global_step
     save_final(trainer, tokenizer, run, cfg, model_path, template, step)
@@ -345,7 +382,9 @@ def _classify(exc: BaseException, run: RunDir | None = None) -> tuple[str, str |
         release_reserve(run.path)  # so the hint's checkpoint listing and the status below can be written
     text = f"{type(exc).__name__}: {exc}".strip()
     first = text.splitlines()[0][:500]
-    if isinstance(exc, WorkerError):
+    from tui_tuner.data.rewards import RewardFunctionError
+
+    if isinstance(exc, (WorkerError, RewardFunctionError)):
         return str(exc), exc.hint
     if _disk_full(exc, run):
         where = run.path if run is not None else "the run directory"

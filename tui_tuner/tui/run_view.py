@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tui_tuner.rundir.events import PREPARE_ENDS, PREPARE_KIND, prepare_text, read_events
+from tui_tuner.rundir.objective_curves import tracked
 from tui_tuner.rundir.runs import RunDir
 from tui_tuner.tui.widgets.meters import GpuReading
 
@@ -103,6 +104,12 @@ class TrainSnapshot:
     prepare: str | None = None
     """What the worker is doing before its first step (tokenizing N rows, loading the model), as text."""
     taken_at: float = field(default_factory=time.time)
+    objective: str = "sft"
+    metrics: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    """The objective's own curves by event key (see `tui_tuner.rundir.objective_curves`)."""
+    completions: list[dict[str, Any]] = field(default_factory=list)
+    """GRPO: the latest sampled completions with each reward function's score."""
+    completions_step: int | None = None
     stalled: str | None = None
     """Why the run looks stalled (no step for a while, the worker's process state), or None."""
     warnings: list[str] = field(default_factory=list)
@@ -120,6 +127,7 @@ class RunView:
         self.run = run
         self.log_lines = log_lines
         self.offset = 0
+        self.objective: str | None = None
         self._reset()
         self._log_size = -1
         self._log_tail: list[str] = []
@@ -133,6 +141,9 @@ class RunView:
         self.gpus: dict[int, dict[str, Any]] = {}
         self.checkpoints = 0
         self.prepare: dict[str, Any] | None = None
+        self.metrics: dict[str, DecimatedSeries] = {}
+        self.completions: list[dict[str, Any]] = []
+        self.completions_step: int | None = None
         self.warnings: list[str] = []
 
     def fold(self, events: list[dict[str, Any]]) -> None:
@@ -151,6 +162,12 @@ class RunView:
                     value = next((ev[k] for k in keys if isinstance(ev.get(k), (int, float))), None)
                     if value is not None:
                         series.append(step, float(value))
+                for key, value in ev.items():  # DPO/KTO/GRPO/reward-model metrics
+                    if isinstance(value, (int, float)) and tracked(key):
+                        self.metrics.setdefault(key, DecimatedSeries()).append(step, float(value))
+            elif kind == "completions":
+                self.completions = list(ev.get("samples") or [])
+                self.completions_step = ev.get("step")
             elif kind == "eval" and isinstance(step, (int, float)):
                 value = ev.get("eval_loss", ev.get("loss"))
                 if isinstance(value, (int, float)):
@@ -163,7 +180,8 @@ class RunView:
                 self.warnings = [*self.warnings[-2:], str(ev["message"])]
             elif kind == "resume":
                 from_step = float(ev.get("from_step") or 0)
-                for series in (self.loss, self.eval_loss, self.learning_rate, self.grad_norm):
+                for series in (self.loss, self.eval_loss, self.learning_rate, self.grad_norm,
+                               *self.metrics.values()):
                     series.drop_after(from_step)
 
     def read_new(self) -> int:
@@ -195,6 +213,11 @@ class RunView:
         from tui_tuner.rundir.runs import stall_note
 
         new = self.read_new()
+        if self.objective is None:
+            try:
+                self.objective = self.run.config().objective
+            except Exception:  # noqa: BLE001 - an unreadable config: show what SFT shows
+                self.objective = "sft"
         status = self.run.status()
         return TrainSnapshot(
             run_name=self.run.name, status=status, stalled=stall_note(self.run, status),
@@ -202,6 +225,8 @@ class RunView:
             learning_rate=self.learning_rate.view(), grad_norm=self.grad_norm.view(),
             last_log=dict(self.last_log), gpus=[gpu_reading(e) for _, e in sorted(self.gpus.items())],
             log_tail=list(self._tail_log()), checkpoints=self.checkpoints, new_events=new,
+            objective=self.objective, metrics={k: v.view() for k, v in self.metrics.items()},
+            completions=list(self.completions), completions_step=self.completions_step,
             warnings=list(self.warnings), prepare=prepare_text(self.prepare) if self.prepare else None)
 
 

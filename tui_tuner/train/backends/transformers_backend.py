@@ -60,7 +60,7 @@ def lora_config(cfg: "RunConfig"):
     return LoraConfig(
         r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
         target_modules=cfg.lora.target_modules, use_rslora=cfg.lora.use_rslora, bias=cfg.lora.bias,
-        task_type="CAUSAL_LM",
+        task_type="SEQ_CLS" if getattr(cfg, "objective", "sft") == "reward" else "CAUSAL_LM",
     )
 
 
@@ -94,7 +94,14 @@ def load_model(cfg: "RunConfig", model_path: str, device: str) -> tuple[Any, Any
         kwargs["device_map"] = {"": torch.cuda.current_device() if device == "cuda" else "cpu"}
     else:
         kwargs["dtype"] = weight_dtype(cfg, device)
-    model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
+    if getattr(cfg, "objective", "sft") == "reward":
+        from transformers import AutoModelForSequenceClassification
+
+        # A reward model is the base model with a one-score head on the last token.
+        model = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=1, **kwargs)
+        model.config.pad_token_id = tokenizer.pad_token_id
+    else:
+        model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
     model.config.use_cache = False  # the KV cache is useless in training and conflicts with checkpointing
     if cfg.method == "full":
         return model, tokenizer
@@ -108,5 +115,12 @@ def load_model(cfg: "RunConfig", model_path: str, device: str) -> tuple[Any, Any
     elif cfg.training.gradient_checkpointing:
         # Frozen embeddings give checkpointed blocks inputs without grad; this keeps the adapter's grads flowing.
         model.enable_input_require_grads()
+    if getattr(cfg, "init_adapter", None):
+        from peft import PeftModel
+
+        # Continue from an earlier run's adapter (e.g. SFT, then DPO or GRPO); trl keeps a frozen copy of
+        # it as the reference model where the objective has one.
+        model = PeftModel.from_pretrained(model, cfg.init_adapter, is_trainable=True)
+        return model, tokenizer
     model = get_peft_model(model, lora_config(cfg))
     return model, tokenizer

@@ -19,11 +19,13 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, ProgressBar, Sparkline, Static
 
+from tui_tuner.rundir.objective_curves import charts_for
 from tui_tuner.rundir.runs import RunDir
 from tui_tuner.tui.run_view import RunView, TrainSnapshot
 from tui_tuner.core.units import format_duration
 from tui_tuner.tui.screens.modals import ConfirmModal
 from tui_tuner.tui.widgets.line_chart import ChartSeries, LineChart, format_tick
+from tui_tuner.tui.widgets.completions_panel import CompletionsPanel
 from tui_tuner.tui.widgets.meters import GpuMeters
 
 POLL_INTERVAL_S = 0.5
@@ -71,6 +73,7 @@ class TrainScreen(Screen):
         yield Static(id="train-stats")
         yield Sparkline([], id="train-sparkline")
         yield LineChart(id="train-chart", empty_text="waiting for the first loss point")
+        yield CompletionsPanel(id="train-completions")
         with Horizontal(id="train-bottom"):
             yield GpuMeters(id="train-gpus", empty_text="GPU: no readings from this run (CPU training, or not started)")
             with Vertical(id="train-log-pane"):
@@ -181,6 +184,7 @@ class TrainScreen(Screen):
         self.query_one(LineChart).empty_text = ("no loss points were logged" if st.is_final
                                                 else "waiting for the first loss point")
         self._draw_chart()
+        self.query_one(CompletionsPanel).show(snap.completions, snap.completions_step)
         self.query_one(GpuMeters).show(snap.gpus)
         rows = self._log_rows() - len(snap.warnings)
         log = Text(no_wrap=True, overflow="ellipsis")
@@ -218,11 +222,25 @@ class TrainScreen(Screen):
             text.append(value, style="bold")
         return text
 
+    def _objective_charts(self) -> list:
+        """DPO/ORPO/KTO/reward/GRPO curves logged so far (before the loss: they say more for these objectives)."""
+        snap = self.snapshot
+        if snap is None or snap.objective == "sft":
+            return []
+        return charts_for(snap.objective, set(snap.metrics))
+
     def _draw_chart(self) -> None:
         snap, chart = self.snapshot, self.query_one(LineChart)
-        kind = CHARTS[self.chart_index]
+        extra = self._objective_charts()
+        titles = [t for t, _ in extra] + list(CHARTS)
+        self.chart_index %= len(titles)
+        kind = titles[self.chart_index]
         chart.border_title = kind
         if snap is None:
+            return
+        if self.chart_index < len(extra):
+            chart.set_series([ChartSeries(label, snap.metrics.get(key, []))
+                              for label, key in extra[self.chart_index][1]])
             return
         if kind == "loss":
             series = [ChartSeries("train loss", snap.loss)]
@@ -236,7 +254,7 @@ class TrainScreen(Screen):
 
     # ------------------------------------------------------------------ actions
     def action_cycle_chart(self) -> None:
-        self.chart_index = (self.chart_index + 1) % len(CHARTS)
+        self.chart_index = (self.chart_index + 1) % (len(CHARTS) + len(self._objective_charts()))
         self._draw_chart()
 
     def action_stop(self) -> None:

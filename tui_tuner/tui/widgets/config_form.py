@@ -42,6 +42,7 @@ class FormField:
 FORM_FIELDS: tuple[FormField, ...] = (
     FormField(("model", "name_or_path"), "Model", placeholder="hub id, folder or demo"),
     FormField(("method",), "Method", choices=("lora", "qlora", "full")),
+    FormField(("objective",), "Objective", choices=("sft", "dpo", "orpo", "kto", "reward", "grpo")),
     FormField(("lora", "r"), "LoRA r"),
     FormField(("lora", "alpha"), "LoRA alpha"),
     FormField(("training", "learning_rate"), "Learning rate"),
