@@ -125,8 +125,10 @@ def test_resume_after_a_crash_continues_from_the_checkpoint(method, make_run_con
     assert _steps(run) == list(range(1, 9))  # no duplicated or lost steps once the resume is applied
     prepared = [e["what"] for e in events if e["kind"] == "prepare"]
     resumed = [e["what"] for e in events[events.index(resume[0]):] if e["kind"] == "prepare"]
-    assert "tokenizing" in prepared  # the first attempt tokenized (and cached) the data ...
-    assert "tokenizing" not in resumed and any("from the cache" in w for w in resumed)  # ... the resume did not
+    # The first attempt tokenized the data or found it cached (another test may have tokenized the same
+    # file); either way it is in the cache now, so the resume reads it instead of tokenizing again.
+    assert any(w == "tokenizing" or "from the cache" in w for w in prepared)
+    assert "tokenizing" not in resumed and any("from the cache" in w for w in resumed)
 
 
 def test_stop_request_ends_stopped_with_a_checkpoint(make_run_config, wait_for_run, tmp_path):
