@@ -22,7 +22,7 @@ def test_one_shot_compare_answers_with_base_and_tuned(memorised_run):
 
 
 def test_one_shot_streams_plain_text_from_a_checkpoint(memorised_run):
-    done = tui_tuner("chat", memorised_run, "--checkpoint", "40", "--prompt", MEMORISED[1][0], "--system", SYSTEM,
+    done = tui_tuner("chat", memorised_run, "--checkpoint", "60", "--prompt", MEMORISED[1][0], "--system", SYSTEM,
                      "--temperature", "0", "--repetition-penalty", "1")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == MEMORISED[1][1]
