@@ -44,6 +44,8 @@ class TurnFormat:
     """Appended after the last message to cue the assistant's answer."""
     default_system: str | None = None
     """System text the template inserts when the conversation has none (becomes Modelfile SYSTEM)."""
+    ending: str = ""
+    """Text closing a conversation that asks for no answer (Phi-3.5 writes EOS there); never in a prompt."""
 
     def render(self, messages: Sequence[dict[str, str]], add_generation_prompt: bool = True) -> str:
         """The prompt this format gives (without `head`), the way Ollama renders it."""
@@ -54,8 +56,7 @@ class TurnFormat:
         for m in msgs:
             prefix, suffix = self.wrapper(m["role"])
             out.append(prefix + m["content"] + suffix)
-        if add_generation_prompt:
-            out.append(self.generation_prompt)
+        out.append(self.generation_prompt if add_generation_prompt else self.ending)
         return "".join(out)
 
     def wrapper(self, role: str) -> tuple[str, str]:
@@ -109,11 +110,38 @@ def _probe_conversations(with_system: bool) -> list[list[dict[str, str]]]:
     return convs
 
 
-def turn_format(render: Render, bos_token: str = "") -> TurnFormat:
+def turn_format(render: Render, bos_token: str = "", eos_token: str = "") -> TurnFormat:
     """Measure a chat template (through `render`) as per-role prefixes and suffixes, then verify.
 
     Raises `ModelfileError` when no prefix/suffix format reproduces the template exactly.
     """
+    for fmt in _candidates(render, bos_token, eos_token):
+        if _verifies(fmt, render, with_system=fmt.system is not None):
+            return fmt
+    raise ModelfileError("the chat template cannot be written as per-message prefixes and suffixes "
+                         "(it formats some turns depending on others)")
+
+
+def _user_suffix_splits(closed: str, opened: str, eos_token: str) -> list[int]:
+    """Where the user suffix may end in `closed` (after the last user message, no answer asked for).
+
+    Usually `opened` (the same with the answer cue) starts with all of `closed`. Some templates
+    (Phi-3.5) end a conversation that asks for no answer with the EOS token instead: then the
+    suffix is shorter and the rest of `closed` is that ending. Every candidate is verified later.
+    """
+    splits = []
+    if opened.startswith(closed):
+        splits.append(len(closed))
+    if eos_token and closed.endswith(eos_token) and opened.startswith(closed[: len(closed) - len(eos_token)]):
+        splits.append(len(closed) - len(eos_token))
+    common = 0
+    while common < min(len(closed), len(opened)) and closed[common] == opened[common]:
+        common += 1
+    splits += [n for n in range(common, -1, -1) if n not in splits]
+    return splits
+
+
+def _candidates(render: Render, bos_token: str, eos_token: str):
     m = _MARK
     user1, asst1, user2 = ({"role": "user", "content": m["user1"]}, {"role": "assistant", "content": m["assistant1"]},
                            {"role": "user", "content": m["user2"]})
@@ -124,14 +152,21 @@ def turn_format(render: Render, bos_token: str = "") -> TurnFormat:
         raise ModelfileError("the chat template fails to render a plain user/assistant conversation")
     with_sys = _try(render, [{"role": "system", "content": m["system"]}, user1, asst1, user2], True)
 
-    c0, user_suffix = _between(only_user, [m["user1"]])
-    d0, d1 = _between(only_user_gen, [m["user1"]])
-    if d0 != c0 or not d1.startswith(user_suffix):
+    c0, closed = _between(only_user, [m["user1"]])
+    d0, opened = _between(only_user_gen, [m["user1"]])
+    if d0 != c0:
         raise ModelfileError("the chat template renders the last user message differently when it asks for an answer")
-    generation_prompt = d1[len(user_suffix):]
+    for n in _user_suffix_splits(closed, opened, eos_token):
+        yield from _formats_for(closed[:n], opened[n:], closed[n:], no_sys, with_sys, bos_token)
+
+
+def _formats_for(user_suffix: str, generation_prompt: str, ending: str, no_sys: str, with_sys: str | None,
+                 bos_token: str):
+    """Candidate formats given where the user suffix ends (`ending`: text closing an unanswered conversation)."""
+    m = _MARK
     b0, b1, b2, b3 = _between(no_sys, [m["user1"], m["assistant1"], m["user2"]])
     if not b1.startswith(user_suffix):
-        raise ModelfileError("the chat template ends user messages differently depending on what follows")
+        return
     assistant_prefix = b1[len(user_suffix):]
     head = bos_token if bos_token and b0.startswith(bos_token) else ""
 
@@ -156,17 +191,15 @@ def turn_format(render: Render, bos_token: str = "") -> TurnFormat:
                     else:
                         continue
                 candidates.append(TurnFormat(head, (system_prefix, sys_suffix), (user_prefix, user_suffix),
-                                             (assistant_prefix, asst_suffix), generation_prompt, default_system))
+                                             (assistant_prefix, asst_suffix), generation_prompt, default_system,
+                                             ending))
     if not candidates:
         user_prefix = b0[len(head):]
         if b2.endswith(user_prefix):
             candidates.append(TurnFormat(head, None, (user_prefix, user_suffix),
-                                         (assistant_prefix, b2[: len(b2) - len(user_prefix)]), generation_prompt))
-    for fmt in candidates:
-        if _verifies(fmt, render, with_system=fmt.system is not None):
-            return fmt
-    raise ModelfileError("the chat template cannot be written as per-message prefixes and suffixes "
-                         "(it formats some turns depending on others)")
+                                         (assistant_prefix, b2[: len(b2) - len(user_prefix)]), generation_prompt,
+                                         None, ending))
+    yield from candidates
 
 
 def _verifies(fmt: TurnFormat, render: Render, *, with_system: bool) -> bool:
@@ -210,37 +243,126 @@ def go_template_for(fmt: TurnFormat) -> str:
     return "{{ range .Messages }}" + "".join(branches) + "{{ end }}{{ end }}" + _go_literal(fmt.generation_prompt)
 
 
+def ollama_quote(text: str, what: str = "value") -> str:
+    """`text` as a Modelfile value that Ollama's parser reads back exactly.
+
+    Ollama's parser knows no escapes: `"..."` and `\"\"\"...\"\"\"` only strip their quotes (a JSON
+    escape such as `\\n` would stay a backslash and an `n`). Plain quotes are used unless the
+    text holds a quote or a line break, which only the triple quotes carry safely.
+    """
+    if '"""' in text:
+        raise ModelfileError(f'the {what} contains """, which a Modelfile cannot quote')
+    odd = sorted({c for c in text if not c.isprintable() and c not in "\t\n\r"})
+    if odd:
+        raise ModelfileError(f"the {what} contains unprintable characters ({', '.join(map(repr, odd))}) "
+                             "that Ollama's Modelfile parser drops")
+    if '"' in text or "\n" in text or "\r" in text:
+        return f'"""{text}"""'
+    return f'"{text}"'
+
+
 def modelfile_text(gguf_name: str, fmt: TurnFormat, *, eos_token: str | None = None,
                    note: str = "", parameters: dict[str, float | int] | None = None) -> str:
     """A complete Ollama Modelfile for the GGUF file `gguf_name` (a path relative to the Modelfile)."""
     template = go_template_for(fmt)
-    if '"""' in template or (fmt.default_system and '"""' in fmt.default_system):
-        raise ModelfileError('the chat template contains """, which a Modelfile cannot quote')
     lines = []
     if note:
         lines += [f"# {line}" for line in note.splitlines()]
     lines.append(f"FROM ./{gguf_name}")
-    lines.append(f'TEMPLATE """{template}"""')
+    lines.append(f"TEMPLATE {ollama_quote(template, 'chat template')}")
     if fmt.default_system:
-        lines.append(f'SYSTEM """{fmt.default_system}"""')
+        lines.append(f"SYSTEM {ollama_quote(fmt.default_system, 'default system message')}")
     for stop in fmt.stop_sequences(eos_token):
-        lines.append(f"PARAMETER stop {json.dumps(stop)}")
+        lines.append(f"PARAMETER stop {ollama_quote(stop, 'stop sequence')}")
     for key, value in (parameters or {}).items():
         lines.append(f"PARAMETER {key} {value}")
     return "\n".join(lines) + "\n"
 
 
+def _unquote(text: str) -> tuple[str, bool]:
+    if text.startswith('"""'):
+        return (text[3:-3], True) if len(text) >= 6 and text.endswith('"""') else ("", False)
+    if text.startswith('"'):
+        return (text[1:-1], True) if len(text) >= 2 and text.endswith('"') else ("", False)
+    return text, True
+
+
+_COMMANDS = {"from", "license", "template", "system", "adapter", "draft", "renderer", "parser", "parameter",
+             "message", "requires"}
+
+
 def parse_modelfile(text: str) -> dict:
-    """Read back FROM, TEMPLATE, SYSTEM and PARAMETER lines of a Modelfile (what we write)."""
+    """Read a Modelfile the way Ollama's parser (parser/parser.go `ParseFile`) does.
+
+    A character-level state machine: a command word, then a value that ends at a line break
+    once its quotes are closed; quotes are stripped and nothing is unescaped. Returns FROM,
+    TEMPLATE, SYSTEM (the last of each) and every PARAMETER as (name, value), in order.
+    """
+    commands: list[tuple[str, str]] = []
+    state, buf, name, line = "nil", [], "", 1
+    for ch in text:
+        if ch in "\r\n":
+            line += 1
+        nxt, keep = _next_state(state, ch, line)
+        if nxt != state:
+            if state == "name":
+                word = "".join(buf).lower()
+                if word not in _COMMANDS:
+                    raise ModelfileError(f"Modelfile line {line}: unknown command {''.join(buf)!r}")
+                if word == "parameter":
+                    nxt = "parameter"
+                elif word == "message":
+                    nxt = "message"
+                name = "model" if word == "from" else word
+            elif state == "parameter":
+                name = "".join(buf)
+            elif state == "value":
+                value, ok = _unquote("".join(buf).strip(" \t\r\n"))
+                if not ok or ch in " \t":
+                    buf.append(ch)
+                    continue
+                commands.append((name, value))
+            buf, state = [], nxt
+        if keep is not None and keep.isprintable():
+            buf.append(keep)
+    if state == "value":
+        value, ok = _unquote("".join(buf).strip(" \t\r\n"))
+        if not ok:
+            raise ModelfileError("Modelfile ends inside a quoted value")
+        commands.append((name, value))
+    elif state not in ("nil", "comment"):
+        raise ModelfileError("Modelfile ends in the middle of a command")
     out: dict = {"parameters": []}
-    for match in re.finditer(r'^(FROM|TEMPLATE|SYSTEM|PARAMETER)[ \t]+(?:"""(.*?)"""|([^\n]*))$', text, re.M | re.S):
-        key, value = match.group(1), match.group(2) if match.group(2) is not None else match.group(3).strip()
-        if key == "PARAMETER":
-            name, _, raw = value.partition(" ")
-            out["parameters"].append((name, json.loads(raw) if raw.startswith('"') else raw))
-        else:
-            out[key.lower()] = value
+    for key, value in commands:
+        if key in ("model", "template", "system"):
+            out["from" if key == "model" else key] = value
+        elif key not in _COMMANDS:
+            out["parameters"].append((key, value))
     return out
+
+
+def _next_state(state: str, ch: str, line: int) -> tuple[str, str | None]:
+    """(next state, character to keep) for one character, as Ollama's `parseRuneForState`."""
+    space, newline = ch in " \t", ch in "\r\n"
+    if state == "nil":
+        if ch == "#":
+            return "comment", None
+        return ("nil", None) if space or newline else ("name", ch)
+    if state == "name":
+        if ch.isascii() and ch.isalpha():
+            return "name", ch
+        if space:
+            return "value", None
+        raise ModelfileError(f"Modelfile line {line}: a command word must be followed by a space")
+    if state == "value":
+        return ("nil", ch) if space or newline else ("value", ch)
+    if state in ("parameter", "message"):
+        if ch.isascii() and (ch.isalnum() or (ch == "_" and state == "parameter")):
+            return state, ch
+        if space:
+            return "value", None
+        raise ModelfileError(f"Modelfile line {line}: bad {state} name")
+    return ("nil", None) if newline else ("comment", None)
 
 
 # ---------------------------------------------------------------------------- Go template interpreter
