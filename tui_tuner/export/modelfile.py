@@ -104,9 +104,10 @@ def _probe_conversations(with_system: bool) -> list[list[dict[str, str]]]:
     base = [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello! How can I help?"},
             {"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4."},
             {"role": "user", "content": "Thanks"}]
-    convs = [base[:1], base[:3], base]
+    shapes = (base[:1], base[:2], base[:3], base[:4], base)
+    convs = list(shapes)
     if with_system:
-        convs += [[{"role": "system", "content": "You are terse."}] + c for c in (base[:1], base[:3], base)]
+        convs += [[{"role": "system", "content": "You are terse."}] + c for c in shapes]
     return convs
 
 
@@ -176,8 +177,10 @@ def _formats_for(user_suffix: str, generation_prompt: str, ending: str, no_sys: 
         if a0.startswith(head):
             system_prefix = a0[len(head):]
             # user_prefix ends both a1 (after the system suffix) and a3 (after the assistant suffix);
-            # try each common ending, longest first, and keep the one that verifies.
-            for n in range(min(len(a1), len(a3)), -1, -1):
+            # try each common ending, shortest first: the longest would also verify for a template
+            # with a default system message, but glue the end-of-turn marker (`<|im_end|>\n`) to the
+            # next user header, leaving the assistant no suffix to stop on.
+            for n in range(0, min(len(a1), len(a3)) + 1):
                 user_prefix = a1[len(a1) - n:]
                 if not a3.endswith(user_prefix):
                     continue
@@ -208,6 +211,8 @@ def _verifies(fmt: TurnFormat, render: Render, *, with_system: bool) -> bool:
         for gen in (True, False) if conv[-1]["role"] == "assistant" else (True,):
             expected = _try(render, conv, gen)
             if expected is None:
+                if not gen:
+                    continue  # the template refuses a finished conversation; prompts are what matter
                 return False
             if fmt.head + fmt.render(conv, gen) != expected:
                 return False
