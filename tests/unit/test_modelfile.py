@@ -147,3 +147,23 @@ def test_ollama_parser_keeps_backslashes_and_refuses_unknown_commands():
         parse_modelfile("FROM ./m.gguf\nBOGUS x\n")
     with pytest.raises(ModelfileError):
         modelfile_text("m.gguf", turn_format(jinja_render(CHATML)), eos_token='"""')
+
+
+# Like Llama 3.1: a system block (with a fixed header) is always written, empty when there is no system message.
+LLAMA_3_1 = ("{{- bos_token }}{{- '<|start_header_id|>system<|end_header_id|>\\n\\nCutting Knowledge Date: "
+             "December 2023\\n\\n' }}{%- if messages[0]['role'] == 'system' %}{{- messages[0]['content'] }}"
+             "{%- set messages = messages[1:] %}{%- endif %}{{- '<|eot_id|>' }}{%- for message in messages %}"
+             "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] + "
+             "'<|eot_id|>' }}{%- endfor %}{%- if add_generation_prompt %}"
+             "{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}")
+
+
+@pytest.mark.parametrize("source, end_of_turn", [(LLAMA_3_1, "<|eot_id|>"), (DEFAULT_SYSTEM, "<|im_end|>\n")])
+def test_default_system_templates_keep_the_end_of_turn_as_the_assistants_suffix(source, end_of_turn):
+    render = jinja_render(source, bos="<|begin_of_text|>")
+    fmt = turn_format(render, bos_token="<|begin_of_text|>")
+    assert fmt.assistant[1] == end_of_turn and fmt.user[1] == end_of_turn
+    parsed = parse_modelfile(modelfile_text("m.gguf", fmt, eos_token="</s>"))
+    for conv in (CONVERSATION, CONVERSATION[1:]):
+        assert fmt.head + render_go_template(parsed["template"], conv, system=parsed.get("system")) == render(conv, True)
+    assert [v for k, v in parsed["parameters"] if k == "stop"][0] == end_of_turn.strip()

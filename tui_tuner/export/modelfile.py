@@ -245,7 +245,14 @@ def go_template_for(fmt: TurnFormat) -> str:
         keyword = "if" if not branches else "else if"
         branches.append(f'{{{{ {keyword} eq .Role "{role}" }}}}{_go_literal(wrap[0])}{{{{ .Content }}}}'
                         f'{_go_literal(wrap[1])}')
-    return "{{ range .Messages }}" + "".join(branches) + "{{ end }}{{ end }}" + _go_literal(fmt.generation_prompt)
+    prelude = ""
+    if fmt.default_system == "" and fmt.system is not None:
+        # The template writes an empty system block when there is no system message (Llama 3.1:
+        # its header with the knowledge date). A Modelfile SYSTEM "" would not bring it back, so
+        # the Go template writes it itself when .System (the conversation's system text) is empty.
+        prelude = "{{ if .System }}{{ else }}" + _go_literal(fmt.system[0] + fmt.system[1]) + "{{ end }}"
+    return (prelude + "{{ range .Messages }}" + "".join(branches) + "{{ end }}{{ end }}"
+            + _go_literal(fmt.generation_prompt))
 
 
 def ollama_quote(text: str, what: str = "value") -> str:
@@ -496,8 +503,9 @@ def render_go_template(template: str, messages: Sequence[dict[str, str]], *, sys
     Modelfile SYSTEM is prepended as a system message when the conversation has none.
     """
     msgs = [dict(m) for m in messages]
-    if system is not None and not any(m["role"] == "system" for m in msgs):
+    if system and not any(m["role"] == "system" for m in msgs):
         msgs.insert(0, {"role": "system", "content": system})
     nodes, _, _ = _parse(_lex(template), 0, ())
-    root = {"messages": msgs, "system": system or ""}
+    # Like Ollama's template.Execute: .System is the conversation's system text.
+    root = {"messages": msgs, "system": "\n\n".join(m["content"] for m in msgs if m["role"] == "system")}
     return _execute(nodes, root, root)
