@@ -12,6 +12,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest
 
+_PERSISTENT_CACHE = os.environ.get("TUI_TUNER_CACHE")
+"""The cache as the session started (fixtures below may point TUI_TUNER_CACHE at a per-session folder)."""
+
 pytest_plugins = ["tests.infer_fixtures"]  # memorised-adapter runs for chat, eval and export
 
 
@@ -32,6 +35,70 @@ def demo_model_dir(tmp_path_factory):
         yield ensure_demo_model()
     finally:
         mp.undo()
+
+
+@pytest.fixture(scope="session")
+def llama_cpp_models():
+    """llama.cpp's `models/` folder (real vocabularies and chat templates), fetched once per machine.
+
+    Kept in the persistent cache (TUI_TUNER_CACHE as the session started, else ~/.cache/tui-tuner),
+    not a per-session one: fetching it is a 76 MB download. Skips with the reason when offline.
+    """
+    from tui_tuner.models.llama_cpp_sdist import LlamaCppUnavailable, ensure_vendored
+
+    mp = pytest.MonkeyPatch()
+    if _PERSISTENT_CACHE:
+        mp.setenv("TUI_TUNER_CACHE", _PERSISTENT_CACHE)
+    else:
+        mp.delenv("TUI_TUNER_CACHE", raising=False)
+    try:
+        return ensure_vendored("models") / "models"
+    except LlamaCppUnavailable as exc:
+        pytest.skip(f"llama.cpp's vocabularies and templates are unavailable: {exc}")
+    finally:
+        mp.undo()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(llama_cpp_models):
+    """`tiny_model("llama3")` -> the folder of that family's tiny real-tokenizer model.
+
+    Built once per machine into the persistent cache (building converts a real vocabulary,
+    tens of seconds per family); later sessions reuse it.
+    """
+    from tui_tuner.models.tiny_real import ensure_tiny_model
+
+    built: dict[str, object] = {}
+
+    def get(family: str):
+        if family not in built:
+            mp = pytest.MonkeyPatch()
+            if _PERSISTENT_CACHE:
+                mp.setenv("TUI_TUNER_CACHE", _PERSISTENT_CACHE)
+            else:
+                mp.delenv("TUI_TUNER_CACHE", raising=False)
+            try:
+                built[family] = ensure_tiny_model(family)
+            finally:
+                mp.undo()
+        return built[family]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def real_tokenizer(tiny_model):
+    """`real_tokenizer("qwen2.5")` -> that family's real tokenizer (with its real chat template), loaded once."""
+    from transformers import AutoTokenizer
+
+    loaded: dict[str, object] = {}
+
+    def get(family: str):
+        if family not in loaded:
+            loaded[family] = AutoTokenizer.from_pretrained(str(tiny_model(family)))
+        return loaded[family]
+
+    return get
 
 
 # ---------------------------------------------------------------------------- training runs

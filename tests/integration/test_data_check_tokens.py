@@ -69,3 +69,41 @@ def test_tokenizer_not_on_this_machine_is_a_note_not_an_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     tokenizer, note = load_tokenizer_if_local(ModelConfig(name_or_path="nobody-here/no-such-model"))
     assert tokenizer is None and "not available on this machine" in note and "no-such-model" in note
+
+
+def _config_for(tmp_path, model_dir) -> Path:
+    cfg = tmp_path / "show.yaml"
+    cfg.write_text(f"model:\n  name_or_path: {model_dir}\n  max_seq_length: 512\n"
+                   f"data:\n  train: {ROOT / 'data' / 'sample.jsonl'}\n")
+    return cfg
+
+
+def test_show_marks_what_is_trained_and_json_gives_ids_and_labels(tiny_model, tmp_path):
+    cfg = _config_for(tmp_path, tiny_model("llama3"))
+    data = tmp_path / "chat.jsonl"
+    data.write_text(json.dumps({"messages": [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Q1?"},
+        {"role": "assistant", "content": "Skip me.", "weight": 0}, {"role": "user", "content": "Q2?"},
+        {"role": "assistant", "content": "Learn me."}]}) + "\n" + json.dumps(
+        {"prompt": [{"role": "user", "content": "Hi"}], "completion": [{"role": "assistant", "content": "Yo"}]}) + "\n")
+    shown = cli("data", "check", str(data), "--config", str(cfg), "--show", "1")
+    assert shown.returncode == 0, shown.stderr
+    assert "trained text between ⟦ and ⟧" in shown.stdout  # piped: a marker, no colour codes
+    assert "\x1b[" not in shown.stdout
+    assert "Skip me.<|eot_id|><|start_header_id|>user" in shown.stdout
+    assert "⟦Learn me.<|eot_id|>⟧" in shown.stdout and "⟦Skip me." not in shown.stdout
+    assert "--- line 1" in shown.stdout and "--- line 2" not in shown.stdout
+
+    as_json = json.loads(cli("data", "check", str(data), "--config", str(cfg), "--show", "2", "--json").stdout)
+    examples = as_json["shown"]
+    assert [e["line"] for e in examples] == [1, 2]
+    for example in examples:
+        ids, labels = example["input_ids"], example["labels"]
+        assert len(ids) == len(labels) and all(lab in (-100, tok) for tok, lab in zip(ids, labels))
+        assert example["trained_tokens"] == sum(lab != -100 for lab in labels) > 0
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model("llama3")))
+    first = examples[0]
+    assert tokenizer.decode([t for t, lab in zip(first["input_ids"], first["labels"]) if lab != -100]) == \
+        "Learn me.<|eot_id|>"

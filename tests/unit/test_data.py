@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tui_tuner.config.schema import DataConfig
+from tui_tuner.data.formats import read_as
 from tui_tuner.data import load_dataset_file
 from tui_tuner.data import readers
 
@@ -70,9 +71,46 @@ def test_prompt_completion_strings_and_conversational(tmp_path):
         {"prompt": [{"role": "user", "content": "Hi"}], "completion": [{"role": "assistant", "content": "Hello"}]},
     ]))
     assert load.ok and load.format == "prompt_completion"
-    assert load.examples[0] == [{"role": "user", "content": "Capital of France?"},
-                                {"role": "assistant", "content": "Paris."}]
+    # trl's conventions: strings are plain text (no chat template), lists are conversational
+    assert load.examples[0] == [{"role": "prompt", "content": "Capital of France?"},
+                                {"role": "completion", "content": "Paris."}]
     assert load.examples[1][1] == {"role": "assistant", "content": "Hello"}
+    assert "plain text" in read_as("prompt_completion", load.examples[:1])
+    assert "conversational" in read_as("prompt_completion", load.examples[1:])
+
+
+def test_openai_weight_zero_turns_are_kept_as_context(tmp_path):
+    load = load_dataset_file(jsonl(tmp_path, [{"messages": [
+        {"role": "user", "content": "Q1"}, {"role": "assistant", "content": "bad", "weight": 0},
+        {"role": "user", "content": "Q2"}, {"role": "assistant", "content": "good", "weight": 1}]}]))
+    assert load.ok, [i.message for i in load.issues]
+    assert load.examples[0][1] == {"role": "assistant", "content": "bad", "weight": 0}
+    assert load.examples[0][3] == {"role": "assistant", "content": "good"}
+
+
+def test_weight_must_be_zero_or_one_and_something_must_be_trained(tmp_path):
+    load = load_dataset_file(jsonl(tmp_path, [
+        {"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A", "weight": 0.5}]},
+        {"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A", "weight": 0}]},
+    ]))
+    messages = [(i.line, i.message) for i in load.issues if i.severity == "error"]
+    assert any(line == 1 and "`weight` must be 0" in m for line, m in messages), messages
+    assert any(line == 2 and "nothing in this conversation is trained" in m for line, m in messages), messages
+
+
+def test_conversations_with_role_and_content_are_accepted(tmp_path):
+    load = load_dataset_file(jsonl(tmp_path, [{"conversations": [
+        {"role": "system", "content": "S"}, {"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]}]))
+    assert load.ok, [i.message for i in load.issues]
+    assert load.examples[0] == [{"role": "system", "content": "S"}, {"role": "user", "content": "Q"},
+                                {"role": "assistant", "content": "A"}]
+
+
+def test_preference_files_are_named_as_such(tmp_path):
+    load = load_dataset_file(jsonl(tmp_path, [{"prompt": "Q", "chosen": "good", "rejected": "bad"}]))
+    assert not load.ok
+    message = load.issues[0].message
+    assert "preference" in message and "chosen" in message and "data.fields: {completion: chosen}" in message
 
 
 def test_plain_text_stays_text(tmp_path):

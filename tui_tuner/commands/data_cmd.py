@@ -1,9 +1,13 @@
-"""`tui-tuner data check FILE [--config C] [--set k=v] [--json]`: check a dataset file.
+"""`tui-tuner data check FILE [--config C] [--set k=v] [--show N] [--json]`: check a dataset file.
 
 Reports the format detected, the example count, token lengths (with the tokenizer of the
 model `--config` names, when it is on this machine), how many examples `max_seq_length`
 would truncate, duplicates, empty fields and every issue with its line. Exit status 2
 when there are errors.
+
+`--show N` prints the first N examples exactly as the model sees them, the trained tokens
+marked: in colour on a terminal, between ⟦ and ⟧ when piped. With `--json`, each shown
+example adds its `input_ids` and `labels` (-100 where not trained).
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_set_option(check)
     check.add_argument("--no-tokenizer", action="store_true",
                        help="skip token-length statistics (no model tokenizer is loaded)")
+    check.add_argument("--show", type=int, default=0, metavar="N",
+                       help="print the first N examples as the model sees them, trained parts marked (needs the "
+                            "model's tokenizer: --config)")
     check.add_argument("--json", action="store_true", help="print a JSON report (every issue, uncapped)")
     check.set_defaults(handler=run_check)
 
@@ -78,13 +85,70 @@ def run_check(args: argparse.Namespace) -> int:
             report.config_issues.append(ConfigIssue("model.chat_template", problem, file=args.config))
             tokenizer = None
     report.files.append(check_file(args.file, cfg, tokenizer, chat_template=template, shown=args.file))
+    shown = _shown_examples(report.files[0].load, cfg, tokenizer, template, args.show) if args.show > 0 else []
+    if args.show > 0 and tokenizer is None:
+        why = report.tokenizer_note or "no tokenizer"
+        print(f"--show needs the model's tokenizer ({why}); pass --config CONFIG naming a model on this machine.",
+              file=sys.stderr)
 
     if args.json:
-        print(json.dumps({"file": args.file, **report.as_dict()}, indent=2))
+        out = {"file": args.file, **report.as_dict()}
+        if args.show > 0:
+            out["shown"] = shown
+        print(json.dumps(out, indent=2, ensure_ascii=False))
     else:
+        if shown:
+            _print_shown(shown, colour=sys.stdout.isatty())
         print_issues(report.config_issues + report.capped_issues(PRINTED_ISSUES))
         left = report.left_out(PRINTED_ISSUES)
         if left:
             print(f"... and {left} more issue(s); --json lists them all", file=sys.stderr)
         print(report.summary_text())
     return 0 if report.ok else 2
+
+
+TRAINED_OPEN, TRAINED_CLOSE = "⟦", "⟧"
+_GREEN, _DIM, _RESET = "\x1b[1;32m", "\x1b[2m", "\x1b[0m"
+
+
+def _shown_examples(load, cfg, tokenizer, template, count: int) -> list[dict]:
+    """The first `count` examples tokenized as training will: line, segments, input_ids and labels."""
+    from tui_tuner.chat_format.templates import ChatTemplateError
+    from tui_tuner.data.tokenize import tokenize_conversation, trained_segments
+
+    if tokenizer is None:
+        return []
+    out = []
+    for conversation, line in list(zip(load.examples, load.lines))[:count]:
+        try:
+            enc = tokenize_conversation(tokenizer, conversation, cfg.model.max_seq_length,
+                                        cfg.data.completion_only_loss, template)
+        except ChatTemplateError as exc:
+            out.append({"line": line, "error": str(exc)})
+            continue
+        out.append({"line": line, "segments": [{"text": t, "trained": k} for t, k in
+                                               trained_segments(tokenizer, enc["input_ids"], enc["labels"])],
+                    "truncated": enc["truncated"], "trained_tokens": enc["trained_tokens"],
+                    "input_ids": enc["input_ids"], "labels": enc["labels"]})
+    return out
+
+
+def _print_shown(shown: list[dict], *, colour: bool) -> None:
+    legend = (f"{_GREEN}trained text in green{_RESET}, {_DIM}the rest dim{_RESET}" if colour
+              else f"trained text between {TRAINED_OPEN} and {TRAINED_CLOSE}")
+    print(f"examples as the model sees them ({legend}):")
+    for example in shown:
+        print(f"--- line {example['line']}" + (f": {example['error']}" if "error" in example else
+                                                f" ({example['trained_tokens']} trained tokens"
+                                                + (", truncated" if example["truncated"] else "") + ")"))
+        if "error" in example:
+            continue
+        parts = []
+        for segment in example["segments"]:
+            text = segment["text"]
+            if colour:
+                parts.append(f"{_GREEN if segment['trained'] else _DIM}{text}{_RESET}")
+            else:
+                parts.append(f"{TRAINED_OPEN}{text}{TRAINED_CLOSE}" if segment["trained"] else text)
+        print("".join(parts))
+    print("---")

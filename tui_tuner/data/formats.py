@@ -2,12 +2,16 @@
 
 Every format becomes a list of `{"role": "system"|"user"|"assistant", "content": str}`
 messages, except plain text, which stays text: one message `{"role": "text", "content": ...}`
-that is trained on as-is (no chat template, every token in the loss).
+that is trained on as-is (no chat template, every token in the loss), and plain prompt/completion
+strings: `{"role": "prompt"}` then `{"role": "completion"}` (no chat template, the completion trained).
 
     instruction        {"instruction", "input"?, "output", "system"?}           (Alpaca)
-    chat               {"messages": [{"role", "content"}, ...]}
+    chat               {"messages": [{"role", "content", "weight"?}, ...]}  (OpenAI: weight 0 = not trained)
     sharegpt           {"conversations": [{"from": human|gpt|system, "value"}, ...]}
-    prompt_completion  {"prompt", "completion"}  (strings, or lists of chat messages)
+                       (or `conversations` whose turns use role/content, read as chat turns)
+    prompt_completion  {"prompt", "completion"}: strings are plain text (trl's standard form: no chat
+                       template, the completion trained); lists of chat messages are conversational
+    (preference files, {"prompt", "chosen", "rejected"}, are named as such: SFT needs one answer)
     text               {"text"}
     reasoning          instruction + a thinking field (reasoning / thinking / chain_of_thought / ...)
                        -> the answer becomes "<think>\\n{reasoning}\\n</think>\\n\\n{output}"
@@ -19,12 +23,14 @@ import difflib
 import json
 from typing import Any, Callable
 
+from tui_tuner.chat_format.templates import COMPLETION_ROLE, PROMPT_ROLE
+
 FORMATS = ("instruction", "chat", "sharegpt", "prompt_completion", "text", "reasoning")
 FORMAT_LABELS = {
     "instruction": "instruction (Alpaca: instruction/input/output)",
     "chat": "chat (messages with role/content)",
     "sharegpt": "ShareGPT (conversations with from/value)",
-    "prompt_completion": "prompt/completion",
+    "prompt_completion": "prompt/completion",  # see read_as: plain text or conversational
     "text": "plain text",
     "reasoning": "reasoning (instruction/output with a separate thinking field)",
 }
@@ -49,7 +55,10 @@ _RECORD_FIELDS = {
     "prompt_completion": {"prompt", "completion", "system"},
     "text": {"text"},
 }
-_MESSAGE_FIELDS = {"role", "content", "from", "value", "name", *THINKING_FIELDS}
+_MESSAGE_FIELDS = {"role", "content", "from", "value", "name", "weight", *THINKING_FIELDS}
+NOT_TRAINED = "weight"
+"""Message key: an assistant message with `weight: 0` (OpenAI's fine-tuning format) is context, not trained."""
+PREFERENCE_FIELDS = ("chosen", "rejected")
 
 Report = Callable[[str, str], None]
 """report(severity, message) for the record being normalized."""
@@ -66,6 +75,8 @@ def thinking_answer(reasoning: str, answer: str) -> str:
 def detect_format(record: dict[str, Any]) -> str | None:
     """The format a single record is in, judged from its field names, or None."""
     keys = set(record)
+    if is_preference(record):
+        return None
     if "messages" in keys:
         return "chat"
     if "conversations" in keys:
@@ -79,8 +90,17 @@ def detect_format(record: dict[str, Any]) -> str | None:
     return None
 
 
+def is_preference(record: dict[str, Any]) -> bool:
+    """A preference record (prompt/chosen/rejected, as DPO/ORPO/KTO-style training reads)."""
+    return all(k in record for k in PREFERENCE_FIELDS)
+
+
 def describe_unknown(record: dict[str, Any]) -> str:
     """Why a record's format cannot be told, and how to map its fields."""
+    if is_preference(record):
+        return ("this is a preference record (`prompt`/`chosen`/`rejected`, for preference training such as DPO): "
+                "supervised fine-tuning learns one answer per example. To fine-tune on the preferred answers, map "
+                "them: data.fields: {completion: chosen} (the `rejected` field is then ignored).")
     keys = list(record)
     shown = ", ".join(f"`{k}`" for k in keys[:8]) or "no fields"
     hint = ""
@@ -241,7 +261,19 @@ def _turns(value: Any, name: str, role_key: str, content_key: str, allowed: dict
         if role == "assistant":
             thought = next((turn[k] for k in THINKING_FIELDS if isinstance(turn.get(k), str)), "")
             content = thinking_answer(thought, content) if thought else content
-        messages.append({"role": role, "content": content})
+        message = {"role": role, "content": content}
+        if NOT_TRAINED in turn:
+            weight = turn[NOT_TRAINED]
+            if weight not in (0, 1) or isinstance(weight, bool):
+                report("error", f"turn {i}: `weight` must be 0 (not trained) or 1 (trained), got {json.dumps(weight)}.")
+                ok = False
+                continue
+            if role != "assistant":
+                report("warning", f"turn {i}: `weight` only applies to assistant turns; a {role} turn is never "
+                                  "trained.")
+            elif weight == 0:
+                message[NOT_TRAINED] = 0
+        messages.append(message)
     return messages if ok else None
 
 
@@ -271,6 +303,11 @@ def check_order(messages: list[dict[str, str]], report: Report) -> bool:
     if last["role"] != "assistant":
         report("error", f"the conversation ends with a `{last['role']}` turn (turn {last_index}): it must end "
                         "with the assistant's answer, or there is nothing to learn.")
+        ok = False
+    answers = [m for _, m in body if m["role"] == "assistant"]
+    if answers and all(m.get(NOT_TRAINED) == 0 for m in answers):
+        report("error", "every assistant turn has `weight: 0`, so nothing in this conversation is trained; give at "
+                        "least one answer weight 1 (or drop the field).")
         ok = False
     for i, m in body:
         if m["role"] == "assistant" and not m["content"].strip():
@@ -316,9 +353,19 @@ def normalize(record: dict[str, Any], fmt: str, report: Report, empty: Callable[
         if "conversations" not in record:
             report("error", "missing field `conversations` (a list of {\"from\", \"value\"} turns).")
             return None
-        messages = _turns(record["conversations"], "conversations", "from", "value", SHAREGPT_ROLES, report)
+        turns = record["conversations"]
+        first = next((t for t in turns if isinstance(t, dict)), {}) if isinstance(turns, list) else {}
+        if "role" in first and "from" not in first:  # role/content turns under `conversations`
+            messages = _turns(turns, "conversations", "role", "content", SHAREGPT_ROLES, report)
+        else:
+            messages = _turns(turns, "conversations", "from", "value", SHAREGPT_ROLES, report)
     elif fmt == "prompt_completion":
         messages = _prompt_completion(record, report)
+        if messages and messages[0]["role"] == PROMPT_ROLE:
+            if isinstance(record.get("system"), str) and record["system"].strip():
+                report("warning", "`system` is ignored: plain prompt/completion text has no chat template to put "
+                                  "a system prompt in (use conversational prompt/completion lists for that).")
+            return messages
     elif fmt == "text":
         text = _string(record, "text", report, required=True)
         return None if text is None else [{"role": TEXT_ROLE, "content": text}]
@@ -353,4 +400,15 @@ def _prompt_completion(record: dict[str, Any], report: Report) -> list[dict[str,
     c_text = _string(record, "completion", report, required=True)
     if p_text is None or c_text is None:
         return None
-    return [{"role": "user", "content": p_text}, {"role": "assistant", "content": c_text}]
+    # trl's standard (not conversational) form: plain text, no chat template
+    return [{"role": PROMPT_ROLE, "content": p_text}, {"role": COMPLETION_ROLE, "content": c_text}]
+
+
+def read_as(fmt: str, examples: list[list[dict[str, str]]]) -> str:
+    """How a file's examples are fed to the model, in words (`data check` prints it)."""
+    if fmt == "prompt_completion" and examples:
+        if examples[0][0]["role"] == PROMPT_ROLE:
+            return ("prompt/completion as plain text (trl's standard form): no chat template, the completion "
+                    "and an end-of-sequence token are trained")
+        return "prompt/completion as conversations (trl's conversational form): rendered with the chat template"
+    return FORMAT_LABELS.get(fmt, fmt)

@@ -124,7 +124,7 @@ def load_dataset_file(path: str | Path, data_cfg: Any = None, *, shown: str | No
             first_unused_line = first_unused_line or line
         if conversation is None:
             continue
-        if system_prompt and conversation[0]["role"] not in ("system", "text"):
+        if system_prompt and conversation[0]["role"] not in ("system", "text", "prompt"):
             conversation.insert(0, {"role": "system", "content": system_prompt})
         key = json.dumps(conversation, sort_keys=True, ensure_ascii=False)
         if key in seen:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tui_tuner.data.formats import FORMAT_LABELS, mapping_problems
+from tui_tuner.data.formats import FORMAT_LABELS, mapping_problems, read_as
 from tui_tuner.data.issues import DataIssue, capped
 from tui_tuner.data.loader import DatasetLoad, load_dataset_file
 
@@ -36,21 +36,31 @@ class TokenStats:
     total_tokens: int
     trained_tokens: int
     """Tokens in the loss after truncation (the answers only, with completion-only loss)."""
+    refused: list[tuple[int, str]] = field(default_factory=list)
+    """(line, the template's message) for examples the chat template refuses to render."""
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        out["refused"] = [{"line": line, "message": message} for line, message in self.refused]
+        return out
 
 
 def token_stats(tokenizer: Any, examples: list[list[dict[str, str]]], lines: list[int], max_seq_length: int,
                 completion_only_loss: bool, chat_template: str | None) -> TokenStats | None:
     """Tokenize every example as training will and summarise the lengths (None when there are no examples)."""
+    from tui_tuner.chat_format.templates import ChatTemplateError
     from tui_tuner.data.tokenize import tokenize_conversation
 
     if not examples:
         return None
     lengths, truncated_lines, no_answer, total, trained = [], [], 0, 0, 0
+    refused: list[tuple[int, str]] = []
     for conversation, line in zip(examples, lines):
-        enc = tokenize_conversation(tokenizer, conversation, max_seq_length, completion_only_loss, chat_template)
+        try:
+            enc = tokenize_conversation(tokenizer, conversation, max_seq_length, completion_only_loss, chat_template)
+        except ChatTemplateError as exc:
+            refused.append((line, template_refusal(exc, conversation)))
+            continue
         lengths.append(enc["length"])
         total += min(enc["length"], max_seq_length)
         trained += enc["trained_tokens"]
@@ -58,11 +68,30 @@ def token_stats(tokenizer: Any, examples: list[list[dict[str, str]]], lines: lis
             truncated_lines.append(line)
             if enc["trained_tokens"] == 0:
                 no_answer += 1
-    ordered = sorted(lengths)
+    ordered = sorted(lengths) or [0]
     p95 = ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
-    return TokenStats(min=ordered[0], mean=round(sum(lengths) / len(lengths), 1), p95=p95, max=ordered[-1],
+    return TokenStats(min=ordered[0], mean=round(sum(lengths) / max(1, len(lengths)), 1), p95=p95, max=ordered[-1],
                       max_seq_length=max_seq_length, truncated=len(truncated_lines), truncated_lines=truncated_lines,
-                      no_answer_left=no_answer, total_tokens=total, trained_tokens=trained)
+                      no_answer_left=no_answer, total_tokens=total, trained_tokens=trained, refused=refused)
+
+
+def template_refusal(exc: Exception, conversation: list[dict[str, str]]) -> str:
+    """A data-check message for a conversation the model's chat template refuses, saying what to change."""
+    said = str(exc)
+    lowered = said.lower()
+    if getattr(exc, "raised_by_template", False):
+        head = f"the model's chat template refuses this conversation: \"{said}\""
+    else:
+        head = f"the model's chat template cannot render this conversation ({said})"
+    if "system" in lowered and any(m.get("role") == "system" for m in conversation):
+        hint = ("this model has no system role (Gemma 1/2 for example): remove the system prompt, or put its text "
+                "at the start of the first user turn")
+    elif "alternate" in lowered:
+        hint = ("this model demands strictly alternating user/assistant turns after an optional system prompt "
+                "(Mistral for example): merge consecutive turns of the same role")
+    else:
+        hint = "change the example, or pick another template with model.chat_template"
+    return f"{head}; {hint}."
 
 
 @dataclass
@@ -84,7 +113,8 @@ class FileReport:
         load = self.load
         return {
             "file": self.shown, "config_key": self.config_key, "format": load.format,
-            "format_label": FORMAT_LABELS.get(load.format, load.format), "examples": len(load.examples),
+            "format_label": FORMAT_LABELS.get(load.format, load.format),
+            "read_as": read_as(load.format, load.examples), "examples": len(load.examples),
             "records": load.records, "limited_to": load.limited_to, "format_counts": load.format_counts,
             "duplicates": len(load.duplicates), "duplicate_lines": [list(p) for p in load.duplicates],
             "empty_fields": load.empty_fields, "unused_fields": load.unused_fields,
@@ -161,6 +191,8 @@ class DataReport:
             if load.records != len(load.examples) and load.limited_to is None:
                 count += f" usable of {load.records} record(s)"
             lines.append(f"dataset {report.shown}{role}: {FORMAT_LABELS.get(load.format, load.format)}, {count}")
+            if load.format == "prompt_completion" and load.examples:
+                lines.append(f"  read as {read_as(load.format, load.examples)}")
             t = report.tokens
             if t is not None:
                 who = f" [{self.tokenizer_name}, {self.chat_template_name} template]" if self.tokenizer_name else ""
@@ -190,8 +222,12 @@ def _shown_path(path: Path) -> str:
 
 def _token_issues(report: FileReport) -> list[DataIssue]:
     t = report.tokens
-    if t is None or not t.truncated:
+    if t is None:
         return []
+    refused = [DataIssue(report.shown, line, message, None, "error", report.load.row_based)
+               for line, message in t.refused]
+    if not t.truncated:
+        return refused
     lines = ", ".join(map(str, t.truncated_lines[:_SHOWN_LINES])) + (" ..." if t.truncated > _SHOWN_LINES else "")
     out = [DataIssue(report.shown, t.truncated_lines[0], f"{t.truncated} of {len(report.load.examples)} examples "
                      f"are longer than model.max_seq_length={t.max_seq_length} tokens (longest {t.max}) and will "
@@ -206,7 +242,7 @@ def _token_issues(report: FileReport) -> list[DataIssue]:
     elif t.no_answer_left:
         out.append(DataIssue(report.shown, None, f"{t.no_answer_left} truncated example(s) lose their whole answer "
                              "and teach nothing: raise max_seq_length or shorten their prompts.", None, "warning"))
-    return out
+    return refused + out
 
 
 def check_file(path: str | Path, cfg: Any = None, tokenizer: Any = None, *, config_key: str | None = None,
@@ -312,10 +348,10 @@ def load_tokenizer_if_local(model_cfg: Any) -> tuple[Any, str | None]:
     try:
         from transformers import AutoTokenizer
 
-        if name == DEMO_MODEL_ID:
-            from tui_tuner.models.demo import ensure_demo_model
+        from tui_tuner.models.demo import is_builtin_model, resolve_model_path
 
-            source = str(ensure_demo_model())
+        if name == DEMO_MODEL_ID or is_builtin_model(name):
+            source = resolve_model_path(name)
         else:
             source = str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name
         tokenizer = AutoTokenizer.from_pretrained(source, revision=model_cfg.revision, local_files_only=True,

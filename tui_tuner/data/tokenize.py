@@ -1,7 +1,9 @@
 """Token ids and loss labels for one conversation: what the training engine feeds the model.
 
-The conversation is rendered once through the chat template (the same text chat and eval
-prompt with) and tokenized once, without extra special tokens (the template places them).
+The conversation is rendered through the chat template (the same text chat and eval prompt
+with) and tokenized once, without extra special tokens (the template places them). Where each
+answer lies comes from one rendering with every message's text marked (or from the template's
+`{% generation %}` blocks), then token offsets; see `assistant_spans`.
 With `completion_only_loss`, labels are -100 except on each assistant answer and the
 end-of-turn marker the template writes after it (e.g. `<|im_end|>`), so the model learns
 to answer and to stop. A plain-text example is tokenized as-is, every token in the loss.
@@ -9,52 +11,208 @@ to answer and to stop. A plain-text example is tokenized as-is, every token in t
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
-from tui_tuner.data.formats import TEXT_ROLE, THINK_CLOSE
-from tui_tuner.chat_format.templates import render_conversation, resolve_chat_template
+from tui_tuner.chat_format.templates import (
+    has_generation_tags, render_conversation, render_conversation_with_spans, resolve_chat_template,
+    special_token_kwargs,
+)
+from tui_tuner.chat_format.templates import PROMPT_ROLE
+from tui_tuner.data.formats import NOT_TRAINED, TEXT_ROLE, THINK_CLOSE, THINK_OPEN
 
 IGNORE_INDEX = -100
-_END_MARKERS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "</s>", "<|endoftext|>")
+_END_MARKERS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<turn|>", "<｜end▁of▁sentence｜>",
+                "</s>", "<|endoftext|>", "<|end_of_text|>", "<eos>")
+# Private-use characters (U+E000..U+F8FF) wrap each message's text in the one marked rendering:
+# message i gets three of its own (start, answer start, end). A conversation that already
+# contains such characters, or is longer than they allow, is rendered turn by turn instead.
+_MARK_BASE, _MARK_LIMIT = 0xE000, 0xF8FF
+
+
+def _marks(index: int) -> tuple[str, str, str]:
+    code = _MARK_BASE + 3 * index
+    return chr(code), chr(code + 1), chr(code + 2)
+
+
+def _is_mark(char: str) -> bool:
+    return _MARK_BASE <= ord(char) <= _MARK_LIMIT
 
 
 def _template_for(tokenizer: Any, chat_template: str | None) -> str:
     return chat_template if chat_template else resolve_chat_template("auto", tokenizer)
 
 
-def assistant_spans(template: str, tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered conversation and the character span of each assistant answer plus its end-of-turn marker."""
+def _mark(index: int, message: dict[str, Any]) -> dict[str, Any]:
+    """The message with its text wrapped in its markers, inside its outer whitespace (templates often trim).
+
+    An assistant answer with a thinking block gets a second start marker before the answer proper,
+    for templates that drop the thinking block.
+    """
+    content = message.get("content")
+    if not isinstance(content, str) or not content.strip():
+        return message
+    start, answer_start, end = _marks(index)
+    core = content.strip()
+    lead = content[: len(content) - len(content.lstrip())]
+    trail = content[len(content.rstrip()):]
+    if message.get("role") == "assistant" and THINK_CLOSE in core:
+        thought, _, answer = core.rpartition(THINK_CLOSE)
+        gap = answer[: len(answer) - len(answer.lstrip())]
+        core = thought + THINK_CLOSE + gap + answer_start + answer.lstrip()
+    return {**message, "content": lead + start + core + end + trail}
+
+
+def _strip_marks(text: str) -> tuple[str, dict[str, int]]:
+    """`text` without markers, and where each marker was in the stripped text."""
+    out: list[str] = []
+    found: dict[str, int] = {}
+    for char in text:
+        if _is_mark(char):
+            found.setdefault(char, len(out))
+        else:
+            out.append(char)
+    return "".join(out), found
+
+
+def _end_of_turn(text: str, tokenizer: Any) -> str | None:
+    """The end-of-turn token the template wrote at the start of `text` (spaces allowed before it), or None."""
+    rest = text.lstrip(" ")
+    candidates = [getattr(tokenizer, "eos_token", None), *_END_MARKERS]
+    return next((m for m in candidates if m and rest.startswith(m)), None)
+
+
+@lru_cache(maxsize=32)
+def _generation_prompt(template: str, specials: tuple[tuple[str, str], ...]) -> str | None:
+    """What the template adds for `add_generation_prompt` (e.g. `<|im_start|>assistant\\n`), or None."""
+    from tui_tuner.chat_format.templates import ChatTemplateError, render_template
+
+    probe = [{"role": "user", "content": "x"}]
+    kwargs = dict(specials)
+    try:
+        without = render_template(template, probe, False, **kwargs)
+        with_prompt = render_template(template, probe, True, **kwargs)
+    except ChatTemplateError:
+        return None
+    if not with_prompt.startswith(without) or len(with_prompt) == len(without):
+        return None
+    return with_prompt[len(without):]
+
+
+def assistant_spans(template: str, tokenizer: Any, messages: list[dict[str, Any]]) -> tuple[str, list[tuple[int, int]]]:
+    """The training text of a conversation and the character span of each assistant answer plus its end-of-turn.
+
+    The conversation is rendered once with each message's text marked, which gives where every
+    message landed; an assistant span runs from the end of the template's assistant header (its
+    generation prompt) to the end of the answer plus the end-of-turn token the template writes.
+    Templates with `{% generation %}` blocks give the spans themselves. A reasoning template that
+    drops the thinking block of the final answer is trained on the text inference sees: the
+    generation prompt followed by the whole answer, thinking included.
+    """
+    if has_generation_tags(template):
+        text, spans = render_conversation_with_spans(tokenizer, messages, chat_template=template)
+        answers = [m for m in messages if m.get("role") == "assistant"]
+        if len(answers) == len(spans):  # one generation block per answer: honour weight 0
+            spans = [span for span, m in zip(spans, answers) if m.get(NOT_TRAINED) != 0]
+        return text, spans
     full = render_conversation(tokenizer, messages, chat_template=template)
+    if 3 * len(messages) > _MARK_LIMIT - _MARK_BASE or any(
+            _is_mark(c) for m in messages if isinstance(m.get("content"), str) for c in m["content"]):
+        return full, _spans_by_prefix(template, tokenizer, messages, full)
+    marked = render_conversation(tokenizer, [_mark(i, m) for i, m in enumerate(messages)], chat_template=template)
+    text, found = _strip_marks(marked)
+    if text != full:  # the template reacts to the markers (it inspects the text): do it turn by turn
+        return full, _spans_by_prefix(template, tokenizer, messages, full)
+    header = _generation_prompt(template, tuple(sorted(special_token_kwargs(tokenizer).items())))
+    spans: list[tuple[int, int]] = []
+    previous_end = 0
+    for index, message in enumerate(messages):
+        start_mark, answer_mark, end_mark = _marks(index)
+        first = found.get(start_mark, found.get(answer_mark))
+        last = found.get(end_mark)
+        if first is None or last is None:
+            continue  # the template dropped this message's text (or its thinking block and nothing else)
+        if message["role"] == "assistant" and message.get(NOT_TRAINED) != 0:
+            start = first
+            if header:
+                at = text.rfind(header, previous_end, first)
+                if at >= 0:
+                    start = at + len(header)
+            marker = _end_of_turn(text[last:], tokenizer)
+            end = last + (text[last:].index(marker) + len(marker) if marker else 0)
+            spans.append((start, end))
+        previous_end = last
+    return _as_inference_renders(template, tokenizer, messages, text, spans)
+
+
+def _as_inference_renders(template: str, tokenizer: Any, messages: list[dict[str, Any]], text: str,
+                          spans: list[tuple[int, int]]) -> tuple[str, list[tuple[int, int]]]:
+    """Make the final answer follow exactly the prompt inference builds for it.
+
+    Most templates render a finished turn as prompt + answer, and nothing changes. Some do not:
+    reasoning templates that drop the final answer's thinking block (DeepSeek-R1 distills), or
+    whose generation prompt adds what a finished turn lacks (Gemma 4's empty thought channel).
+    Their final answer is trained as the model will produce it: after the inference prompt,
+    thinking included (`enable_thinking=True` when the answer has a thinking block).
+    """
+    final = messages[-1]
+    if final.get("role") != "assistant" or not spans or not isinstance(final.get("content"), str) \
+            or final.get(NOT_TRAINED) == 0:
+        return text, spans
+    thinking = THINK_CLOSE in final["content"]
+    extra = {"enable_thinking": True} if thinking else {}
+    prompt = render_conversation(tokenizer, messages[:-1], add_generation_prompt=True, chat_template=template,
+                                 **extra)
+    if text[: spans[-1][0]] == prompt and not _drops_final_thinking(final["content"], text):
+        return text, spans
+    earlier = spans[:-1]
+    if earlier and (earlier[-1][1] > len(prompt) or prompt[: earlier[-1][1]] != text[: earlier[-1][1]]):
+        return text, spans  # the history renders differently in the prompt: keep the template's own text
+    answer = final["content"].strip()
+    opened = prompt.rstrip().endswith(THINK_OPEN)  # e.g. DeepSeek-R1 distills end the prompt with "<think>\n"
+    if opened and answer.startswith(THINK_OPEN):
+        answer = answer[len(THINK_OPEN):].lstrip("\n") if prompt.endswith("\n") else answer[len(THINK_OPEN):]
+    ended = text[spans[-1][0]:spans[-1][1]]
+    end_text = next((m for m in (getattr(tokenizer, "eos_token", None), *_END_MARKERS) if m and ended.endswith(m)), "")
+    full = prompt + answer + end_text
+    return full, [*earlier, (len(prompt), len(full))]
+
+
+def _drops_final_thinking(content: str, text: str) -> bool:
+    if THINK_CLOSE not in content:
+        return False
+    thought = content.rpartition(THINK_CLOSE)[0].replace(THINK_OPEN, "").strip()
+    return bool(thought) and thought not in text
+
+
+def _spans_by_prefix(template: str, tokenizer: Any, messages: list[dict[str, Any]],
+                     full: str) -> list[tuple[int, int]]:
+    """Spans found by rendering the conversation turn by turn (for templates that inspect message text)."""
     spans: list[tuple[int, int]] = []
     cursor = 0
     for i, message in enumerate(messages):
-        if message["role"] != "assistant":
+        if message["role"] != "assistant" or message.get(NOT_TRAINED) == 0:
             continue
         before = render_conversation(tokenizer, messages[:i], add_generation_prompt=True, chat_template=template)
         through = render_conversation(tokenizer, messages[: i + 1], chat_template=template)
         if full.startswith(through) and through.startswith(before) and len(before) >= cursor:
-            # The usual case: the template renders each turn the same whatever follows it.
             turn = through[len(before):]
             start, end = len(before), len(before) + len(turn.rstrip())
         else:
-            # Templates that rewrite earlier turns (e.g. drop old thinking blocks): find the answer.
             content = message["content"].strip()
             start = full.find(content, cursor)
             if start < 0 and THINK_CLOSE in content:
-                # the template dropped this turn's thinking block: train the answer it kept
                 content = content.split(THINK_CLOSE)[-1].strip()
                 start = full.find(content, cursor) if content else -1
             if start < 0:
                 continue
             end = start + len(content)
-            rest = full[end:]
-            marker = next((m for m in (getattr(tokenizer, "eos_token", None), *_END_MARKERS)
-                           if m and rest.lstrip(" ").startswith(m)), None)
+            marker = _end_of_turn(full[end:], tokenizer)
             if marker:
-                end += rest.index(marker) + len(marker)
+                end += full[end:].index(marker) + len(marker)
         spans.append((start, end))
         cursor = end
-    return full, spans
+    return spans
 
 
 def tokenize_conversation(tokenizer: Any, messages: list[dict[str, str]], max_seq_length: int,
@@ -70,6 +228,15 @@ def tokenize_conversation(tokenizer: Any, messages: list[dict[str, str]], max_se
     if len(messages) == 1 and messages[0]["role"] == TEXT_ROLE:
         ids = _encode_text(tokenizer, messages[0]["content"])
         labels = list(ids)
+    elif messages[0]["role"] == PROMPT_ROLE:
+        # trl's plain prompt/completion: no chat template; the completion and an EOS are trained
+        full, spans = render_conversation_with_spans(tokenizer, messages)
+        ids, labels = _encode_with_spans(tokenizer, full, spans)
+        eos = getattr(tokenizer, "eos_token_id", None)
+        if eos is not None and (not ids or ids[-1] != eos):
+            ids, labels = ids + [eos], labels + [eos]
+        if not completion_only_loss:
+            labels = list(ids)
     else:
         template = _template_for(tokenizer, chat_template)
         full, spans = assistant_spans(template, tokenizer, messages)
@@ -122,8 +289,30 @@ def _encode_with_spans(tokenizer: Any, text: str, spans: list[tuple[int, int]]) 
     return ids, labels
 
 
-def encode_prompt(tokenizer: Any, messages: list[dict[str, str]], chat_template: str | None = None) -> list[int]:
-    """Token ids that prompt the model for the next assistant turn, exactly as training rendered them."""
+def encode_prompt(tokenizer: Any, messages: list[dict[str, str]], chat_template: str | None = None,
+                  **template_kwargs: Any) -> list[int]:
+    """Token ids that prompt the model for the next assistant turn, exactly as training rendered them.
+
+    `template_kwargs` are further template variables (e.g. `enable_thinking=True`).
+    """
     template = _template_for(tokenizer, chat_template)
-    text = render_conversation(tokenizer, messages, add_generation_prompt=True, chat_template=template)
+    text = render_conversation(tokenizer, messages, add_generation_prompt=True, chat_template=template,
+                               **template_kwargs)
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def trained_segments(tokenizer: Any, input_ids: list[int], labels: list[int]) -> list[tuple[str, bool]]:
+    """The example as text, cut into (text, trained) pieces: what `data check --show` marks."""
+    segments: list[tuple[str, bool]] = []
+    run: list[int] = []
+    trained = None
+    for token, label in zip(input_ids, labels):
+        flag = label != IGNORE_INDEX
+        if trained is not None and flag != trained:
+            segments.append((tokenizer.decode(run), trained))
+            run = []
+        run.append(token)
+        trained = flag
+    if run:
+        segments.append((tokenizer.decode(run), bool(trained)))
+    return segments

@@ -117,9 +117,9 @@ def _run_backend(run_dir: Path) -> str | None:
 
 def resolve_base_model(name: str) -> str:
     """A model name from a config or adapter as something `from_pretrained` loads (the demo model is built locally)."""
-    if name == DEMO_MODEL_ID:
-        from tui_tuner.models.demo import resolve_model_path
+    from tui_tuner.models.demo import is_builtin_model, resolve_model_path
 
+    if name == DEMO_MODEL_ID or is_builtin_model(name):
         return str(resolve_model_path(name))
     return name
 

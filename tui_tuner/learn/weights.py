@@ -110,7 +110,9 @@ def resolve_model_name(model_or_run: str, runs_dir: str | Path = "runs") -> tupl
     if not text:
         raise ModelNotFound("no model given: name a model folder, a run, a hub id or "
                             f"the demo model ({DEMO_MODEL_ID}).")
-    if text == DEMO_MODEL_ID:
+    from tui_tuner.models.demo import is_builtin_model
+
+    if text == DEMO_MODEL_ID or is_builtin_model(text):
         return text, None
     path = Path(text).expanduser()
     if not path.exists() and not path.is_absolute() and "/" not in text:
@@ -134,10 +136,10 @@ def resolve_model_name(model_or_run: str, runs_dir: str | Path = "runs") -> tupl
 def resolve_model(model_or_run: str, runs_dir: str | Path = "runs") -> ModelRef:
     """Resolve the demo model id (built on first use), a local model folder, a run or a cached hub id."""
     name, run_dir = resolve_model_name(model_or_run, runs_dir)
-    if name == DEMO_MODEL_ID:
-        from tui_tuner.models.demo import ensure_demo_model
+    from tui_tuner.models.demo import is_builtin_model, resolve_model_path
 
-        return ModelRef(DEMO_MODEL_ID, ensure_demo_model(), run_dir)
+    if name == DEMO_MODEL_ID or is_builtin_model(name):
+        return ModelRef(name, Path(resolve_model_path(name)), run_dir)
     path = Path(name).expanduser()
     if path.is_dir():
         return ModelRef(name, path, run_dir)

@@ -133,10 +133,23 @@ def _move_into_place(tmp: Path, final: Path, *, replace: bool) -> None:
             raise
 
 
+def is_builtin_model(name_or_path: str) -> bool:
+    """True for the ids of models tui-tuner builds locally: the demo model and the tiny real-tokenizer models."""
+    if name_or_path == DEMO_MODEL_ID:
+        return True
+    from tui_tuner.models.tiny_real import family_for_id
+
+    return family_for_id(name_or_path) is not None
+
+
 def resolve_model_path(name_or_path: str) -> str:
-    """`model.name_or_path` as `from_pretrained` takes it: the demo id becomes its folder (built on demand)."""
+    """`model.name_or_path` as `from_pretrained` takes it: a built-in id becomes its folder (built on demand)."""
     if name_or_path == DEMO_MODEL_ID:
         return str(ensure_demo_model())
+    from tui_tuner.models.tiny_real import ensure_tiny_model, family_for_id
+
+    if family_for_id(name_or_path) is not None:
+        return str(ensure_tiny_model(name_or_path))
     return name_or_path
 
 

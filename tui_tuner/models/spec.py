@@ -355,6 +355,24 @@ def _hub_config(repo_id: str, revision: str | None) -> tuple[dict[str, Any], str
     return data, url
 
 
+def _tiny_spec(family) -> ModelSpec:
+    """A tiny real-tokenizer model: its config.json once built, else the numbers it will be built with."""
+    from tui_tuner.models import tiny_real
+
+    folder = tiny_real.tiny_model_dir(family.name)
+    if tiny_real.is_built(folder) and (folder / "config.json").is_file():
+        return spec_from_config(_read_config_json(folder / "config.json"), family.model_id, "tiny model", str(folder))
+    cfg = {
+        "model_type": family.architecture, "vocab_size": family.vocab_size, "hidden_size": tiny_real.HIDDEN_SIZE,
+        "intermediate_size": tiny_real.INTERMEDIATE_SIZE, "num_hidden_layers": tiny_real.NUM_LAYERS,
+        "num_attention_heads": tiny_real.NUM_HEADS, "num_key_value_heads": tiny_real.NUM_KV_HEADS,
+        "max_position_embeddings": tiny_real.MAX_POSITIONS, "tie_word_embeddings": True,
+    }
+    spec = spec_from_config(cfg, family.model_id, "tiny model", "recipe (not built yet)")
+    spec.notes.append("the tiny model is built on first use from llama.cpp's vocabulary of the family.")
+    return spec
+
+
 def _demo_spec() -> ModelSpec:
     """The built-in demo model: its config.json once built, else the numbers it will be built with."""
     from tui_tuner.config.schema import DEMO_MODEL_ID
@@ -390,6 +408,11 @@ def model_spec(name_or_path: str, revision: str | None = None) -> ModelSpec:
 
     if name_or_path == DEMO_MODEL_ID:
         return _demo_spec()
+    from tui_tuner.models import tiny_real
+
+    family = tiny_real.family_for_id(name_or_path)
+    if family is not None:
+        return _tiny_spec(family)
     path = Path(name_or_path).expanduser()
     if path.is_dir() and (path / "config.json").is_file():
         return spec_from_config(_read_config_json(path / "config.json"), name_or_path, "local folder", str(path))

@@ -47,7 +47,9 @@ def looks_like_hub_id(value: str) -> bool:
 
 def model_location(name_or_path: str, base_dir: Path) -> tuple[Literal["demo", "local", "hub", "missing"], Path | None]:
     """Classify `model.name_or_path`: the demo model, an existing local path, a hub id, or a missing path."""
-    if name_or_path == DEMO_MODEL_ID:
+    from tui_tuner.models.demo import is_builtin_model
+
+    if name_or_path == DEMO_MODEL_ID or is_builtin_model(name_or_path):
         return "demo", None
     path = Path(name_or_path).expanduser()
     if not path.is_absolute():
