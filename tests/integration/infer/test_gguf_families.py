@@ -34,15 +34,13 @@ EXPECTED = {"llama3": (True, "<|eot_id|>", ["<|start_header_id|>", "<|end_header
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
-def family_export(request, tmp_path_factory):
+def family_export(request, tmp_path_factory, tiny_model):
     """(family, tokenizer, ExportResult) for f16 + q4_k_m of a memorising run on the family's tiny model."""
     from transformers import AutoTokenizer
 
     from tui_tuner.export.exporters import export_gguf
     from tui_tuner.export.llama_cpp import ConverterUnavailable, find_converter
     from tui_tuner.inference.chat_model import resolve_source
-    ensure_tiny_model = pytest.importorskip(
-        "tui_tuner.models.tiny_real", reason="the real-tokenizer tiny models are not in this tree yet").ensure_tiny_model
 
     family = request.param
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tui-tuner"
@@ -50,7 +48,7 @@ def family_export(request, tmp_path_factory):
         converter = find_converter(os.environ.get("TUI_TUNER_LLAMA_CPP"), cache=cache)
     except ConverterUnavailable as exc:
         pytest.skip(f"llama.cpp's converter cannot be obtained here: {exc}")
-    model_dir = ensure_tiny_model(family)
+    model_dir = tiny_model(family)
     run = make_memorised_run(model_dir, tmp_path_factory.mktemp(family) / f"memo-{family}", steps=40,
                              model_name=str(model_dir))
     quants = "f16,q4_k_m"
