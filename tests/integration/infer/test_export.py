@@ -153,3 +153,13 @@ def test_export_cli_refuses_gguf_offline_without_a_converter(memorised_run, tmp_
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2
     assert "--llama-cpp" in done.stderr and "--merged" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_export_cli_refuses_an_unknown_quant_type_before_any_work(memorised_run):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "tui_tuner", "export", str(memorised_run), "--gguf", "--quant",
+                           "q4_k_m,q3_x"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "q3_x" in done.stderr and "q5_k_m" in done.stderr and "Traceback" not in done.stderr
