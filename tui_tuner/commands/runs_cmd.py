@@ -13,6 +13,9 @@ import json
 import sys
 from typing import Any
 
+from tui_tuner.commands.options import exit_status
+from tui_tuner.rundir.files import ADAPTER_DIR, GGUF_DIR, MERGED_DIR
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("runs", help="list, follow, stop, resume or delete training runs")
@@ -149,7 +152,7 @@ def show_data(run) -> dict[str, Any]:
     data["checkpoints"] = [{"name": p.name, "complete": checkpoint_problem(p) is None,
                             "problem": checkpoint_problem(p)} for p in run.all_checkpoints()]
     artefacts = {}
-    for name in ("adapter", "merged", "gguf"):
+    for name in (ADAPTER_DIR, MERGED_DIR, GGUF_DIR):
         p = run.path / name
         if p.is_dir():
             artefacts[name] = str(p)
@@ -213,7 +216,6 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_attach(args: argparse.Namespace) -> int:
-    from tui_tuner.commands.train_cmd import exit_status
     from tui_tuner.commands.run_progress import follow_run
 
     run = _find(args)
@@ -232,7 +234,6 @@ def run_stop(args: argparse.Namespace) -> int:
 
 
 def run_resume(args: argparse.Namespace) -> int:
-    from tui_tuner.commands.train_cmd import exit_status
     from tui_tuner.commands.run_progress import follow_run
     from tui_tuner.rundir.runs import RunError, resume_run
 

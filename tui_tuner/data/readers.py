@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tui_tuner.core.units import format_bytes
+
 from tui_tuner.data.issues import DataIssue
 
 MAX_LINE_BYTES = 32 * 1024 * 1024
@@ -174,7 +176,7 @@ def _read_jsonl(path: Path, sink: _Sink) -> ReadResult:
                     total += len(chunk)
                     if not chunk or chunk.endswith(b"\n"):
                         break
-                sink.error(line, f"line is {total / 2**20:.0f} MiB long (limit {MAX_LINE_BYTES // 2**20} MiB): "
+                sink.error(line, f"line is {format_bytes(total)} long (limit {format_bytes(MAX_LINE_BYTES)}): "
                                  "is this really JSON Lines (one record per line)? A single JSON array belongs "
                                  "in a .json file.")
                 continue

@@ -11,6 +11,9 @@ refused with `ModelfileError` instead of being exported wrong.
 
     fmt = turn_format(render)            # render(messages, add_generation_prompt) -> text
     text = modelfile_text("model-f16.gguf", fmt, eos_token="</s>")
+
+The measurement itself (`TurnFormat`, prefix/suffix per role, stop texts) is
+`tui_tuner.chat_format.turns`, which chat uses too; this module adds the Go template.
 """
 
 from __future__ import annotations
@@ -18,207 +21,25 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Sequence
 
-Render = Callable[[list[dict[str, str]], bool], str]
+from tui_tuner.chat_format.turns import Render, TurnFormat, TurnFormatError
+from tui_tuner.chat_format.turns import turn_format as measure_turn_format
 
-_MARK = {"system": "qSYSq", "user1": "qUSRaq", "assistant1": "qASTaq", "user2": "qUSRbq",
-         "assistant2": "qASTbq", "user3": "qUSRcq"}
-
-
-class ModelfileError(ValueError):
-    """The chat template cannot be written as an Ollama template (says why)."""
-
-
-@dataclass
-class TurnFormat:
-    """How a chat template wraps each message: prefix + content + suffix, per role."""
-
-    head: str
-    """Text rendered once at the start (the BOS token); llama.cpp adds it itself, so Ollama's template omits it."""
-    system: tuple[str, str] | None
-    """(prefix, suffix) of a system message, None when the template refuses system messages."""
-    user: tuple[str, str]
-    assistant: tuple[str, str]
-    generation_prompt: str
-    """Appended after the last message to cue the assistant's answer."""
-    default_system: str | None = None
-    """System text the template inserts when the conversation has none (becomes Modelfile SYSTEM)."""
-    ending: str = ""
-    """Text closing a conversation that asks for no answer (Phi-3.5 writes EOS there); never in a prompt."""
-
-    def render(self, messages: Sequence[dict[str, str]], add_generation_prompt: bool = True) -> str:
-        """The prompt this format gives (without `head`), the way Ollama renders it."""
-        out = []
-        msgs = list(messages)
-        if self.default_system is not None and not any(m["role"] == "system" for m in msgs):
-            msgs.insert(0, {"role": "system", "content": self.default_system})
-        for m in msgs:
-            prefix, suffix = self.wrapper(m["role"])
-            out.append(prefix + m["content"] + suffix)
-        out.append(self.generation_prompt if add_generation_prompt else self.ending)
-        return "".join(out)
-
-    def wrapper(self, role: str) -> tuple[str, str]:
-        if role == "system":
-            if self.system is None:
-                raise ModelfileError("this chat template does not accept a system message")
-            return self.system
-        if role == "user":
-            return self.user
-        if role == "assistant":
-            return self.assistant
-        raise ModelfileError(f"unknown role {role!r}")
-
-    def stop_sequences(self, eos_token: str | None = None) -> list[str]:
-        """Texts that end the assistant's turn: its end-of-turn marker, EOS, and the next user header."""
-        stops = []
-        for text in (self.assistant[1].strip(), eos_token or "", self.user[0].strip()):
-            if text and text not in stops:
-                stops.append(text)
-        return stops
-
-
-def _between(text: str, marks: list[str]) -> list[str]:
-    """Split `text` at each marker in order; every marker must appear exactly once."""
-    pieces = []
-    rest = text
-    for mark in marks:
-        if rest.count(mark) != 1:
-            raise ModelfileError("the chat template changes or repeats message text (e.g. trims, "
-                                 "capitalizes or duplicates it), so it has no fixed per-message wrapping")
-        before, _, rest = rest.partition(mark)
-        pieces.append(before)
-    pieces.append(rest)
-    return pieces
-
-
-def _try(render: Render, messages: list[dict[str, str]], gen: bool) -> str | None:
-    try:
-        return render(messages, gen)
-    except Exception:  # noqa: BLE001 - a template may refuse a conversation shape (raise_exception)
-        return None
-
-
-def _probe_conversations(with_system: bool) -> list[list[dict[str, str]]]:
-    base = [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello! How can I help?"},
-            {"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4."},
-            {"role": "user", "content": "Thanks"}]
-    shapes = (base[:1], base[:2], base[:3], base[:4], base)
-    convs = list(shapes)
-    if with_system:
-        convs += [[{"role": "system", "content": "You are terse."}] + c for c in shapes]
-    return convs
+# The measured turn format lives with the templates; the Modelfile only writes it as a Go template.
+ModelfileError = TurnFormatError
+"""The chat template cannot be written as an Ollama template (says why)."""
 
 
 def turn_format(render: Render, bos_token: str = "", eos_token: str = "") -> TurnFormat:
-    """Measure a chat template (through `render`) as per-role prefixes and suffixes, then verify.
+    """The template's per-role prefixes and suffixes, verified through Jinja and the Go template both.
 
     Raises `ModelfileError` when no prefix/suffix format reproduces the template exactly.
     """
-    for fmt in _candidates(render, bos_token, eos_token):
-        if _verifies(fmt, render, with_system=fmt.system is not None):
-            return fmt
-    raise ModelfileError("the chat template cannot be written as per-message prefixes and suffixes "
-                         "(it formats some turns depending on others)")
+    def go_renders_the_same(fmt: TurnFormat, conv: list[dict[str, str]], expected: str) -> bool:
+        return fmt.head + render_go_template(go_template_for(fmt), conv, system=fmt.default_system) == expected
 
-
-def _user_suffix_splits(closed: str, opened: str, eos_token: str) -> list[int]:
-    """Where the user suffix may end in `closed` (after the last user message, no answer asked for).
-
-    Usually `opened` (the same with the answer cue) starts with all of `closed`. Some templates
-    (Phi-3.5) end a conversation that asks for no answer with the EOS token instead: then the
-    suffix is shorter and the rest of `closed` is that ending. Every candidate is verified later.
-    """
-    splits = []
-    if opened.startswith(closed):
-        splits.append(len(closed))
-    if eos_token and closed.endswith(eos_token) and opened.startswith(closed[: len(closed) - len(eos_token)]):
-        splits.append(len(closed) - len(eos_token))
-    common = 0
-    while common < min(len(closed), len(opened)) and closed[common] == opened[common]:
-        common += 1
-    splits += [n for n in range(common, -1, -1) if n not in splits]
-    return splits
-
-
-def _candidates(render: Render, bos_token: str, eos_token: str):
-    m = _MARK
-    user1, asst1, user2 = ({"role": "user", "content": m["user1"]}, {"role": "assistant", "content": m["assistant1"]},
-                           {"role": "user", "content": m["user2"]})
-    only_user = _try(render, [user1], False)
-    only_user_gen = _try(render, [user1], True)
-    no_sys = _try(render, [user1, asst1, user2], True)
-    if only_user is None or only_user_gen is None or no_sys is None:
-        raise ModelfileError("the chat template fails to render a plain user/assistant conversation")
-    with_sys = _try(render, [{"role": "system", "content": m["system"]}, user1, asst1, user2], True)
-
-    c0, closed = _between(only_user, [m["user1"]])
-    d0, opened = _between(only_user_gen, [m["user1"]])
-    if d0 != c0:
-        raise ModelfileError("the chat template renders the last user message differently when it asks for an answer")
-    for n in _user_suffix_splits(closed, opened, eos_token):
-        yield from _formats_for(closed[:n], opened[n:], closed[n:], no_sys, with_sys, bos_token)
-
-
-def _formats_for(user_suffix: str, generation_prompt: str, ending: str, no_sys: str, with_sys: str | None,
-                 bos_token: str):
-    """Candidate formats given where the user suffix ends (`ending`: text closing an unanswered conversation)."""
-    m = _MARK
-    b0, b1, b2, b3 = _between(no_sys, [m["user1"], m["assistant1"], m["user2"]])
-    if not b1.startswith(user_suffix):
-        return
-    assistant_prefix = b1[len(user_suffix):]
-    head = bos_token if bos_token and b0.startswith(bos_token) else ""
-
-    candidates: list[TurnFormat] = []
-    if with_sys is not None:
-        a0, a1, a2, a3, a4 = _between(with_sys, [m["system"], m["user1"], m["assistant1"], m["user2"]])
-        if a0.startswith(head):
-            system_prefix = a0[len(head):]
-            # user_prefix ends both a1 (after the system suffix) and a3 (after the assistant suffix);
-            # try each common ending, shortest first: the longest would also verify for a template
-            # with a default system message, but glue the end-of-turn marker (`<|im_end|>\n`) to the
-            # next user header, leaving the assistant no suffix to stop on.
-            for n in range(0, min(len(a1), len(a3)) + 1):
-                user_prefix = a1[len(a1) - n:]
-                if not a3.endswith(user_prefix):
-                    continue
-                sys_suffix, asst_suffix = a1[: len(a1) - n], a3[: len(a3) - n]
-                default_system = None
-                rest = b0[len(head):]
-                if rest != user_prefix:
-                    # A template that writes a default system message when there is none.
-                    if rest.startswith(system_prefix) and rest.endswith(sys_suffix + user_prefix):
-                        default_system = rest[len(system_prefix): len(rest) - len(sys_suffix + user_prefix)]
-                    else:
-                        continue
-                candidates.append(TurnFormat(head, (system_prefix, sys_suffix), (user_prefix, user_suffix),
-                                             (assistant_prefix, asst_suffix), generation_prompt, default_system,
-                                             ending))
-    if not candidates:
-        user_prefix = b0[len(head):]
-        if b2.endswith(user_prefix):
-            candidates.append(TurnFormat(head, None, (user_prefix, user_suffix),
-                                         (assistant_prefix, b2[: len(b2) - len(user_prefix)]), generation_prompt,
-                                         None, ending))
-    yield from candidates
-
-
-def _verifies(fmt: TurnFormat, render: Render, *, with_system: bool) -> bool:
-    go_template = go_template_for(fmt)
-    for conv in _probe_conversations(with_system):
-        for gen in (True, False) if conv[-1]["role"] == "assistant" else (True,):
-            expected = _try(render, conv, gen)
-            if expected is None:
-                if not gen:
-                    continue  # the template refuses a finished conversation; prompts are what matter
-                return False
-            if fmt.head + fmt.render(conv, gen) != expected:
-                return False
-            if gen and fmt.head + render_go_template(go_template, conv, system=fmt.default_system) != expected:
-                return False
-    return True
+    return measure_turn_format(render, bos_token, accept=go_renders_the_same, eos_token=eos_token)
 
 
 # ---------------------------------------------------------------------------- Go template out

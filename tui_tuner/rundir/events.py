@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-EVENTS_FILE = "events.jsonl"
+from tui_tuner.rundir.files import EVENTS_FILE
+
 MAX_READ_BYTES = 4 * 1024 * 1024
 """At most this much is read per call, so one refresh never stalls on a huge backlog."""
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from tui_tuner.core.units import format_bytes, format_duration
+from tui_tuner.rundir.files import EVAL_DIR
 
-EVAL_DIR = "eval"
 """`tui-tuner eval RUN` writes `<run>/eval/eval-<time>[-checkpoint-N].json` (see tui_tuner.inference.evaluate)."""
 SCORE_KEYS = ("exact_match", "token_f1", "rouge_l", "perplexity")
 

@@ -6,6 +6,8 @@ share; both are thin shells over it. A run is a folder (see docs/run-directory.m
     runs/<name>-<yyyymmdd-hhmmss>/  config.yaml run.json status.json events.jsonl
                                     train.log control.json checkpoints/ adapter/
 
+(the names are spelled once, in `tui_tuner.rundir.files`)
+
 Everything about a run is read from that folder, so a run started from the CLI can be
 watched from the TUI and survives both. No heavy imports here.
 
@@ -29,6 +31,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tui_tuner.rundir.files import (
+    ADAPTER_DIR,
+    CHECKPOINTS_DIR,
+    CONFIG_FILE,
+    CONTROL_FILE,
+    EVENTS_FILE,
+    LAUNCH_LOCK,
+    LOG_FILE,
+    META_FILE,
+    STATUS_FILE,
+)
 from tui_tuner.rundir.status import (
     ACTIVE_STATES,
     FINAL_STATES,
@@ -41,13 +54,6 @@ from tui_tuner.rundir.status import (
 if TYPE_CHECKING:
     from tui_tuner.config.schema import RunConfig
 
-CONFIG_FILE = "config.yaml"
-META_FILE = "run.json"
-LOG_FILE = "train.log"
-CONTROL_FILE = "control.json"
-LAUNCH_LOCK = "launch.lock"
-CHECKPOINTS_DIR = "checkpoints"
-ADAPTER_DIR = "adapter"
 UNCLAIMED_S = 30.0
 """A queued run with no `queued_after` is left to its creator (which starts it at once) this long."""
 
@@ -172,8 +178,16 @@ class RunDir:
         return self.path / CONFIG_FILE
 
     @property
+    def status_path(self) -> Path:
+        return self.path / STATUS_FILE
+
+    @property
+    def meta_path(self) -> Path:
+        return self.path / META_FILE
+
+    @property
     def events_path(self) -> Path:
-        return self.path / "events.jsonl"
+        return self.path / EVENTS_FILE
 
     @property
     def log_path(self) -> Path:
@@ -193,12 +207,12 @@ class RunDir:
         return self.path / ADAPTER_DIR
 
     def exists(self) -> bool:
-        return (self.path / "status.json").is_file() and self.config_path.is_file()
+        return self.status_path.is_file() and self.config_path.is_file()
 
     def meta(self) -> dict[str, Any]:
         """`run.json`: what the run was created with (name, created, queued_after, probe, source config)."""
         try:
-            return json.loads((self.path / META_FILE).read_text(encoding="utf-8"))
+            return json.loads(self.meta_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
 
@@ -206,7 +220,7 @@ class RunDir:
         """`status.json` exactly as written."""
         st = read_status(self.path)
         if st is None:
-            return RunStatus(state="failed", error=f"{self.path / 'status.json'} is missing",
+            return RunStatus(state="failed", error=f"{self.status_path} is missing",
                              hint="This folder is not a complete run directory.")
         return st
 
@@ -305,11 +319,11 @@ def list_runs(runs_dir: str | Path) -> list[RunDir]:
     root = Path(runs_dir)
     if not root.is_dir():
         return []
-    runs = [RunDir(p) for p in root.iterdir() if p.is_dir() and (p / "status.json").is_file()]
+    runs = [RunDir(p) for p in root.iterdir() if p.is_dir() and (p / STATUS_FILE).is_file()]
 
     def created(run: RunDir) -> tuple[float, str]:
         c = run.meta().get("created")
-        return (c if isinstance(c, (int, float)) else (run.path / "status.json").stat().st_mtime, run.name)
+        return (c if isinstance(c, (int, float)) else run.status_path.stat().st_mtime, run.name)
 
     return sorted(runs, key=created)
 
@@ -317,7 +331,7 @@ def list_runs(runs_dir: str | Path) -> list[RunDir]:
 def find_run(runs_dir: str | Path, name_or_prefix: str) -> RunDir:
     """The run named `name_or_prefix`, or the only one starting with it; a path to a run works too."""
     candidate = Path(name_or_prefix).expanduser()
-    if (candidate / "status.json").is_file():
+    if (candidate / STATUS_FILE).is_file():
         return RunDir(candidate)
     runs = list_runs(runs_dir)
     for run in runs:
@@ -572,7 +586,7 @@ def delete_run(run: RunDir, wait_s: float = 30.0) -> None:
     while True:
         with _launch_lock(run) as locked:
             if locked:
-                if not (run.path / "status.json").exists():
+                if not run.status_path.exists():
                     raise RunError(f"{run.path} is not a run directory.")
                 shutil.rmtree(run.path)
                 return
@@ -592,7 +606,7 @@ def queue_ready(run: RunDir, runs: list[RunDir] | None = None) -> bool:
     after = st.queued_after
     if not after:
         try:
-            age = time.time() - (run.path / "status.json").stat().st_mtime
+            age = time.time() - run.status_path.stat().st_mtime
         except OSError:
             return False
         return age > UNCLAIMED_S

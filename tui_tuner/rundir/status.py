@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from tui_tuner.rundir.files import STATUS_FILE
+
 State = Literal["queued", "running", "stopping", "finished", "stopped", "failed", "crashed"]
 STATES: tuple[str, ...] = ("queued", "running", "stopping", "finished", "stopped", "failed", "crashed")
 ACTIVE_STATES = frozenset({"running", "stopping"})
@@ -25,7 +27,6 @@ ACTIVE_STATES = frozenset({"running", "stopping"})
 FINAL_STATES = frozenset({"finished", "stopped", "failed", "crashed"})
 RESUMABLE_STATES = frozenset({"stopped", "failed", "crashed"})
 
-STATUS_FILE = "status.json"
 
 OOM_HINT = (
     "Out of memory. Try, in order: lower training.batch_size (and raise training.grad_accumulation to keep "

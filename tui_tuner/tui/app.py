@@ -152,7 +152,7 @@ class TunerApp(App[int]):
         from tui_tuner.rundir.runs import list_runs
 
         for run in list_runs(self.runs_dir):
-            out.append((run.path / "config.yaml", f"run {run.name}"))
+            out.append((run.config_path, f"run {run.name}"))
         return out
 
     @work(thread=True, exclusive=True, group="find-running", exit_on_error=False)
