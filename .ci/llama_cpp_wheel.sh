@@ -11,9 +11,9 @@ VERSION=0.3.36
 CACHE="${TUI_TUNER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tui-tuner}"
 WHEELS="$CACHE/wheels"
 PY="${PYTHON:-python3}"
-TAG=$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
 mkdir -p "$WHEELS"
-if ! ls "$WHEELS"/llama_cpp_python-$VERSION-$TAG-*.whl >/dev/null 2>&1; then
+# The wheel is tagged py3-none-linux_x86_64 (the bindings load the library with ctypes).
+if ! ls "$WHEELS"/llama_cpp_python-$VERSION-*.whl >/dev/null 2>&1; then
   echo "building llama-cpp-python $VERSION (llama.cpp, CPU) into $WHEELS, once" >&2
   start=$(date +%s)
   CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF ${CMAKE_ARGS:-}" \
