@@ -313,6 +313,8 @@ def export_gguf(source: ModelSource, out_dir: Path | None = None, *, quant: str 
             notes.append(f"no Ollama Modelfile: {exc}. The GGUF still carries the chat template for llama.cpp.")
         expected = gguf_meta.expected_metadata(tokenizer, template, name,
                                                end_of_turn=fmt.assistant[1].strip() if fmt else None)
+        if expected.name_note:
+            notes.append(expected.name_note)
         gguf_meta.prepare_tokenizer_config(model_dir, expected)
 
         # One 16-bit conversion feeds every quantization; f16/bf16 requested as such are kept.
@@ -320,7 +322,7 @@ def export_gguf(source: ModelSource, out_dir: Path | None = None, *, quant: str 
         converted: dict[str, Path] = {}
         for kind in [q for q in CONVERTER_TYPES if q in quants] or [sixteen]:
             target = out_dir / f"{name}-{kind}.gguf" if kind in quants else staging / f"{name}-{kind}.gguf"
-            convert_to_gguf(converter, model_dir, target, kind, log=log, model_name=name)
+            convert_to_gguf(converter, model_dir, target, kind, log=log, model_name=expected.name)
             problems = gguf_meta.differences(gguf_meta.read_metadata(target), expected)
             if problems:
                 log("fixing what the converter got wrong: " + "; ".join(problems))
@@ -335,7 +337,7 @@ def export_gguf(source: ModelSource, out_dir: Path | None = None, *, quant: str 
             if have_llama_cpp:
                 proof.quantize(base16, target, q, log=log)
             else:  # q8_0 only: the converter's own Q8_0 writer
-                convert_to_gguf(converter, model_dir, target, q, log=log, model_name=name)
+                convert_to_gguf(converter, model_dir, target, q, log=log, model_name=expected.name)
                 if gguf_meta.differences(gguf_meta.read_metadata(target), expected):
                     gguf_meta.rewrite_metadata(target, expected)
                 notes.append("q8_0 written by llama.cpp's converter (llama-cpp-python, which has llama.cpp's "

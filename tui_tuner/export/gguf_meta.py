@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,10 +50,34 @@ class GGUFExpectation:
     added: dict[int, tuple[str, int]] = field(default_factory=dict)
     """Added token id -> (text, expected GGUF token type)."""
     bos_text: str = ""
+    name_note: str = ""
+    """Why `name` differs from the run name (llama.cpp reads tokenizer behaviour from it), or empty."""
 
     def token_type_ok(self, token_id: int, got: int) -> bool:
         want = self.added[token_id][1]
         return got == want or (token_id == self.unk_id and got == UNKNOWN)
+
+
+_PHI3 = re.compile(r"phi-?3", re.IGNORECASE)
+
+
+def llama_cpp_name(run_name: str, rstrip_specials: bool) -> tuple[str, str]:
+    """`general.name` for the run, and a note when it had to change.
+
+    llama.cpp strips the whitespace after every special token when `general.name` contains
+    "phi3" or "phi-3" (llama-vocab.cpp: the real Phi-3 tokenizer marks them rstrip), and only
+    then. The name must say so exactly when the run's tokenizer strips, or llama.cpp tokenizes
+    `<|user|>\nHi` differently from training.
+    """
+    says_phi3 = bool(_PHI3.search(run_name))
+    if rstrip_specials and not says_phi3:
+        return (f"{run_name} (phi-3 tokenizer)", "general.name gets '(phi-3 tokenizer)' so llama.cpp strips the "
+                "whitespace after special tokens, as this tokenizer does")
+    if says_phi3 and not rstrip_specials:
+        name = _PHI3.sub(lambda m: m.group(0)[:-1] + " 3", run_name)
+        return (name, f"general.name is {name!r}: a name containing 'phi3' makes llama.cpp strip the whitespace "
+                "after special tokens, which this tokenizer does not do")
+    return run_name, ""
 
 
 def _encode(tokenizer: Any, text: str, special: bool) -> list[int]:
@@ -78,8 +103,10 @@ def expected_metadata(tokenizer: Any, chat_template: str, name: str, end_of_turn
         ids = _encode(tokenizer, end_of_turn, False)
         if len(ids) == 1 and ids[0] in added:
             eot_id = ids[0]
+    rstrip = any(tok.special and tok.rstrip for tok in tokenizer.added_tokens_decoder.values())
+    gguf_name, name_note = llama_cpp_name(name, rstrip)
     return GGUFExpectation(
-        name=name, chat_template=chat_template, vocab_size=len(tokenizer),
+        name=gguf_name, name_note=name_note, chat_template=chat_template, vocab_size=len(tokenizer),
         add_bos=bos_id is not None and bool(prompt_ids) and prompt_ids[0] == bos_id,
         add_eos=eos_id is not None and bool(plain) and plain[-1] == eos_id,
         bos_id=bos_id, eos_id=eos_id, eot_id=eot_id, pad_id=tokenizer.pad_token_id, unk_id=tokenizer.unk_token_id,
