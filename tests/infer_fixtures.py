@@ -62,26 +62,35 @@ def _train_adapter(model_dir: Path, steps: int, save_at: dict[int, Path], seed: 
     return model, tokenizer
 
 
-@pytest.fixture(scope="session")
-def memorised_run(demo_model_dir, tmp_path_factory) -> Path:
-    """A finished run directory whose adapter answers the MEMORISED prompts word for word."""
+def make_memorised_run(model_dir: Path, run: Path, steps: int = 60, early: int = 4, seed: int = 0,
+                       model_name: str | None = None) -> Path:
+    """Train the memorising adapter on `model_dir` and lay it out as a finished run in `run`.
+
+    `model_name`: the run's `model.name_or_path` (default: the config's default, the demo model).
+    """
     from tui_tuner.config.schema import RunConfig
 
-    root = tmp_path_factory.mktemp("runs")
-    run = root / "memo-20260101-000000"
     (run / "checkpoints").mkdir(parents=True)
-    _train_adapter(demo_model_dir, 60, {4: run / "checkpoints" / "checkpoint-4",  # early, half-trained
-                                        60: run / "checkpoints" / "checkpoint-60"})
-    shutil.copytree(run / "checkpoints" / "checkpoint-60", run / "adapter")
+    _train_adapter(model_dir, steps, {early: run / "checkpoints" / f"checkpoint-{early}",  # early, half-trained
+                                      steps: run / "checkpoints" / f"checkpoint-{steps}"}, seed=seed)
+    shutil.copytree(run / "checkpoints" / f"checkpoint-{steps}", run / "adapter")
     cfg = RunConfig()
+    if model_name:
+        cfg.model.name_or_path = model_name
     cfg.lora.r = 8
     cfg.data.train = str(Path(__file__).resolve().parents[1] / "data" / "sample.jsonl")
     (run / "config.yaml").write_text(cfg.to_yaml())
     (run / "status.json").write_text(json.dumps({"state": "finished", "backend": "transformers",
-                                                 "step": 60, "max_steps": 60}))
+                                                 "step": steps, "max_steps": steps}))
     heldout = run / "memorised.jsonl"
     heldout.write_text("".join(json.dumps({"messages": c}) + "\n" for c in memorised_conversations()))
     return run
+
+
+@pytest.fixture(scope="session")
+def memorised_run(demo_model_dir, tmp_path_factory) -> Path:
+    """A finished run directory whose adapter answers the MEMORISED prompts word for word."""
+    return make_memorised_run(demo_model_dir, tmp_path_factory.mktemp("runs") / "memo-20260101-000000")
 
 
 @pytest.fixture(scope="session")

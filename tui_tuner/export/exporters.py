@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from tui_tuner.inference.chat_model import ModelSource, SourceError, load_tokenizer_and_template
 
-GGUF_QUANTS = ("f16", "q8_0")
+GGUF_QUANTS = ("f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q4_k_m")
 MERGED_DTYPES = ("auto", "bfloat16", "float16", "float32")
 
 
@@ -113,40 +113,79 @@ def export_merged(source: ModelSource, out_dir: Path | None = None, *, dtype: st
 
 # ---------------------------------------------------------------------------- GGUF
 
+CONVERTER_TYPES = ("f16", "bf16")
+"""Written by llama.cpp's converter directly."""
+LLAMA_QUANTS = ("q8_0", "q6_k", "q5_k_m", "q4_k_m")
+"""Made by llama.cpp's quantize code (`llama_model_quantize`) from a 16-bit GGUF."""
+UNVERIFIED = "UNVERIFIED"
+
+
+class GGUFVerificationFailed(RuntimeError):
+    """llama.cpp tokenizes the training conversations differently; the files are kept, named UNVERIFIED."""
+
+    def __init__(self, message: str, result: "ExportResult"):
+        super().__init__(message)
+        self.result = result
+
+
+def parse_quants(value: str | list[str] | tuple[str, ...]) -> list[str]:
+    """`"q4_k_m,q8_0"` or a list -> validated, de-duplicated quant names (lower case)."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    quants = list(dict.fromkeys(q.strip().lower() for q in items if q.strip()))
+    bad = [q for q in quants if q not in GGUF_QUANTS]
+    if bad or not quants:
+        raise SourceError(f"--quant {','.join(bad) or value!r}: choose from {', '.join(GGUF_QUANTS)} "
+                          "(several separated by commas).")
+    return quants
+
 
 def gguf_summary(path: Path) -> dict[str, Any]:
     """Read a GGUF back: architecture, every tensor's name/shape/type, tokenizer and chat template metadata."""
     from gguf import GGUFReader
 
+    from tui_tuner.export.gguf_meta import read_metadata
+
     reader = GGUFReader(str(path))
+    arch_field = reader.fields.get("general.architecture")
+    arch = arch_field.contents() if arch_field else None
+    meta = read_metadata(path)
 
     def field_value(name: str) -> Any:
         f = reader.fields.get(name)
-        if f is None:
-            return None
-        value = f.contents()
-        return value
+        return None if f is None else f.contents()
 
-    tokens = field_value("tokenizer.ggml.tokens") or []
     return {
-        "architecture": field_value("general.architecture"),
+        "architecture": arch,
+        "name": meta["name"],
         "file_type": field_value("general.file_type"),
         "tensors": {t.name: {"shape": [int(x) for x in reversed(t.shape.tolist())], "type": t.tensor_type.name}
                     for t in reader.tensors},
-        "tokenizer_model": field_value("tokenizer.ggml.model"),
-        "vocab_size": len(tokens),
-        "bos_token_id": field_value("tokenizer.ggml.bos_token_id"),
-        "eos_token_id": field_value("tokenizer.ggml.eos_token_id"),
-        "add_bos_token": field_value("tokenizer.ggml.add_bos_token"),
-        "chat_template": field_value("tokenizer.chat_template"),
-        "context_length": field_value(f"{field_value('general.architecture')}.context_length"),
+        "tokenizer_model": meta["model"],
+        "vocab_size": len(meta["tokens"]),
+        "bos_token_id": meta["bos_id"],
+        "eos_token_id": meta["eos_id"],
+        "eot_token_id": meta["eot_id"],
+        "padding_token_id": meta["pad_id"],
+        "add_bos_token": meta["add_bos"],
+        "add_eos_token": meta["add_eos"],
+        "token_types": meta["token_types"],
+        "tokens": meta["tokens"],
+        "chat_template": meta["chat_template"],
+        "context_length": field_value(f"{arch}.context_length"),
     }
 
 
-def check_gguf(path: Path, model_dir: Path, chat_template: str, vocab_size: int) -> dict[str, Any]:
-    """Compare a GGUF with the HF model it came from; raises RuntimeError listing every mismatch."""
+def check_gguf(path: Path, model_dir: Path, expected: Any) -> dict[str, Any]:
+    """Compare a GGUF with the HF model and tokenizer it came from; raises RuntimeError listing every mismatch.
+
+    Checks every tensor (present, right shape, nothing extra) and, through
+    `gguf_meta.differences`, the vocabulary, every added token's type, add-BOS/EOS, the
+    BOS/EOS/EOT/padding ids, the chat template and `general.name`.
+    """
     import gguf
     from safetensors import safe_open
+
+    from tui_tuner.export.gguf_meta import differences, read_metadata
 
     summary = gguf_summary(path)
     arch = summary["architecture"]
@@ -154,7 +193,7 @@ def check_gguf(path: Path, model_dir: Path, chat_template: str, vocab_size: int)
     n_layers = int(cfg.get("num_hidden_layers") or cfg.get("n_layer") or 0)
     arch_enum = next((k for k, v in gguf.MODEL_ARCH_NAMES.items() if v == arch), None)
     problems = []
-    expected: dict[str, list[int]] = {}
+    expected_tensors: dict[str, list[int]] = {}
     if arch_enum is None:
         problems.append(f"unknown architecture {arch!r}")
     else:
@@ -168,65 +207,189 @@ def check_gguf(path: Path, model_dir: Path, chat_template: str, vocab_size: int)
                     if gg_name is None:
                         problems.append(f"no GGUF name for {hf_name}")
                         continue
-                    expected[gg_name] = list(f.get_slice(hf_name).get_shape())
+                    expected_tensors[gg_name] = list(f.get_slice(hf_name).get_shape())
     tensors = summary["tensors"]
-    for name, shape in expected.items():
+    tied = "output.weight" not in expected_tensors and cfg.get("tie_word_embeddings")
+    for name, shape in expected_tensors.items():
         got = tensors.get(name)
         if got is None:
             problems.append(f"tensor {name} missing")
         elif got["shape"] != shape:
             problems.append(f"tensor {name}: shape {got['shape']}, expected {shape}")
-    extra = sorted(set(tensors) - set(expected) - {"rope_freqs.weight"})
+    extra = sorted(set(tensors) - set(expected_tensors) - {"rope_freqs.weight"} - ({"output.weight"} if tied else set()))
     if extra:
         problems.append(f"unexpected tensors: {', '.join(extra[:5])}")
-    if summary["vocab_size"] != vocab_size:
-        problems.append(f"tokenizer has {summary['vocab_size']} tokens, expected {vocab_size}")
-    if summary["chat_template"] != chat_template:
-        problems.append("the chat template in the GGUF differs from the run's")
+    problems += differences(read_metadata(path), expected)
     if problems:
         raise RuntimeError(f"{path.name} does not match the model it was made from: " + "; ".join(problems))
+    types = sorted({t["type"] for t in tensors.values()})
     return {"tensors": len(tensors), "vocab_size": summary["vocab_size"], "architecture": arch,
-            "tokenizer_model": summary["tokenizer_model"], "chat_template": True}
+            "tokenizer_model": summary["tokenizer_model"], "tensor_types": types, "chat_template": True,
+            "added_tokens_typed": len(expected.added), "add_bos": summary["add_bos_token"]}
 
 
-def export_gguf(source: ModelSource, out_dir: Path | None = None, *, quant: str = "f16",
-                llama_cpp: str | Path | None = None, log: Callable[[str], None] = lambda s: None) -> ExportResult:
-    """Merge (when needed), convert with llama.cpp's converter, write the Modelfile, and read the GGUF back."""
+def _stage_model(source: ModelSource, staging: Path, log: Callable[[str], None]) -> Path:
+    """A folder the converter may read and whose tokenizer config may be edited: merged, or links to the base."""
+    if source.adapter_dir is not None:
+        return export_merged(source, staging, log=log).path
+    base = Path(source.base_model)
+    if not (base / "config.json").is_file():
+        raise SourceError(f"{source.base_model} is not a local model folder; GGUF export converts a folder "
+                          "(download it first, or export a run's adapter).")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    for item in base.iterdir():
+        (staging / item.name).symlink_to(item.resolve())
+    return staging
+
+
+def _training_data(source: ModelSource) -> list[list[dict[str, str]]]:
+    """The run's first conversations (eval file, else train file), for the proof; empty when unreadable."""
+    from tui_tuner.data.loader import load_dataset_file
+
+    cfg = source.config
+    for path in ((cfg.data.eval, cfg.data.train) if cfg else ()):
+        if path and Path(path).is_file():
+            try:
+                loaded = load_dataset_file(path, cfg.data)
+            except Exception:  # noqa: BLE001 - the proof falls back to fixed prompts
+                continue
+            examples = [c for c in loaded.examples if not (len(c) == 1 and c[0].get("role") == "text")]
+            if examples:
+                return examples[:6]
+    return []
+
+
+def _mark_unverified(path: Path) -> Path:
+    target = path.with_name(f"{path.stem}.{UNVERIFIED}{path.suffix}")
+    path.replace(target)
+    return target
+
+
+def export_gguf(source: ModelSource, out_dir: Path | None = None, *, quant: str | list[str] = "f16",
+                llama_cpp: str | Path | None = None, verify: bool = True,
+                prompts: list[list[dict[str, str]]] | None = None,
+                log: Callable[[str], None] = lambda s: None) -> ExportResult:
+    """Merge (when needed), convert with llama.cpp's converter, quantize with llama.cpp, fix and check
+    the tokenizer metadata, write one Modelfile per GGUF, and prove the result in llama.cpp.
+
+    `quant`: one type or several (`"q4_k_m,q8_0"`); the model is converted once. Raises
+    `GGUFVerificationFailed` (files kept, named UNVERIFIED) when llama.cpp tokenizes the
+    training conversations differently.
+    """
+    from tui_tuner.chat_format.templates import render_conversation
+    from tui_tuner.export import gguf_meta, verify as proof
     from tui_tuner.export.llama_cpp import convert_to_gguf, find_converter
     from tui_tuner.export.modelfile import ModelfileError, modelfile_text, turn_format
-    from tui_tuner.chat_format.templates import render_conversation
 
-    if quant not in GGUF_QUANTS:
-        raise SourceError(f"--quant {quant}: choose one of {', '.join(GGUF_QUANTS)}.")
+    quants = parse_quants(quant)
+    have_llama_cpp = proof.llama_cpp_python_installed()
+    needs_quantizer = [q for q in quants if q in LLAMA_QUANTS and not (q == "q8_0" and not have_llama_cpp)]
+    if needs_quantizer and not have_llama_cpp:
+        raise SourceError(f"--quant {','.join(needs_quantizer)} is made by llama.cpp's quantize code, which needs "
+                          f"llama-cpp-python: {proof.INSTALL_HINT}. f16, bf16 and q8_0 work without it.")
     converter = find_converter(llama_cpp, log=log)  # before any heavy work: fail fast when offline
     log(f"converter: {converter.source}")
     out_dir = out_dir or default_export_dir(source, "gguf")
     out_dir.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
-    staging = out_dir / ".merged-for-gguf"
-    if source.adapter_dir is None:
-        model_dir = Path(source.base_model)
-    else:
-        model_dir = export_merged(source, staging, log=log).path
+    name = (source.run_dir.name if source.run_dir else Path(source.base_model).name) + _suffix(source)
+    staging = out_dir / ".staging-for-gguf"
+    files: list[Path] = []
+    checks: dict[str, Any] = {}
+    verifications: list[proof.Verification] = []
     try:
+        model_dir = _stage_model(source, staging / "model", log)
         tokenizer, template = load_tokenizer_and_template(source)
-        name = (source.run_dir.name if source.run_dir else Path(source.base_model).name) + _suffix(source)
-        gguf_path = out_dir / f"{name}-{quant}.gguf"
-        convert_to_gguf(converter, model_dir, gguf_path, quant, log=log)
-        check = check_gguf(gguf_path, model_dir, template, len(tokenizer))
+
+        def render(messages: list[dict[str, str]], gen: bool) -> str:
+            return render_conversation(tokenizer, messages, gen, chat_template=template)
+
+        try:
+            fmt = turn_format(render, bos_token=str(tokenizer.bos_token or ""), eos_token=str(tokenizer.eos_token or ""))
+        except ModelfileError as exc:
+            fmt = None
+            notes.append(f"no Ollama Modelfile: {exc}. The GGUF still carries the chat template for llama.cpp.")
+        expected = gguf_meta.expected_metadata(tokenizer, template, name,
+                                               end_of_turn=fmt.assistant[1].strip() if fmt else None)
+        if expected.name_note:
+            notes.append(expected.name_note)
+        gguf_meta.prepare_tokenizer_config(model_dir, expected)
+
+        # One 16-bit conversion feeds every quantization; f16/bf16 requested as such are kept.
+        sixteen = "bf16" if "bf16" in quants and "f16" not in quants else "f16"
+        converted: dict[str, Path] = {}
+        for kind in [q for q in CONVERTER_TYPES if q in quants] or [sixteen]:
+            target = out_dir / f"{name}-{kind}.gguf" if kind in quants else staging / f"{name}-{kind}.gguf"
+            convert_to_gguf(converter, model_dir, target, kind, log=log, model_name=expected.name)
+            problems = gguf_meta.differences(gguf_meta.read_metadata(target), expected)
+            if problems:
+                log("fixing what the converter got wrong: " + "; ".join(problems))
+                gguf_meta.rewrite_metadata(target, expected)
+            converted[kind] = target
+        base16 = converted.get(sixteen) or next(iter(converted.values()))
+        for q in quants:
+            if q in converted:
+                files.append(converted[q])
+                continue
+            target = out_dir / f"{name}-{q}.gguf"
+            if have_llama_cpp:
+                proof.quantize(base16, target, q, log=log)
+            else:  # q8_0 only: the converter's own Q8_0 writer
+                convert_to_gguf(converter, model_dir, target, q, log=log, model_name=expected.name)
+                if gguf_meta.differences(gguf_meta.read_metadata(target), expected):
+                    gguf_meta.rewrite_metadata(target, expected)
+                notes.append("q8_0 written by llama.cpp's converter (llama-cpp-python, which has llama.cpp's "
+                             "quantize code, is not installed)")
+            files.append(target)
+        for path in files:
+            checks[path.name] = check_gguf(path, model_dir, expected)
+            log(f"{path.name}: {checks[path.name]['tensors']} tensors ({', '.join(checks[path.name]['tensor_types'])}), "
+                f"tokenizer metadata checked")
+
+        if verify and have_llama_cpp:
+            data = _training_data(source)
+            texts = proof.tokenization_texts(render, data)
+            training_ids = [list(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+            prompt_convs = prompts or proof.prompts_from_data(data)
+            prompt_ids = [list(tokenizer(render(p, True), add_special_tokens=False)["input_ids"]) for p in prompt_convs]
+            stop_ids = [i for i in (expected.eos_id, expected.eot_id) if i is not None]
+            log(f"answering {len(prompt_ids)} prompt(s) greedily with transformers for the comparison")
+            reference = proof.transformers_answers(model_dir, prompt_ids, stop_ids)
+            for path in files:
+                log(f"checking {path.name} in llama.cpp")
+                verifications.append(proof.verify_gguf(path, texts=texts, training_ids=training_ids,
+                                                       bos_text=expected.bos_text, prompt_ids=prompt_ids,
+                                                       reference=reference, stop_ids=stop_ids))
+        else:
+            reason = ("--no-verify" if not verify else
+                      f"llama-cpp-python is not installed; to verify: {proof.INSTALL_HINT}, then export again")
+            verifications = [proof.Verification(path, False, reason) for path in files]
     finally:
         if staging.exists():
             shutil.rmtree(staging)
-    files = [gguf_path]
-    try:
-        fmt = turn_format(lambda m, g: render_conversation(tokenizer, m, g, chat_template=template),
-                          bos_token=str(tokenizer.bos_token or ""))
-        modelfile = out_dir / "Modelfile"
-        modelfile.write_text(modelfile_text(gguf_path.name, fmt, eos_token=tokenizer.eos_token,
-                                            note=f"Made by tui-tuner from {source.label}.\n"
-                                                 f"ollama create {name.lower()} -f {modelfile}"))
-        files.append(modelfile)
-    except ModelfileError as exc:
-        notes.append(f"no Ollama Modelfile: {exc}. The GGUF still carries the chat template for llama.cpp.")
-    log(f"GGUF written to {gguf_path} ({check['tensors']} tensors, checked)")
-    return ExportResult("gguf", gguf_path, files, notes, check)
+
+    failed = [v for v in verifications if v.checked and not v.tokens_ok]
+    final: list[Path] = []
+    for v in verifications:
+        path = _mark_unverified(v.path) if v in failed else v.path
+        v.path = path
+        final.append(path)
+        if fmt is not None:
+            modelfile = path.with_suffix(".Modelfile")
+            modelfile.write_text(modelfile_text(path.name, fmt, eos_token=tokenizer.eos_token,
+                                                note=f"Made by tui-tuner from {source.label}.\n"
+                                                     f"ollama create {name.lower()} -f {modelfile}"))
+            final.append(modelfile)
+    for v in verifications:
+        for line in v.lines():
+            log(line)
+    result = ExportResult("gguf", final[0], final, notes,
+                          {"files": checks, "verification": [v.as_dict() for v in verifications]})
+    if failed:
+        raise GGUFVerificationFailed(
+            "llama.cpp tokenizes the training conversations differently from training in "
+            + ", ".join(v.path.name for v in failed) + "; the files are kept but named "
+            f"{UNVERIFIED}. Details above.", result)
+    return result

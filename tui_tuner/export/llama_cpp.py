@@ -91,10 +91,12 @@ def fetch_converter(cache: Path, *, log: Callable[[str], None] = lambda s: None)
 
 
 def convert_to_gguf(converter: Converter, model_dir: Path, outfile: Path, outtype: str,
-                    log: Callable[[str], None] = lambda s: None) -> None:
+                    log: Callable[[str], None] = lambda s: None, model_name: str | None = None) -> None:
     """Run llama.cpp's converter on a merged HF model folder; raises RuntimeError with its output tail."""
     outfile.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, str(converter.script), str(model_dir), "--outfile", str(outfile), "--outtype", outtype]
+    if model_name:
+        cmd += ["--model-name", model_name]
     log("running " + " ".join(cmd[1:]))
     env = dict(os.environ)
     env.pop("NO_LOCAL_GGUF", None)  # the converter must use its own gguf-py, matching its code

@@ -31,7 +31,7 @@ ModelfileError = TurnFormatError
 """The chat template cannot be written as an Ollama template (says why)."""
 
 
-def turn_format(render: Render, bos_token: str = "") -> TurnFormat:
+def turn_format(render: Render, bos_token: str = "", eos_token: str = "") -> TurnFormat:
     """The template's per-role prefixes and suffixes, verified through Jinja and the Go template both.
 
     Raises `ModelfileError` when no prefix/suffix format reproduces the template exactly.
@@ -39,7 +39,7 @@ def turn_format(render: Render, bos_token: str = "") -> TurnFormat:
     def go_renders_the_same(fmt: TurnFormat, conv: list[dict[str, str]], expected: str) -> bool:
         return fmt.head + render_go_template(go_template_for(fmt), conv, system=fmt.default_system) == expected
 
-    return measure_turn_format(render, bos_token, accept=go_renders_the_same)
+    return measure_turn_format(render, bos_token, accept=go_renders_the_same, eos_token=eos_token)
 
 
 # ---------------------------------------------------------------------------- Go template out
@@ -66,40 +66,136 @@ def go_template_for(fmt: TurnFormat) -> str:
         keyword = "if" if not branches else "else if"
         branches.append(f'{{{{ {keyword} eq .Role "{role}" }}}}{_go_literal(wrap[0])}{{{{ .Content }}}}'
                         f'{_go_literal(wrap[1])}')
-    return "{{ range .Messages }}" + "".join(branches) + "{{ end }}{{ end }}" + _go_literal(fmt.generation_prompt)
+    prelude = ""
+    if fmt.default_system == "" and fmt.system is not None:
+        # The template writes an empty system block when there is no system message (Llama 3.1:
+        # its header with the knowledge date). A Modelfile SYSTEM "" would not bring it back, so
+        # the Go template writes it itself when .System (the conversation's system text) is empty.
+        prelude = "{{ if .System }}{{ else }}" + _go_literal(fmt.system[0] + fmt.system[1]) + "{{ end }}"
+    return (prelude + "{{ range .Messages }}" + "".join(branches) + "{{ end }}{{ end }}"
+            + _go_literal(fmt.generation_prompt))
+
+
+def ollama_quote(text: str, what: str = "value") -> str:
+    """`text` as a Modelfile value that Ollama's parser reads back exactly.
+
+    Ollama's parser knows no escapes: `"..."` and `\"\"\"...\"\"\"` only strip their quotes (a JSON
+    escape such as `\\n` would stay a backslash and an `n`). Plain quotes are used unless the
+    text holds a quote or a line break, which only the triple quotes carry safely.
+    """
+    if '"""' in text:
+        raise ModelfileError(f'the {what} contains """, which a Modelfile cannot quote')
+    odd = sorted({c for c in text if not c.isprintable() and c not in "\t\n\r"})
+    if odd:
+        raise ModelfileError(f"the {what} contains unprintable characters ({', '.join(map(repr, odd))}) "
+                             "that Ollama's Modelfile parser drops")
+    if '"' in text or "\n" in text or "\r" in text:
+        return f'"""{text}"""'
+    return f'"{text}"'
 
 
 def modelfile_text(gguf_name: str, fmt: TurnFormat, *, eos_token: str | None = None,
                    note: str = "", parameters: dict[str, float | int] | None = None) -> str:
     """A complete Ollama Modelfile for the GGUF file `gguf_name` (a path relative to the Modelfile)."""
     template = go_template_for(fmt)
-    if '"""' in template or (fmt.default_system and '"""' in fmt.default_system):
-        raise ModelfileError('the chat template contains """, which a Modelfile cannot quote')
     lines = []
     if note:
         lines += [f"# {line}" for line in note.splitlines()]
     lines.append(f"FROM ./{gguf_name}")
-    lines.append(f'TEMPLATE """{template}"""')
+    lines.append(f"TEMPLATE {ollama_quote(template, 'chat template')}")
     if fmt.default_system:
-        lines.append(f'SYSTEM """{fmt.default_system}"""')
+        lines.append(f"SYSTEM {ollama_quote(fmt.default_system, 'default system message')}")
     for stop in fmt.stop_sequences(eos_token):
-        lines.append(f"PARAMETER stop {json.dumps(stop)}")
+        lines.append(f"PARAMETER stop {ollama_quote(stop, 'stop sequence')}")
     for key, value in (parameters or {}).items():
         lines.append(f"PARAMETER {key} {value}")
     return "\n".join(lines) + "\n"
 
 
+def _unquote(text: str) -> tuple[str, bool]:
+    if text.startswith('"""'):
+        return (text[3:-3], True) if len(text) >= 6 and text.endswith('"""') else ("", False)
+    if text.startswith('"'):
+        return (text[1:-1], True) if len(text) >= 2 and text.endswith('"') else ("", False)
+    return text, True
+
+
+_COMMANDS = {"from", "license", "template", "system", "adapter", "draft", "renderer", "parser", "parameter",
+             "message", "requires"}
+
+
 def parse_modelfile(text: str) -> dict:
-    """Read back FROM, TEMPLATE, SYSTEM and PARAMETER lines of a Modelfile (what we write)."""
+    """Read a Modelfile the way Ollama's parser (parser/parser.go `ParseFile`) does.
+
+    A character-level state machine: a command word, then a value that ends at a line break
+    once its quotes are closed; quotes are stripped and nothing is unescaped. Returns FROM,
+    TEMPLATE, SYSTEM (the last of each) and every PARAMETER as (name, value), in order.
+    """
+    commands: list[tuple[str, str]] = []
+    state, buf, name, line = "nil", [], "", 1
+    for ch in text:
+        if ch in "\r\n":
+            line += 1
+        nxt, keep = _next_state(state, ch, line)
+        if nxt != state:
+            if state == "name":
+                word = "".join(buf).lower()
+                if word not in _COMMANDS:
+                    raise ModelfileError(f"Modelfile line {line}: unknown command {''.join(buf)!r}")
+                if word == "parameter":
+                    nxt = "parameter"
+                elif word == "message":
+                    nxt = "message"
+                name = "model" if word == "from" else word
+            elif state == "parameter":
+                name = "".join(buf)
+            elif state == "value":
+                value, ok = _unquote("".join(buf).strip(" \t\r\n"))
+                if not ok or ch in " \t":
+                    buf.append(ch)
+                    continue
+                commands.append((name, value))
+            buf, state = [], nxt
+        if keep is not None and keep.isprintable():
+            buf.append(keep)
+    if state == "value":
+        value, ok = _unquote("".join(buf).strip(" \t\r\n"))
+        if not ok:
+            raise ModelfileError("Modelfile ends inside a quoted value")
+        commands.append((name, value))
+    elif state not in ("nil", "comment"):
+        raise ModelfileError("Modelfile ends in the middle of a command")
     out: dict = {"parameters": []}
-    for match in re.finditer(r'^(FROM|TEMPLATE|SYSTEM|PARAMETER)[ \t]+(?:"""(.*?)"""|([^\n]*))$', text, re.M | re.S):
-        key, value = match.group(1), match.group(2) if match.group(2) is not None else match.group(3).strip()
-        if key == "PARAMETER":
-            name, _, raw = value.partition(" ")
-            out["parameters"].append((name, json.loads(raw) if raw.startswith('"') else raw))
-        else:
-            out[key.lower()] = value
+    for key, value in commands:
+        if key in ("model", "template", "system"):
+            out["from" if key == "model" else key] = value
+        elif key not in _COMMANDS:
+            out["parameters"].append((key, value))
     return out
+
+
+def _next_state(state: str, ch: str, line: int) -> tuple[str, str | None]:
+    """(next state, character to keep) for one character, as Ollama's `parseRuneForState`."""
+    space, newline = ch in " \t", ch in "\r\n"
+    if state == "nil":
+        if ch == "#":
+            return "comment", None
+        return ("nil", None) if space or newline else ("name", ch)
+    if state == "name":
+        if ch.isascii() and ch.isalpha():
+            return "name", ch
+        if space:
+            return "value", None
+        raise ModelfileError(f"Modelfile line {line}: a command word must be followed by a space")
+    if state == "value":
+        return ("nil", ch) if space or newline else ("value", ch)
+    if state in ("parameter", "message"):
+        if ch.isascii() and (ch.isalnum() or (ch == "_" and state == "parameter")):
+            return state, ch
+        if space:
+            return "value", None
+        raise ModelfileError(f"Modelfile line {line}: bad {state} name")
+    return ("nil", None) if newline else ("comment", None)
 
 
 # ---------------------------------------------------------------------------- Go template interpreter
@@ -228,8 +324,9 @@ def render_go_template(template: str, messages: Sequence[dict[str, str]], *, sys
     Modelfile SYSTEM is prepended as a system message when the conversation has none.
     """
     msgs = [dict(m) for m in messages]
-    if system is not None and not any(m["role"] == "system" for m in msgs):
+    if system and not any(m["role"] == "system" for m in msgs):
         msgs.insert(0, {"role": "system", "content": system})
     nodes, _, _ = _parse(_lex(template), 0, ())
-    root = {"messages": msgs, "system": system or ""}
+    # Like Ollama's template.Execute: .System is the conversation's system text.
+    root = {"messages": msgs, "system": "\n\n".join(m["content"] for m in msgs if m["role"] == "system")}
     return _execute(nodes, root, root)

@@ -45,6 +45,10 @@ def test_merged_folder_loads_as_a_plain_model_and_chats(merged_dir):
     assert answer.text == MEMORISED[0][1]
 
 
+LLAMA_CPP_MISSING = ("llama-cpp-python is not installed (pip install -e '.[gguf]' compiles llama.cpp; .ci/run "
+                     "installs it from a cached wheel)")
+
+
 def _converter_root():
     """llama.cpp's converter from $TUI_TUNER_LLAMA_CPP or the user's persistent cache (fetched once)."""
     from tui_tuner.export.llama_cpp import ConverterUnavailable, find_converter
@@ -56,12 +60,16 @@ def _converter_root():
         pytest.skip(f"llama.cpp's converter cannot be obtained here: {exc}")
 
 
+MEMORISED_PROMPTS = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": q}] for q, _ in MEMORISED]
+
+
 @pytest.fixture(scope="module")
 def gguf_export(memorised_run, tmp_path_factory):
     from tui_tuner.export.exporters import export_gguf
 
     out = tmp_path_factory.mktemp("gguf")
-    return export_gguf(resolve_source(memorised_run), out, quant="f16", llama_cpp=_converter_root())
+    return export_gguf(resolve_source(memorised_run), out, quant="f16", llama_cpp=_converter_root(),
+                       prompts=MEMORISED_PROMPTS)
 
 
 def test_gguf_has_every_tensor_shape_and_the_tokenizer_and_template(gguf_export, merged_dir, loaded_run):
@@ -82,23 +90,42 @@ def test_gguf_has_every_tensor_shape_and_the_tokenizer_and_template(gguf_export,
     assert summary["vocab_size"] == len(loaded_run.tokenizer)
     assert summary["eos_token_id"] == loaded_run.tokenizer.eos_token_id
     assert summary["chat_template"] == loaded_run.chat_template
-    assert gguf_export.check["tensors"] == len(hf)  # export_gguf's own check ran and agreed
+    assert gguf_export.check["files"][gguf_export.path.name]["tensors"] == len(hf)  # export_gguf's own check agreed
 
 
-def test_q8_0_export_of_a_checkpoint(memorised_run, tmp_path):
+def test_gguf_keeps_the_tokenizers_token_types_bos_rule_and_run_name(gguf_export, loaded_run, memorised_run):
+    from tui_tuner.export.exporters import gguf_summary
+
+    summary = gguf_summary(gguf_export.path)
+    tok = loaded_run.tokenizer
+    types = summary["token_types"]
+    # The demo tokenizer: <|im_end|> (EOS) is special, <|im_start|> an added token that is not.
+    assert types[tok.convert_tokens_to_ids("<|im_end|>")] == 3  # CONTROL
+    assert types[tok.convert_tokens_to_ids("<|im_start|>")] == 4  # USER_DEFINED: matched whole, printed
+    assert summary["add_bos_token"] is False  # the template writes no BOS, so training never saw one
+    assert summary["eot_token_id"] == tok.convert_tokens_to_ids("<|im_end|>")
+    assert summary["padding_token_id"] == tok.pad_token_id
+    assert summary["name"] == memorised_run.name
+
+
+def test_q8_0_export_of_a_checkpoint_keeps_the_other_files_modelfile(memorised_run, tmp_path):
     from tui_tuner.export.exporters import export_gguf, gguf_summary
 
-    result = export_gguf(resolve_source(memorised_run, checkpoint=4), tmp_path, quant="q8_0",
-                         llama_cpp=_converter_root())
+    source = resolve_source(memorised_run, checkpoint=4)
+    first = export_gguf(source, tmp_path, quant="f16", llama_cpp=_converter_root(), verify=False)
+    result = export_gguf(source, tmp_path, quant="q8_0", llama_cpp=_converter_root(), verify=False)
     assert result.path.name.endswith("checkpoint-4-q8_0.gguf")
     types = {t["type"] for t in gguf_summary(result.path)["tensors"].values()}
     assert "Q8_0" in types
+    modelfiles = sorted(p.name for p in tmp_path.glob("*.Modelfile"))
+    assert modelfiles == [first.path.with_suffix(".Modelfile").name, result.path.with_suffix(".Modelfile").name]
+    assert f"FROM ./{first.path.name}" in first.path.with_suffix(".Modelfile").read_text()
 
 
 def test_modelfile_template_and_stops(gguf_export, loaded_run):
     from tui_tuner.export.modelfile import parse_modelfile, render_go_template
 
-    modelfile = gguf_export.path.parent / "Modelfile"
+    modelfile = gguf_export.path.with_suffix(".Modelfile")
     parsed = parse_modelfile(modelfile.read_text())
     assert parsed["from"] == f"./{gguf_export.path.name}"
     conv = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": MEMORISED[0][0]}]
@@ -107,18 +134,13 @@ def test_modelfile_template_and_stops(gguf_export, loaded_run):
     assert "<|im_end|>" in stops
 
 
-def test_llama_cpp_greedy_answer_matches_transformers(gguf_export, loaded_run):
-    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (it builds llama.cpp "
-                                    "from C++ source on install; tui-tuner does not require it)")
-    llm = llama_cpp.Llama(model_path=str(gguf_export.path), n_ctx=256, verbose=False)
-    ids = _prompt_ids(loaded_run, MEMORISED[0][0])
-    out = llm.generate(ids, temp=0.0, top_k=1, top_p=1.0, repeat_penalty=1.0)
-    got = []
-    for token in out:
-        if token == loaded_run.tokenizer.eos_token_id or len(got) >= 24:
-            break
-        got.append(token)
-    assert loaded_run.tokenizer.decode(got).strip() == MEMORISED[0][1]
+def test_llama_cpp_tokenizes_like_training_and_answers_like_transformers(gguf_export, loaded_run):
+    pytest.importorskip("llama_cpp", reason=LLAMA_CPP_MISSING)
+    (verification,) = gguf_export.check["verification"]
+    assert verification["checked"] and verification["tokens_ok"], verification["tokens"]
+    assert all(a["same"] for a in verification["answers"]), verification["answers"]
+    first = verification["answers"][0]["llama_cpp"]
+    assert loaded_run.tokenizer.decode(first, skip_special_tokens=True).strip() == MEMORISED[0][1]
 
 
 def test_export_cli_refuses_gguf_offline_without_a_converter(memorised_run, tmp_path):
@@ -131,3 +153,13 @@ def test_export_cli_refuses_gguf_offline_without_a_converter(memorised_run, tmp_
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2
     assert "--llama-cpp" in done.stderr and "--merged" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_export_cli_refuses_an_unknown_quant_type_before_any_work(memorised_run):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "tui_tuner", "export", str(memorised_run), "--gguf", "--quant",
+                           "q4_k_m,q3_x"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "q3_x" in done.stderr and "q5_k_m" in done.stderr and "Traceback" not in done.stderr
