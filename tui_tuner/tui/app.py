@@ -38,6 +38,10 @@ class TunerApp(App[int]):
         Binding("ctrl+t", "toggle_theme", "Light/dark", show=False),
         Binding("q", "quit", "Quit"),
         Binding("ctrl+c", "quit", "Quit", show=False),
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+        # Leaves a text field, so the keys above (q) work again; screens that use escape
+        # themselves (back, cancel) take it first.
+        Binding("escape", "leave_field", "Leave field", show=False),
     ]
 
     attached_run: reactive[Any] = reactive(None, init=False)
@@ -59,6 +63,8 @@ class TunerApp(App[int]):
         self.runs_dir = (runs_dir or self.project_dir / "runs").resolve()
         self.offer_reattach = offer_reattach
         self.start_screen = start_screen
+        self.config_screen: Any = None
+        """The Config screen once built: asked whether it holds unsaved edits before quitting."""
         self._first_frame_shown = False
         self._after_first_frame: list[Any] = []
         self.add_mode("hardware", self._make_hardware)
@@ -76,7 +82,8 @@ class TunerApp(App[int]):
 
     def _make_config(self) -> Screen:
         from tui_tuner.tui.screens.config import ConfigScreen
-        return ConfigScreen(self.config_path)
+        self.config_screen = ConfigScreen(self.config_path)
+        return self.config_screen
 
     def _make_train(self) -> Screen:
         from tui_tuner.tui.screens.train import TrainScreen
@@ -127,6 +134,32 @@ class TunerApp(App[int]):
     def action_show(self, mode: str) -> None:
         if self.current_mode != mode:
             self.switch_mode(mode)
+
+    def action_leave_field(self) -> None:
+        from textual.widgets import Input, TextArea
+
+        if isinstance(self.focused, (Input, TextArea)):
+            self.screen.set_focus(None)
+
+    async def action_quit(self) -> None:
+        """Quit (runs keep training); asks first when the config holds unsaved edits."""
+        config = self.config_screen
+        if config is None or not config.is_mounted or not config.dirty:
+            self.exit()
+            return
+        from tui_tuner.tui.screens.modals import ConfirmModal
+
+        if any(isinstance(s, ConfirmModal) for s in self.screen_stack):
+            return  # already asking
+
+        def answered(quit_anyway: bool | None) -> None:
+            if quit_anyway:
+                self.exit()
+
+        self.push_screen(ConfirmModal("Quit without saving the config?",
+                                      f"{config.file_label()} has unsaved edits. Save with ctrl+s on the Config "
+                                      "screen, or quit and lose them. Runs keep training either way.",
+                                      yes="Quit", no="Stay", danger=True), answered)
 
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.current_theme.dark else "textual-dark"

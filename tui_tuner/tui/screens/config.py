@@ -23,12 +23,13 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Button, Footer, Static, TextArea
+from textual.widgets import Button, Static, TextArea
 
 from tui_tuner.tui.messages import FieldEdited, IssueChosen
 from tui_tuner.tui.text import short_path
 from tui_tuner.tui.widgets.yaml_editor import YamlEditor
 from tui_tuner.tui.yaml_edit import set_yaml_value
+from tui_tuner.tui.widgets.key_bar import KeyBar
 
 if TYPE_CHECKING:
     from tui_tuner.config.schema import LoadedConfig, RunConfig
@@ -63,6 +64,10 @@ class RunRequested(Message):
 class ConfigScreen(Screen):
     """Form + YAML editor + issues + dataset summary, with save, save as and start."""
 
+    AUTO_FOCUS = ""
+    """Nothing that eats keys has focus at first (so `q` quits, Tab walks the screen); the issue
+    list takes focus once it is mounted."""
+
     BINDINGS = [
         # Open and Save as are on the buttons (with their keys); the footer keeps the frequent ones.
         Binding("ctrl+o", "open", "Open", show=False),
@@ -95,7 +100,7 @@ class ConfigScreen(Screen):
             with Vertical(id="yaml-pane"):
                 yield YamlEditor(self._initial_text or "", id="yaml-editor")
         yield Static(Text("loading the config schema...", style="dim"), id="data-summary")
-        yield Footer(compact=True)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self._update_title()
@@ -127,10 +132,12 @@ class ConfigScreen(Screen):
         await self.mount(Horizontal(Button("Open ^o", id="open"), Button("Save ^s", id="save"),
                                     Button("Save as f9", id="save-as"),
                                     Button("Start run ^r", id="start", variant="success", disabled=True),
-                                    id="config-buttons", classes="button-bar"), before=self.query_one(Footer))
+                                    id="config-buttons", classes="button-bar"), before=self.query_one(KeyBar))
         if not self.is_attached:
             return
         self.validate_now()
+        if self.focused is None:
+            self.query_one(IssueList).focus()
         if self._pending_settings:
             self.use_settings(self._pending_settings)
             self._pending_settings = None
@@ -155,13 +162,13 @@ class ConfigScreen(Screen):
     def dirty(self) -> bool:
         return self.text != self.saved_text
 
-    def _file_label(self) -> str:
+    def file_label(self) -> str:
         return short_path(self.config_path) if self.config_path else "<unsaved config>"
 
     def _update_title(self) -> None:
         title = Text()
         title.append("Config ", style="bold")
-        title.append(self._file_label())
+        title.append(self.file_label())
         if self.is_mounted and self.dirty:
             title.append("  (modified)", style="yellow")
         self.query_one("#config-title", Static).update(title)
@@ -192,7 +199,7 @@ class ConfigScreen(Screen):
         from tui_tuner.config.schema import load_config_text
 
         text = self.text
-        self.loaded = load_config_text(text, file=self._file_label())
+        self.loaded = load_config_text(text, file=self.file_label())
         self.loaded.path = self.config_path
         from tui_tuner.tui.widgets.config_form import ConfigForm
 
@@ -236,7 +243,7 @@ class ConfigScreen(Screen):
             path = tuple(issue.key.split(".")) if issue.key else ()
             while path and path not in positions:
                 path = path[:-1]
-            if path and issue.file in (None, self._file_label()):
+            if path and issue.file in (None, self.file_label()):
                 issue.line, issue.column = positions[path]
         self.post_message(DataChecked(text, report.summary_text(), issues))
 

@@ -18,10 +18,11 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from tui_tuner.tui.widgets.fit_panel import FitPanel, SettingsChosen
 from tui_tuner.tui.widgets.meters import GpuMeters, GpuReading
+from tui_tuner.tui.widgets.key_bar import KeyBar
 
 SAMPLE_S = 2.0
 GIB = 1024**3
@@ -87,7 +88,7 @@ class HardwareScreen(Screen):
         with VerticalScroll(id="hw-body"):
             yield GpuMeters(id="hw-gpus", empty_text="looking for GPUs...")
             yield Static(id="hw-machine")
-        yield Footer(compact=True)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.probe_machine()

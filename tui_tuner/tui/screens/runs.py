@@ -18,13 +18,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from tui_tuner.rundir.runs import RunDir, delete_run, list_runs, resume_run
 from tui_tuner.core.units import format_duration
 from tui_tuner.tui.screens.modals import ConfirmModal
 from tui_tuner.tui.screens.train import STATE_STYLES
 from tui_tuner.tui.text import short_path
+from tui_tuner.tui.widgets.key_bar import KeyBar
 
 REFRESH_S = 2.0
 COLUMNS = ("run", "state", "model", "method", "progress", "loss", "started", "duration")
@@ -103,7 +104,7 @@ class RunsScreen(Screen):
         yield Static(id="runs-title", classes="screen-title")
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         yield Static(id="runs-detail")
-        yield Footer(compact=True)
+        yield KeyBar()
 
     @property
     def columns(self) -> tuple[str, ...]:

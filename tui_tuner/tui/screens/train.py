@@ -17,7 +17,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, ProgressBar, Sparkline, Static
+from textual.widgets import ProgressBar, Sparkline, Static
 
 from tui_tuner.rundir.runs import RunDir
 from tui_tuner.tui.run_view import RunView, TrainSnapshot
@@ -25,6 +25,7 @@ from tui_tuner.core.units import format_duration
 from tui_tuner.tui.screens.modals import ConfirmModal
 from tui_tuner.tui.widgets.line_chart import ChartSeries, LineChart, format_tick
 from tui_tuner.tui.widgets.meters import GpuMeters
+from tui_tuner.tui.widgets.key_bar import KeyBar
 
 POLL_INTERVAL_S = 0.5
 STATE_STYLES = {"queued": "yellow", "running": "green", "stopping": "yellow", "finished": "bold green",
@@ -75,7 +76,7 @@ class TrainScreen(Screen):
             with Vertical(id="train-log-pane"):
                 yield Static(Text("train.log", style="bold"), classes="pane-title")
                 yield Static(id="train-log")
-        yield Footer(compact=True)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.watch(self.app, "attached_run", self._attached_changed, init=True)
