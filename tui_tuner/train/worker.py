@@ -319,10 +319,26 @@ def _classify(exc: BaseException, run: RunDir | None = None) -> tuple[str, str |
                 f"Free disk space (`df -h {where}`; old runs: `tui-tuner runs rm NAME`), or set output.runs_dir "
                 f"to a bigger disk, then `tui-tuner runs resume {run.name if run else 'NAME'}` continues from "
                 f"{since}; the half-written checkpoint is skipped.")
+    hub = _hub_failure(exc, run)
+    if hub is not None:
+        return hub
     is_oom = type(exc).__name__ == "OutOfMemoryError" or is_oom_message(text)
     if isinstance(exc, MemoryError) or is_oom:
         return f"out of memory: {first}", OOM_HINT
     return first, "See train.log in the run directory for the full traceback."
+
+
+def _hub_failure(exc: BaseException, run: RunDir | None) -> tuple[str, str] | None:
+    """A model download that failed (offline, gated, missing), said in one line with what to do."""
+    if run is None:
+        return None
+    try:
+        repo_id = run.config().model.name_or_path
+    except Exception:  # an unreadable config: the generic message is all we can give
+        return None
+    from tui_tuner.train.preflight import hub_error_hint, looks_like_hub_id
+
+    return hub_error_hint(exc, repo_id) if looks_like_hub_id(repo_id) else None
 
 
 def _launched_at(default: float) -> float:

@@ -61,6 +61,14 @@ class RunRequested(Message):
     config_path: Path | None
 
 
+@dataclass
+class PreflightChecked(Message):
+    """The pre-start check of the config text `for_text` finished with `issues` ([] : it can start)."""
+
+    for_text: str
+    issues: list
+
+
 class ConfigScreen(Screen):
     """Form + YAML editor + issues + dataset summary, with save, save as and start."""
 
@@ -87,6 +95,9 @@ class ConfigScreen(Screen):
         self.loaded: LoadedConfig | None = None
         """None until the schema has loaded and validated the text."""
         self.data_issues: list = []
+        self.preflight_issues: list = []
+        """What the last pre-start check found (cleared when the text changes)."""
+        self._preflight_running = False
         self._validate_timer: Timer | None = None
         self._defaults: dict[str, Any] = {}
         self._pending_settings: dict[tuple[str, ...], Any] | None = None
@@ -153,10 +164,19 @@ class ConfigScreen(Screen):
         return self.query_one(YamlEditor).text
 
     @property
-    def errors(self) -> list:
-        """Every error that blocks starting: config errors, then dataset errors."""
+    def issues(self) -> list:
+        """Every issue shown: config, then dataset, then what the last pre-start check found."""
         issues = list(self.loaded.issues) if self.loaded else []
-        return [i for i in issues + self.data_issues if i.severity == "error"]
+        return issues + self.data_issues + self.preflight_issues
+
+    @property
+    def errors(self) -> list:
+        """Every error that blocks starting."""
+        return [i for i in self.issues if i.severity == "error"]
+
+    def is_config_issue(self, issue: Any) -> bool:
+        """Whether `issue.line` is a line of this config (else it is a line of a dataset file)."""
+        return issue.file in (None, self.file_label())
 
     @property
     def dirty(self) -> bool:
@@ -188,6 +208,7 @@ class ConfigScreen(Screen):
         self._schedule_validation()
 
     def _schedule_validation(self) -> None:
+        self.preflight_issues = []  # they were about the text before this edit
         if not self.ready:
             return  # validated as soon as the schema has loaded
         if self._validate_timer is not None:
@@ -212,12 +233,7 @@ class ConfigScreen(Screen):
         from tui_tuner.tui.widgets.issue_list import IssueList
 
         assert self.loaded is not None
-        issues = list(self.loaded.issues) + self.data_issues
-        self.query_one(ConfigForm).show_issues(issues)
-        self.query_one(IssueList).show_issues(issues)
-        self.query_one(YamlEditor).mark_lines({i.line for i in issues if i.line and i.severity == "error"},
-                                               {i.line for i in issues if i.line and i.severity == "warning"})
-        self.query_one("#start", Button).disabled = bool(self.errors)
+        self._show_all_issues()
         self._update_title()
         if self.loaded.ok:
             self.check_dataset(self.text, self.loaded)
@@ -255,18 +271,34 @@ class ConfigScreen(Screen):
         self.data_issues = event.issues
         self.query_one("#data-summary", Static).update(Text(event.summary))
         if changed and self.loaded is not None:
-            from tui_tuner.tui.widgets.config_form import ConfigForm
-            from tui_tuner.tui.widgets.issue_list import IssueList
+            self._show_all_issues()
 
-            issues = list(self.loaded.issues) + self.data_issues
-            self.query_one(ConfigForm).show_issues(issues)
-            self.query_one(IssueList).show_issues(issues)
-            self.query_one("#start", Button).disabled = bool(self.errors)
+    def _show_all_issues(self) -> None:
+        """Put every issue beside its field, in the list, and on its YAML line; gate Start."""
+        from tui_tuner.tui.widgets.config_form import ConfigForm
+        from tui_tuner.tui.widgets.issue_list import IssueList
+
+        issues = self.issues
+        self.query_one(ConfigForm).show_issues(issues)
+        self.query_one(IssueList).show_issues(issues, config_file=self.file_label())
+        mine = [i for i in issues if i.line and self.is_config_issue(i)]
+        self.query_one(YamlEditor).mark_lines({i.line for i in mine if i.severity == "error"},
+                                               {i.line for i in mine if i.severity == "warning"})
+        self.query_one("#start", Button).disabled = bool(self.errors) or self._preflight_running
 
     @on(IssueChosen)
     def _issue_chosen(self, event: IssueChosen) -> None:
-        if event.line:
-            self.query_one(YamlEditor).go_to_line(event.line)
+        from tui_tuner.config.schema import yaml_positions
+
+        line = event.line
+        if not line and event.key:  # a dataset issue: show the config line naming the file
+            path = tuple(event.key.split("."))
+            positions = yaml_positions(self.text)
+            while path and path not in positions:
+                path = path[:-1]
+            line = positions[path][0] if path else None
+        if line:
+            self.query_one(YamlEditor).go_to_line(line, focus=event.focus)
 
     # ------------------------------------------------------------------ actions
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -338,12 +370,59 @@ class ConfigScreen(Screen):
             return
         self.validate_now()
         if self.errors:
-            first = self.errors[0]
-            where = f"line {first.line}: " if first.line else ""
-            self.notify(f"fix {len(self.errors)} error(s) before starting — {where}{first.key} {first.message}",
-                        title="cannot start", severity="error")
+            self._refuse(self.errors)
             return
-        assert self.loaded.config is not None
+        assert self.loaded is not None and self.loaded.config is not None
+        if self._preflight_running:
+            return
+        self._preflight_running = True
+        self.query_one("#start", Button).disabled = True
+        self.query_one("#data-summary", Static).update(
+            Text("checking the model, the data files and the disk before starting...", style="dim"))
+        self.run_preflight(self.text, self.loaded)
+
+    def _refuse(self, errors: list) -> None:
+        first = errors[0]
+        where = (f"line {first.line}: " if self.is_config_issue(first) else f"{short_path(first.file)}:{first.line}: ") \
+            if first.line else ""
+        self.notify(f"fix {len(errors)} error(s) before starting — {where}{first.key} {first.message}",
+                    title="cannot start", severity="error", timeout=12)
+
+    @work(thread=True, exclusive=True, group="preflight", exit_on_error=False)
+    def run_preflight(self, text: str, loaded: LoadedConfig) -> None:
+        """The checks `tui-tuner train` makes before it creates a run (model reachable or cached,
+        gated, data files, disk space), off the UI thread: a hub lookup can take seconds."""
+        from tui_tuner.config.schema import yaml_positions
+        from tui_tuner.train.preflight import preflight_issues
+
+        try:
+            issues = preflight_issues(loaded)
+        except Exception as exc:  # the check itself broke: say so rather than start blind
+            from tui_tuner.config.schema import ConfigIssue
+
+            issues = [ConfigIssue("", f"the pre-start check failed: {type(exc).__name__}: {exc}")]
+        positions = yaml_positions(text)  # lines of the text being edited, not of the saved file
+        for issue in issues:
+            path = tuple(issue.key.split(".")) if issue.key else ()
+            issue.line, issue.column = positions.get(path, (None, None))
+            issue.file = self.file_label()
+        self.post_message(PreflightChecked(text, issues))
+
+    @on(PreflightChecked)
+    def _preflight_checked(self, event: PreflightChecked) -> None:
+        self._preflight_running = False
+        self.preflight_issues = event.issues
+        self._show_all_issues()
+        if event.for_text != self.text:
+            self.notify("the config changed while it was being checked: press start again", severity="warning")
+            return
+        errors = [i for i in event.issues if i.severity == "error"]
+        if errors:
+            self._refuse(errors)
+            return
+        for warning in event.issues:
+            self.notify(f"{warning.key}: {warning.message}", title="warning", severity="warning", timeout=10)
+        assert self.loaded is not None and self.loaded.config is not None
         self.post_message(RunRequested(self.loaded.config, self.config_path))
 
     def use_settings(self, values: dict[tuple[str, ...], Any]) -> None:

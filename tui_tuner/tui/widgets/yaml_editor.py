@@ -52,11 +52,12 @@ class YamlEditor(TextArea):
             line.stylize(Style(underline=True))
         return line
 
-    def go_to_line(self, line: int) -> None:
-        """Put the cursor at the start of a 1-based line and scroll it into view."""
+    def go_to_line(self, line: int, *, focus: bool = True) -> None:
+        """Put the cursor at the start of a 1-based line and scroll it into view (and focus the editor)."""
         row = max(0, min(line - 1, self.document.line_count - 1))
         self.move_cursor((row, 0), center=True)
-        self.focus()
+        if focus:
+            self.focus()
 
     def _selected_rows(self) -> range:
         start, end = sorted((self.selection.start, self.selection.end))
