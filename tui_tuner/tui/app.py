@@ -240,8 +240,13 @@ class TunerApp(App[int]):
     async def carry_settings(self, values: dict[tuple[str, ...], Any]) -> None:
         """Apply settings from the Hardware screen's fit panel to the config being edited."""
         await self.switch_mode("config")
-        self.screen.use_settings(values)
-        self.notify("settings carried into the config: review and save it", title="Config")
+        changes = self.screen.use_settings(values)
+        if changes:
+            lines = "\n".join(f"• {c.describe()}" for c in changes)
+            self.notify(f"settings carried into the config; the demo-only settings became a recipe for "
+                        f"this model:\n{lines}\nReview and save it (ctrl+s).", title="Config", timeout=20)
+        else:
+            self.notify("settings carried into the config: review and save it", title="Config")
 
 
 def build_app(**kwargs: Any) -> TunerApp:

@@ -40,6 +40,9 @@ VALIDATE_DELAY_S = 0.25
 """Validate this long after the last keystroke, so typing never waits on validation."""
 
 
+_NOT_YET = object()
+
+
 class SchemaLoaded(Message):
     """`tui_tuner.config.schema` finished importing (in a thread, after the first frame)."""
 
@@ -98,6 +101,9 @@ class ConfigScreen(Screen):
         self.preflight_issues: list = []
         """What the last pre-start check found (cleared when the text changes)."""
         self._preflight_running = False
+        self._train_at_load: Any = _NOT_YET
+        """The train data of the text as opened: the demo-eval offer follows a change from it."""
+        self._asked_about_eval: set[str] = set()
         self._validate_timer: Timer | None = None
         self._defaults: dict[str, Any] = {}
         self._pending_settings: dict[tuple[str, ...], Any] | None = None
@@ -226,7 +232,10 @@ class ConfigScreen(Screen):
 
         if self.loaded.raw:
             self.query_one(ConfigForm).show_values(self.loaded.raw, self._defaults)
+        if self._train_at_load is _NOT_YET and self.loaded.config is not None:
+            self._train_at_load = self.loaded.config.data.train
         self._show_validation()
+        self._offer_to_clear_demo_eval()
 
     def _show_validation(self) -> None:
         from tui_tuner.tui.widgets.config_form import ConfigForm
@@ -317,6 +326,7 @@ class ConfigScreen(Screen):
             return
         self.config_path = path
         self.saved_text = text
+        self._train_at_load = _NOT_YET
         editor = self.query_one(YamlEditor)
         editor.load_text(text)
         if self.ready:
@@ -425,14 +435,68 @@ class ConfigScreen(Screen):
         assert self.loaded is not None and self.loaded.config is not None
         self.post_message(RunRequested(self.loaded.config, self.config_path))
 
-    def use_settings(self, values: dict[tuple[str, ...], Any]) -> None:
-        """Apply settings carried over from the Hardware screen's fit panel."""
+    def use_settings(self, values: dict[tuple[str, ...], Any]) -> list:
+        """Apply settings carried over from the Hardware screen's fit panel.
+
+        Moving to a real model also replaces the demo-only settings still at their demo
+        values (`tui_tuner.config.recipe`); returns those `SettingChange`s.
+        """
         if not self.ready:
             self._pending_settings = values  # applied once the schema has loaded
-            return
+            return []
+        import yaml
+
+        from tui_tuner.config.recipe import leave_demo_settings
+
         editor = self.query_one(YamlEditor)
         text = editor.text
         for path, value in values.items():
             text = set_yaml_value(text, path, value)
+        changes = []
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raw = None
+        model, method = values.get(("model", "name_or_path")), values.get(("method",), "lora")
+        if isinstance(raw, dict) and isinstance(model, str):
+            changes = leave_demo_settings(raw, model, str(method))
+            for change in changes:
+                text = set_yaml_value(text, change.path, change.new)
         editor.replace(text, editor.document.start, editor.document.end, maintain_selection_offset=False)
         self.validate_now()
+        return changes
+
+    # ------------------------------------------------------------------ own data
+    def _offer_to_clear_demo_eval(self) -> None:
+        """After the train data moved off the demo's, offer to drop the demo's eval set (once per file)."""
+        from tui_tuner.config.recipe import DEMO_DATA, eval_is_demo
+
+        loaded = self.loaded
+        if loaded is None or loaded.config is None or not eval_is_demo(loaded.raw):
+            return
+        train = loaded.config.data.train
+        if train in DEMO_DATA or train == self._train_at_load or train in self._asked_about_eval:
+            return
+        path = loaded.config.resolve_path(train, loaded.base_dir)
+        if path is None or not path.is_file():
+            return  # still being typed
+        self._asked_about_eval.add(train)
+        from tui_tuner.tui.screens.modals import ConfirmModal
+
+        def answered(clear: bool | None) -> None:
+            if clear:
+                editor = self.query_one(YamlEditor)
+                text = set_yaml_value(editor.text, ("data", "eval"), None)
+                if not (loaded.raw.get("data") or {}).get("eval_split"):
+                    text = set_yaml_value(text, ("data", "eval_split"), 0.1)
+                editor.replace(text, editor.document.start, editor.document.end, maintain_selection_offset=False)
+                self.validate_now()
+                self.notify("data.eval cleared; 10% of your train data is held out for eval loss instead",
+                            title="Config")
+
+        self.app.push_screen(ConfirmModal(
+            "Clear the demo's eval set?",
+            f"data.eval is still {loaded.raw['data']['eval']}: the demo's questions about Bramble, a "
+            f"fictional robot. Your eval loss (and the Eval view) would score your model on them. Clear it "
+            f"and hold out 10% of {train} instead? (Or set data.eval to your own held-out file.)",
+            yes="Clear it", no="Keep it"), answered)
