@@ -76,6 +76,7 @@ class HardwareScreen(Screen):
     BINDINGS = [
         Binding("ctrl+g", "use_settings", "Use settings"),
         Binding("ctrl+l", "pick_model", "Pick model"),
+        Binding("f7", "explain", "Why in full"),
     ]
 
     def __init__(self) -> None:
@@ -170,6 +171,17 @@ class HardwareScreen(Screen):
         panels = self.query(FitPanel)
         if panels:
             panels.first().use_settings()
+
+    def action_explain(self) -> None:
+        """The memory breakdown with each "why" in full (the table cuts them to its width)."""
+        panels = self.query(FitPanel)
+        text = panels.first().explanation() if panels else None
+        if text is None:
+            self.notify("no estimate yet: type a model in the fit panel", severity="warning")
+            return
+        from tui_tuner.tui.screens.modals import TextModal
+
+        self.app.push_screen(TextModal("Memory breakdown: why each part costs what it does", text))
 
     def action_pick_model(self) -> None:
         panels = self.query(FitPanel)

@@ -9,6 +9,7 @@ compare their configs and loss curves; e opens the highlighted run's evaluation 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -29,9 +30,23 @@ from tui_tuner.tui.widgets.key_bar import KeyBar
 
 REFRESH_S = 2.0
 COLUMNS = ("run", "state", "model", "method", "progress", "loss", "started", "duration")
-NARROW_COLUMNS = ("run", "state", "method", "progress", "loss", "duration")
-"""Below `WIDE_FROM` terminal columns the table drops model and start time so nothing scrolls."""
+NARROW_COLUMNS = ("run", "state", "model", "progress", "loss", "started")
+"""Below `WIDE_FROM` terminal columns the run name loses its timestamp (the start time column
+says it), the model is cut to `NARROW_MODEL` characters and method and duration move to the
+line under the table, so model and state stay in view at 80 columns."""
 WIDE_FROM = 110
+NARROW_RUN = 18
+NARROW_MODEL = 16
+_STAMP = re.compile(r"-\d{8}-\d{6}(-\d+)?$")
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def run_stem(name: str) -> str:
+    """A run's name without the `-yyyymmdd-hhmmss` it was given at creation."""
+    return _STAMP.sub("", name) or name
 
 
 @dataclass(frozen=True)
@@ -69,7 +84,7 @@ def run_row(run: RunDir, config_cache: dict[str, tuple[str, str]]) -> RunRow:
             cfg = run.config()
             model = cfg.model.name_or_path.rstrip("/").split("/")[-1]
             method = cfg.method if cfg.method == "full" else f"{cfg.method} r{cfg.lora.r}"
-            config_cache[run.name] = (model if len(model) <= 18 else model[:17] + "…", method)
+            config_cache[run.name] = (model, method)
         except Exception:  # an unreadable config is shown as unknown; the run's error says why
             config_cache[run.name] = ("?", "?")
     model, method = config_cache[run.name]
@@ -83,7 +98,8 @@ class RunsScreen(Screen):
     """The runs table."""
 
     BINDINGS = [
-        Binding("enter", "open", "Open", priority=False),
+        # priority: the table would take enter first and hide the key from the key bar
+        Binding("enter", "open", "Open", priority=True),
         Binding("space", "toggle_select", "Select"),
         Binding("c", "compare", "Compare"),
         Binding("e", "eval", "Eval"),
@@ -175,8 +191,11 @@ class RunsScreen(Screen):
 
     def _cells(self, row: RunRow) -> list:
         mark = "✓ " if row.run.name in self.selected else "  "
-        cells = {"run": Text.assemble((mark, "bold green"), row.run.name),
-                 "state": Text(row.state, style=STATE_STYLES.get(row.state, "")), "model": row.model,
+        narrow = self._shown_columns == NARROW_COLUMNS
+        name = _cut(run_stem(row.run.name), NARROW_RUN) if narrow else row.run.name
+        cells = {"run": Text.assemble((mark, "bold green"), name),
+                 "state": Text(row.state, style=STATE_STYLES.get(row.state, "")),
+                 "model": _cut(row.model, NARROW_MODEL if narrow else 24),
                  "method": row.method, "progress": row.progress, "loss": row.loss, "started": row.started,
                  "duration": row.duration}
         return [cells[c] for c in self._shown_columns]
@@ -198,7 +217,8 @@ class RunsScreen(Screen):
         detail = self.query_one("#runs-detail", Static)
         if row is None:
             return
-        text = Text.assemble((row.run.name, "bold"), "  ", (row.state, STATE_STYLES.get(row.state, "")))
+        text = Text.assemble((row.run.name, "bold"), "  ", (row.state, STATE_STYLES.get(row.state, "")),
+                             f"  {row.model} {row.method}  {row.duration}")
         if self.selected:
             text.append(f"   {len(self.selected)} selected", style="bold")
         if row.state in ("failed", "crashed"):

@@ -52,6 +52,7 @@ class TrainScreen(Screen):
         Binding("s", "stop", "Stop"),
         Binding("d", "detach", "Detach"),
         Binding("c", "cycle_chart", "Chart"),
+        Binding("f7", "explain", "Error in full"),
     ]
 
     def __init__(self) -> None:
@@ -162,6 +163,9 @@ class TrainScreen(Screen):
             error.display = True
         else:
             error.display = False
+        if st.state != getattr(self, "_shown_state", None):
+            self._shown_state = st.state
+            self.refresh_bindings()  # "error in full" comes and goes with the failure
         bar = self.query_one(ProgressBar)
         bar.display = bool(st.max_steps) or st.state in ("queued", "running")
         if st.max_steps:
@@ -224,6 +228,25 @@ class TrainScreen(Screen):
         chart.set_series(series)
 
     # ------------------------------------------------------------------ actions
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "explain":  # only a failed run has an error to read in full
+            snap = self.snapshot
+            return bool(snap and snap.status.state in ("failed", "crashed"))
+        return True
+
+    def action_explain(self) -> None:
+        """The error, its hint and the end of train.log in full (the panel cuts them at 8 lines)."""
+        snap = self.snapshot
+        if snap is None or self.view is None:
+            return
+        st = snap.status
+        text = Text.assemble((f"{st.state}: ", "bold"), st.error or "no error recorded", "\n\n",
+                             (st.hint or "", "italic"), "\n\n", ("end of train.log:\n", "bold"),
+                             ("\n".join(self.view.run.log_tail(40)), "dim"))
+        from tui_tuner.tui.screens.modals import TextModal
+
+        self.app.push_screen(TextModal(f"{self.view.run.name}: why it ended", text))
+
     def action_cycle_chart(self) -> None:
         self.chart_index = (self.chart_index + 1) % len(CHARTS)
         self._draw_chart()
