@@ -177,6 +177,29 @@ class TunerApp(App[int]):
         yield SystemCommand("Toggle light/dark", "Switch between the light and the dark theme", self.action_toggle_theme)
         yield SystemCommand("Reattach to a running run", "List runs still training and show one",
                             self.find_running_runs)
+        yield SystemCommand("Export a run", "GGUF + Ollama Modelfile, or a merged model, from a trained run",
+                            self.choose_run_to_export)
+
+    def choose_run_to_export(self) -> None:
+        """List the runs that saved an adapter or a checkpoint; open the Export view on the one chosen."""
+        from tui_tuner.rundir.runs import list_runs
+        from tui_tuner.tui.screens.modals import ChoiceModal
+
+        runs = {r.name: r for r in reversed(list_runs(self.runs_dir))
+                if r.adapter_dir.is_dir() or r.latest_checkpoint() is not None}
+
+        def chosen(name: str | None) -> None:
+            if name:
+                self.export_run(runs[name])
+
+        self.push_screen(ChoiceModal("Export which run?", [(n, n) for n in runs],
+                                     empty_text="no run has saved an adapter yet"), chosen)
+
+    def export_run(self, run: Any) -> None:
+        """Open the Export view on `run` (a `RunDir`)."""
+        from tui_tuner.tui.screens.export import ExportScreen
+
+        self.push_screen(ExportScreen(run))
 
     # ------------------------------------------------------------------ runs
     def config_choices(self) -> list[tuple[Path, str]]:

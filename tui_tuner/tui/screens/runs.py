@@ -103,6 +103,7 @@ class RunsScreen(Screen):
         Binding("space", "toggle_select", "Select"),
         Binding("c", "compare", "Compare"),
         Binding("e", "eval", "Eval"),
+        Binding("g", "export", "Export"),
         Binding("s", "stop", "Stop"),
         Binding("r", "resume", "Resume"),
         Binding("x,delete", "delete", "Delete"),
@@ -265,6 +266,12 @@ class RunsScreen(Screen):
         from tui_tuner.tui.screens.eval import EvalScreen
 
         self.app.push_screen(EvalScreen(row.run))
+
+    def action_export(self) -> None:
+        row = self._cursor_row()
+        if row is None:
+            return
+        self.app.export_run(row.run)
 
     def action_stop(self) -> None:
         row = self._cursor_row()
