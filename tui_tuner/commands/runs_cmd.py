@@ -79,21 +79,44 @@ def run_row(run) -> dict[str, Any]:
     method = cfg.get("method", "?")
     return {
         "name": run.name, "state": st.state, "model": (cfg.get("model") or {}).get("name_or_path", "?"),
-        "method": method, "r": (cfg.get("lora") or {}).get("r") if method != "full" else None,
+        "objective": cfg.get("objective") or "sft", "method": method, "r": (cfg.get("lora") or {}).get("r") if method != "full" else None,
         "step": st.step, "max_steps": st.max_steps, "loss": st.loss, "duration_s": st.duration_s,
         "queued_after": st.queued_after, "error": st.error,
     }
+
+
+LS_COLUMNS = ("name", "state", "model", "objective", "method", "r", "step", "loss", "duration")
+_RIGHT = ("r", "step", "loss", "duration")
+
+
+def ls_cells(row: dict[str, Any]) -> list[str]:
+    """One `runs ls` row as the text of each column."""
+    from tui_tuner.core.units import format_duration
+
+    return [row["name"], row["state"], str(row["model"]), str(row["objective"]), str(row["method"]),
+            "-" if row["r"] is None else str(row["r"]), f"{row['step']}/{row['max_steps'] or '?'}",
+            "-" if row["loss"] is None else f"{row['loss']:.4f}", format_duration(row["duration_s"])]
+
+
+def plain_table(rows: list[list[str]]) -> str:
+    """Columns aligned with spaces, nothing cut and no colour: for pipes, files, grep and awk."""
+    table = [list(LS_COLUMNS)] + rows
+    widths = [max(len(r[i]) for r in table) for i in range(len(LS_COLUMNS))]
+    lines = []
+    for r in table:
+        cells = [c.rjust(w) if col in _RIGHT else c.ljust(w) for c, w, col in zip(r, widths, LS_COLUMNS)]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
 
 
 def run_ls(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from tui_tuner.core.units import format_duration
     from tui_tuner.rundir.runs import list_runs, start_ready_queued
 
     start_ready_queued(args.runs_dir)  # a queue whose supervisor died moves on
-    rows = [run_row(r) for r in list_runs(args.runs_dir)]
+    rows = [run_row(r) for r in reversed(list_runs(args.runs_dir))]  # newest first, as in the TUI
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -101,17 +124,19 @@ def run_ls(args: argparse.Namespace) -> int:
     if not rows:
         console.print(f"no runs in {args.runs_dir}. Start one: tui-tuner train configs/quickstart.yaml")
         return 0
+    if not console.is_terminal:
+        print(plain_table([ls_cells(row) for row in rows]))
+        return 0
     colours = {"running": "cyan", "stopping": "cyan", "finished": "green", "stopped": "yellow",
                "failed": "red", "crashed": "red", "queued": "dim"}
     table = Table(box=None, header_style="bold")
-    for col in ("name", "state", "model", "method", "r", "step", "loss", "duration"):
-        table.add_column(col, justify="right" if col in ("r", "step", "loss", "duration") else "left",
-                         no_wrap=col != "model", overflow="ellipsis")
+    for col in LS_COLUMNS:
+        table.add_column(col, justify="right" if col in _RIGHT else "left",
+                         no_wrap=col not in ("model", "name"), overflow="fold" if col in ("model", "name") else "ellipsis")
     for row in rows:
-        table.add_row(row["name"], f"[{colours.get(row['state'], '')}]{row['state']}[/]", str(row["model"]),
-                      str(row["method"]), "-" if row["r"] is None else str(row["r"]),
-                      f"{row['step']}/{row['max_steps'] or '?'}",
-                      "-" if row["loss"] is None else f"{row['loss']:.4f}", format_duration(row["duration_s"]))
+        cells = ls_cells(row)
+        cells[1] = f"[{colours.get(row['state'], '')}]{row['state']}[/]"
+        table.add_row(*cells)
     console.print(table)
     return 0
 
@@ -134,6 +159,19 @@ def config_changes(run) -> dict[str, Any]:
     return {k: v for k, v in actual.items() if defaults.get(k, object()) != v}
 
 
+def sample_events(run) -> list[dict[str, Any]]:
+    """The run's `samples` events (answers to the sample prompts by step), oldest first."""
+    from tui_tuner.rundir.events import read_events
+
+    out, offset = [], 0
+    while True:
+        events, new_offset = read_events(run.events_path, offset)
+        out += [e for e in events if e.get("kind") == "samples" and isinstance(e.get("answers"), list)]
+        if new_offset == offset or not events:
+            return out
+        offset = new_offset
+
+
 def show_data(run) -> dict[str, Any]:
     from tui_tuner.rundir.events import load_history
     from tui_tuner.rundir.runs import checkpoint_problem
@@ -154,6 +192,7 @@ def show_data(run) -> dict[str, Any]:
         if p.is_dir():
             artefacts[name] = str(p)
     data["artefacts"] = artefacts
+    data["samples"] = sample_events(run)
     if st.state in ("failed", "crashed"):
         data["log_tail"] = run.log_tail(15)
     return data
@@ -200,6 +239,18 @@ def run_show(args: argparse.Namespace) -> int:
     for e in data["evals"]:
         if e["eval_loss"] is not None:
             c.print(f"  eval at step {e['step']}: {e['eval_loss']:.4f}")
+    if data["samples"]:
+        samples = data["samples"]
+        cost = sum(float(e.get("seconds") or 0) for e in samples)
+        c.print(f"[bold]samples[/]  {len(samples[-1]['answers'])} prompts at {len(samples)} steps, "
+                f"{cost:.1f} s in all")
+        for n, answer in enumerate(samples[-1]["answers"]):
+            c.print(f"  [bold]{escape(answer['prompt'])}[/]")
+            if answer.get("reference"):
+                c.print(f"    [green]reference[/]  {escape(answer['reference'])}")
+            for ev in samples:
+                text = ev["answers"][n]["answer"] if n < len(ev["answers"]) else ""
+                c.print(f"    step {ev['step']:>5}  {escape(' '.join(text.split()) or '(empty)')}")
     c.print("[bold]artefacts[/]")
     for ck in data["checkpoints"]:
         c.print(f"  checkpoints/{ck['name']}" + ("" if ck["complete"] else f"  [red](incomplete: {ck['problem']})[/]"))

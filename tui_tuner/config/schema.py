@@ -133,6 +133,21 @@ class OutputConfig(_Section):
     """Run name prefix; default is derived from the model and method."""
 
 
+class SamplesConfig(_Section):
+    """Answers to a few prompts while training, so the learner watches them change step by step."""
+
+    prompts: list[str] = Field(default_factory=list, max_length=10)
+    """Prompts to answer at every eval and checkpoint step (a user turn each; the data's system prompt applies)."""
+    from_eval: int = Field(0, ge=0, le=10)
+    """Also take this many prompts from the eval set (data.eval or the eval split), shown beside their reference answers."""
+    max_new_tokens: int = Field(48, ge=1, le=512)
+    """Longest answer, in tokens: short keeps the pause in training small (it is greedy, adapter on)."""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.prompts) or self.from_eval > 0
+
+
 class DistributedConfig(_Section):
     gpus: int = Field(1, ge=1, le=64)
     """Processes (GPUs) on this machine; more than 1 launches through torchrun."""
@@ -159,6 +174,8 @@ class RunConfig(_Section):
     """Where runs are written."""
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     """Multi-GPU settings."""
+    samples: SamplesConfig = Field(default_factory=SamplesConfig)
+    """Sample answers during training (events of kind `samples`; the Train screen's Samples panel)."""
     backend: Literal["auto", "unsloth", "transformers"] = "auto"
     """auto: Unsloth when a CUDA GPU is present and it imports, else transformers + peft + trl."""
     report_to: Literal["none", "tensorboard", "wandb"] = "none"

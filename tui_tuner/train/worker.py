@@ -52,10 +52,12 @@ def probe_mode(run: RunDir) -> str:
 # ---------------------------------------------------------------------------- data
 
 
-def build_datasets(cfg: Any, tokenizer: Any, chat_template: str) -> tuple[Any, Any, dict[str, Any]]:
+def build_datasets(cfg: Any, tokenizer: Any, chat_template: str,
+                   eval_out: list | None = None) -> tuple[Any, Any, dict[str, Any]]:
     """Tokenized train (and eval) `datasets.Dataset`s with `input_ids` and `labels` (-100 outside answers).
 
     The same `tokenize_conversation` and chat template serve training, chat, eval and export.
+    `eval_out`, when given, receives the eval conversations (the sample prompts come from them).
     """
     from datasets import Dataset
 
@@ -84,6 +86,9 @@ def build_datasets(cfg: Any, tokenizer: Any, chat_template: str) -> tuple[Any, A
         held = set(order[:n_eval])
         eval_examples = [e for i, e in enumerate(train_examples) if i in held]
         train_examples = [e for i, e in enumerate(train_examples) if i not in held]
+
+    if eval_out is not None:
+        eval_out.extend(eval_examples)
 
     def tokenize(examples: list) -> tuple[Any, int]:
         ids, labels, truncated = [], [], 0
@@ -222,8 +227,10 @@ def train(run: RunDir, cfg: Any, backend: str, device: str, keeper: Any, events:
     model, tokenizer = load_model(cfg, model_path, device)
     template = _resolve_template(cfg, tokenizer)
     tokenizer.chat_template = template
-    train_ds, eval_ds, info = build_datasets(cfg, tokenizer, template)
+    eval_conversations: list = []
+    train_ds, eval_ds, info = build_datasets(cfg, tokenizer, template, eval_conversations)
     events.write("data", **info)
+    samples_callbacks = _samples_callbacks(cfg, events, tokenizer, template, eval_conversations)
     model_dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
     from tui_tuner.train.distributed import decoder_layer_classes, trainer_arguments
 
@@ -247,12 +254,32 @@ def train(run: RunDir, cfg: Any, backend: str, device: str, keeper: Any, events:
 
     callback = RunCallback(run.path, events, keeper, on_train_begin_hook=probe_hook, requests_since=requests_since)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         processing_class=tokenizer, callbacks=[callback, *(extra_callbacks or [])])
+                         processing_class=tokenizer,
+                         callbacks=[callback, *samples_callbacks, *(extra_callbacks or [])])
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     step = trainer.state.global_step
     save_final(trainer, tokenizer, run, cfg, model_path, template, step)
     events.write("adapter", step=step, path=str(run.adapter_dir))
     return TrainResult("stopped" if callback.stop_requested else "finished", trainer, tokenizer)
+
+
+def _samples_callbacks(cfg: Any, events: EventWriter, tokenizer: Any, template: str,
+                       eval_conversations: list) -> list[Any]:
+    """The callback answering `samples:` prompts during training ([] when the section is off)."""
+    if not cfg.samples.enabled:
+        return []
+    from tui_tuner.train.distributed import world_size
+
+    if world_size() > 1:  # a sharded model generates only with every rank taking part
+        events.write("note", message="samples: skipped when training on several GPUs")
+        return []
+    from tui_tuner.train.samples import SamplesCallback, sample_prompts
+
+    prompts = sample_prompts(cfg.samples, eval_conversations, cfg.data.system_prompt)
+    if not prompts:
+        events.write("note", message="samples: no prompts (samples.from_eval needs an eval set with answers)")
+        return []
+    return [SamplesCallback(events, tokenizer, template, prompts, cfg.samples.max_new_tokens)]
 
 
 def _record_probe(keeper: Any, events: EventWriter, result: Any) -> None:

@@ -100,11 +100,17 @@ class TrainSnapshot:
     log_tail: list[str]
     checkpoints: int
     new_events: int
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    """The `samples` events (answers to the sample prompts by step), oldest first."""
     taken_at: float = field(default_factory=time.time)
 
     @property
     def elapsed_s(self) -> float | None:
         return self.status.duration_s
+
+
+MAX_SAMPLE_STEPS = 50
+"""Sample rounds kept in memory (the panel shows the last few that fit its width)."""
 
 
 class RunView:
@@ -126,6 +132,7 @@ class RunView:
         self.last_log: dict[str, Any] = {}
         self.gpus: dict[int, dict[str, Any]] = {}
         self.checkpoints = 0
+        self.samples: list[dict[str, Any]] = []
 
     def fold(self, events: list[dict[str, Any]]) -> None:
         """Fold a batch of events in, in file order."""
@@ -145,12 +152,15 @@ class RunView:
                     self.eval_loss.append(step, float(value))
             elif kind == "checkpoint":
                 self.checkpoints += 1
+            elif kind == "samples" and isinstance(step, (int, float)) and isinstance(ev.get("answers"), list):
+                self.samples = [e for e in self.samples if e["step"] != step][-(MAX_SAMPLE_STEPS - 1):] + [ev]
             elif kind == "gpu":
                 self.gpus[int(ev.get("index", 0) or 0)] = ev
             elif kind == "resume":
                 from_step = float(ev.get("from_step") or 0)
                 for series in (self.loss, self.eval_loss, self.learning_rate, self.grad_norm):
                     series.drop_after(from_step)
+                self.samples = [e for e in self.samples if e["step"] <= from_step]
 
     def read_new(self) -> int:
         """Read and fold what was appended since the last call; returns how many events."""
@@ -184,7 +194,8 @@ class RunView:
             loss=self.loss.view(), eval_loss=self.eval_loss.view(),
             learning_rate=self.learning_rate.view(), grad_norm=self.grad_norm.view(),
             last_log=dict(self.last_log), gpus=[gpu_reading(e) for _, e in sorted(self.gpus.items())],
-            log_tail=list(self._tail_log()), checkpoints=self.checkpoints, new_events=new)
+            log_tail=list(self._tail_log()), checkpoints=self.checkpoints, new_events=new,
+            samples=list(self.samples))
 
 
 def loss_curve(run: RunDir) -> list[tuple[float, float]]:

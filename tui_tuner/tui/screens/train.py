@@ -26,6 +26,7 @@ from tui_tuner.tui.screens.modals import ConfirmModal
 from tui_tuner.tui.widgets.line_chart import ChartSeries, LineChart, format_tick
 from tui_tuner.tui.widgets.meters import GpuMeters
 from tui_tuner.tui.widgets.key_bar import KeyBar
+from tui_tuner.tui.widgets.samples_panel import SamplesPanel
 
 POLL_INTERVAL_S = 0.5
 STATE_STYLES = {"queued": "yellow", "running": "green", "stopping": "yellow", "finished": "bold green",
@@ -52,6 +53,8 @@ class TrainScreen(Screen):
         Binding("s", "stop", "Stop"),
         Binding("d", "detach", "Detach"),
         Binding("c", "cycle_chart", "Chart"),
+        Binding("a", "toggle_samples", "Samples"),
+        Binding("g", "export", "Export"),
         Binding("f7", "explain", "Error in full"),
     ]
 
@@ -61,6 +64,7 @@ class TrainScreen(Screen):
         self.snapshot: TrainSnapshot | None = None
         self.chart_index = 0
         self._polling = False
+        self._samples_announced = False
 
     def compose(self) -> ComposeResult:
         yield Static(id="train-title", classes="screen-title")
@@ -72,6 +76,7 @@ class TrainScreen(Screen):
         yield Static(id="train-stats")
         yield Sparkline([], id="train-sparkline")
         yield LineChart(id="train-chart", empty_text="waiting for the first loss point")
+        yield SamplesPanel(id="train-samples")
         with Horizontal(id="train-bottom"):
             yield GpuMeters(id="train-gpus", empty_text="GPU: no readings from this run (CPU training, or not started)")
             with Vertical(id="train-log-pane"):
@@ -97,6 +102,7 @@ class TrainScreen(Screen):
         self.remove_class("-no-run")
         self.view = RunView(run)
         self.snapshot = None
+        self._samples_announced = False
         self.query_one(LineChart).set_series([])
         self.query_one(Sparkline).data = []
         self._update_title(run.name, None)
@@ -178,6 +184,12 @@ class TrainScreen(Screen):
         self.query_one(LineChart).empty_text = ("no loss points were logged" if st.is_final
                                                 else "waiting for the first loss point")
         self._draw_chart()
+        self.query_one(SamplesPanel).show(snap.samples, snap.elapsed_s)
+        if snap.samples and not self._samples_announced:
+            self._samples_announced = True
+            if not self.has_class("-samples"):
+                self.notify(f"sample answers at step {snap.samples[-1]['step']}: press a to see them",
+                            title="samples")
         self.query_one(GpuMeters).show(snap.gpus)
         log = Text("\n".join(snap.log_tail[-self._log_rows():]) or "(empty)", no_wrap=True, overflow="ellipsis")
         self.query_one("#train-log", Static).update(log)
@@ -229,10 +241,23 @@ class TrainScreen(Screen):
 
     # ------------------------------------------------------------------ actions
     def check_action(self, action: str, parameters: tuple) -> bool | None:
+        snap = self.snapshot
         if action == "explain":  # only a failed run has an error to read in full
-            snap = self.snapshot
             return bool(snap and snap.status.state in ("failed", "crashed"))
+        if action == "export":  # offered once the run has ended with an adapter
+            return bool(snap and snap.status.state in ("finished", "stopped") and self.view is not None
+                        and self.view.run.adapter_dir.is_dir())
         return True
+
+    def action_toggle_samples(self) -> None:
+        """Switch the middle of the screen between the chart and the sample answers by step."""
+        self.toggle_class("-samples")
+        if self.snapshot is not None:
+            self.query_one(SamplesPanel).show(self.snapshot.samples, self.snapshot.elapsed_s)
+
+    def action_export(self) -> None:
+        if self.view is not None:
+            self.app.export_run(self.view.run)
 
     def action_explain(self) -> None:
         """The error, its hint and the end of train.log in full (the panel cuts them at 8 lines)."""
