@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 DEMO_MODEL_ID = "tui-tuner/demo-tiny-llama"
 """A tiny Llama built locally on first use (see `tui_tuner.models.demo`); knows only its training data."""
@@ -148,6 +148,35 @@ class SamplesConfig(_Section):
         return bool(self.prompts) or self.from_eval > 0
 
 
+class NotifyConfig(_Section):
+    """Being told when a run ends, wherever you are: sent by the run's own supervisor process, so it
+    works with the TUI closed and the SSH connection gone."""
+
+    webhook: str | None = None
+    """URL that gets a JSON POST: {run, state, step, max_steps, final_loss, eval_loss, error, hint, path}."""
+    ntfy: str | None = None
+    """ntfy.sh (or self-hosted ntfy) topic URL, e.g. https://ntfy.sh/my-runs-4f7a: a push to your phone."""
+    command: str | None = None
+    """A program to run (split like a shell would, not run through one); gets TUI_TUNER_RUN, TUI_TUNER_STATE,
+    TUI_TUNER_LOSS in its environment and the JSON on stdin."""
+    when: list[Literal["finished", "stopped", "failed", "crashed", "stalled"]] = Field(
+        default_factory=lambda: ["finished", "failed", "crashed", "stalled"])
+    """Which endings to tell about; `stalled`: running, but nothing logged for `stall_minutes`."""
+    stall_minutes: float = Field(30.0, gt=0)
+    """A running run that logs nothing for this long counts as stalled (told once)."""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.webhook or self.ntfy or self.command)
+
+    @field_validator("webhook", "ntfy")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+
 class DistributedConfig(_Section):
     gpus: int = Field(1, ge=1, le=64)
     """Processes (GPUs) on this machine; more than 1 launches through torchrun."""
@@ -174,6 +203,8 @@ class RunConfig(_Section):
     """Where runs are written."""
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     """Multi-GPU settings."""
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    """Tell a webhook, an ntfy topic or a command when the run ends (optional)."""
     samples: SamplesConfig = Field(default_factory=SamplesConfig)
     """Sample answers during training (events of kind `samples`; the Train screen's Samples panel)."""
     backend: Literal["auto", "unsloth", "transformers"] = "auto"

@@ -21,6 +21,9 @@ from textual.reactive import reactive
 from textual.screen import Screen
 
 SCREENS_IN_ORDER = ("hardware", "config", "train", "runs", "chat", "learn")
+WATCH_S = 3.0
+"""How often the app looks at the runs it follows, to say when one ends or stalls."""
+ENDINGS = ("finished", "stopped", "failed", "crashed")
 
 
 class TunerApp(App[int]):
@@ -63,6 +66,9 @@ class TunerApp(App[int]):
         self.runs_dir = (runs_dir or self.project_dir / "runs").resolve()
         self.offer_reattach = offer_reattach
         self.start_screen = start_screen
+        self.watched: dict[Path, tuple[Any, str]] = {}
+        """Runs this app started or showed: path -> (RunDir, last state seen), told about when they end."""
+        self._watching = False
         self.config_screen: Any = None
         """The Config screen once built: asked whether it holds unsaved edits before quitting."""
         self._first_frame_shown = False
@@ -122,6 +128,7 @@ class TunerApp(App[int]):
             self._after_first_frame.append(callback)
 
     def on_ready(self) -> None:
+        self.set_interval(WATCH_S, self.check_watched_runs)
         self._resume_gc()
         self._first_frame_shown = True
         callbacks, self._after_first_frame = self._after_first_frame, []
@@ -165,7 +172,8 @@ class TunerApp(App[int]):
         self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
 
     def attach(self, run: Any) -> None:
-        """Show `run` (a `RunDir`) on the Train screen."""
+        """Show `run` (a `RunDir`) on the Train screen (and tell when it ends)."""
+        self.watch_run(run)
         self.attached_run = run
         self.action_show("train")
 
@@ -258,7 +266,70 @@ class TunerApp(App[int]):
             self.notify(f"could not start the run: {exc}", title="start failed", severity="error", timeout=10)
             return
         self.notify(f"started {run.name}")
-        self.attach(run)
+        self.attach(run)  # followed from here: told when it ends
+
+    # ------------------------------------------------------------------ told when a run ends
+    def watch_run(self, run: Any) -> None:
+        """Follow `run` so the app rings and notifies when it ends or stalls (only while it is active)."""
+        if run.path not in self.watched:
+            self.watched[run.path] = (run, run.status().state)
+
+    def check_watched_runs(self) -> None:
+        if self.watched and not self._watching:
+            self._watching = True
+            self.watch_worker(list(self.watched.values()))
+
+    @work(thread=True, exclusive=True, group="watch-runs", exit_on_error=False)
+    def watch_worker(self, watched: list[tuple[Any, str]]) -> None:
+        """Read each followed run's state off the UI thread; report endings and stalls."""
+        import time
+
+        changes = []
+        try:
+            for run, seen in watched:
+                state = run.status().state
+                if state == "running" and seen == "running":
+                    try:
+                        quiet = time.time() - run.events_path.stat().st_mtime
+                        limit = run.config().notify.stall_minutes * 60
+                    except Exception:  # no events yet, or an unreadable config: not a stall
+                        quiet, limit = 0.0, 1.0
+                    if quiet > limit:
+                        state = "stalled"
+                if state != seen:
+                    changes.append((run, seen, state))
+        finally:
+            self.call_from_thread(self._watched_read, changes)
+
+    def _watched_read(self, changes: list[tuple[Any, str, str]]) -> None:
+        self._watching = False
+        for run, seen, state in changes:
+            if run.path not in self.watched:
+                continue
+            self.watched[run.path] = (run, state)
+            if state in ENDINGS or state == "stalled":
+                if seen in ENDINGS:
+                    continue  # already ended when first seen: nothing new to tell
+                self.tell_run_ended(run, state)
+
+    def tell_run_ended(self, run: Any, state: str) -> None:
+        """Ring the bell, ask the terminal for a desktop notification (OSC 9 / 777) and show a toast."""
+        from tui_tuner.tui.terminal_notify import notification_sequences
+
+        st = run.status()
+        loss = f", loss {st.loss:.4f}" if isinstance(st.loss, (int, float)) else ""
+        body = {"finished": f"finished at step {st.step}{loss}",
+                "stopped": f"stopped at step {st.step}{loss}",
+                "stalled": f"has logged nothing for a while (step {st.step}): is it stuck?"}.get(
+                    state, f"{state}: {st.error or 'see its log'}")
+        self.bell()
+        driver = self._driver
+        if driver is not None:
+            driver.write(notification_sequences(f"tui-tuner: {run.name}", body))
+            driver.flush()
+        hint = {"finished": "  g: export · f5: chat", "stopped": "  g: export · f5: chat"}.get(state, "")
+        self.notify(body + hint, title=run.name, severity="error" if state in ("failed", "crashed") else
+                    "warning" if state == "stalled" else "information", timeout=30)
 
     async def carry_settings(self, values: dict[tuple[str, ...], Any]) -> None:
         """Apply settings from the Hardware screen's fit panel to the config being edited."""
