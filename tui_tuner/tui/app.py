@@ -288,7 +288,7 @@ class TunerApp(App[int]):
         try:
             for run, seen in watched:
                 state = run.status().state
-                if state == "running" and seen == "running":
+                if state == "running" and seen in ("running", "stalled"):
                     try:
                         quiet = time.time() - run.events_path.stat().st_mtime
                         limit = run.config().notify.stall_minutes * 60
