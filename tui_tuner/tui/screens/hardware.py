@@ -184,11 +184,13 @@ class HardwareScreen(Screen):
         self.app.push_screen(TextModal("Memory breakdown: why each part costs what it does", text))
 
     def action_pick_model(self) -> None:
+        """Pick from the catalog: instruct/chat models first, each with its memory at the default settings."""
         panels = self.query(FitPanel)
         if not panels:
             return
         from textual.widgets import Input
 
+        from tui_tuner.fit.picker import DEFAULTS, model_choices
         from tui_tuner.tui.screens.modals import ChoiceModal
 
         panel = panels.first()
@@ -197,7 +199,10 @@ class HardwareScreen(Screen):
             if name:
                 panel.query_one("#fit-model", Input).value = name
 
-        self.app.push_screen(ChoiceModal("Pick a model", [(n, n) for n in panel.catalog]), picked)
+        body = (f"Memory to train at the defaults (seq {DEFAULTS['seq_len']}, batch {DEFAULTS['batch_size']}, "
+                f"r {DEFAULTS['lora_r']}). Chat models first: they already follow instructions.")
+        self.app.push_screen(ChoiceModal("Pick a model", [(c.name, c.label()) for c in model_choices()],
+                                         body=body), picked)
 
     @on(SettingsChosen)
     async def _settings_chosen(self, event: SettingsChosen) -> None:
