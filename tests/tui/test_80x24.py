@@ -67,3 +67,22 @@ async def test_hardware_breakdown_why_opens_in_full(project):
         for term in estimate.lines:  # every explanation whole, none cut with "…"
             assert term.explanation in body.replace("\n", " ").replace("  ", " ") or \
                 all(word in body for word in term.explanation.split())
+
+
+async def test_model_picker_lists_chat_models_first_with_their_memory(project):
+    from textual.widgets import OptionList
+
+    from tui_tuner.tui.screens.modals import ChoiceModal
+    from tui_tuner.tui.widgets.fit_panel import FitPanel
+
+    app = app_for(project, start_screen="hardware")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert await wait_until(pilot, lambda: screen.query(FitPanel))
+        await pilot.press("ctrl+l")
+        assert await wait_until(pilot, lambda: isinstance(app.screen, ChoiceModal))
+        options = app.screen.query_one(OptionList)
+        first = str(options.get_option_at_index(0).prompt)
+        assert "chat" in first and "LoRA" in first and "GB" in first
+        labels = [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
+        assert any(label.startswith("Qwen/Qwen2.5-0.5B-Instruct") for label in labels)
