@@ -238,9 +238,6 @@ class ConfigScreen(Screen):
         self._offer_to_clear_demo_eval()
 
     def _show_validation(self) -> None:
-        from tui_tuner.tui.widgets.config_form import ConfigForm
-        from tui_tuner.tui.widgets.issue_list import IssueList
-
         assert self.loaded is not None
         self._show_all_issues()
         self._update_title()
