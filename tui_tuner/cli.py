@@ -46,15 +46,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def broken_install_message(exc: ModuleNotFoundError) -> str:
+    """What to tell the user when a package tui-tuner depends on cannot be imported."""
+    name = exc.name or str(exc)
+    if name.split(".")[0] == "tui_tuner":
+        return (f"error: this tui-tuner installation is incomplete ({exc}). Reinstall it: "
+                "`pip install --force-reinstall tui-tuner`, or `pip install -e .` in a clone.")
+    return (f"error: the package {name!r}, which tui-tuner needs here, is not installed ({exc}). "
+            "Reinstall tui-tuner with its dependencies: `pip install tui-tuner` (or `pip install -e .` in a "
+            f"clone), or install it alone: `pip install {name.split('.')[0]}`.")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `tui-tuner`; returns the process exit status."""
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        return _open_tui(args)
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            return _open_tui(args)
         return int(args.handler(args) or 0)
+    except ModuleNotFoundError as exc:
+        print(broken_install_message(exc), file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -63,9 +77,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _open_tui(args: argparse.Namespace) -> int:
-    try:
-        app_module = importlib.import_module("tui_tuner.tui.app")
-    except ModuleNotFoundError:
-        build_parser().print_help()
-        return EXIT_OK
+    app_module = importlib.import_module("tui_tuner.tui.app")  # a missing package is reported by main()
     return int(app_module.run_app() or 0)

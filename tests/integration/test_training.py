@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from tui_tuner.rundir.events import load_history, read_events
-from tui_tuner.rundir.runs import RunDir, create_run, find_run, resume_run, start_worker
+from tui_tuner.rundir.runs import RunDir, create_run, find_run, start_worker
+from tui_tuner.train.resume import resume_run
 from tui_tuner.rundir.status import OOM_HINT
 
 REPO = Path(__file__).resolve().parents[2]

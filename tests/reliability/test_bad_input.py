@@ -124,6 +124,34 @@ def _long_rows(n: int = 6) -> str:
     return good_jsonl([{"instruction": f"Repeat: {long}", "output": long} for _ in range(n)])
 
 
+def _alias_bomb(indent: str = "") -> str:
+    """Nine levels of `&x [*w, *w, ...]`: under 1 KB of YAML that expands to 9**9 values."""
+    text = indent + 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n'
+    previous = "a"
+    for name in "bcdefghi":
+        text += indent + f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 9) + "]\n"
+        previous = name
+    return text
+
+
+def _unsloth_unusable_here() -> bool:
+    """`backend: unsloth` cannot run on this machine (not installed, or no NVIDIA GPU): config check must say so."""
+    if importlib.util.find_spec("unsloth") is None:
+        return True
+    from tui_tuner.fit.hardware import list_gpus
+
+    return not list_gpus()
+
+
+def _nested_jsonl(path: Path) -> None:
+    path.write_text(good_jsonl() + "[" * 100_000 + "]" * 100_000 + "\n" + good_jsonl(), encoding="utf-8")
+
+
+def _nested_json_array(path: Path) -> None:
+    path.write_text("[" + json.dumps(GOOD_ROWS[0]) + ",\n" + "[" * 100_000 + "]" * 100_000 + "\n]\n", encoding="utf-8")
+
+
+TEMPLATE_RANGE_OVERFLOW = "\"{% for i in range(100000000) %}x{% endfor %}{% for m in messages %}{{ m['content'] }}{% endfor %}\""
 TEMPLATE_BROKEN_SYNTAX = "\"{% for m in messages %}{{ m['content'] }\""
 TEMPLATE_UNKNOWN_FILTER = "\"{% for m in messages %}{{ m['content'] | shout }}{% endfor %}\""
 TEMPLATE_DROPS_MESSAGES = "\"{% for m in messages %}{{ m['role'] }}: {% endfor %}\""
@@ -199,7 +227,47 @@ CASES: list[Case] = [
     cfg_case("template-drops-messages", with_section_value("model", "chat_template", TEMPLATE_DROPS_MESSAGES), ["model.chat_template", "every message"], line=2),
     cfg_case("template-raises", with_section_value("model", "chat_template", TEMPLATE_RAISES), ["model.chat_template", "takes no conversations"], line=2),
     cfg_case("template-sandbox-escape", with_section_value("model", "chat_template", TEMPLATE_ESCAPES_SANDBOX), ["model.chat_template", "unsafe"], line=2),
+    # --- hostile YAML: alias bombs, deep nesting, duplicate keys, values YAML coerces
+    cfg_case("yaml-alias-bomb", config_text() + _alias_bomb(), ["aliases", "expand"], line=20),
+    cfg_case("yaml-alias-bomb-under-lora", config_text().replace("lora:\n", "lora:\n" + _alias_bomb("  ")),
+             ["aliases", "expand"], line=10),
+    cfg_case("yaml-nested-5000", config_text() + "deep: " + "[" * 5000 + "]" * 5000 + "\n", ["nested", "levels"], line=16),
+    cfg_case("yaml-nested-mappings", config_text() + "".join("  " * i + f"k{i}:\n" for i in range(60)) + "  " * 60 + "v: 1\n",
+             ["nested", "levels"]),
+    cfg_case("yaml-duplicate-key", config_text().replace("  alpha: 8\n", "  alpha: 8\n  r: 64\n"),
+             ["duplicate key `r`", "line 6", "line 8"], line=8),
+    cfg_case("yaml-duplicate-section", config_text() + "lora:\n  r: 8\n", ["duplicate key `lora`", "line 5"], line=16),
+    cfg_case("comment-only", "# a config with every line commented out\n# model:\n#   name_or_path: x\n",
+             ["no settings", "quickstart"], line=1),
+    cfg_case("max-steps-true", with_section_value("training", "max_steps", "true"), ["training.max_steps", "number"], line=11),
+    cfg_case("max-steps-yes", with_section_value("training", "max_steps", "yes"), ["training.max_steps", "number"], line=11),
+    cfg_case("lora-r-true", with_section_value("lora", "r", "true"), ["lora.r", "number"], line=6),
+    cfg_case("max-steps-absurd", with_section_value("training", "max_steps", "100000000000"),
+             ["training.max_steps", "less than"], line=11),
+    cfg_case("epochs-absurd", with_section_value("training", "epochs", "1e9"), ["training.epochs", "less than"], line=11),
+    # --- checkable before a run exists: the model's layers, the backend, the runs folder
+    cfg_case("target-modules-unknown", with_section_value("lora", "target_modules", "[q_proj, v_prj]"),
+             ["lora.target_modules", "v_prj", "did you mean v_proj"], line=6),
+    cfg_case("target-modules-other-model", with_section_value("lora", "target_modules", "[c_attn]"),
+             ["lora.target_modules", "c_attn", "all-linear"], line=6),
+    *([cfg_case("backend-unsloth-unusable", config_text() + "backend: unsloth\n", ["backend", "unsloth", "backend: auto"],
+                line=16)] if _unsloth_unusable_here() else []),
+    cfg_case("runs-dir-in-proc", with_section_value("output", "runs_dir", "/proc/x/runs"), ["output.runs_dir", "/proc"],
+             line=15),
+    cfg_case("runs-dir-is-a-file", with_section_value("output", "runs_dir", "data/train.jsonl/runs"),
+             ["output.runs_dir", "is a file"], line=15),
+    cfg_case("template-range-overflow", with_section_value("model", "chat_template", TEMPLATE_RANGE_OVERFLOW),
+             ["model.chat_template", "range"], line=2),
     # --- datasets
+    data_case("data-nested-100k-deep", _nested_jsonl, ["nested too deeply"], line=5),
+    data_case("data-json-array-nested-100k-deep", _nested_json_array, ["nested too deeply"], line=2,
+              name="data/train.json"),
+    data_case("data-lone-surrogate", good_jsonl() + '{"instruction": "Say \\ud800 please", "output": "ok"}\n',
+              ["surrogate", "\\ud800"], line=5),
+    data_case("data-lone-surrogate-in-chat",
+              json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}]})
+              + "\n" + '{"messages": [{"role": "user", "content": "x\\udfff"}, {"role": "assistant", "content": "y"}]}\n',
+              ["surrogate"], line=2),
     data_case("data-broken-json-mid-file", good_jsonl() + '{"instruction": "Half a line", "output": \n' + good_jsonl(),
               ["json"], line=5),
     data_case("data-bom-mid-file", good_jsonl().encode() + b"\xef\xbb\xbf" + good_jsonl().encode(), ["json"], line=5),
@@ -325,3 +393,261 @@ def test_bad_input_gets_a_clear_error(case: Case, command: str, tmp_path: Path, 
         runs = tmp_path / "runs"
         leftovers = sorted(p.name for p in runs.iterdir()) if runs.exists() else []
         assert leftovers == [], f"train left run directories behind: {leftovers}"
+
+
+# ---------------------------------------------------------------------------- beyond the table
+# Hostile input that needs more than one command, a run folder or a bound on resources.
+
+
+def _child_peak_rss(cli_args: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, int]:
+    """Run `tui-tuner ARGS` in a child that reports its own peak RSS (bytes) on its last stderr line."""
+    code = ("import resource, runpy, sys\n"
+            f"sys.argv = ['tui-tuner', *{cli_args!r}]\n"
+            "try:\n    runpy.run_module('tui_tuner', run_name='__main__')\n"
+            "finally:\n    print('PEAK_RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, file=sys.stderr)\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "NO_COLOR": "1", "COLUMNS": "300"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+    peak = int(re.findall(r"PEAK_RSS (\d+)", proc.stderr)[-1])
+    return proc, peak
+
+
+def test_an_alias_bomb_is_refused_without_expanding_it(tmp_path):
+    """Unguarded, this 1 KB file grows `config check` past 2.3 GB; guarded it stays at an ordinary process's size."""
+    _write(tmp_path, {"configs/run.yaml": config_text() + _alias_bomb(), "data/train.jsonl": good_jsonl()})
+    assert (tmp_path / "configs/run.yaml").stat().st_size < 2048
+    proc, peak = _child_peak_rss(["config", "check", "configs/run.yaml"], tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "alias bomb" in proc.stderr
+    assert peak < 400 * 2**20, f"config check peaked at {peak / 2**20:.0f} MiB"
+
+
+def test_a_10mb_message_costs_data_check_a_budget_not_the_whole_line(tmp_path):
+    """The tokenizer sees at most a budget of each message, so time and memory stay linear in the file;
+    the library's "Token indices sequence length" warning stays out of the output."""
+    big = "word " * (2 * 1024 * 1024)  # 10 MiB of text in one answer and in one prompt
+    rows = GOOD_ROWS + [{"instruction": "Summarise.", "output": big}, {"instruction": big, "output": "short"}]
+    _write(tmp_path, {"configs/run.yaml": config_text(), "data/train.jsonl": good_jsonl(rows)})
+    proc, peak = _child_peak_rss(["data", "check", "data/train.jsonl", "--config", "configs/run.yaml"], tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "Traceback" not in out, out
+    assert "train.jsonl:5: 2 example(s) hold more than" in out and "estimated" in out, out
+    assert "Token indices sequence length" not in out
+    assert peak < 1200 * 2**20, f"data check peaked at {peak / 2**20:.0f} MiB for a 20 MiB file"
+
+
+def _fake_runs(runs_dir: Path) -> dict[str, Path]:
+    """One good run and one run broken in each way a hand edit or another tool can break status.json."""
+    from tui_tuner.config.schema import RunConfig
+    from tui_tuner.rundir.runs import create_run
+    from tui_tuner.rundir.status import RunStatus, write_status
+
+    cfg = RunConfig()
+    cfg.output.runs_dir = str(runs_dir)
+    made = {}
+    broken = {"good": None, "bad-created": {"created": "yesterday"}, "bad-loss": {"loss": "abc"},
+              "bad-state": {"state": "[bold red]exploded[/"}, "not-json": "{\"state\": ", "bad-step": {"step": [1]},
+              "list": "[1, 2]"}
+    for name, damage in broken.items():
+        run = create_run(cfg, runs_dir, name=name)
+        write_status(run.path, RunStatus(state="finished", step=3, max_steps=3, loss=1.25, started=1.0, ended=2.0))
+        if isinstance(damage, dict):
+            data = json.loads((run.path / "status.json").read_text())
+            (run.path / "status.json").write_text(json.dumps({**data, **damage}))
+        elif isinstance(damage, str):
+            (run.path / "status.json").write_text(damage)
+        made[name] = run.path
+    return made
+
+
+def test_one_corrupt_run_never_hides_the_others(tmp_path, monkeypatch):
+    runs_dir = tmp_path / "runs"
+    made = _fake_runs(runs_dir)
+    env = {"NO_COLOR": "1", "COLUMNS": "300"}
+    code, out, err = _run_in_process(["runs", "ls", "--runs-dir", str(runs_dir)], tmp_path, env, monkeypatch)
+    assert code == 0 and "Traceback" not in out + err, out + err
+    for name in made:
+        assert Path(made[name]).name in out
+    assert re.search(r"good-\S+\s+finished", out)
+    assert out.count("unreadable ") >= 6 and "`created` is 'yesterday', not a number" in out
+    assert "`loss` is 'abc'" in out and "unknown state '[bold red]exploded[/'" in out and "not valid JSON" in out
+    code, out, err = _run_in_process(["runs", "ls", "--json", "--runs-dir", str(runs_dir)], tmp_path, env, monkeypatch)
+    rows = json.loads(out)
+    assert code == 0 and len(rows) == len(made)
+    assert sorted(r["state"] for r in rows) == ["finished"] + ["unreadable"] * 6
+    for form in ([], ["--markdown"], ["--csv"], ["--json"]):
+        code, out, err = _run_in_process(["runs", "table", "--runs-dir", str(runs_dir), *form], tmp_path, env,
+                                         monkeypatch)
+        assert code == 0 and "Traceback" not in out + err, out + err
+        assert all(Path(p).name in out for p in made.values()), out
+    bad = Path(made["bad-loss"]).name
+    code, out, err = _run_in_process(["runs", "show", bad, "--runs-dir", str(runs_dir)], tmp_path, env, monkeypatch)
+    assert code == 0 and "unreadable" in out and "`loss` is 'abc'" in out, out + err
+    code, out, err = _run_in_process(["runs", "resume", bad, "--runs-dir", str(runs_dir)], tmp_path, env, monkeypatch)
+    assert code == 2 and "cannot be resumed" in err and "`loss` is 'abc'" in err, out + err
+
+
+def _torch_like_file(path: Path, payload: bytes = b"\x80\x02}q\x00.") -> None:
+    """A zip laid out like torch.save output (stored, so its bytes can be garbled in place)."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+        zf.writestr("archive/data.pkl", payload * 50)
+
+
+def _checkpoint(run_path: Path, step: int, *, state: dict | None = None) -> Path:
+    """A checkpoint folder with every file `runs resume` loads, valid unless told otherwise."""
+    folder = run_path / "checkpoints" / f"checkpoint-{step}"
+    folder.mkdir(parents=True)
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    (folder / "adapter_model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * 4)
+    for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth"):
+        _torch_like_file(folder / name)
+    trainer_state = {"global_step": step, "max_steps": 10, "epoch": 0.5, "log_history": [{"loss": 1.0, "step": step}],
+                     "logging_steps": 1, "save_steps": 1, "train_batch_size": 1, "stateful_callbacks": {}}
+    (folder / "trainer_state.json").write_text(json.dumps({**trainer_state, **(state or {})}))
+    return folder
+
+
+def test_resume_passes_over_checkpoints_it_could_not_load_and_says_why(tmp_path, monkeypatch):
+    from tui_tuner.commands.runs_cmd import skipped_checkpoints
+    from tui_tuner.rundir.runs import RunDir, checkpoint_problem
+
+    made = _fake_runs(tmp_path / "runs")
+    run = RunDir(made["good"])
+    good = _checkpoint(run.path, 1)
+    typed = _checkpoint(run.path, 2, state={"global_step": "2", "log_history": "none"})
+    garbled = _checkpoint(run.path, 3)
+    raw = bytearray((garbled / "rng_state.pth").read_bytes())
+    middle = raw.index(b"\x80\x02}q") + 40
+    raw[middle:middle + 8] = b"GARBLED!"
+    (garbled / "rng_state.pth").write_bytes(bytes(raw))
+    listed = _checkpoint(run.path, 4)
+    (listed / "adapter_model.safetensors").write_bytes((9).to_bytes(8, "little") + b"[1, 2, 3]")  # a list header
+    assert checkpoint_problem(good) is None
+    assert "trainer_state.json: `global_step` is '2'" in checkpoint_problem(typed)
+    assert "rng_state.pth is damaged" in checkpoint_problem(garbled)
+    assert "adapter_model.safetensors is truncated" in checkpoint_problem(listed)
+    assert run.latest_checkpoint() == good
+    assert [name for name, _ in skipped_checkpoints(run, good)] == ["checkpoint-2", "checkpoint-3", "checkpoint-4"]
+    code, out, err = _run_in_process(["runs", "show", run.name, "--runs-dir", str(run.path.parent)], tmp_path,
+                                     {"NO_COLOR": "1", "COLUMNS": "300"}, monkeypatch)
+    assert code == 0 and "Traceback" not in out + err
+    assert out.count("(incomplete:") == 3, out
+
+
+def test_damaged_run_files_give_one_line_errors(tmp_path, monkeypatch):
+    """A bad `resume` event, an adapter with a list header or cut short: `runs show` and `chat` say what is wrong."""
+    from tui_tuner.rundir.events import load_history
+    from tui_tuner.rundir.runs import RunDir
+
+    made = _fake_runs(tmp_path / "runs")
+    run = RunDir(made["good"])
+    with run.events_path.open("a") as fh:
+        fh.write(json.dumps({"kind": "log", "step": 1, "loss": 2.0}) + "\n")
+        fh.write(json.dumps({"kind": "resume", "from_step": "abc"}) + "\n")
+        fh.write(json.dumps({"kind": "log", "step": "two", "loss": "x"}) + "\n")
+        fh.write(json.dumps({"kind": "log", "step": 2, "loss": 1.5}) + "\n")
+    history = load_history(run.events_path)
+    assert history.losses == [(1, 2.0), (2, 1.5)] and history.malformed == 2
+    env = {"NO_COLOR": "1", "COLUMNS": "300"}
+    code, out, err = _run_in_process(["runs", "show", run.name, "--runs-dir", str(run.path.parent)], tmp_path, env,
+                                     monkeypatch)
+    assert code == 0 and "Traceback" not in out + err, out + err
+    adapter = run.path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "tui-tuner/demo-tiny-llama"}))
+    for damage, words in ((b"\x09\0\0\0\0\0\0\0[1, 2, 3]", "not a table of tensors"),
+                          (b"\x40\0\0\0\0\0\0\0{\"w\": {\"dtype\"", "truncated")):
+        (adapter / "adapter_model.safetensors").write_bytes(damage)
+        code, out, err = _run_in_process(["chat", run.name, "--runs-dir", str(run.path.parent), "--prompt", "hi"],
+                                         tmp_path, env, monkeypatch)
+        assert code == 2 and "Traceback" not in out + err, out + err
+        assert "adapter_model.safetensors" in err and words in err and "--checkpoint" in err, err
+
+
+def test_resume_checks_the_runs_config_before_anything_changes(tmp_path, monkeypatch):
+    from tui_tuner.rundir.runs import RunDir
+    from tui_tuner.rundir.status import RunStatus, write_status
+
+    made = _fake_runs(tmp_path / "runs")
+    run = RunDir(made["good"])
+    write_status(run.path, RunStatus(state="stopped", step=3, max_steps=10))
+    run.config_path.write_text(run.config_path.read_text().replace("  r: 16", "  r: sixteen"))
+    code, out, err = _run_in_process(["runs", "resume", run.name, "--runs-dir", str(run.path.parent)], tmp_path,
+                                     {"NO_COLOR": "1"}, monkeypatch)
+    assert code == 2 and "Traceback" not in out + err, out + err
+    assert "config cannot be used" in err and "lora.r" in err and "sixteen" in err, err
+    assert run.raw_status().state == "stopped" and not (run.path / "launch.lock").exists()
+
+
+def test_train_refuses_when_the_disk_cannot_hold_the_run(tmp_path):
+    from tui_tuner.config.schema import load_config_text
+    from tui_tuner.fit.disk import checkpoint_bytes, run_disk_need
+    from tui_tuner.rundir.diskspace import space_problem
+
+    cfg = load_config_text(config_text()).config
+    one = checkpoint_bytes(cfg)
+    assert one is not None and one > 0
+    need = run_disk_need(cfg)
+    assert need > one * cfg.training.save_total_limit  # every kept checkpoint, the one being written and the model
+    big = load_config_text(config_text().replace("tui-tuner/demo-tiny-llama", "meta-llama/Llama-3.1-8B")).config
+    # Llama-3.1-8B, rank 4 on all seven projections: 32 layers x 4 x (in + out) summed = 10,485,760 parameters,
+    # 4 bytes each in the adapter and 8 in AdamW's two moments, plus 1 MiB of small files.
+    assert checkpoint_bytes(big) == 10_485_760 * 12 + 2**20
+    problem = space_problem(tmp_path, 1 << 62, "this run")
+    assert re.match(r"not enough disk space in .*: [\d.]+ \w*B free, this run needs about [\d.]+ \w*B", problem)
+    assert space_problem(tmp_path, 1) is None
+
+
+def test_a_stopped_worker_is_shown_stalled_with_its_process_state(tmp_path, monkeypatch):
+    import signal
+    import time
+
+    from tui_tuner.rundir.runs import RunDir, process_start_time, process_state, stall_note
+    from tui_tuner.rundir.status import RunStatus, write_status
+
+    made = _fake_runs(tmp_path / "runs")
+    run = RunDir(made["good"])
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        write_status(run.path, RunStatus(state="running", pid=worker.pid, pid_started=process_start_time(worker.pid),
+                                         step=7, max_steps=100))
+        assert stall_note(run) is None  # it just wrote its status
+        os.kill(worker.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 60
+        while process_state(worker.pid) != "stopped" and time.monotonic() < deadline:
+            time.sleep(0.02)  # the signal is delivered asynchronously
+        old = time.time() - 3600
+        os.utime(run.path / "status.json", (old, old))  # no events file yet: the status is the only heartbeat
+        note = stall_note(run)
+        assert note is not None and note.startswith("stalled: no step or heartbeat for 60 min"), note
+        assert f"pid {worker.pid}" in note and "SIGSTOP" in note and f"kill -CONT {worker.pid}" in note
+        env = {"NO_COLOR": "1", "COLUMNS": "300"}
+        code, out, err = _run_in_process(["runs", "ls", "--runs-dir", str(run.path.parent)], tmp_path, env, monkeypatch)
+        assert code == 0 and "running (stalled)" in out and "kill -CONT" in out, out
+        code, out, err = _run_in_process(["runs", "show", run.name, "--runs-dir", str(run.path.parent)], tmp_path, env,
+                                         monkeypatch)
+        assert code == 0 and "stalled: no step" in out, out
+        os.kill(worker.pid, signal.SIGCONT)
+        os.utime(run.path / "status.json")  # a step again
+        assert stall_note(run) is None
+    finally:
+        worker.kill()
+        worker.wait()
+
+
+def test_run_folders_are_private(tmp_path):
+    import stat
+
+    from tui_tuner.rundir.events import EventWriter
+    from tui_tuner.rundir.runs import RunDir
+    from tui_tuner.rundir.status import open_private
+
+    run = RunDir(_fake_runs(tmp_path / "runs")["good"])
+    with EventWriter(run.events_path) as events:
+        events.write("log", step=1, loss=1.0)
+    with open_private(run.path / "train.log") as log:
+        log.write(b"hello\n")
+    assert stat.S_IMODE(run.path.stat().st_mode) == 0o700
+    for path in run.path.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, f"{path.name} is readable by others"

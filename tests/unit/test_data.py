@@ -344,7 +344,7 @@ def test_huge_line_is_skipped_without_reading_it_whole(tmp_path, monkeypatch):
                             {"instruction": "c", "output": "d"}])
     load = load_dataset_file(path)
     line, message = only_error(load)
-    assert line == 2 and "MiB long" in message and load.lines == [1, 3]
+    assert line == 2 and "4.90 KiB long (limit 1000 B)" in message and load.lines == [1, 3]
 
 
 def test_csv_row_with_wrong_number_of_values(tmp_path):

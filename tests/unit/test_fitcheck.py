@@ -45,3 +45,12 @@ def test_presets_are_checked_with_their_own_settings(machine):
     assert len(report.targets) + len(report.problems) == len(configs)
     for t in report.targets:
         assert len({e.method for e in t.estimates}) == 1  # the config's own method
+
+
+def test_target_modules_the_model_lacks_are_refused_like_learn_lora(machine):
+    with pytest.raises(FitCheckError, match="q_proj, v_proj matches no linear layer.*target qkv_proj"):
+        check_fit("microsoft/Phi-3-mini-4k-instruct", FitOptions(target_modules="q_proj,v_proj", vram_gb=24),
+                  hardware=machine)
+    (t,) = check_fit("microsoft/Phi-3-mini-4k-instruct", FitOptions(target_modules="qkv_proj", vram_gb=24),
+                     hardware=machine).targets
+    assert {e.method for e in t.estimates} == {"full", "lora", "qlora"}

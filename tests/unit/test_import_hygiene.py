@@ -47,3 +47,23 @@ def test_domain_modules_never_import_textual():
             "print('textual' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_a_broken_install_is_reported_not_answered_with_help(monkeypatch, capsys):
+    """A package the TUI needs cannot be imported: say which and how to fix it, exit 1 (not help, exit 0)."""
+    import sys
+
+    from tui_tuner.cli import main
+
+    monkeypatch.delitem(sys.modules, "tui_tuner.tui.app", raising=False)
+    monkeypatch.setitem(sys.modules, "textual", None)
+    assert main([]) == 1
+    err = capsys.readouterr().err
+    assert "'textual'" in err and "pip install" in err and "usage:" not in err
+
+
+def test_the_training_callback_module_imports_no_heavy_module():
+    """The worker's callback builds its TrainerCallback subclass on first use, not at import."""
+    code = f"import json, sys, tui_tuner.train.callback; print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

@@ -54,17 +54,26 @@ def test_worker_reports_a_hub_failure_in_one_line(tmp_path):
     assert REPO in error and "hf download" in hint
 
 
-def test_too_little_disk_for_the_runs_folder_is_an_error(tmp_path, monkeypatch):
+def test_no_room_to_download_an_uncached_hub_model_is_an_error(tmp_path, monkeypatch):
     Usage = namedtuple("Usage", "total used free")
-    monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(10 << 30, (10 << 30) - (200 << 20), 200 << 20))
-    text = "model:\n  name_or_path: tui-tuner/demo-tiny-llama\ndata:\n  train: t.jsonl\n"
+    real = shutil.disk_usage
+
+    def small_cache(path):  # the hub cache's disk is nearly full; the rest is as it is
+        return Usage(10 << 30, (10 << 30) - (200 << 20), 200 << 20) if "hub-cache" in str(path) else real(path)
+
+    monkeypatch.setattr(shutil, "disk_usage", small_cache)
+    monkeypatch.setattr(preflight, "hub_offline", lambda: True)
+    from huggingface_hub import constants
+
+    (tmp_path / "hub-cache").mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    text = f"model:\n  name_or_path: {REPO}\ndata:\n  train: t.jsonl\n"
     (tmp_path / "t.jsonl").write_text('{"instruction": "a", "output": "b"}\n')
     (tmp_path / "configs").mkdir()
     path = tmp_path / "configs" / "c.yaml"
     path.write_text(text)
     loaded = load_config_text(text, file=str(path))
     loaded.path = path
-    issues = preflight_issues(loaded)
-    disk = [i for i in issues if i.key == "output.runs_dir"]
-    assert disk and "200" in disk[0].message and "output.runs_dir" in disk[0].message
-    assert preflight.MIN_FREE_RUNS_BYTES > 200 << 20
+    issues = [i for i in preflight_issues(loaded) if "downloading" in i.message]
+    assert issues and issues[0].key == "model.name_or_path" and "HF_HOME" in issues[0].message
+    assert preflight.model_download_bytes(REPO) > 2e9  # 1.24B parameters in 16 bits

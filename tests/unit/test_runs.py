@@ -14,8 +14,9 @@ import pytest
 from tui_tuner.config.schema import RunConfig
 from tui_tuner.rundir.runs import (
     RunDir, RunError, RunLookupError, checkpoint_problem, create_run, delete_run, find_run, list_runs,
-    process_start_time, queue_ready, resume_run,
+    process_start_time, queue_ready,
 )
+from tui_tuner.train.resume import resume_run
 from tui_tuner.rundir.status import read_status, write_status
 from tui_tuner.train.supervisor import record_exit
 
@@ -194,3 +195,20 @@ def test_a_runs_full_config_loads_back_valid(tmp_path, method):
         c.training.learning_rate = 2e-5
     run = create_run(c, tmp_path, "r")
     assert run.config().method == method
+
+
+def test_run_directory_file_names_are_spelled_only_in_rundir():
+    """Code outside tui_tuner/rundir reaches a run's files through RunDir or rundir.files, never a literal."""
+    import re
+    from pathlib import Path
+
+    import tui_tuner
+    from tui_tuner.rundir import files
+
+    names = [v for k, v in vars(files).items() if k.endswith(("_FILE", "_DIR", "_LOCK")) and isinstance(v, str)]
+    joined = re.compile(r"/\s*[\"'](" + "|".join(re.escape(n) for n in names) + r")[\"']")
+    root = Path(tui_tuner.__file__).parent
+    offenders = [f"{p.relative_to(root)}:{n}: {line.strip()}"
+                 for p in root.rglob("*.py") if "rundir" not in p.relative_to(root).parts
+                 for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if joined.search(line)]
+    assert offenders == [], "use tui_tuner.rundir.files or RunDir's paths:\n" + "\n".join(offenders)

@@ -33,7 +33,7 @@ def test_missing_and_corrupt(tmp_path):
     assert read_status(tmp_path) is None
     (tmp_path / "status.json").write_text("{not json")
     st = read_status(tmp_path)
-    assert st.state == "failed" and "not valid JSON" in st.error
+    assert st.state == "unreadable" and "not valid JSON" in st.error and "runs rm" in st.hint
 
 
 def test_keeper_throttles_unforced_writes(tmp_path):

@@ -84,7 +84,7 @@ def test_experiment_log_rows_markdown_and_csv(tmp_path, capsys):
     assert rows[0]["train_loss"] == 2.0 and rows[1]["state"] == "failed"
     md = to_markdown(rows)
     assert md.splitlines()[0].startswith("| run | model | method | r | alpha | lr |")
-    assert "exact_match=0.5" in md and "2.0 KiB" in md and "1.2500" in md
+    assert "exact_match=0.5" in md and "2.00 KiB" in md and "1.2500" in md
     parsed = list(csv.DictReader(io.StringIO(to_csv(rows))))
     assert [p["r"] for p in parsed] == ["16", "32"] and parsed[0]["adapter_bytes"] == "2048"
     assert main(["runs", "table", "--runs-dir", str(runs_dir), "--csv", "rank32"]) == 0

@@ -104,7 +104,8 @@ def render_template(source: str, messages: list[dict[str, str]], add_generation_
                                bos_token=bos_token, eos_token=eos_token)
     except ChatTemplateError:
         raise
-    except (TemplateError, TypeError, KeyError, AttributeError, ValueError) as exc:
+    except (TemplateError, TypeError, KeyError, AttributeError, ValueError, IndexError, ArithmeticError,
+            RecursionError) as exc:  # ArithmeticError: range(10**8) is an OverflowError in the sandbox
         raise ChatTemplateError(f"the chat template failed to render a conversation: {exc}") from exc
 
 

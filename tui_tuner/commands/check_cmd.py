@@ -20,7 +20,7 @@ EXIT_BAD_INPUT = 2
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from tui_tuner.commands.config_cmd import add_set_option
+    from tui_tuner.commands.options import add_set_option
 
     p = sub.add_parser("check", help="hardware report and whether a model fits this GPU (full / LoRA / QLoRA)",
                        description="Report the GPUs and estimate the memory fine-tuning needs, term by term.")
@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _print_hardware(console: Any, hw: Any) -> None:
     from rich.table import Table
 
-    from tui_tuner.fit.estimate import fmt_gb
+    from tui_tuner.core.units import format_bytes
 
     if hw.gpus:
         t = Table(title="GPUs", title_justify="left")
@@ -63,9 +63,9 @@ def _print_hardware(console: Any, hw: Any) -> None:
             t.add_column(col)
         for g in hw.gpus:
             cc = f"{g.compute_capability[0]}.{g.compute_capability[1]}" if g.compute_capability else "?"
-            procs = ", ".join(f"{p.name}({p.pid}) {fmt_gb(p.used_bytes) if p.used_bytes else ''}".strip()
+            procs = ", ".join(f"{p.name}({p.pid}) {format_bytes(p.used_bytes) if p.used_bytes else ''}".strip()
                               for p in g.processes) or "-"
-            t.add_row(str(g.index), g.name, f"{fmt_gb(g.memory_used)} / {fmt_gb(g.memory_total)}",
+            t.add_row(str(g.index), g.name, f"{format_bytes(g.memory_used)} / {format_bytes(g.memory_total)}",
                       f"{g.utilization_pct}%" if g.utilization_pct is not None else "?",
                       f"{g.temperature_c} C" if g.temperature_c is not None else "?",
                       f"{g.power_w:.0f} / {g.power_limit_w:.0f} W" if g.power_w and g.power_limit_w else "?",
@@ -74,8 +74,8 @@ def _print_hardware(console: Any, hw: Any) -> None:
         console.print(f"driver {hw.driver_version}, CUDA {hw.cuda_driver_version}")
     else:
         console.print(f"[yellow]No GPU:[/] {hw.gpu_unavailable_reason}")
-    ram = f"{fmt_gb(hw.ram_available)} free of {fmt_gb(hw.ram_total)}" if hw.ram_total else "?"
-    disk = f"{fmt_gb(hw.disk_free)} free at {hw.disk_path}" if hw.disk_free is not None else "?"
+    ram = f"{format_bytes(hw.ram_available)} free of {format_bytes(hw.ram_total)}" if hw.ram_total else "?"
+    disk = f"{format_bytes(hw.disk_free)} free at {hw.disk_path}" if hw.disk_free is not None else "?"
     console.print(f"CPU {hw.cpu_model}, {hw.cpu_cores_logical} cores; RAM {ram}; disk {disk}")
     pk = hw.packages
     shown = ", ".join(f"{n} {v}" if v else f"{n} [dim]not installed[/]" for n, v in pk.items()
@@ -87,7 +87,7 @@ def _print_target(console: Any, t: Any, report: Any, detailed: bool) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from tui_tuner.fit.estimate import fmt_gb
+    from tui_tuner.core.units import format_bytes
 
     spec = t.spec
     s = t.settings
@@ -106,12 +106,12 @@ def _print_target(console: Any, t: Any, report: Any, detailed: bool) -> None:
         summary.add_column(col, justify="left" if col in ("method", "backend") else "right")
     recs = t.recommendations
     for est in t.estimates:
-        row = [est.method, est.backend, fmt_gb(est.total_bytes)]
+        row = [est.method, est.backend, format_bytes(est.total_bytes)]
         if vram:
             fit = next((f for f in recs[est.backend].fits if f.method == est.method), None) if est.backend in recs else None
             if fit is not None:
                 ok = "[green]yes[/]" if fit.fits else "[red]no[/]"
-                row += [f"{ok} ({fmt_gb(abs(fit.headroom_bytes))} {'spare' if fit.fits else 'short'})",
+                row += [f"{ok} ({format_bytes(abs(fit.headroom_bytes))} {'spare' if fit.fits else 'short'})",
                         str(fit.max_batch_size or "-"), f"{fit.max_seq_len:,}" if fit.max_seq_len else "-"]
             else:
                 row += ["", "", ""]
@@ -125,8 +125,8 @@ def _print_target(console: Any, t: Any, report: Any, detailed: bool) -> None:
         b.add_column("size", justify="right")
         b.add_column("why", overflow="fold")
         for line in shown.lines:
-            b.add_row(line.name, fmt_gb(line.bytes), escape(line.explanation))
-        b.add_row("[bold]total[/]", f"[bold]{fmt_gb(shown.total_bytes)}[/]", "")
+            b.add_row(line.name, format_bytes(line.bytes), escape(line.explanation))
+        b.add_row("[bold]total[/]", f"[bold]{format_bytes(shown.total_bytes)}[/]", "")
         console.print(b)
         for note in shown.notes:
             console.print(f"  [yellow]{escape(note)}[/]")
@@ -137,7 +137,7 @@ def _print_target(console: Any, t: Any, report: Any, detailed: bool) -> None:
     for m in t.measured:
         shape = f"batch {m['probe_batch_size']} x {m['probe_seq_len']} tokens" if m["probe_seq_len"] else "its batch"
         console.print(f"  measured on {escape(m['device'])} in run {escape(m['run_name'])} ({shape}): "
-                      f"{fmt_gb(m['training_peak_bytes'])} peak vs {fmt_gb(m['estimate_bytes'])} estimated "
+                      f"{format_bytes(m['training_peak_bytes'])} peak vs {format_bytes(m['estimate_bytes'])} estimated "
                       f"({m['method']}, {m['backend']}): estimator error {m['error'] * 100:+.0f}% on this machine")
 
 
@@ -150,7 +150,7 @@ def _breakdown_choice(t: Any) -> Any:
 
 
 def _list_models(as_json: bool) -> int:
-    from tui_tuner.fit.estimate import fmt_gb
+    from tui_tuner.core.units import format_bytes
     from tui_tuner.models.spec import load_catalog, spec_from_config
 
     rows = []
@@ -161,19 +161,20 @@ def _list_models(as_json: bool) -> int:
         print(json.dumps(rows, indent=2))
     else:
         for r in rows:
-            print(f"{r['name']:<45} {r['params'] / 1e9:6.2f}B  ({fmt_gb(r['params'] * 2)} in 16-bit)")
+            print(f"{r['name']:<45} {r['params'] / 1e9:6.2f}B  ({format_bytes(r['params'] * 2)} in 16-bit)")
     return 0
 
 
 def _list_gpus(as_json: bool) -> int:
-    from tui_tuner.fit.estimate import COMMON_GPUS, fmt_gb
+    from tui_tuner.core.units import format_bytes
+    from tui_tuner.fit.estimate import COMMON_GPUS
 
     if as_json:
         print(json.dumps([{"name": g.name, "memory_bytes": g.memory_bytes, "aliases": list(g.aliases),
                            "bf16": g.bf16} for g in COMMON_GPUS], indent=2))
     else:
         for g in COMMON_GPUS:
-            print(f"{g.name:<12} {fmt_gb(g.memory_bytes):>7}  --gpu {g.aliases[0] if g.aliases else g.name}")
+            print(f"{g.name:<12} {format_bytes(g.memory_bytes):>7}  --gpu {g.aliases[0] if g.aliases else g.name}")
     return 0
 
 

@@ -6,15 +6,10 @@ import argparse
 import json
 import sys
 
+from tui_tuner.commands.options import add_set_option
 
 PRINTED_DATA_ISSUES = 20
 """Data issues printed per file by `config check` (the JSON report has every one)."""
-
-
-def add_set_option(parser: argparse.ArgumentParser) -> None:
-    """The `--set KEY=VALUE` override shared by every command that takes a config."""
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set training.learning_rate=1e-4 (repeatable)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

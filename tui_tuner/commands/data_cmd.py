@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from tui_tuner.commands.config_cmd import add_set_option
+from tui_tuner.commands.options import add_set_option
 
 PRINTED_ISSUES = 20
 

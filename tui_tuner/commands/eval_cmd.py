@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 
-from tui_tuner.commands.chat_cmd import add_source_options
+from tui_tuner.commands.options import add_source_options
 
 EXIT_BAD_INPUT = 2
 
@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_eval(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from tui_tuner.commands.chat_cmd import load_for_command
+    from tui_tuner.commands.options import load_for_command
     from tui_tuner.inference.evaluate import EVAL_SETTINGS, eval_examples, evaluate, report_markdown, save_report
     from tui_tuner.inference.chat_model import SourceError, resolve_source
 

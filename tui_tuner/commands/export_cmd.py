@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tui_tuner.commands.chat_cmd import add_source_options
+from tui_tuner.commands.options import add_source_options
 
 EXIT_BAD_INPUT = 2
 
@@ -47,6 +47,9 @@ def run_export(args: argparse.Namespace) -> int:
         source = resolve_source(args.target, runs_dir=args.runs_dir, checkpoint=args.checkpoint)
         llama_cpp = args.llama_cpp
         if args.gguf:
+            # The GGUF check after the conversion reads the file with `gguf`: refuse before converting.
+            import gguf  # noqa: F401  (a core dependency; a missing one is reported by cli.main)
+
             # Found (or refused) before any model is loaded: an offline machine learns at once.
             llama_cpp = str(find_converter(args.llama_cpp, fetch=not args.no_fetch, log=log).root)
     except (SourceError, ConverterUnavailable) as exc:

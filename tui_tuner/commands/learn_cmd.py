@@ -12,6 +12,8 @@ import argparse
 import json
 import sys
 
+from tui_tuner.core.units import format_bytes
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("learn", help="labs: quantization on real weights, memory by precision, LoRA arithmetic")
@@ -57,15 +59,6 @@ def _console():
     from rich.console import Console
 
     return Console(highlight=False)
-
-
-def human_bytes(n: float) -> str:
-    """Bytes with a unit a person reads: 3.87 GB, 306 KB, 512 B (powers of 1000)."""
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if abs(n) >= size:
-            value = n / size
-            return f"{value:.2f} {unit}" if value < 100 else f"{value:.0f} {unit}"
-    return f"{n:.0f} B"
 
 
 # ---------------------------------------------------------------------------- quant
@@ -128,7 +121,7 @@ def print_quant_report(report) -> None:
     console = _console()
     shape = " x ".join(map(str, report.shape))
     console.print(f"[bold]{escape(report.tensor)}[/]  {shape} {report.dtype}, {report.numel:,} weights, "
-                  f"{human_bytes(report.bytes_before)} ({report.bits_before} bits each)  — {escape(report.model)}")
+                  f"{format_bytes(report.bytes_before)} ({report.bits_before} bits each)  — {escape(report.model)}")
     s = report.stats
     console.print(f"mean {s['mean']:.3g}, std {s['std']:.3g}, absmax {s['absmax']:.3g}, "
                   f"excess kurtosis {s['kurtosis']:.2f} (0 = normal)")
@@ -185,8 +178,8 @@ def print_memory_report(report) -> None:
                          ("exact", "right"), ("bits/param", "right")):
         table.add_column(col, justify=justify, no_wrap=True)
     for row in report.rows:
-        table.add_row(row.label, human_bytes(row.rule_of_thumb_bytes), human_bytes(row.real_count_bytes),
-                      human_bytes(row.exact_bytes), f"{row.bits_per_param:.2f}")
+        table.add_row(row.label, format_bytes(row.rule_of_thumb_bytes), format_bytes(row.real_count_bytes),
+                      format_bytes(row.exact_bytes), f"{row.bits_per_param:.2f}")
     console.print(table)
     for line in report.gap_explanation:
         console.print(f"- {escape(line)}")
@@ -242,15 +235,15 @@ def print_lora_report(report) -> None:
     console.print(f"trainable {report.trainable:,} of {report.base_params:,} base parameters = "
                   f"[bold]{report.percent_of_base:.3f}%[/] (PEFT prints {report.percent_like_peft:.4f}%, "
                   f"counting the adapter in the total); adapter file "
-                  f"{human_bytes(report.adapter_bytes['float32'])} in float32, "
-                  f"{human_bytes(report.adapter_bytes['bfloat16'])} in bfloat16")
+                  f"{format_bytes(report.adapter_bytes['float32'])} in float32, "
+                  f"{format_bytes(report.adapter_bytes['bfloat16'])} in bfloat16")
     ranks = Table(title=f"by rank (alpha = {report.alpha:g})", title_justify="left")
     for col in ("r", "trainable", "% of base", "adapter (fp32)", "alpha/r", "alpha/sqrt(r)"):
         ranks.add_column(col, justify="right")
     for row in report.rank_table:
         mark = " ◀" if row.r == report.r else ""
         ranks.add_row(f"{row.r}{mark}", f"{row.trainable:,}", f"{row.percent_of_base:.3f}%",
-                      human_bytes(row.adapter_bytes), f"{row.scaling:.3g}", f"{row.rslora_scaling:.3g}")
+                      format_bytes(row.adapter_bytes), f"{row.scaling:.3g}", f"{row.rslora_scaling:.3g}")
     console.print(ranks)
     for key in ("shapes", "percent", "scaling", "disk"):
         console.print(f"[dim]- {report.explanations[key]}[/]")

@@ -13,6 +13,9 @@ import json
 import sys
 from typing import Any
 
+from tui_tuner.commands.options import exit_status
+from tui_tuner.rundir.files import ADAPTER_DIR, GGUF_DIR, MERGED_DIR
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("runs", help="list, follow, stop, resume or delete training runs")
@@ -73,7 +76,20 @@ def _raw_config(run) -> dict[str, Any]:
 
 
 def run_row(run) -> dict[str, Any]:
-    """One `runs ls` row (also the JSON form)."""
+    """One `runs ls` row (also the JSON form); a run that cannot be read gets a row saying why."""
+    try:
+        return _run_row(run)
+    except Exception as exc:  # one broken run must never hide the others
+        from tui_tuner.rundir.status import UNREADABLE
+
+        return {"name": run.name, "state": UNREADABLE, "model": "?", "objective": "?", "method": "?", "r": None, "step": 0,
+                "max_steps": None, "loss": None, "duration_s": None, "queued_after": None,
+                "error": f"{run.path}: {type(exc).__name__}: {exc}"[:300], "stalled": None}
+
+
+def _run_row(run) -> dict[str, Any]:
+    from tui_tuner.rundir.runs import stall_note
+
     st = run.status()
     cfg = _raw_config(run)
     method = cfg.get("method", "?")
@@ -81,7 +97,7 @@ def run_row(run) -> dict[str, Any]:
         "name": run.name, "state": st.state, "model": (cfg.get("model") or {}).get("name_or_path", "?"),
         "objective": cfg.get("objective") or "sft", "method": method, "r": (cfg.get("lora") or {}).get("r") if method != "full" else None,
         "step": st.step, "max_steps": st.max_steps, "loss": st.loss, "duration_s": st.duration_s,
-        "queued_after": st.queued_after, "error": st.error,
+        "queued_after": st.queued_after, "error": st.error, "stalled": stall_note(run, st),
     }
 
 
@@ -93,9 +109,10 @@ def ls_cells(row: dict[str, Any]) -> list[str]:
     """One `runs ls` row as the text of each column."""
     from tui_tuner.core.units import format_duration
 
-    return [row["name"], row["state"], str(row["model"]), str(row["objective"]), str(row["method"]),
+    state = str(row["state"]) + (" (stalled)" if row.get("stalled") else "")
+    return [row["name"], state, str(row["model"]), str(row.get("objective", "?")), str(row["method"]),
             "-" if row["r"] is None else str(row["r"]), f"{row['step']}/{row['max_steps'] or '?'}",
-            "-" if row["loss"] is None else f"{row['loss']:.4f}", format_duration(row["duration_s"])]
+            f"{row['loss']:.4f}" if isinstance(row["loss"], (int, float)) else "-", format_duration(row["duration_s"])]
 
 
 def plain_table(rows: list[list[str]]) -> str:
@@ -124,20 +141,31 @@ def run_ls(args: argparse.Namespace) -> int:
     if not rows:
         console.print(f"no runs in {args.runs_dir}. Start one: tui-tuner train configs/quickstart.yaml")
         return 0
+    from rich.markup import escape
+
+    stalled_or_unreadable = [row for row in rows if row["state"] == "unreadable" or row.get("stalled")]
     if not console.is_terminal:
         print(plain_table([ls_cells(row) for row in rows]))
+        for row in stalled_or_unreadable:
+            print(f"stalled {row['name']}: {row['stalled']}" if row.get("stalled")
+                  else f"unreadable {row['name']}: {row['error']}")
         return 0
     colours = {"running": "cyan", "stopping": "cyan", "finished": "green", "stopped": "yellow",
-               "failed": "red", "crashed": "red", "queued": "dim"}
+               "failed": "red", "crashed": "red", "queued": "dim", "unreadable": "red"}
     table = Table(box=None, header_style="bold")
     for col in LS_COLUMNS:
         table.add_column(col, justify="right" if col in _RIGHT else "left",
                          no_wrap=col not in ("model", "name"), overflow="fold" if col in ("model", "name") else "ellipsis")
     for row in rows:
-        cells = ls_cells(row)
-        cells[1] = f"[{colours.get(row['state'], '')}]{row['state']}[/]"
+        cells = [escape(c) for c in ls_cells(row)]
+        cells[1] = f"[{colours.get(row['state'], '')}]{cells[1]}[/]"  # "(stalled)" keeps the state's colour
         table.add_row(*cells)
     console.print(table)
+    for row in stalled_or_unreadable:
+        if row.get("stalled"):
+            console.print(f"[yellow]stalled[/] {escape(row['name'])}: {escape(row['stalled'])}")
+        else:
+            console.print(f"[red]unreadable[/] {escape(row['name'])}: {escape(str(row['error']))}")
     return 0
 
 
@@ -179,15 +207,17 @@ def show_data(run) -> dict[str, Any]:
     st = run.status()
     hist = load_history(run.events_path)
     losses = [loss for _, loss in hist.losses]
+    from tui_tuner.rundir.runs import stall_note
+
     data: dict[str, Any] = {"name": run.name, "path": str(run.path), "status": st.as_dict(),
-                            "config_changes": config_changes(run)}
+                            "stalled": stall_note(run, st), "config_changes": config_changes(run)}
     data["loss"] = ({"steps_logged": len(losses), "first": losses[0], "last": losses[-1], "min": min(losses)}
                     if losses else None)
     data["evals"] = [{"step": e.get("step"), "eval_loss": e.get("eval_loss")} for e in hist.evals]
     data["checkpoints"] = [{"name": p.name, "complete": checkpoint_problem(p) is None,
                             "problem": checkpoint_problem(p)} for p in run.all_checkpoints()]
     artefacts = {}
-    for name in ("adapter", "merged", "gguf"):
+    for name in (ADAPTER_DIR, MERGED_DIR, GGUF_DIR):
         p = run.path / name
         if p.is_dir():
             artefacts[name] = str(p)
@@ -204,6 +234,8 @@ def run_show(args: argparse.Namespace) -> int:
 
     from tui_tuner.core.units import format_bytes, format_duration
 
+    from tui_tuner.rundir.runs import stall_note
+
     run = _find(args)
     if run is None:
         return 2
@@ -215,7 +247,10 @@ def run_show(args: argparse.Namespace) -> int:
     c = Console(highlight=False)
     c.print(f"[bold]{run.name}[/]  {st.state}  step {st.step}/{st.max_steps or '?'}  "
             f"duration {format_duration(st.duration_s)}")
-    c.print(f"  folder   {run.path}")
+    c.print(f"  folder   {escape(str(run.path))}")
+    stalled = stall_note(run, st)
+    if stalled:
+        c.print(f"  [yellow]{escape(stalled)}[/]")
     if st.backend:
         c.print(f"  backend  {st.backend} ({escape(st.backend_reason or '')}) on {st.device or '?'}")
     if st.probe:
@@ -264,7 +299,6 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_attach(args: argparse.Namespace) -> int:
-    from tui_tuner.commands.train_cmd import exit_status
     from tui_tuner.commands.run_progress import follow_run
 
     run = _find(args)
@@ -283,9 +317,9 @@ def run_stop(args: argparse.Namespace) -> int:
 
 
 def run_resume(args: argparse.Namespace) -> int:
-    from tui_tuner.commands.train_cmd import exit_status
     from tui_tuner.commands.run_progress import follow_run
-    from tui_tuner.rundir.runs import RunError, resume_run
+    from tui_tuner.rundir.runs import RunError
+    from tui_tuner.train.resume import resume_run
 
     run = _find(args)
     if run is None:
@@ -297,10 +331,21 @@ def run_resume(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"resuming {run.name} (pid {pid}) from " + (f"{ckpt.name}" if ckpt else "the start (no complete checkpoint)"))
+    for name, why in skipped_checkpoints(run, ckpt):
+        print(f"  skipped {name}: {why}")
     if args.detach:
         print(f"  follow it: tui-tuner runs attach {run.name}")
         return 0
     return exit_status(follow_run(run).state)
+
+
+def skipped_checkpoints(run, resume_from) -> list[tuple[str, str]]:
+    """(name, why) of the checkpoints newer than `resume_from` that resume passes over."""
+    from tui_tuner.rundir.runs import checkpoint_problem, checkpoint_step
+
+    after = checkpoint_step(resume_from) if resume_from is not None else -1
+    found = [(p.name, checkpoint_problem(p)) for p in run.all_checkpoints() if checkpoint_step(p) > after]
+    return [(name, why) for name, why in found if why]
 
 
 def run_rm(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tui_tuner.commands.config_cmd import add_set_option
+from tui_tuner.commands.options import add_set_option
 
 
 def register(sub: argparse._SubParsersAction) -> None:

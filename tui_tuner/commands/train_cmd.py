@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tui_tuner.commands.config_cmd import add_set_option
+from tui_tuner.commands.options import add_set_option, exit_status
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -141,6 +141,3 @@ def _launch_plan(args: argparse.Namespace, loaded, issues: list):
     return plan
 
 
-def exit_status(state: str) -> int:
-    """0 for finished or stopped on request, 1 for failed or crashed."""
-    return 0 if state in ("finished", "stopped") else 1

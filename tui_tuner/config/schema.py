@@ -14,10 +14,11 @@ import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 DEMO_MODEL_ID = "tui-tuner/demo-tiny-llama"
 """A tiny Llama built locally on first use (see `tui_tuner.models.demo`); knows only its training data."""
@@ -27,6 +28,22 @@ BUILTIN_TEMPLATES = ("chatml", "llama-3", "zephyr", "alpaca")
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """YAML reads `max_steps: true` as a bool, which pydantic would quietly turn into 1."""
+        if isinstance(value, bool) and info.field_name:
+            ann = cls.model_fields[info.field_name].annotation
+            if _numeric_only(ann):
+                raise ValueError(f"expected a number, got `{str(value).lower()}` (a yes/no value)")
+        return value
+
+
+def _numeric_only(ann: Any) -> bool:
+    """Whether a field annotation accepts numbers but not bools (`int`, `float | None`, ...)."""
+    args = get_args(ann) if get_origin(ann) in (Union, UnionType) else (ann,)
+    return bool(args) and bool not in args and any(a in (int, float) for a in args) and str not in args
 
 
 class ModelConfig(_Section):
@@ -88,9 +105,9 @@ class DataConfig(_Section):
 
 
 class TrainingConfig(_Section):
-    epochs: float = Field(1.0, gt=0)
+    epochs: float = Field(1.0, gt=0, le=1000)
     """Passes over the training data (ignored when max_steps is set)."""
-    max_steps: int | None = Field(None, ge=1)
+    max_steps: int | None = Field(None, ge=1, le=10_000_000)
     """Stop after this many optimizer steps; overrides epochs."""
     batch_size: int = Field(2, ge=1, le=4096)
     """Examples per device per forward pass. 2-4 is a good start on one GPU."""
@@ -114,13 +131,13 @@ class TrainingConfig(_Section):
     """Seed for data order, LoRA init and dropout."""
     gradient_checkpointing: bool = True
     """Recompute activations in the backward pass: much less memory, ~20-30% slower."""
-    logging_steps: int = Field(1, ge=1)
+    logging_steps: int = Field(1, ge=1, le=10_000_000)
     """Write a loss point every N optimizer steps."""
-    save_steps: int = Field(50, ge=1)
+    save_steps: int = Field(50, ge=1, le=10_000_000)
     """Save a resumable checkpoint every N steps."""
-    save_total_limit: int = Field(3, ge=1)
+    save_total_limit: int = Field(3, ge=1, le=1000)
     """Keep at most this many checkpoints (oldest deleted first)."""
-    eval_steps: int | None = Field(None, ge=1)
+    eval_steps: int | None = Field(None, ge=1, le=10_000_000)
     """Evaluate every N steps (needs data.eval or data.eval_split)."""
     packing: bool = False
     """Pack several short examples into each sequence for throughput."""
@@ -303,29 +320,117 @@ def project_dir_for(config_path: Path | None) -> Path:
 # ---------------------------------------------------------------------------- YAML positions
 
 
+MAX_YAML_DEPTH = 32
+"""Deepest nesting a config may have; real configs are 3 levels deep."""
+MAX_YAML_VALUES = 20_000
+"""Most values a config may expand to, aliases counted each time they are used (alias bombs)."""
+
+
+class YamlLimitError(yaml.YAMLError):
+    """A config that is too deep, expands too far through aliases, or repeats a key."""
+
+    def __init__(self, problem: str, mark: Any):
+        super().__init__(problem)
+        self.problem = problem
+        self.problem_mark = mark
+
+
+class GuardedLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses alias bombs, deep nesting and duplicate keys while composing.
+
+    The limits are checked as nodes are built, before anything walks the tree, so a 1 KB
+    document whose aliases expand to billions of values fails in milliseconds.
+    """
+
+    def __init__(self, stream: Any):
+        super().__init__(stream)
+        self._depth = 0
+        self._values = 0
+        self._sizes: dict[int, int] = {}
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            node = super().compose_node(parent, index)
+            self._count(self._sizes.get(id(node), 1), event.start_mark)
+            return node
+        self._depth += 1
+        if self._depth > MAX_YAML_DEPTH:
+            raise YamlLimitError(f"nested more than {MAX_YAML_DEPTH} levels deep; a config is a few sections "
+                                 "of keys, so flatten it", self.peek_event().start_mark)
+        before = self._values
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        self._count(1, node.start_mark)
+        self._sizes[id(node)] = self._values - before
+        return node
+
+    def _count(self, n: int, mark: Any) -> None:
+        self._values += n
+        if self._values > MAX_YAML_VALUES:
+            raise YamlLimitError(f"the aliases (`*name`) expand to more than {MAX_YAML_VALUES:,} values (an alias "
+                                 "bomb?); write the values out or use fewer aliases", mark)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                key = key_node.value
+                if key in seen and key != "<<":
+                    first = seen[key].start_mark.line + 1
+                    raise YamlLimitError(f"duplicate key `{key}` (first on line {first}, again on line "
+                                         f"{key_node.start_mark.line + 1}); YAML would silently keep only the "
+                                         "last one, so delete one of them", key_node.start_mark)
+                seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
+def safe_load_guarded(text: str) -> Any:
+    """`yaml.safe_load` with the `GuardedLoader` limits (raises `yaml.YAMLError`)."""
+    loader = GuardedLoader(text)
+    try:
+        return loader.get_single_data()
+    except RecursionError:
+        raise YamlLimitError("nested too deeply to read; flatten it", None) from None
+    finally:
+        loader.dispose()
+
+
 def yaml_positions(text: str) -> dict[tuple[str, ...], tuple[int, int]]:
     """Map each key path in a YAML document to its 1-based (line, column).
 
     The mapping points at the key for mappings, so an error about `lora.r` lands on the
-    line that says `r:`. Returns {} when the text does not parse.
+    line that says `r:`. Returns {} when the text does not parse or breaks the
+    `GuardedLoader` limits; a node reached again through an alias is not walked twice.
     """
+    loader = GuardedLoader(text)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
+        root = loader.get_single_node()
+    except (yaml.YAMLError, RecursionError):
         return {}
+    finally:
+        loader.dispose()
     positions: dict[tuple[str, ...], tuple[int, int]] = {}
+    walked: set[int] = set()
 
     def walk(node: Any, path: tuple[str, ...]) -> None:
+        if id(node) in walked:
+            return
+        walked.add(id(node))
         if isinstance(node, yaml.MappingNode):
             for key_node, value_node in node.value:
                 key = str(key_node.value)
                 sub = path + (key,)
-                positions[sub] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                positions.setdefault(sub, (key_node.start_mark.line + 1, key_node.start_mark.column + 1))
                 walk(value_node, sub)
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
                 sub = path + (str(i),)
-                positions[sub] = (item.start_mark.line + 1, item.start_mark.column + 1)
+                positions.setdefault(sub, (item.start_mark.line + 1, item.start_mark.column + 1))
                 walk(item, sub)
 
     if root is not None:
@@ -439,7 +544,7 @@ def _describe_allowed(err: dict[str, Any]) -> str:
         return f"allowed: {ctx.get('expected')}"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         return err["msg"].lower()
-    return err["msg"]
+    return err["msg"].removeprefix("Value error, ")
 
 
 def _pydantic_issues(exc: ValidationError, positions: dict, file: str | None) -> list[ConfigIssue]:
@@ -541,6 +646,8 @@ def _yaml_syntax_issue(text: str, exc: yaml.YAMLError, file: str | None) -> Conf
     line = mark.line + 1 if mark is not None else None
     col = mark.column + 1 if mark is not None else None
     problem = getattr(exc, "problem", None) or str(exc)
+    if isinstance(exc, YamlLimitError):
+        return ConfigIssue("", f"{problem}.", line=line, column=col, file=file)
     msg = f"YAML syntax error: {problem}."
     if line is not None:
         lines = text.splitlines()
@@ -559,9 +666,13 @@ def load_config_text(text: str, *, file: str | None = None, overrides: list[str]
                                                "configs/quickstart.yaml or run `tui-tuner config check "
                                                "configs/quickstart.yaml` to see a valid one.", line=1, file=file)])
     try:
-        raw = yaml.safe_load(text)
+        raw = safe_load_guarded(text)
     except yaml.YAMLError as exc:
         return LoadedConfig(None, [_yaml_syntax_issue(text, exc, file)])
+    if raw is None and not overrides:
+        return LoadedConfig(None, [ConfigIssue("", "the config file has no settings (only comments). Start from "
+                                               "configs/quickstart.yaml or run `tui-tuner config check "
+                                               "configs/quickstart.yaml` to see a valid one.", line=1, file=file)])
     try:
         raw = apply_overrides(raw if isinstance(raw, dict) else {}, overrides) if overrides else raw
     except ValueError as exc:

@@ -20,3 +20,19 @@ def quiet_library_noise() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+
+
+CHECK_NOISE_LOGGERS = ("transformers.tokenization_utils_base", "bitsandbytes.backends.cpu.ops",
+                       "bitsandbytes.cextension")
+"""Loggers whose warnings only repeat what a check reports itself ("Token indices sequence length is
+longer than ...": data check measures every example against max_seq_length) or concern kernels a
+check never runs ("Failed to load CPU gemm_4bit_forward ...")."""
+
+
+def quiet_check_noise() -> None:
+    """Keep library warnings out of `data check`, `config check` and `train`'s own output.
+
+    Only in the commands' process: the training worker keeps them, so they stay in train.log.
+    """
+    for name in CHECK_NOISE_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)

@@ -6,12 +6,18 @@ import math
 
 
 def format_bytes(n: float | None) -> str:
-    """Binary units, as memory is quoted: `577.7 MiB`, `3.9 GiB`, `512 B`; `-` when unknown."""
+    """The one byte formatter: binary units, as nvidia-smi and nvitop quote memory.
+
+    `577.7 MiB`, `3.87 GiB`, `24.0 GiB`, `512 B`; `-` when unknown. Three significant digits
+    below 10 of a unit, so nearby sizes (2.30 vs 2.47 GiB) stay apart.
+    """
     if n is None:
         return "-"
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+            if unit == "B":
+                return f"{int(n)} B"
+            return f"{n:.2f} {unit}" if abs(n) < 10 else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
 

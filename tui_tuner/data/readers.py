@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tui_tuner.core.units import format_bytes
+
 from tui_tuner.data.issues import DataIssue
 
 MAX_LINE_BYTES = 32 * 1024 * 1024
@@ -25,6 +27,32 @@ SUPPORTED_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 _UTF8_BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _WRAPPER_KEYS = ("data", "train", "examples", "rows", "records", "items")
+
+
+TOO_DEEP = ("nested too deeply to read (thousands of levels of [ or {): an example is a flat object of "
+            "text fields; fix the line or remove it.")
+_LONE_SURROGATE = re.compile(r"\\u[dD][89abcdefABCDEF][0-9a-fA-F]{2}")
+"""A `\\udXXX` escape: the only way JSON text can smuggle in a surrogate that is not valid Unicode."""
+
+
+def unicode_problem(value: Any, _depth: int = 0) -> str | None:
+    """Why a parsed value holds text that is not valid Unicode (a lone surrogate), or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            bad = value[exc.start]
+            return (f"the text holds a lone surrogate \\u{ord(bad):04x} (half of a UTF-16 pair, not a character): "
+                    "remove it or write the character itself.")
+        return None
+    if _depth > 100:
+        return None
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    for item in items:
+        problem = unicode_problem(item, _depth + 1)
+        if problem:
+            return problem
+    return None
 
 
 @dataclass
@@ -174,7 +202,7 @@ def _read_jsonl(path: Path, sink: _Sink) -> ReadResult:
                     total += len(chunk)
                     if not chunk or chunk.endswith(b"\n"):
                         break
-                sink.error(line, f"line is {total / 2**20:.0f} MiB long (limit {MAX_LINE_BYTES // 2**20} MiB): "
+                sink.error(line, f"line is {format_bytes(total)} long (limit {format_bytes(MAX_LINE_BYTES)}): "
                                  "is this really JSON Lines (one record per line)? A single JSON array belongs "
                                  "in a .json file.")
                 continue
@@ -190,6 +218,12 @@ def _read_jsonl(path: Path, sink: _Sink) -> ReadResult:
                 value = json.loads(text)
             except json.JSONDecodeError as exc:
                 sink.error(line, f"broken JSON: {exc.msg} — {json_error_hint(exc.msg)}", exc.colno)
+                continue
+            except RecursionError:
+                sink.error(line, TOO_DEEP)
+                continue
+            if _LONE_SURROGATE.search(text) and (problem := unicode_problem(value)):
+                sink.error(line, problem)
                 continue
             column = len(text) - len(text.lstrip()) + 1
             records.append(Record(value, line, column))
@@ -247,6 +281,9 @@ def _read_json(path: Path, sink: _Sink) -> ReadResult:
         line, col = index.at(exc.pos)
         sink.error(line, f"broken JSON: {exc.msg} — {json_error_hint(exc.msg)}", col)
         return ReadResult([], sink.issues)
+    except RecursionError:
+        sink.error(index.at(pos)[0], TOO_DEEP)
+        return ReadResult([], sink.issues)
     rest = _skip_ws(text, end)
     if rest < len(text):
         sink.warning(1, "this .json file holds one JSON object per line (JSON Lines); read as JSONL. "
@@ -288,8 +325,15 @@ def _read_json_array(text: str, pos: int, index: _LineIndex, sink: _Sink) -> Rea
             sink.error(line, f"broken JSON: {exc.msg} — {json_error_hint(exc.msg)} (the records after this "
                              "point were not read)", col)
             break
+        except RecursionError:
+            sink.error(index.at(pos)[0], TOO_DEEP + " The records after this point were not read.")
+            break
         line, col = index.at(pos)
-        records.append(Record(value, line, col))
+        problem = unicode_problem(value) if _LONE_SURROGATE.search(text, pos, end) else None
+        if problem:
+            sink.error(line, problem, col)
+        else:
+            records.append(Record(value, line, col))
         pos = _skip_ws(text, end)
         if pos < len(text) and text[pos] == ",":
             pos = _skip_ws(text, pos + 1)

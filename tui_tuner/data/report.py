@@ -36,6 +36,8 @@ class TokenStats:
     total_tokens: int
     trained_tokens: int
     """Tokens in the loss after truncation (the answers only, with completion-only loss)."""
+    estimated_lines: list[int] = field(default_factory=list)
+    """Examples over the per-example text budget: only a prefix was tokenized, their length is estimated."""
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -48,9 +50,20 @@ def token_stats(tokenizer: Any, examples: list[list[dict[str, str]]], lines: lis
 
     if not examples:
         return None
-    lengths, truncated_lines, no_answer, total, trained = [], [], 0, 0, 0
+    lengths, truncated_lines, no_answer, total, trained, estimated = [], [], 0, 0, 0, []
+    budget = text_budget(max_seq_length)
     for conversation, line in zip(examples, lines):
+        size = sum(len(m["content"]) for m in conversation)
+        if size > budget:
+            # Far longer than max_seq_length tokens: tokenizing it all costs time and memory for
+            # nothing (training cuts it), so tokenize a prefix of each message and scale the count.
+            conversation = [{**m, "content": m["content"][:budget]} for m in conversation]
+            estimated.append(line)
         enc = tokenize_conversation(tokenizer, conversation, max_seq_length, completion_only_loss, chat_template)
+        if size > budget:
+            kept = sum(len(m["content"]) for m in conversation) or 1
+            enc["length"] = max(enc["length"], round(enc["length"] * size / kept))
+            enc["truncated"] = enc["truncated"] or enc["length"] > max_seq_length
         lengths.append(enc["length"])
         total += min(enc["length"], max_seq_length)
         trained += enc["trained_tokens"]
@@ -62,7 +75,17 @@ def token_stats(tokenizer: Any, examples: list[list[dict[str, str]]], lines: lis
     p95 = ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
     return TokenStats(min=ordered[0], mean=round(sum(lengths) / len(lengths), 1), p95=p95, max=ordered[-1],
                       max_seq_length=max_seq_length, truncated=len(truncated_lines), truncated_lines=truncated_lines,
-                      no_answer_left=no_answer, total_tokens=total, trained_tokens=trained)
+                      no_answer_left=no_answer, total_tokens=total, trained_tokens=trained, estimated_lines=estimated)
+
+
+CHARS_PER_TOKEN_BOUND = 32
+"""No tokenizer averages this many characters per token on real text, so a message this many
+times max_seq_length characters long is certainly cut in training."""
+
+
+def text_budget(max_seq_length: int) -> int:
+    """Characters per message that `data check` tokenizes; the rest of a longer message is estimated."""
+    return max(64 * 1024, max_seq_length * CHARS_PER_TOKEN_BOUND)
 
 
 @dataclass
@@ -192,11 +215,20 @@ def _token_issues(report: FileReport) -> list[DataIssue]:
     t = report.tokens
     if t is None or not t.truncated:
         return []
+    if t.estimated_lines:
+        lines = ", ".join(map(str, t.estimated_lines[:_SHOWN_LINES])) + (" ..." if len(t.estimated_lines) > _SHOWN_LINES else "")
+        first = [DataIssue(report.shown, t.estimated_lines[0], f"{len(t.estimated_lines)} example(s) hold more than "
+                           f"{text_budget(t.max_seq_length):,} characters in one message (lines {lines}): only that "
+                           "much was tokenized and their length is estimated; training cuts them at "
+                           "model.max_seq_length anyway. Split or shorten them.", None, "warning", report.load.row_based)]
+    else:
+        first = []
     lines = ", ".join(map(str, t.truncated_lines[:_SHOWN_LINES])) + (" ..." if t.truncated > _SHOWN_LINES else "")
     out = [DataIssue(report.shown, t.truncated_lines[0], f"{t.truncated} of {len(report.load.examples)} examples "
                      f"are longer than model.max_seq_length={t.max_seq_length} tokens (longest {t.max}) and will "
                      f"be cut at the end (lines {lines}); raise max_seq_length or shorten them.", None, "warning",
                      report.load.row_based)]
+    out = first + out
     if t.no_answer_left and t.no_answer_left >= len(report.load.examples):
         # Training would start, load the model, then find nothing to learn: refuse up front.
         out.append(DataIssue(report.shown, t.truncated_lines[0], f"every example loses its whole answer at "
@@ -307,8 +339,10 @@ def load_tokenizer_if_local(model_cfg: Any) -> tuple[Any, str | None]:
     Never downloads: the hub is asked with `local_files_only=True`.
     """
     from tui_tuner.config.schema import DEMO_MODEL_ID
+    from tui_tuner.core.quiet import quiet_check_noise
 
     name = model_cfg.name_or_path
+    quiet_check_noise()  # the check reports lengths itself; the library's own warning only interrupts it
     try:
         from transformers import AutoTokenizer
 

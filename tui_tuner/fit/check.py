@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tui_tuner.core.units import format_bytes
 from tui_tuner.fit.estimate import MemoryEstimate, Recommendation
 from tui_tuner.fit.hardware import HardwareReport
 from tui_tuner.models.spec import ModelSpec
@@ -40,7 +41,7 @@ class FitOptions:
     backend: str = "auto"
     """auto (both when the GPU could run Unsloth or the card is hypothetical), transformers, unsloth or both."""
     vram_gb: float | None = None
-    """Check against a GPU of this size (binary GB) instead of the detected one."""
+    """Check against a GPU of this size in GiB (a "24 GB" card is 24) instead of the detected one."""
     gpu: str | None = None
     """Check against a common GPU by name (T4, 4090, A100-80, ...)."""
     runs_dir: str | None = None
@@ -85,16 +86,14 @@ class FitReport:
     @property
     def busy_warning(self) -> str | None:
         """A warning when the detected GPU is partly taken by other processes."""
-        from tui_tuner.fit.estimate import fmt_gb
-
         gpus = self.hardware.gpus
         if self.hypothetical or not gpus or not self.vram_bytes:
             return None
         g = gpus[0]
         if g.memory_used <= 0.05 * g.memory_total:
             return None
-        return (f"GPU 0 already has {fmt_gb(g.memory_used)} in use (by {len(g.processes)} process(es)); the fit "
-                f"below assumes the whole card, {fmt_gb(g.memory_free)} is free now.")
+        return (f"GPU 0 already has {format_bytes(g.memory_used)} in use (by {len(g.processes)} process(es)); the fit "
+                f"below assumes the whole card, {format_bytes(g.memory_free)} is free now.")
 
     def as_dict(self) -> dict[str, Any]:
         against = None
@@ -121,8 +120,8 @@ def _target_vram(opts: FitOptions, hw: HardwareReport) -> tuple[int | None, str,
 
     if opts.vram_gb is not None:
         if opts.vram_gb <= 0:
-            raise FitCheckError(f"--vram {opts.vram_gb:g}: give the GPU memory in GB, e.g. --vram 24.")
-        return int(opts.vram_gb * GIB), f"{opts.vram_gb:g} GB GPU", True
+            raise FitCheckError(f"--vram {opts.vram_gb:g}: give the GPU memory in GiB, e.g. --vram 24.")
+        return int(opts.vram_gb * GIB), f"{format_bytes(opts.vram_gb * GIB)} GPU", True
     if opts.gpu:
         gpu = find_gpu(opts.gpu)
         if gpu is None:
@@ -150,9 +149,9 @@ def _settings(opts: FitOptions, cfg: Any | None) -> dict[str, Any]:
     from tui_tuner.config.schema import RunConfig
 
     base = cfg or RunConfig()
-    tm: Any = base.lora.target_modules if opts.target_modules is None else opts.target_modules
-    if isinstance(tm, str) and tm != "all-linear":
-        tm = [t.strip() for t in tm.split(",") if t.strip()]
+    from tui_tuner.fit.lora import parse_target_modules
+
+    tm = parse_target_modules(base.lora.target_modules if opts.target_modules is None else opts.target_modules)
     s = {
         "seq_len": base.model.max_seq_length if opts.seq_len is None else opts.seq_len,
         "batch_size": base.training.batch_size if opts.batch_size is None else opts.batch_size,
@@ -195,6 +194,16 @@ def _measured_rows(spec: ModelSpec, est: MemoryEstimate, settings: dict[str, Any
                    error=round(m.error_vs(at.total_bytes), 4))
         rows.append(row)
     return rows
+
+
+def targets_problem(spec: ModelSpec, methods: list[str], settings: dict[str, Any]) -> str | None:
+    """Why LoRA's target modules cannot train `spec` (as PEFT would refuse them), or None."""
+    from tui_tuner.fit.lora import spec_target_modules
+
+    if not any(m in ("lora", "qlora") for m in methods):
+        return None
+    problem = spec_target_modules(spec, settings["target_modules"]).problem(spec.name)
+    return problem and f"{problem} (--target-modules, or lora.target_modules in the config)"
 
 
 def fit_target(spec: ModelSpec, methods: list[str], backends: list[str], settings: dict[str, Any],
@@ -247,14 +256,24 @@ def check_fit(target: str | None = None, options: FitOptions | None = None, *,
                 continue
             cfg_backends = backends if cfg.backend == "auto" or opts.backend != "auto" else [cfg.backend]
             runs_dir = opts.runs_dir or str(loaded.base_dir / cfg.output.runs_dir)
-            targets.append(fit_target(spec, [opts.method or cfg.method], cfg_backends, _settings(opts, cfg), vram,
-                                      gpu_label, runs_dir, config=str(path)))
+            methods, settings = [opts.method or cfg.method], _settings(opts, cfg)
+            problem = targets_problem(spec, methods, settings)
+            if problem:
+                if target:
+                    raise FitCheckError(problem)
+                problems.append(f"{path}: {problem}")
+                continue
+            targets.append(fit_target(spec, methods, cfg_backends, settings, vram, gpu_label, runs_dir,
+                                      config=str(path)))
     else:
         try:
             spec = model_spec(target)
         except ModelSpecError as exc:
             raise FitCheckError(str(exc)) from None
         methods = [opts.method] if opts.method else ["full", "lora", "qlora"]
-        targets.append(fit_target(spec, methods, backends, _settings(opts, None), vram, gpu_label,
-                                  opts.runs_dir or "runs"))
+        settings = _settings(opts, None)
+        problem = targets_problem(spec, methods, settings)
+        if problem:
+            raise FitCheckError(problem)
+        targets.append(fit_target(spec, methods, backends, settings, vram, gpu_label, opts.runs_dir or "runs"))
     return FitReport(hw, vram, gpu_label, hypothetical, backends, targets, problems)

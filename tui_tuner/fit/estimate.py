@@ -15,8 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Literal
 
+from tui_tuner.core.units import format_bytes, format_count
+from tui_tuner.fit.lora import lora_params, spec_target_modules
+from tui_tuner.fit.quant import quantized_bytes
 from tui_tuner.models.spec import ModelSpec, linear_modules
-from tui_tuner.core.units import format_count
 
 if TYPE_CHECKING:
     from tui_tuner.config.schema import RunConfig
@@ -27,14 +29,7 @@ METHODS: tuple[str, ...] = ("full", "lora", "qlora")
 BACKENDS: tuple[str, ...] = ("transformers", "unsloth")
 
 GIB = 1024**3
-"""GPU memory is quoted in binary gigabytes: every GB shown by tui-tuner is 2**30 bytes."""
-
-NF4_BYTES_PER_PARAM = 0.5
-"""4-bit NormalFloat: two weights per byte."""
-NF4_BLOCKSIZE = 64
-"""bitsandbytes 4-bit: one absmax constant per 64 weights (QLoRA paper, section 3)."""
-DOUBLE_QUANT_BLOCKSIZE = 256
-"""Double quantization: the 64-blocks' constants are quantized to 8 bit in blocks of 256."""
+"""GPU memory is quoted in binary units (GiB, 2**30 bytes), as nvidia-smi and nvitop do: a "24 GB" card is 24 GiB."""
 
 CUDA_CONTEXT_BYTES = 500 * 1024**2
 """CUDA driver context + cuBLAS/cuDNN workspaces that PyTorch holds outside its allocator (~0.3-0.6 GiB)."""
@@ -110,53 +105,9 @@ class MemoryEstimate:
 
     def table_text(self) -> str:
         """Plain-text breakdown (for logs and docs)."""
-        rows = [f"{line.name:<34} {fmt_gb(line.bytes):>9}  {line.explanation}" for line in self.lines]
-        rows.append(f"{'total':<34} {fmt_gb(self.total_bytes):>9}")
+        rows = [f"{line.name:<34} {format_bytes(line.bytes):>9}  {line.explanation}" for line in self.lines]
+        rows.append(f"{'total':<34} {format_bytes(self.total_bytes):>9}")
         return "\n".join(rows)
-
-
-def fmt_gb(n: float) -> str:
-    """Bytes in GB as GPU memory is quoted (1 GB = 2**30 bytes: a "24 GB" card shows 24 here)."""
-    g = n / GIB
-    if g >= 10:
-        return f"{g:.1f} GB"
-    if g >= 0.1:
-        return f"{g:.2f} GB"
-    return f"{n / 1024**2:.0f} MB"
-
-
-# ---------------------------------------------------------------------------- LoRA arithmetic
-
-
-def resolve_target_modules(spec: ModelSpec, target_modules: str | Iterable[str]) -> tuple[list[str], list[str]]:
-    """The per-layer module names LoRA adapts, and any requested names the model does not have.
-
-    `all-linear` means every linear layer of the blocks (the LM head excluded, as in peft).
-    Names of separate projections map onto fused ones (q_proj -> qkv_proj on Phi-3).
-    """
-    modules = linear_modules(spec)
-    if isinstance(target_modules, str):
-        if target_modules == "all-linear":
-            return list(modules), []
-        target_modules = [target_modules]
-    fused = {"q_proj": "qkv_proj", "k_proj": "qkv_proj", "v_proj": "qkv_proj",
-             "gate_proj": "gate_up_proj", "up_proj": "gate_up_proj"}
-    chosen: list[str] = []
-    unknown: list[str] = []
-    for name in target_modules:
-        real = name if name in modules else fused.get(name) if fused.get(name) in modules else None
-        if real is None:
-            unknown.append(name)
-        elif real not in chosen:
-            chosen.append(real)
-    return chosen, unknown
-
-
-def lora_params(spec: ModelSpec, r: int, target_modules: str | Iterable[str] = "all-linear") -> int:
-    """Trainable LoRA parameters: r x (in + out) for each adapted matrix, in every layer."""
-    chosen, _ = resolve_target_modules(spec, target_modules)
-    modules = linear_modules(spec)
-    return spec.num_layers * sum(r * (modules[m][0] + modules[m][1]) for m in chosen)
 
 
 # ---------------------------------------------------------------------------- activations
@@ -247,14 +198,14 @@ def estimate_memory(
     # --- weights
     if method == "qlora":
         q = spec.linear_params
-        add("weights", "base weights, 4-bit NF4", q * NF4_BYTES_PER_PARAM,
+        codes, const = quantized_bytes(((i, o, spec.num_layers) for i, o in linear_modules(spec).values()),
+                                       "nf4-dq" if double_quant else "nf4")
+        add("weights", "base weights, 4-bit NF4", codes,
             f"{format_count(q)} weights of the linear layers, stored as 4-bit NormalFloat: two per byte.")
         if double_quant:
-            const = q / NF4_BLOCKSIZE * 1 + q / (NF4_BLOCKSIZE * DOUBLE_QUANT_BLOCKSIZE) * 4
             why = ("one scale per 64 weights, itself quantized to 8 bit (double quantization): "
                    "~0.127 bits per weight.")
         else:
-            const = q / NF4_BLOCKSIZE * 4
             why = "one fp32 scale per 64 weights: 0.5 bits per weight (double quantization would cut it to ~0.13)."
         add("quant_constants", "quantization constants", const, why)
         u = spec.unquantized_params
@@ -276,10 +227,11 @@ def estimate_memory(
         add("gradients", "gradients", trainable * tbytes,
             "full fine-tuning keeps a gradient for every weight, in the weights' precision.")
     else:
-        chosen, unknown = resolve_target_modules(spec, target_modules)
-        if unknown:
-            notes.append(f"target modules not in {spec.name}: {', '.join(unknown)} (ignored); "
-                         f"its linear layers are {', '.join(linear_modules(spec))}.")
+        match = spec_target_modules(spec, target_modules)
+        chosen = match.names
+        if match.unmatched:
+            notes.append(f"target modules not in {spec.name}: {', '.join(match.unmatched)} (PEFT matches no "
+                         f"layer for them, so they add nothing). {match.hint}")
         trainable = lora_params(spec, lora_r, chosen)
         tbytes = 4  # peft keeps adapter weights in fp32 (autocast_adapter_dtype=True)
         add("adapter", f"LoRA adapter (r={lora_r})", trainable * tbytes,
@@ -296,7 +248,7 @@ def estimate_memory(
         act = a_layer * tokens
         cpu = spec.num_layers * act_bytes * spec.hidden_size * tokens
         add("activations", "activations (1 layer live)", act,
-            f"Unsloth offloads each layer's checkpoint to CPU RAM ({fmt_gb(cpu)}) and recomputes one "
+            f"Unsloth offloads each layer's checkpoint to CPU RAM ({format_bytes(cpu)}) and recomputes one "
             f"layer at a time: {batch_size} x {seq_len} tokens x one layer's saved tensors.")
     else:
         cpu = 0
@@ -311,7 +263,7 @@ def estimate_memory(
             add("activations", f"activations ({spec.num_layers} layers)", spec.num_layers * a_layer * tokens,
                 f"every layer keeps its intermediate tensors for the backward pass: {batch_size} x {seq_len} "
                 f"tokens x {spec.num_layers} layers. Gradient checkpointing would cut this to about "
-                f"{fmt_gb((spec.num_layers * act_bytes * spec.hidden_size + a_layer) * tokens)}.")
+                f"{format_bytes((spec.num_layers * act_bytes * spec.hidden_size + a_layer) * tokens)}.")
 
     # --- logits and loss
     if unsloth:
@@ -538,7 +490,7 @@ def recommend(
             fit.max_seq_len = max_seq_len(spec, vram_bytes, method, backend=backend, **settings)
         fits.append(fit)
     by = {f.method: f for f in fits}
-    vram = fmt_gb(vram_bytes)
+    vram = format_bytes(vram_bytes)
     order = [m for m in ("lora", "qlora", "full") if m in by]
     chosen = next((by[m] for m in order if by[m].fits), None)
     if chosen is None:
@@ -546,7 +498,7 @@ def recommend(
         at_batch_1 = max_seq_len(spec, vram_bytes, smallest.method, backend=backend,
                                  **{**settings, "batch_size": 1})
         reason = (f"Nothing fits in {vram}: {_METHOD_LABEL[smallest.method]} needs "
-                  f"{fmt_gb(smallest.needed_bytes)}. ")
+                  f"{format_bytes(smallest.needed_bytes)}. ")
         if at_batch_1:
             reason += (f"{_METHOD_LABEL[smallest.method]} would fit at batch 1 with up to {at_batch_1:,} tokens "
                        "per example; lower the batch size or max_seq_length, or pick a smaller model or a "
@@ -554,15 +506,15 @@ def recommend(
         else:
             reason += "Pick a smaller model or a bigger GPU."
         return Recommendation(spec.name, vram_bytes, gpu_label, fits, None, reason)
-    parts = [f"{_METHOD_LABEL[chosen.method]} needs {fmt_gb(chosen.needed_bytes)} of your {vram}: fits"]
+    parts = [f"{_METHOD_LABEL[chosen.method]} needs {format_bytes(chosen.needed_bytes)} of your {vram}: fits"]
     if chosen.method == "lora" and "qlora" in by and by["qlora"].fits:
         q = by["qlora"]
-        parts.append(f"QLoRA would need {fmt_gb(q.needed_bytes)} and leave room for batch {q.max_batch_size}")
+        parts.append(f"QLoRA would need {format_bytes(q.needed_bytes)} and leave room for batch {q.max_batch_size}")
     elif chosen.method == "qlora" and "lora" in by:
-        parts[0] += f" (LoRA would need {fmt_gb(by['lora'].needed_bytes)})"
+        parts[0] += f" (LoRA would need {format_bytes(by['lora'].needed_bytes)})"
     if "full" in by and chosen.method != "full":
         f = by["full"]
-        parts.append(f"full fine-tuning {'would also fit' if f.fits else 'would not'} ({fmt_gb(f.needed_bytes)})")
+        parts.append(f"full fine-tuning {'would also fit' if f.fits else 'would not'} ({format_bytes(f.needed_bytes)})")
     reason = "; ".join(parts) + "."
     reason += (f" Largest batch for {_METHOD_LABEL[chosen.method]}: {chosen.max_batch_size}; longest sequence at "
                f"batch {settings.get('batch_size', 2)}: {chosen.max_seq_len:,} tokens.")

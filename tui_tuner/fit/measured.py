@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tui_tuner.rundir.files import CONFIG_FILE, STATUS_FILE
+
 MATCH_KEYS = ("model", "method", "seq_len", "batch_size", "lora_r", "target_modules",
               "gradient_checkpointing", "optimizer")
 """Settings that must agree for a measured run to stand for an estimate."""
@@ -94,7 +96,7 @@ def _int(value: Any) -> int | None:
 
 def read_run_measurement(run_dir: Path) -> Measurement | None:
     """The preflight measurement of one run directory, or None when it has none (yet)."""
-    status = _read_json(run_dir / "status.json")
+    status = _read_json(run_dir / STATUS_FILE)
     if status is None:
         return None
     probe = status.get("probe")
@@ -103,7 +105,7 @@ def read_run_measurement(run_dir: Path) -> Measurement | None:
     peak = _int(probe.get("measured_peak_bytes", probe.get("measured_peak")))
     if peak is None:
         return None
-    cfg_path = run_dir / "config.yaml"
+    cfg_path = run_dir / CONFIG_FILE
     if not cfg_path.is_file():
         return None
     from tui_tuner.config.schema import load_config

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tui_tuner.fit.estimate import estimate_memory, fmt_gb
+from tui_tuner.core.units import format_bytes
+from tui_tuner.fit.estimate import estimate_memory
 from tui_tuner.models.spec import load_catalog, spec_from_config
 
 CHAT_NAME = re.compile(r"(instruct|chat|-it$|zephyr)", re.IGNORECASE)
@@ -31,8 +32,8 @@ class ModelChoice:
 
     def label(self) -> str:
         kind = "chat" if self.chat else "base"
-        return (f"{self.name}  {kind} {self.params / 1e9:.2f}B · LoRA {fmt_gb(self.lora_bytes)}"
-                f" · QLoRA {fmt_gb(self.qlora_bytes)}")
+        return (f"{self.name}  {kind} {self.params / 1e9:.2f}B · LoRA {format_bytes(self.lora_bytes)}"
+                f" · QLoRA {format_bytes(self.qlora_bytes)}")
 
 
 def model_choices() -> list[ModelChoice]:

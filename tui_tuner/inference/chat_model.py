@@ -32,6 +32,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Literal
 
 from tui_tuner.config.schema import DEMO_MODEL_ID, RunConfig, load_config
+from tui_tuner.rundir.files import CHECKPOINTS_DIR, is_run_folder
+from tui_tuner.rundir.runs import RunDir, RunError, checkpoint_step, find_run
+from tui_tuner.rundir.status import read_status
 
 SourceKind = Literal["run", "checkpoint", "adapter", "model"]
 Messages = list[dict[str, str]]
@@ -80,39 +83,24 @@ class ModelSource:
         return None
 
 
-def _is_run_dir(path: Path) -> bool:
-    return (path / "config.yaml").is_file() and ((path / "adapter").is_dir() or (path / "checkpoints").is_dir()
-                                                 or (path / "status.json").is_file())
-
-
-def _checkpoint_step(path: Path) -> int:
-    from tui_tuner.rundir.runs import checkpoint_step
-
-    return checkpoint_step(path)
-
-
 def run_checkpoints(run_dir: Path) -> list[Path]:
     """The run's checkpoints that hold loadable weights, oldest first.
 
     Unlike resuming, chatting needs only the adapter (or model) weights, not the optimizer state.
     """
-    from tui_tuner.rundir.runs import RunDir
-
     return [p for p in RunDir(run_dir).all_checkpoints()
             if any((p / name).is_file() for name in ("adapter_model.safetensors", "adapter_model.bin",
                                                       "model.safetensors", "model.safetensors.index.json"))]
 
 
 def _run_config(run_dir: Path) -> RunConfig | None:
-    loaded = load_config(run_dir / "config.yaml")
+    loaded = load_config(RunDir(run_dir).config_path)
     return loaded.config if loaded.ok else None
 
 
 def _run_backend(run_dir: Path) -> str | None:
-    try:
-        return json.loads((run_dir / "status.json").read_text()).get("backend")
-    except (OSError, ValueError, AttributeError):
-        return None
+    status = read_status(run_dir)
+    return status.backend if status is not None else None
 
 
 def resolve_base_model(name: str) -> str:
@@ -129,8 +117,6 @@ def _has_tokenizer(folder: Path) -> bool:
 
 
 def _find_run_by_name(name: str, runs_dir: Path) -> Path:
-    from tui_tuner.rundir.runs import RunError, find_run
-
     try:
         return find_run(runs_dir, name).path
     except RunError as exc:
@@ -143,13 +129,13 @@ def resolve_source(target: str | Path, *, runs_dir: str | Path = "runs", checkpo
     if not path.exists():
         path = _find_run_by_name(str(target), Path(runs_dir))
     path = path.resolve()
-    if _is_run_dir(path):
+    if is_run_folder(path):
         return _source_for_run(path, checkpoint)
     if checkpoint is not None:
         raise SourceError(f"--checkpoint needs a run directory; {path} is not one.")
-    if path.parent.name == "checkpoints" and _is_run_dir(path.parent.parent):
-        return _source_for_run(path.parent.parent, _checkpoint_step(path))
-    run_dir = path.parent if _is_run_dir(path.parent) else None
+    if path.parent.name == CHECKPOINTS_DIR and is_run_folder(path.parent.parent):
+        return _source_for_run(path.parent.parent, checkpoint_step(path))
+    run_dir = path.parent if is_run_folder(path.parent) else None
     if (path / "adapter_config.json").is_file():
         return _adapter_source(path, run_dir, "adapter", f"adapter {path}")
     if (path / "config.json").is_file():
@@ -165,6 +151,15 @@ def _adapter_source(adapter_dir: Path, run_dir: Path | None, kind: SourceKind, l
         adapter_cfg = json.loads((adapter_dir / "adapter_config.json").read_text())
     except (OSError, ValueError) as exc:
         raise SourceError(f"{adapter_dir / 'adapter_config.json'}: cannot read it ({exc}).") from exc
+    if not isinstance(adapter_cfg, dict):
+        raise SourceError(f"{adapter_dir / 'adapter_config.json'} is not a JSON object; the adapter is damaged.")
+    from tui_tuner.rundir.runs import safetensors_problem
+
+    for weights in adapter_dir.glob("*.safetensors"):
+        problem = safetensors_problem(weights)
+        if problem:
+            raise SourceError(f"{weights}: {problem}; the adapter cannot be loaded. Use an earlier checkpoint "
+                              "(--checkpoint N) or export the run again.")
     config = _run_config(run_dir) if run_dir else None
     base = config.model.name_or_path if config else adapter_cfg.get("base_model_name_or_path")
     if not base:
@@ -173,8 +168,8 @@ def _adapter_source(adapter_dir: Path, run_dir: Path | None, kind: SourceKind, l
     notes = []
     if _has_tokenizer(adapter_dir):
         tokenizer_dir = str(adapter_dir)
-    elif run_dir is not None and _has_tokenizer(run_dir / "adapter"):
-        tokenizer_dir = str(run_dir / "adapter")
+    elif run_dir is not None and _has_tokenizer(RunDir(run_dir).adapter_dir):
+        tokenizer_dir = str(RunDir(run_dir).adapter_dir)
     else:
         tokenizer_dir = resolve_base_model(base)
         notes.append("the adapter has no tokenizer of its own; using the base model's")
@@ -185,12 +180,12 @@ def _adapter_source(adapter_dir: Path, run_dir: Path | None, kind: SourceKind, l
 def _source_for_run(run_dir: Path, checkpoint: int | None) -> ModelSource:
     checkpoints = run_checkpoints(run_dir)
     if checkpoint is not None:
-        chosen = [c for c in checkpoints if _checkpoint_step(c) == checkpoint]
+        chosen = [c for c in checkpoints if checkpoint_step(c) == checkpoint]
         if not chosen:
-            have = ", ".join(str(_checkpoint_step(c)) for c in checkpoints) or "none"
+            have = ", ".join(str(checkpoint_step(c)) for c in checkpoints) or "none"
             raise SourceError(f"{run_dir.name} has no checkpoint {checkpoint} (it has: {have}).")
         return _adapter_source(chosen[0], run_dir, "checkpoint", f"{run_dir.name} · {chosen[0].name}")
-    adapter = run_dir / "adapter"
+    adapter = RunDir(run_dir).adapter_dir
     if (adapter / "adapter_config.json").is_file():
         return _adapter_source(adapter, run_dir, "run", f"{run_dir.name} · final adapter")
     if (adapter / "config.json").is_file():  # a full fine-tune saves the whole model there
@@ -388,13 +383,13 @@ def _stop_token_ids(tokenizer: Any, chat_template: str) -> list[int]:
         if tid is not None and tid not in ids:
             ids.append(int(tid))
     try:
-        from tui_tuner.export.modelfile import ModelfileError, turn_format
         from tui_tuner.chat_format.templates import render_conversation
+        from tui_tuner.chat_format.turns import TurnFormatError, turn_format
 
         fmt = turn_format(lambda m, g: render_conversation(tokenizer, m, g, chat_template=chat_template),
                           bos_token=str(tokenizer.bos_token or ""))
         end_of_turn = fmt.assistant[1].strip()
-    except (ModelfileError, ImportError, ValueError):
+    except (TurnFormatError, ImportError, ValueError):
         end_of_turn = ""
     if end_of_turn:
         tok_ids = tokenizer(end_of_turn, add_special_tokens=False)["input_ids"]

@@ -25,6 +25,7 @@ from typing import Any, Callable
 from tui_tuner.config.schema import project_dir_for
 from tui_tuner.inference.chat_model import ChatModel, GenerationSettings, ModelSource, SourceError
 from tui_tuner.inference.metrics import score_answer
+from tui_tuner.rundir.files import CONFIG_FILE, EVAL_DIR
 
 EVAL_SETTINGS = GenerationSettings(temperature=0.0, max_new_tokens=128, repetition_penalty=1.0)
 """Greedy decoding: the report is reproducible and base vs tuned differ only by the weights."""
@@ -112,9 +113,9 @@ def eval_examples(source: ModelSource, data: str | Path | None = None) -> tuple[
     if data is not None:
         path = Path(data)
     elif cfg is not None and cfg.data.eval:
-        path = cfg.resolve_path(cfg.data.eval, project_dir_for(source.run_dir / "config.yaml"))
+        path = cfg.resolve_path(cfg.data.eval, project_dir_for(source.run_dir / CONFIG_FILE))
     elif cfg is not None and cfg.data.eval_split > 0:
-        train = cfg.resolve_path(cfg.data.train, project_dir_for(source.run_dir / "config.yaml"))
+        train = cfg.resolve_path(cfg.data.train, project_dir_for(source.run_dir / CONFIG_FILE))
         loaded = _load(train, data_cfg)
         examples = loaded.examples[: cfg.data.max_samples] if cfg.data.max_samples else loaded.examples
         lines = loaded.lines[: len(examples)]
@@ -269,7 +270,7 @@ def report_markdown(report: EvalReport) -> str:
 
 def save_report(report: EvalReport, source: ModelSource) -> tuple[Path, Path]:
     """Write `<run>/eval/eval-<time>[-checkpoint-N].json` and `.md`; returns both paths."""
-    folder = source.output_dir / "eval"
+    folder = source.output_dir / EVAL_DIR
     folder.mkdir(parents=True, exist_ok=True)
     stem = time.strftime("eval-%Y%m%d-%H%M%S") + (f"-{source.checkpoint_name}" if source.checkpoint_name else "")
     json_path, md_path = folder / f"{stem}.json", folder / f"{stem}.md"
@@ -280,7 +281,7 @@ def save_report(report: EvalReport, source: ModelSource) -> tuple[Path, Path]:
 
 def latest_report(run_dir: Path) -> Path | None:
     """The newest eval report (markdown) of a run, for the TUI's Eval view."""
-    reports = sorted((run_dir / "eval").glob("eval-*.md"), key=lambda p: p.stat().st_mtime)
+    reports = sorted((run_dir / EVAL_DIR).glob("eval-*.md"), key=lambda p: p.stat().st_mtime)
     return reports[-1] if reports else None
 
 

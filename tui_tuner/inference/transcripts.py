@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from tui_tuner.rundir.files import CHATS_DIR
+
 
 @dataclass
 class Turn:
@@ -54,7 +56,7 @@ def transcript_markdown(turns: list[Turn], title: str, settings: dict | None = N
 def save_transcript(folder: Path, turns: list[Turn], title: str, settings: dict | None = None,
                     formats: tuple[str, ...] = ("md", "jsonl")) -> list[Path]:
     """Write the transcript under `folder/chats/`; returns the files written."""
-    out_dir = folder / "chats"
+    out_dir = folder / CHATS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = out_dir / time.strftime("chat-%Y%m%d-%H%M%S")
     n = 1

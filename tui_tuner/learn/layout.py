@@ -12,9 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj")
-
-
 @dataclass(frozen=True)
 class LinearModule:
     """One kind of linear layer, repeated once per decoder block."""
@@ -61,12 +58,11 @@ class ModelLayout:
 
 def layout_from_spec(spec) -> ModelLayout:
     """A `ModelLayout` from a `tui_tuner.models.spec.ModelSpec`."""
+    from tui_tuner.fit.lora import block_path
     from tui_tuner.models.spec import linear_modules
 
-    linear = []
-    for name, (fan_in, fan_out) in linear_modules(spec).items():
-        block = "self_attn" if name in ATTENTION_MODULES else "mlp"
-        linear.append(LinearModule(name, f"{block}.{name}", fan_in, fan_out, spec.num_layers))
+    linear = [LinearModule(name, block_path(name), fan_in, fan_out, spec.num_layers)
+              for name, (fan_in, fan_out) in linear_modules(spec).items()]
     return ModelLayout(
         model=spec.name, source=f"{spec.source}" + (f" ({spec.source_detail})" if spec.source_detail else ""),
         total_params=spec.param_count, linear=linear, unquantized_params=spec.unquantized_params,

@@ -15,7 +15,10 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from tui_tuner.fit.lora import parse_target_modules, resolve_target_modules
 from tui_tuner.learn.layout import ModelLayout
+
+__all__ = ["parse_target_modules", "targeted", "lora_report", "lora_scaling", "TargetModulesError"]
 
 RANKS = (4, 8, 16, 32, 64)
 ADAPTER_DTYPE_BYTES = {"float32": 4, "bfloat16": 2}
@@ -83,37 +86,16 @@ class LoraReport:
         return asdict(self)
 
 
-def parse_target_modules(text: str | list[str] | None) -> str | list[str]:
-    """`all-linear`, or a comma-separated / listed set of module names."""
-    if text is None:
-        return "all-linear"
-    if isinstance(text, list):
-        return [t.strip() for t in text if t.strip()]
-    if text.strip() == "all-linear":
-        return "all-linear"
-    return [t.strip() for t in text.replace(" ", ",").split(",") if t.strip()]
-
-
 def targeted(layout: ModelLayout, target_modules: str | list[str]):
-    """The layout's linear modules LoRA targets, matched like PEFT: exact name or a `.name` suffix.
+    """The layout's linear modules LoRA targets, resolved as PEFT resolves them (`tui_tuner.fit.lora`).
 
     `all-linear` is every linear layer except the output layer (the LM head), as in PEFT.
     """
-    if target_modules == "all-linear":
-        return list(layout.linear)
-    if isinstance(target_modules, str):
-        target_modules = [target_modules]
-    wanted = set(target_modules)
-    chosen = [m for m in layout.linear
-              if any(m.name == t or m.path == t or m.path.endswith("." + t) for t in wanted)]
-    unmatched = [t for t in target_modules
-                 if not any(m.name == t or m.path == t or m.path.endswith("." + t) for m in layout.linear)]
-    if unmatched or not chosen:
-        have = ", ".join(m.name for m in layout.linear)
-        missing = ", ".join(unmatched) or ", ".join(target_modules)
-        raise TargetModulesError(f"target_modules {missing} matches no linear layer of {layout.model}. "
-                                 f"Its linear layers are: {have} (or use all-linear).")
-    return chosen
+    match = resolve_target_modules([m.path for m in layout.linear], target_modules)
+    problem = match.problem(layout.model)
+    if problem:
+        raise TargetModulesError(problem)
+    return [m for m in layout.linear if m.path in match.chosen]
 
 
 def lora_scaling(alpha: float, r: int, use_rslora: bool = False) -> float:

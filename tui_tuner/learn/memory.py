@@ -1,5 +1,8 @@
 """Weight memory by precision: the course's "7B: 28 / 14 / 7 / 3.5 GB", then the exact figure.
 
+Sizes are shown in GiB (`tui_tuner.core.units.format_bytes`), as everywhere in tui-tuner; the
+rule of thumb's decimal GB are kept in the JSON (`rule_of_thumb_gb`) and explained in words.
+
 The rule of thumb multiplies the size in the model's name by 4, 2, 1 or 0.5 bytes. The
 exact figure starts from the real parameter count (config.json) and adds what
 bitsandbytes actually stores: INT8 and NF4 quantize only the linear layers inside the
@@ -16,22 +19,26 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from tui_tuner.core.units import format_bytes
+from tui_tuner.fit.quant import (
+    INT8_BYTES_PER_WEIGHT,
+    KEPT_BYTES_PER_WEIGHT,
+    NF4_BLOCKSIZE,
+    NF4_BYTES_PER_WEIGHT,
+    SCHEMES,
+    quantized_bytes,
+)
 from tui_tuner.learn.layout import ModelLayout
 
 GB = 1e9
 GIB = 1024 ** 3
-BLOCK = 64               # NF4 block size: one absmax per 64 weights
-NESTED_BLOCK = 256       # double quant: absmax quantized to 8 bits in blocks of 256
-NF4_TABLE_BYTES = 16 * 4             # the 16-entry FP32 code map each 4-bit weight keeps
-NESTED_TABLE_BYTES = 256 * 4         # the 8-bit dynamic map of the nested state
-KEPT_BYTES = 2                       # unquantized weights under INT8 / NF4 stay in BF16/FP16
 
 PRECISIONS = (
     ("fp32", "FP32", 4.0),
     ("bf16", "BF16/FP16", 2.0),
-    ("int8", "INT8", 1.0),
-    ("nf4", "NF4", 0.5),
-    ("nf4-dq", "NF4 + DQ (QLoRA)", 0.5),
+    ("int8", "INT8", INT8_BYTES_PER_WEIGHT),
+    ("nf4", "NF4", NF4_BYTES_PER_WEIGHT),
+    ("nf4-dq", "NF4 + DQ (QLoRA)", NF4_BYTES_PER_WEIGHT),
 )
 
 EXPLANATIONS = {
@@ -107,20 +114,9 @@ def nominal_size(name: str, params: int) -> tuple[float, str, str]:
 
 def _linear_constants(layout: ModelLayout, key: str) -> float:
     """Bytes of scales and tables bitsandbytes keeps for all quantized linear weights."""
-    total = 0
-    for m in layout.linear:
-        n = m.weight_params
-        blocks = math.ceil(n / BLOCK)
-        if key == "int8":
-            per = m.out_features * 4                   # SCB: one FP32 scale per output row
-        elif key == "nf4":
-            per = blocks * 4 + NF4_TABLE_BYTES
-        elif key == "nf4-dq":
-            per = blocks * 1 + math.ceil(blocks / NESTED_BLOCK) * 4 + 4 + NF4_TABLE_BYTES + NESTED_TABLE_BYTES
-        else:
-            per = 0
-        total += per * m.count
-    return float(total)
+    if key not in SCHEMES:
+        return 0.0
+    return float(quantized_bytes(((m.in_features, m.out_features, m.count) for m in layout.linear), key)[1])
 
 
 def memory_by_precision(layout: ModelLayout) -> MemoryReport:
@@ -136,7 +132,7 @@ def memory_by_precision(layout: ModelLayout) -> MemoryReport:
         else:
             quantized = q_params * bpw
             constants = _linear_constants(layout, key)
-            kept_bytes = kept * KEPT_BYTES
+            kept_bytes = kept * KEPT_BYTES_PER_WEIGHT
         exact = quantized + constants + kept_bytes
         rows.append(PrecisionRow(key, text, bpw, nominal * bpw, params * bpw, exact, quantized, constants,
                                  kept_bytes, exact * 8 / params))
@@ -159,13 +155,17 @@ def _gap_explanation(r: MemoryReport, layout: ModelLayout) -> list[str]:
     lines.append(
         f"Not everything is quantized: INT8 and NF4 apply to the {r.linear_tensors} linear matrices in the "
         f"blocks ({r.quantized_params / r.params:.1%} of the weights). Embeddings, LM head, norms and biases "
-        f"({r.kept_params:,} parameters, {kept_share:.1%}) stay in 16 bit: {nf4.kept_bytes / GB:.2f} GB.")
+        f"({r.kept_params:,} parameters, {kept_share:.1%}) stay in 16 bit: {format_bytes(nf4.kept_bytes)}.")
     int8, nf4_plain = r.row("int8"), r.row("nf4")
     lines.append(
-        f"Constants: INT8 keeps one FP32 scale per output row ({int8.constants_bytes / GB * 1000:.1f} MB); NF4 one "
-        f"FP32 absmax per {BLOCK} weights, +0.5 bit ({nf4_plain.constants_bytes / GB * 1000:.1f} MB); double quant "
-        f"stores them in 8 bits, +0.127 bit ({nf4.constants_bytes / GB * 1000:.1f} MB).")
-    lines.append(f"Result: NF4 with double quant holds {nf4.exact_gb:.2f} GB ({nf4.bits_per_param:.2f} bits per "
-                 f"parameter on average) where the rule of thumb says {nf4.rule_of_thumb_bytes / GB:.2f} GB. "
-                 f"GB here is 10^9 bytes; tools that print GiB (2^30) show {nf4.exact_bytes / GIB:.2f}.")
+        f"Constants: INT8 keeps one FP32 scale per output row ({format_bytes(int8.constants_bytes)}); NF4 one "
+        f"FP32 absmax per {NF4_BLOCKSIZE} weights, +0.5 bit ({format_bytes(nf4_plain.constants_bytes)}); double "
+        f"quant stores them in 8 bits, +0.127 bit ({format_bytes(nf4.constants_bytes)}).")
+    lines.append(f"Result: NF4 with double quant holds {format_bytes(nf4.exact_bytes)} ({nf4.bits_per_param:.2f} bits "
+                 f"per parameter on average) where the rule of thumb says {format_bytes(nf4.rule_of_thumb_bytes)}.")
+    fp32 = r.row("fp32")
+    lines.append(f"Units: the rule of thumb counts decimal GB ({r.nominal_label} x 4 bytes = "
+                 f"{fp32.rule_of_thumb_bytes / GB:g} GB); sizes here are binary, as nvidia-smi shows memory "
+                 f"(1 GiB = 2^30 bytes), so the same {fp32.rule_of_thumb_bytes / GB:g} GB reads "
+                 f"{format_bytes(fp32.rule_of_thumb_bytes)}.")
     return lines

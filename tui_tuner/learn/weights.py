@@ -18,6 +18,7 @@ from math import prod
 from pathlib import Path
 
 from tui_tuner.config.schema import DEMO_MODEL_ID
+from tui_tuner.rundir.files import CONFIG_FILE
 
 # safetensors dtype names -> bytes per element
 DTYPE_BYTES = {
@@ -115,12 +116,12 @@ def resolve_model_name(model_or_run: str, runs_dir: str | Path = "runs") -> tupl
     path = Path(text).expanduser()
     if not path.exists() and not path.is_absolute() and "/" not in text:
         candidate = Path(runs_dir) / text
-        if (candidate / "config.yaml").is_file():
+        if (candidate / CONFIG_FILE).is_file():
             path = candidate
     if path.is_dir():
         if (path / "config.json").is_file():
             return str(path), None
-        if (path / "config.yaml").is_file():
+        if (path / CONFIG_FILE).is_file():
             return _run_base_model(path), path
         raise ModelNotFound(f"{path}: neither a model folder (no config.json) nor a run (no config.yaml).")
     if path.exists():
@@ -147,9 +148,9 @@ def resolve_model(model_or_run: str, runs_dir: str | Path = "runs") -> ModelRef:
 def _run_base_model(run_dir: Path) -> str:
     from tui_tuner.config.schema import load_config
 
-    loaded = load_config(run_dir / "config.yaml")
+    loaded = load_config(run_dir / CONFIG_FILE)
     if not loaded.ok or loaded.config is None:
-        raise ModelNotFound(f"{run_dir / 'config.yaml'}: the run's config does not load "
+        raise ModelNotFound(f"{run_dir / CONFIG_FILE}: the run's config does not load "
                             f"({'; '.join(i.format() for i in loaded.errors[:2])}).")
     base = loaded.config.model.name_or_path
     if base != DEMO_MODEL_ID and not Path(base).expanduser().is_absolute() and not Path(base).exists():

@@ -30,12 +30,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-EVENTS_FILE = "events.jsonl"
+from tui_tuner.rundir.files import EVENTS_FILE
+
 MAX_READ_BYTES = 4 * 1024 * 1024
 """At most this much is read per call, so one refresh never stalls on a huge backlog."""
 
 STEP_KINDS = frozenset({"log", "eval", "checkpoint"})
 """Event kinds tied to a training step: superseded by a later `resume` to an earlier step."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _well_formed(ev: dict[str, Any]) -> bool:
+    """Whether the fields readers compute with have the types the worker writes."""
+    if "step" in ev and ev["step"] is not None and not _is_int(ev["step"]):
+        return False
+    if ev.get("from_step") is not None and not _is_int(ev["from_step"]):
+        return False
+    for key in ("loss", "eval_loss", "learning_rate", "grad_norm", "epoch"):
+        if ev.get(key) is not None and not _is_number(ev[key]):
+            return False
+    return True
 
 
 class EventWriter:
@@ -44,7 +65,7 @@ class EventWriter:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._terminate_torn_tail()
 
     def _terminate_torn_tail(self) -> None:
@@ -137,11 +158,16 @@ class RunHistory:
     summary: dict[str, Any] | None = None
     resumes: list[dict[str, Any]] = field(default_factory=list)
     other: list[dict[str, Any]] = field(default_factory=list)
+    malformed: int = 0
+    """Events skipped because a field had the wrong type (hand-edited or written by another tool)."""
 
     def add(self, events: list[dict[str, Any]]) -> None:
-        """Fold new events in, in file order."""
+        """Fold new events in, in file order; a malformed one (a step that is not a number...) is kept aside."""
         for ev in events:
-            kind = ev.get("kind")
+            kind = ev.get("kind") if isinstance(ev, dict) else None
+            if kind is None or not _well_formed(ev):
+                self.malformed += 1
+                continue
             if kind == "log":
                 self.logs.append(ev)
             elif kind == "eval":

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from tui_tuner.core.units import format_bytes, format_duration
+from tui_tuner.rundir.files import EVAL_DIR
 
-EVAL_DIR = "eval"
 """`tui-tuner eval RUN` writes `<run>/eval/eval-<time>[-checkpoint-N].json` (see tui_tuner.inference.evaluate)."""
 SCORE_KEYS = ("exact_match", "token_f1", "rouge_l", "perplexity")
 
@@ -138,6 +138,8 @@ def run_record(run) -> RunRecord:
                               "eval_scores": {k: v for k, v in scores.items() if k != "eval_loss"},
                               "peak_memory_bytes": peak_memory_bytes(status, history),
                               "adapter_bytes": adapter_bytes(run.adapter_dir), "steps_done": status.step}
+    if status.state == "unreadable":
+        values["error"] = status.error
     if cfg is not None:
         t = cfg.training
         lora = cfg.method in ("lora", "qlora")
@@ -188,12 +190,22 @@ def format_cell(record: RunRecord, key: str) -> str:
         return format_bytes(v.get("adapter_bytes"))
     if key == "seq_len":
         return "-" if v.get("seq_len") is None else str(v["seq_len"])
+    if key == "state" and v.get("state") == "unreadable" and v.get("error"):
+        return f"unreadable: {v['error']}"
     value = v.get(key)
     return "-" if value is None else str(value)
 
 
 def records(runs) -> list[RunRecord]:
-    return [run_record(run) for run in runs]
+    """One record per run; a run that cannot be read gets a row whose state says why."""
+    out = []
+    for run in runs:
+        try:
+            out.append(run_record(run))
+        except Exception as exc:  # one broken run must never hide the others
+            why = f"{type(exc).__name__}: {exc}"[:200]
+            out.append(RunRecord({"run": run.name, "state": "unreadable", "error": why}, [], []))
+    return out
 
 
 def to_markdown(rows: list[RunRecord]) -> str:
@@ -231,10 +243,12 @@ def to_rich_table(rows: list[RunRecord], title: str = "experiments", width: int 
     One row per run when that fits in `width` columns; otherwise turned on its side (one
     column per run, one row per field), which is how a few runs of a sweep fit 80 columns.
     """
+    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
-    cells = [[format_cell(r, key) for key, _ in COLUMNS] for r in rows]
-    natural = sum(max([len(t)] + [len(c[i]) for c in cells]) + 3 for i, (_, t) in enumerate(COLUMNS)) + 1
+    cells = [[Text(format_cell(r, key)) for key, _ in COLUMNS] for r in rows]
+    natural = sum(max([len(t)] + [len(c[i].plain) for c in cells]) + 3 for i, (_, t) in enumerate(COLUMNS)) + 1
     numeric = {"r", "alpha", "lr", "train_loss", "eval_loss", "wall_time", "peak_memory", "adapter_size", "seq_len"}
     table = Table(title=title, title_justify="left")
     if width is None or natural <= width:
@@ -245,7 +259,7 @@ def to_rich_table(rows: list[RunRecord], title: str = "experiments", width: int 
         return table
     table.add_column("")
     for row in cells:
-        table.add_column(row[0], justify="right", overflow="fold")
+        table.add_column(escape(row[0].plain), justify="right", overflow="fold")
     for i, (_, title_text) in enumerate(COLUMNS[1:], start=1):
         table.add_row(title_text, *(row[i] for row in cells))
     return table

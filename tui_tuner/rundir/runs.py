@@ -6,6 +6,8 @@ share; both are thin shells over it. A run is a folder (see docs/run-directory.m
     runs/<name>-<yyyymmdd-hhmmss>/  config.yaml run.json status.json events.jsonl
                                     train.log control.json checkpoints/ adapter/
 
+(the names are spelled once, in `tui_tuner.rundir.files`)
+
 Everything about a run is read from that folder, so a run started from the CLI can be
 watched from the TUI and survives both. No heavy imports here.
 
@@ -29,11 +31,23 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tui_tuner.rundir.files import (
+    ADAPTER_DIR,
+    CHECKPOINTS_DIR,
+    CONFIG_FILE,
+    CONTROL_FILE,
+    EVENTS_FILE,
+    LAUNCH_LOCK,
+    LOG_FILE,
+    META_FILE,
+    STATUS_FILE,
+)
 from tui_tuner.rundir.status import (
     ACTIVE_STATES,
     FINAL_STATES,
     RunStatus,
     atomic_write_text,
+    open_private,
     read_status,
     write_status,
 )
@@ -41,15 +55,25 @@ from tui_tuner.rundir.status import (
 if TYPE_CHECKING:
     from tui_tuner.config.schema import RunConfig
 
-CONFIG_FILE = "config.yaml"
-META_FILE = "run.json"
-LOG_FILE = "train.log"
-CONTROL_FILE = "control.json"
-LAUNCH_LOCK = "launch.lock"
-CHECKPOINTS_DIR = "checkpoints"
-ADAPTER_DIR = "adapter"
 UNCLAIMED_S = 30.0
 """A queued run with no `queued_after` is left to its creator (which starts it at once) this long."""
+
+
+RUN_DIR_MODE = 0o700
+"""Run folders are private to their owner (see docs/run-directory.md): they hold data and models."""
+
+
+def _write_failed(where: Path, exc: OSError) -> str:
+    """One sentence for a failed write in the runs folder, with what to do."""
+    from tui_tuner.rundir.diskspace import free_bytes, is_disk_full
+
+    if is_disk_full(exc):
+        from tui_tuner.core.units import format_bytes
+
+        return (f"the disk is full: no space left to write in {where} ({format_bytes(free_bytes(where) or 0)} free). "
+                f"Free space (`df -h {where}`; old runs: `tui-tuner runs rm NAME`) or set output.runs_dir to a "
+                "bigger disk.")
+    return f"cannot write in {where}: {exc.strerror or exc}. Check the folder's permissions and free space."
 
 
 class RunError(Exception):
@@ -90,22 +114,103 @@ def process_alive(pid: int | None, started: float | None = None) -> bool:
         return False
 
 
+STALL_AFTER_S = 600.0
+"""An active run whose worker has written no step, event or status for this long is shown as stalled."""
+STOPPED_STALL_AFTER_S = 20.0
+"""A worker the kernel reports stopped (SIGSTOP, a debugger) is called stalled after this much silence."""
+_PROCESS_STATES = {
+    "stopped": ("stopped (SIGSTOP or Ctrl+Z)", "`kill -CONT {pid}` lets it continue"),
+    "tracing-stop": ("stopped by a debugger or tracer", "detach the debugger to let it continue"),
+    "disk-sleep": ("waiting on a disk or network file system (uninterruptible)",
+                   "check the storage the run, the model or the data is on (an NFS mount that hung?)"),
+    "sleeping": ("waiting (sleeping)", "a data loader or download may be stuck; the end of train.log shows the "
+                 "last thing it did. `tui-tuner runs stop --now RUN` ends it"),
+    "running": ("busy on the CPU", "a very slow step or a loop; the end of train.log shows the last thing it did"),
+}
+
+
+def process_state(pid: int | None) -> str | None:
+    """The kernel's state of a process (psutil names: running, sleeping, disk-sleep, stopped, ...), or None."""
+    import psutil
+
+    if not pid:
+        return None
+    try:
+        return str(psutil.Process(pid).status())
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return None
+
+
+def _stall_after() -> float:
+    try:
+        return float(os.environ.get("TUI_TUNER_STALL_AFTER_S", STALL_AFTER_S))
+    except ValueError:
+        return STALL_AFTER_S
+
+
+def stall_note(run: "RunDir", st: RunStatus | None = None, now: float | None = None) -> str | None:
+    """"stalled: no step or heartbeat for 12m; the worker (pid N) is stopped (...) - what to do", or None.
+
+    For a running/stopping run whose status.json and events.jsonl have not changed for
+    `STALL_AFTER_S` (`TUI_TUNER_STALL_AFTER_S`), or a shorter while when the kernel says the
+    worker is stopped. The process state comes from psutil (/proc on Linux).
+    """
+    st = st if st is not None else run.status()
+    if st.state not in ACTIVE_STATES:
+        return None
+    times = []
+    for path in (run.path / "status.json", run.events_path):
+        try:
+            times.append(path.stat().st_mtime)
+        except OSError:
+            continue
+    if not times:
+        return None
+    idle = (now if now is not None else time.time()) - max(times)
+    state = process_state(st.pid)
+    limit = STOPPED_STALL_AFTER_S if state in ("stopped", "tracing-stop", "disk-sleep") else _stall_after()
+    if idle < limit:
+        return None
+    note = f"stalled: no step or heartbeat for {idle / 60:.0f} min" if idle >= 90 else \
+        f"stalled: no step or heartbeat for {idle:.0f} s"
+    if state in _PROCESS_STATES:
+        what, todo = _PROCESS_STATES[state]
+        note += f"; the worker (pid {st.pid}) is {what}: {todo.format(pid=st.pid)}"
+    elif state:
+        note += f"; the worker (pid {st.pid}) is {state}"
+    return note
+
+
 # ---------------------------------------------------------------------------- checkpoints
 
 
-def _safetensors_complete(path: Path) -> bool:
-    """A safetensors file whose header parses and whose size covers every tensor it declares."""
+def safetensors_problem(path: Path) -> str | None:
+    """Why a safetensors file cannot be loaded (truncated, or a header that is not a tensor table), or None."""
     try:
         size = path.stat().st_size
         with open(path, "rb") as fh:
             n = int.from_bytes(fh.read(8), "little")
             if n <= 0 or 8 + n > size:
-                return False
+                return "the file is truncated (its header is cut off)"
             header = json.loads(fh.read(n))
-    except (OSError, ValueError):
-        return False
-    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-    return 8 + n + end <= size
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    except (ValueError, RecursionError):
+        return "its header is not valid JSON (damaged file)"
+    if not isinstance(header, dict):
+        return "its header is not a table of tensors (damaged file)"
+    try:
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    except (TypeError, KeyError, IndexError, ValueError):
+        return "its header does not describe tensors (damaged file)"
+    if 8 + n + end > size:
+        return "the file is truncated (tensor data missing)"
+    return None
+
+
+def _safetensors_complete(path: Path) -> bool:
+    """A safetensors file whose header parses and whose size covers every tensor it declares."""
+    return safetensors_problem(path) is None
 
 
 def _torch_file_complete(path: Path) -> bool:
@@ -121,9 +226,12 @@ def checkpoint_problem(path: str | Path) -> str | None:
     path = Path(path)
     state = path / "trainer_state.json"
     try:
-        json.loads(state.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(state.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
         return "trainer_state.json is missing or unreadable"
+    problem = _trainer_state_problem(data)
+    if problem:
+        return f"trainer_state.json: {problem}"
     weights = [p for pattern in ("adapter_model.safetensors", "model.safetensors", "model-*.safetensors")
                for p in path.glob(pattern)]
     bins = [p for pattern in ("adapter_model.bin", "pytorch_model.bin") for p in path.glob(pattern)]
@@ -135,7 +243,44 @@ def checkpoint_problem(path: str | Path) -> str | None:
     for name in ("optimizer.pt", "scheduler.pt"):
         if not _torch_file_complete(path / name):
             return f"{name} is missing or truncated"
+    for rng in path.glob("rng_state*.pth"):  # small; resume loads it, so every byte is checked
+        if not _zip_intact(rng):
+            return f"{rng.name} is damaged (its contents do not match their checksums)"
     return None
+
+
+_TRAINER_STATE_TYPES: dict[str, tuple[type, ...]] = {
+    "global_step": (int,), "max_steps": (int,), "log_history": (list,), "epoch": (int, float),
+    "logging_steps": (int,), "save_steps": (int,), "train_batch_size": (int,), "num_train_epochs": (int, float),
+    "total_flos": (int, float), "stateful_callbacks": (dict,), "best_metric": (int, float),
+    "num_input_tokens_seen": (int,),
+}
+
+
+def _trainer_state_problem(data: Any) -> str | None:
+    """Why a parsed trainer_state.json would make transformers fail on resume (wrong types), or None."""
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    if "global_step" not in data:
+        return "no global_step"
+    for key, types in _TRAINER_STATE_TYPES.items():
+        value = data.get(key)
+        if value is None and key != "global_step":
+            continue
+        if isinstance(value, bool) or not isinstance(value, types):
+            return f"`{key}` is {repr(value)[:30]}, not {' or '.join(t.__name__ for t in types)}"
+    if not all(isinstance(entry, dict) for entry in data.get("log_history") or []):
+        return "log_history holds something other than objects"
+    return None
+
+
+def _zip_intact(path: Path) -> bool:
+    """A zip (torch.save file) whose every member matches its CRC."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return zf.testzip() is None
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError, RuntimeError):
+        return False
 
 
 def checkpoint_step(path: Path) -> int:
@@ -172,8 +317,16 @@ class RunDir:
         return self.path / CONFIG_FILE
 
     @property
+    def status_path(self) -> Path:
+        return self.path / STATUS_FILE
+
+    @property
+    def meta_path(self) -> Path:
+        return self.path / META_FILE
+
+    @property
     def events_path(self) -> Path:
-        return self.path / "events.jsonl"
+        return self.path / EVENTS_FILE
 
     @property
     def log_path(self) -> Path:
@@ -193,12 +346,12 @@ class RunDir:
         return self.path / ADAPTER_DIR
 
     def exists(self) -> bool:
-        return (self.path / "status.json").is_file() and self.config_path.is_file()
+        return self.status_path.is_file() and self.config_path.is_file()
 
     def meta(self) -> dict[str, Any]:
         """`run.json`: what the run was created with (name, created, queued_after, probe, source config)."""
         try:
-            return json.loads((self.path / META_FILE).read_text(encoding="utf-8"))
+            return json.loads(self.meta_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
 
@@ -206,7 +359,7 @@ class RunDir:
         """`status.json` exactly as written."""
         st = read_status(self.path)
         if st is None:
-            return RunStatus(state="failed", error=f"{self.path / 'status.json'} is missing",
+            return RunStatus(state="failed", error=f"{self.status_path} is missing",
                              hint="This folder is not a complete run directory.")
         return st
 
@@ -305,11 +458,11 @@ def list_runs(runs_dir: str | Path) -> list[RunDir]:
     root = Path(runs_dir)
     if not root.is_dir():
         return []
-    runs = [RunDir(p) for p in root.iterdir() if p.is_dir() and (p / "status.json").is_file()]
+    runs = [RunDir(p) for p in root.iterdir() if p.is_dir() and (p / STATUS_FILE).is_file()]
 
     def created(run: RunDir) -> tuple[float, str]:
         c = run.meta().get("created")
-        return (c if isinstance(c, (int, float)) else (run.path / "status.json").stat().st_mtime, run.name)
+        return (c if isinstance(c, (int, float)) else run.status_path.stat().st_mtime, run.name)
 
     return sorted(runs, key=created)
 
@@ -317,7 +470,7 @@ def list_runs(runs_dir: str | Path) -> list[RunDir]:
 def find_run(runs_dir: str | Path, name_or_prefix: str) -> RunDir:
     """The run named `name_or_prefix`, or the only one starting with it; a path to a run works too."""
     candidate = Path(name_or_prefix).expanduser()
-    if (candidate / "status.json").is_file():
+    if (candidate / STATUS_FILE).is_file():
         return RunDir(candidate)
     runs = list_runs(runs_dir)
     for run in runs:
@@ -395,7 +548,14 @@ def create_run(cfg: "RunConfig", base_dir: str | Path = ".", name: str | None = 
     if problem:
         raise RunError(problem)
     runs_root = cfg.resolve_path(cfg.output.runs_dir, base_dir).resolve()
-    runs_root.mkdir(parents=True, exist_ok=True)
+    try:
+        runs_root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"cannot create the runs folder {runs_root}: {exc.strerror or exc}. Set output.runs_dir "
+                       "to a folder you can write to.") from None
+    if not os.access(runs_root, os.W_OK | os.X_OK):
+        raise RunError(f"cannot write in the runs folder {runs_root} (permission denied). Set output.runs_dir "
+                       "to a folder you can write to.")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     path = None
     for n in range(1, 1000):
@@ -403,9 +563,11 @@ def create_run(cfg: "RunConfig", base_dir: str | Path = ".", name: str | None = 
         if candidate.resolve().parent != runs_root:
             raise RunError(f"{base!r} would leave the runs directory; use a plain name.")
         try:
-            candidate.mkdir()
+            candidate.mkdir(mode=RUN_DIR_MODE)
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise RunError(_write_failed(runs_root, exc)) from None
         path = candidate
         break
     if path is None:
@@ -413,14 +575,18 @@ def create_run(cfg: "RunConfig", base_dir: str | Path = ".", name: str | None = 
     run = RunDir(path)
     after = queued_after.name if isinstance(queued_after, RunDir) else queued_after
     now = time.time()
-    frozen = _frozen_config(cfg, base_dir)
-    atomic_write_text(run.config_path, run_config_yaml(frozen))
-    meta = {"name": run.name, "created": now, "queued_after": after,
-            "probe": {None: "auto", True: "on", False: "off"}[probe],
-            "source_config": str(Path(source_config).resolve()) if source_config else None,
-            "project_dir": str(base_dir.resolve())}
-    atomic_write_text(path / META_FILE, json.dumps(meta, indent=1) + "\n")
-    write_status(path, RunStatus(state="queued", created=now, queued_after=after))
+    try:
+        frozen = _frozen_config(cfg, base_dir)
+        atomic_write_text(run.config_path, run_config_yaml(frozen))
+        meta = {"name": run.name, "created": now, "queued_after": after,
+                "probe": {None: "auto", True: "on", False: "off"}[probe],
+                "source_config": str(Path(source_config).resolve()) if source_config else None,
+                "project_dir": str(base_dir.resolve())}
+        atomic_write_text(path / META_FILE, json.dumps(meta, indent=1) + "\n")
+        write_status(path, RunStatus(state="queued", created=now, queued_after=after))
+    except OSError as exc:
+        shutil.rmtree(path, ignore_errors=True)  # never leave an empty or half-made run folder behind
+        raise RunError(_write_failed(runs_root, exc)) from None
     return run
 
 
@@ -441,7 +607,7 @@ class _launch_lock:
     def __enter__(self) -> bool:
         for _ in range(2):
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             except FileExistsError:
                 if self._stale():
                     try:
@@ -450,8 +616,13 @@ class _launch_lock:
                         pass
                     continue
                 return False
-            os.write(fd, json.dumps({"pid": os.getpid(), "t": time.time()}).encode())
-            os.close(fd)
+            try:
+                os.write(fd, json.dumps({"pid": os.getpid(), "t": time.time()}).encode())
+            except OSError:
+                os.unlink(self.path)  # a lock nobody holds must not outlive this failure (full disk)
+                raise
+            finally:
+                os.close(fd)
             self.locked = True
             return True
         return False
@@ -519,15 +690,26 @@ def start_worker(run: RunDir, detach: bool = True, wait_s: float = 60.0) -> int:
         raise RunError(f"{run.name} is already {st.state} (pid {st.pid}).")
     attempts_before = run.raw_status().attempts
     lock = _launch_lock(run)
-    if not lock.__enter__():
+    try:
+        locked = lock.__enter__()
+    except OSError as exc:
+        raise RunError(_write_failed(run.path, exc)) from None
+    if not locked:
         raise RunError(f"{run.name} is being started by another process; `tui-tuner runs ls` shows its state.")
     try:
         env = worker_env()
         env["TUI_TUNER_LAUNCHED_AT"] = repr(time.time())  # stop requests from before this launch are old
-        with open(run.log_path, "ab") as log:
+        try:
+            log = open_private(run.log_path, "ab")
+        except OSError as exc:
+            raise RunError(_write_failed(run.path, exc)) from None
+        with log:
             proc = subprocess.Popen(worker_command(run), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                     cwd=run.path, env=env, start_new_session=True, close_fds=True)
-        lock.hand_over(proc.pid)
+        try:
+            lock.hand_over(proc.pid)
+        except OSError:
+            lock.keep = True  # the supervisor removes it when the worker ends, as it would the handed-over one
     finally:
         lock.__exit__(None, None, None)
     if not detach:
@@ -543,25 +725,6 @@ def start_worker(run: RunDir, detach: bool = True, wait_s: float = 60.0) -> int:
     return proc.pid
 
 
-def resume_run(run: RunDir, detach: bool = True) -> int:
-    """Continue a stopped, failed or crashed run from its newest complete checkpoint (or start a queued one).
-
-    Refused while the run is running and for a finished run. Returns the supervisor pid.
-    """
-    st = run.status()
-    if st.state in ACTIVE_STATES:
-        raise RunError(f"{run.name} is {st.state}; stop it first (`tui-tuner runs stop {run.name}`).")
-    if st.state == "finished":
-        raise RunError(f"{run.name} finished; there is nothing to resume. Start a new run to train longer.")
-    if st.state not in FINAL_STATES | {"queued"}:
-        raise RunError(f"{run.name} is {st.state}; it cannot be resumed.")
-    if st.state != "queued":
-        # Queued again until the new worker takes it, so no reader mistakes the old end for the new one.
-        st.state, st.error, st.hint, st.message, st.queued_after = "queued", None, None, None, None
-        write_status(run.path, st)
-    return start_worker(run, detach=detach)
-
-
 def delete_run(run: RunDir, wait_s: float = 30.0) -> None:
     """Delete a run's folder; refused while its worker runs or is being launched."""
     st = run.status()
@@ -572,7 +735,7 @@ def delete_run(run: RunDir, wait_s: float = 30.0) -> None:
     while True:
         with _launch_lock(run) as locked:
             if locked:
-                if not (run.path / "status.json").exists():
+                if not run.status_path.exists():
                     raise RunError(f"{run.path} is not a run directory.")
                 shutil.rmtree(run.path)
                 return
@@ -592,7 +755,7 @@ def queue_ready(run: RunDir, runs: list[RunDir] | None = None) -> bool:
     after = st.queued_after
     if not after:
         try:
-            age = time.time() - (run.path / "status.json").stat().st_mtime
+            age = time.time() - run.status_path.stat().st_mtime
         except OSError:
             return False
         return age > UNCLAIMED_S

@@ -18,14 +18,17 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from tui_tuner.rundir.files import STATUS_FILE
+
 State = Literal["queued", "running", "stopping", "finished", "stopped", "failed", "crashed"]
 STATES: tuple[str, ...] = ("queued", "running", "stopping", "finished", "stopped", "failed", "crashed")
+UNREADABLE = "unreadable"
+"""Shown (never written) for a run whose status.json cannot be understood; `error` says why."""
 ACTIVE_STATES = frozenset({"running", "stopping"})
 """States in which a worker process should exist."""
 FINAL_STATES = frozenset({"finished", "stopped", "failed", "crashed"})
 RESUMABLE_STATES = frozenset({"stopped", "failed", "crashed"})
 
-STATUS_FILE = "status.json"
 
 OOM_HINT = (
     "Out of memory. Try, in order: lower training.batch_size (and raise training.grad_accumulation to keep "
@@ -121,6 +124,49 @@ class RunStatus:
         return st
 
 
+_NUMBER_FIELDS = ("pid_started", "created", "started", "ended", "epoch", "loss", "eval_loss")
+_INT_FIELDS = ("pid", "supervisor_pid", "step", "max_steps", "resumed_from_step", "attempts", "exit_code")
+_TEXT_FIELDS = ("backend", "backend_reason", "device", "last_checkpoint", "error", "hint", "message", "queued_after")
+
+
+def status_problem(data: dict[str, Any]) -> str | None:
+    """What makes a `status.json` mapping unusable (a wrong state or type), or None when it is fine."""
+    state = data.get("state", "queued")
+    if state not in STATES:
+        return f"unknown state {str(state)[:40]!r} (expected one of {', '.join(STATES)})"
+
+    def shown(value: Any) -> str:
+        return repr(value)[:40]
+
+    for key in _NUMBER_FIELDS + _INT_FIELDS:
+        value = data.get(key)
+        if value is None and key not in ("step", "attempts"):
+            continue
+        if key in ("step", "attempts") and key not in data:
+            continue
+        ok = isinstance(value, int) if key in _INT_FIELDS else isinstance(value, (int, float))
+        if not ok or isinstance(value, bool):
+            return f"`{key}` is {shown(value)}, not a number"
+    for key in _TEXT_FIELDS:
+        if data.get(key) is not None and not isinstance(data[key], str):
+            return f"`{key}` is {shown(data[key])}, not text"
+    if data.get("probe") is not None and not isinstance(data["probe"], dict):
+        return f"`probe` is {shown(data['probe'])}, not an object"
+    return None
+
+
+def unreadable_status(path: Path, why: str) -> RunStatus:
+    """The status shown for a run whose `status.json` cannot be used: listings keep the row and say why."""
+    return RunStatus(state=UNREADABLE, error=f"{path}: {why}",
+                     hint="Fix the file by hand, or delete the run (`tui-tuner runs rm NAME`); other runs are unaffected.")
+
+
+def open_private(path: str | Path, mode: str = "ab") -> Any:
+    """Open a run file for appending, created readable by its owner only (0600, see docs/run-directory.md)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    return os.fdopen(os.open(path, flags, 0o600), mode)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Replace `path` with `text` so readers see the old or the new content, never a mix."""
     path = Path(path)
@@ -140,11 +186,44 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def write_status(run_dir: str | Path, status: RunStatus | dict[str, Any]) -> None:
-    """Atomically write `status.json` in `run_dir`."""
+    """Atomically write `status.json` in `run_dir`, even on a full disk.
+
+    When the disk is full the run's reserve file (see `tui_tuner.rundir.diskspace`) is given
+    up and the write retried; failing that, the compact status overwrites the old file in
+    place, which needs no new blocks (a status is far smaller than one block).
+    """
+    from tui_tuner.rundir.diskspace import is_disk_full, release_reserve
+
     data = status.as_dict() if isinstance(status, RunStatus) else dict(status)
     if data.get("state") not in STATES:
         raise ValueError(f"unknown run state {data.get('state')!r}; expected one of {', '.join(STATES)}")
-    atomic_write_text(Path(run_dir) / STATUS_FILE, json.dumps(data, indent=1, default=str) + "\n")
+    path = Path(run_dir) / STATUS_FILE
+    try:
+        atomic_write_text(path, json.dumps(data, indent=1, default=str) + "\n")
+        return
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+    compact = json.dumps(data, separators=(",", ":"), default=str) + "\n"
+    if release_reserve(run_dir):
+        try:
+            atomic_write_text(path, compact)
+            return
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+    _overwrite_in_place(path, compact.encode("utf-8"))
+
+
+def _overwrite_in_place(path: Path, data: bytes) -> None:
+    """Write `data` over the existing file's blocks, then cut it to length (not atomic: the last resort)."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_status(run_dir: str | Path) -> RunStatus | None:
@@ -154,11 +233,16 @@ def read_status(run_dir: str | Path) -> RunStatus | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, NotADirectoryError):
         return None
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except OSError as exc:
+        return unreadable_status(path, f"cannot be read ({exc.strerror or exc})")
+    except (ValueError, RecursionError):
         # Only a non-atomic writer (a person editing it) can leave this; report rather than guess.
-        return RunStatus(state="failed", error=f"{path} is not valid JSON", hint="Restore or delete the run.")
+        return unreadable_status(path, "not valid JSON")
     if not isinstance(data, dict):
-        return RunStatus(state="failed", error=f"{path} is not a JSON object")
+        return unreadable_status(path, "not a JSON object")
+    problem = status_problem(data)
+    if problem:
+        return unreadable_status(path, problem)
     return RunStatus.from_dict(data)
 
 class StatusKeeper:

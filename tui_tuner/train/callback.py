@@ -16,11 +16,10 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any, Callable
-
-from transformers import TrainerCallback
+from typing import TYPE_CHECKING, Any, Callable
 
 from tui_tuner.rundir.events import EventWriter
+from tui_tuner.rundir.files import CONTROL_FILE
 from tui_tuner.rundir.status import StatusKeeper
 
 CONTROL_POLL_S = 0.25
@@ -43,13 +42,17 @@ def parse_fault(spec: str | None) -> tuple[str, int] | None:
         return None
 
 
-class RunCallback(TrainerCallback):
-    """Writes events and status for one run, and honours stop requests."""
+class RunTracker:
+    """Writes events and status for one run, and honours stop requests: the callback's whole behaviour.
+
+    `RunCallback` is this plus transformers' `TrainerCallback` (the no-op events), built on first
+    use so importing this module does not import transformers.
+    """
 
     def __init__(self, run_dir: Path, events: EventWriter, status: StatusKeeper,
                  on_train_begin_hook: Callable[..., None] | None = None, requests_since: float | None = None):
         self.run_dir = Path(run_dir)
-        self.control_path = self.run_dir / "control.json"
+        self.control_path = self.run_dir / CONTROL_FILE
         self.events = events
         self.status = status
         self.on_train_begin_hook = on_train_begin_hook
@@ -174,3 +177,22 @@ class RunCallback(TrainerCallback):
             os._exit(3)
         if kind == "sigkill":
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+if TYPE_CHECKING:
+    from transformers import TrainerCallback
+
+    class RunCallback(RunTracker, TrainerCallback):
+        ...
+
+
+def __getattr__(name: str) -> Any:
+    # `RunCallback` subclasses transformers' TrainerCallback, so it is made when first asked for.
+    if name == "RunCallback":
+        from transformers import TrainerCallback
+
+        cls = type("RunCallback", (RunTracker, TrainerCallback),
+                   {"__module__": __name__, "__doc__": "`RunTracker` as a transformers `TrainerCallback`."})
+        globals()["RunCallback"] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

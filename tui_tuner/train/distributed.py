@@ -26,7 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-LAUNCH_FILE = "launch.json"
+from tui_tuner.rundir.files import LAUNCH_FILE
+
 
 
 @dataclass

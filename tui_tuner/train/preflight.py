@@ -7,10 +7,13 @@ download or an hour of queueing:
 - the model is the built-in demo model, an existing local folder with a `config.json`,
   or a hub id that is in the local cache (offline) or known to the hub (online);
 - the training and eval files exist and are files;
-- the disk holding the runs folder has room for checkpoints, and the hub cache room for a
-  model that still has to be downloaded;
+- the hub cache has room for a model that still has to be downloaded;
 - the chat template renders a sample conversation (in Jinja's sandbox: a template
-  cannot run code).
+  cannot run code);
+- `lora.target_modules` names layers the model has (from its config.json, no weights);
+- `backend: unsloth` can run here (installed, and an NVIDIA GPU is visible);
+- the runs folder can be created and written, and its disk has room for the run's
+  checkpoints and final model (estimated from the architecture and the method).
 
     from tui_tuner.train.preflight import preflight_issues
     issues = preflight_issues(load_config("configs/quickstart.yaml"))
@@ -77,8 +80,10 @@ def preflight_issues(loaded: "LoadedConfig") -> list[ConfigIssue]:
         except (OSError, UnicodeDecodeError):
             positions = {}
     base = loaded.base_dir
-    issues = [*_model_issues(cfg, base), *_data_issues(cfg, base), *_template_issues(cfg, base),
-              *_disk_issues(cfg, base)]
+    issues = [*_model_issues(cfg, base), *_data_issues(cfg, base), *_template_issues(cfg, base)]
+    if not any(i.severity == "error" and i.key == "model.name_or_path" for i in issues):
+        issues += _target_module_issues(cfg, base)
+    issues += [*_backend_issues(cfg), *_output_issues(cfg, base), *_download_space_issues(cfg, base)]
     for issue in issues:
         issue.file = file
         issue.line, issue.column = _line_for(positions, tuple(issue.key.split(".")))
@@ -157,10 +162,6 @@ def _data_issues(cfg, base: Path) -> list[ConfigIssue]:
     return out
 
 
-MIN_FREE_RUNS_BYTES = 1 << 30
-"""Below this much free space where runs are written, a run would fail at its first checkpoint."""
-
-
 def _free_bytes(path: Path) -> tuple[Path, int] | None:
     """(the nearest existing folder at or above `path`, its free bytes), or None when unreadable."""
     import shutil
@@ -183,29 +184,24 @@ def model_download_bytes(name: str) -> int | None:
     return int(params) * 2 if params else None
 
 
-def _disk_issues(cfg, base: Path) -> list[ConfigIssue]:
+def _download_space_issues(cfg, base: Path) -> list[ConfigIssue]:
+    """A hub model not in the cache that its disk has no room to download."""
     from tui_tuner.core.units import format_bytes
 
-    out = []
-    runs = cfg.resolve_path(cfg.output.runs_dir, base)
-    free = _free_bytes(runs) if runs is not None else None
-    if free is not None and free[1] < MIN_FREE_RUNS_BYTES:
-        out.append(ConfigIssue("output.runs_dir", f"only {format_bytes(free[1])} free on the disk of "
-                               f"{str(free[0])!r}: a run writes checkpoints and the adapter there. Free space "
-                               "(old runs: `tui-tuner runs rm NAME`) or set output.runs_dir to a bigger disk.",
-                               value=cfg.output.runs_dir))
     name = cfg.model.name_or_path
-    if model_location(name, base)[0] == "hub":
-        from huggingface_hub import constants, try_to_load_from_cache
+    if model_location(name, base)[0] != "hub":
+        return []
+    from huggingface_hub import constants, try_to_load_from_cache
 
-        if not isinstance(try_to_load_from_cache(name, "config.json", revision=cfg.model.revision), str):
-            need = model_download_bytes(name)
-            free = _free_bytes(Path(constants.HF_HUB_CACHE))
-            if need and free is not None and free[1] < need * 1.1:
-                out.append(ConfigIssue("model.name_or_path", f"downloading {name!r} takes about "
-                                       f"{format_bytes(need)} but {str(free[0])!r} has {format_bytes(free[1])} "
-                                       "free. Free space, or point HF_HOME at a bigger disk.", value=name))
-    return out
+    if isinstance(try_to_load_from_cache(name, "config.json", revision=cfg.model.revision), str):
+        return []
+    need = model_download_bytes(name)
+    free = _free_bytes(Path(constants.HF_HUB_CACHE))
+    if need and free is not None and free[1] < need * 1.1:
+        return [ConfigIssue("model.name_or_path", f"downloading {name!r} takes about {format_bytes(need)} but "
+                            f"{str(free[0])!r} has {format_bytes(free[1])} free. Free space, or point HF_HOME at "
+                            "a bigger disk.", value=name)]
+    return []
 
 
 def hub_error_hint(exc: BaseException, repo_id: str) -> tuple[str, str] | None:
@@ -273,3 +269,73 @@ def _local_tokenizer_tokens(cfg, base: Path) -> _SpecialTokens | None:
         return value.get("content") if isinstance(value, dict) else value if isinstance(value, str) else None
 
     return _SpecialTokens(token(tc.get("bos_token")), token(tc.get("eos_token")))
+
+
+_PEFT_EXTRA_TARGETS = frozenset({"lm_head", "embed_tokens", "wte", "wpe"})
+"""Module names outside the blocks that peft can adapt too."""
+
+
+def _target_module_issues(cfg, base: Path) -> list[ConfigIssue]:
+    """Names in `lora.target_modules` the model has no layer for (Llama-style models, whose names are known)."""
+    tm = cfg.lora.target_modules
+    if cfg.method == "full" or not isinstance(tm, list) or not tm:
+        return []
+    from tui_tuner.fit.lora import spec_target_modules
+    from tui_tuner.models.spec import ModelSpecError, linear_modules, model_spec
+
+    kind, path = model_location(cfg.model.name_or_path, base)
+    try:
+        spec = model_spec(str(path) if kind == "local" and path is not None else cfg.model.name_or_path,
+                          cfg.model.revision)
+    except (ModelSpecError, OSError, ValueError):
+        return []  # the model check above says what is wrong with the model itself
+    if not spec.gated_mlp:
+        return []  # GPT-2 style models name their layers differently; peft checks them at load time
+    # peft also takes dotted suffixes (self_attn.q_proj) and regular expressions: judge plain names only
+    plain = [name.rsplit(".", 1)[-1] for name in tm if re.fullmatch(r"[A-Za-z0-9_.]+", name)]
+    unknown = spec_target_modules(spec, [n for n in plain if n not in _PEFT_EXTRA_TARGETS]).unmatched
+    if not unknown:
+        return []
+    import difflib
+
+    have = list(linear_modules(spec))
+    close = [m for n in unknown for m in difflib.get_close_matches(n, have, n=1)]
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return [ConfigIssue("lora.target_modules", f"{spec.name} has no layer named {', '.join(unknown)}; its "
+                        f"linear layers are {', '.join(have)} (or use `all-linear`).{hint}", value=unknown)]
+
+
+def _backend_issues(cfg) -> list[ConfigIssue]:
+    """`backend: unsloth` on a machine where it cannot run (checked without importing torch)."""
+    if cfg.backend != "unsloth":
+        return []
+    import importlib.util
+
+    if importlib.util.find_spec("unsloth") is None:
+        return [ConfigIssue("backend", "backend: unsloth is not installed here (pip install 'tui-tuner[gpu]' on a "
+                            "CUDA machine); set `backend: auto` to train with transformers + peft.")]
+    from tui_tuner.fit.hardware import list_gpus
+
+    if not list_gpus():
+        return [ConfigIssue("backend", "backend: unsloth needs an NVIDIA GPU with CUDA, and none is visible here; "
+                            "set `backend: auto` or `backend: transformers` to train on this machine.")]
+    return []
+
+
+def _output_issues(cfg, base: Path) -> list[ConfigIssue]:
+    """A runs folder that cannot be made or written, or a disk too full for the run's checkpoints."""
+    runs_dir = cfg.resolve_path(cfg.output.runs_dir, base)
+    existing = runs_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return [ConfigIssue("output.runs_dir", f"{existing} is a file, not a folder; point output.runs_dir at a "
+                            "folder (it is created when missing).", value=str(runs_dir))]
+    if not os.access(existing, os.W_OK | os.X_OK) or str(existing.resolve()).startswith(("/proc", "/sys")):
+        return [ConfigIssue("output.runs_dir", f"cannot create or write {runs_dir} ({existing} is not writable); "
+                            "set output.runs_dir to a folder you own.", value=str(runs_dir))]
+    from tui_tuner.fit.disk import run_disk_need
+    from tui_tuner.rundir.diskspace import space_problem
+
+    problem = space_problem(existing, run_disk_need(cfg))
+    return [ConfigIssue("output.runs_dir", problem, value=str(runs_dir))] if problem else []

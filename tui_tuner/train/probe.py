@@ -133,11 +133,12 @@ def run_probe(trainer: Any, model: Any, *, batch_size: int, optimizer_name: str,
                          capacity_bytes=int(capacity), fits=projected <= HEADROOM * capacity,
                          seq_len=seq_len, batch_size=int(batch["input_ids"].shape[0]))
     if not result.fits:
-        gib = 1024 ** 3
+        from tui_tuner.core.units import format_bytes
+
         raise ProbeDoesNotFit(
-            f"the preflight probe measured {peak / gib:.2f} GiB for one step on the longest batch "
-            f"({result.batch_size} x {seq_len} tokens), {projected / gib:.2f} GiB with optimizer state, "
-            f"but {device} has {capacity / gib:.2f} GiB", result)
+            f"the preflight probe measured {format_bytes(peak)} for one step on the longest batch "
+            f"({result.batch_size} x {seq_len} tokens), {format_bytes(projected)} with optimizer state, "
+            f"but {device} has {format_bytes(capacity)}", result)
     return result
 
 

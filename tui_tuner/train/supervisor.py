@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from tui_tuner.rundir.diskspace import RESERVE_BYTES, free_bytes, release_reserve
 from tui_tuner.rundir.runs import RunDir, release_launch_lock, start_ready_queued, worker_env
 from tui_tuner.rundir.status import FINAL_STATES, RAM_OOM_HINT, read_status, write_status
 
@@ -47,9 +48,26 @@ def worker_argv(run: RunDir) -> list[str]:
 
 def supervise(run_dir: str | Path) -> int:
     """Run the worker for `run_dir` to the end; returns its exit status."""
+    run = RunDir(Path(run_dir).resolve())
+    os.umask(0o077)  # run files are private to their owner (docs/run-directory.md)
+    try:
+        return _supervise(run)
+    finally:
+        release_launch_lock(run)  # never left behind, whatever happened (a full disk included)
+        release_reserve(run.path)
+
+
+def _say(text: str) -> None:
+    """One line to train.log (stderr); a full disk must not turn it into a traceback."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
+def _supervise(run: RunDir) -> int:
     import psutil
 
-    run = RunDir(Path(run_dir).resolve())
     env = worker_env()
     env["TUI_TUNER_SUPERVISOR_PID"] = str(os.getpid())
     oom_before = cgroup_oom_kills()
@@ -75,13 +93,16 @@ def supervise(run_dir: str | Path) -> int:
     oom_after = cgroup_oom_kills()
     oom_killed = rc == -signal.SIGKILL and (
         (oom_before is not None and oom_after is not None and oom_after > oom_before) or low_memory)
-    record_exit(run, rc, oom_killed=oom_killed)
+    try:
+        record_exit(run, rc, oom_killed=oom_killed)
+    except OSError as exc:  # status.json could not be written even in place: say so where we can
+        _say(f"tui-tuner supervisor: could not record how the worker ended (exit {rc}): {exc.strerror or exc}")
     _tell(run)
     release_launch_lock(run)
     try:
         start_ready_queued(run.path.parent)
     except Exception as exc:  # the queue is best effort; `runs ls` kicks it again
-        print(f"tui-tuner: could not start the next queued run: {exc}", file=sys.stderr)
+        _say(f"tui-tuner: could not start the next queued run: {exc}")
     return rc if rc >= 0 else 128 - rc
 
 
@@ -112,10 +133,10 @@ def _tell(run: RunDir, *, stalled: bool = False) -> None:
 
         results = notify_stalled(run) if stalled else notify_run_end(run)
     except Exception as exc:
-        print(f"tui-tuner: could not send the run's notifications: {exc}", file=sys.stderr)
+        _say(f"tui-tuner: could not send the run's notifications: {exc}")
         return
     if results:
-        print("tui-tuner: notified " + ", ".join(f"{k} ({v})" for k, v in results.items()), file=sys.stderr)
+        _say("tui-tuner: notified " + ", ".join(f"{k} ({v})" for k, v in results.items()))
 
 
 def record_exit(run: RunDir, rc: int, *, oom_killed: bool = False) -> None:
@@ -152,4 +173,11 @@ def record_exit(run: RunDir, rc: int, *, oom_killed: bool = False) -> None:
         st.state = "crashed"
         st.error = f"the worker exited with status {rc} without recording a result"
         st.hint = f"See the end of {run.log_path}. " + resume
+    free = free_bytes(run.path)
+    if rc != 0 and st.state == "crashed" and free is not None and free < RESERVE_BYTES:
+        # A worker that could not even write its failure: the disk filled up under it.
+        st.state = "failed"
+        st.error = f"the disk is full: no space left to write in {run.path} (the worker ended with {rc})"
+        st.hint = (f"Free disk space (`df -h {run.path}`; old runs: `tui-tuner runs rm NAME`), or set "
+                   f"output.runs_dir to a bigger disk; then {resume}")
     write_status(run.path, st)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tui_tuner.rundir.diskspace import is_disk_full, make_reserve, release_reserve
 from tui_tuner.rundir.events import EventWriter
 from tui_tuner.rundir.runs import RunDir, checkpoint_problem, checkpoint_step, process_start_time
 from tui_tuner.rundir.status import OOM_HINT, RunStatus, is_oom_message
@@ -316,6 +317,8 @@ def _disk_full(exc: BaseException, run: RunDir | None) -> bool:
     import errno
     import shutil
 
+    if is_disk_full(exc):
+        return True
     seen = 0
     while exc is not None and seen < 10:
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -323,17 +326,24 @@ def _disk_full(exc: BaseException, run: RunDir | None) -> bool:
         text = str(exc).lower()
         if any(marker in text for marker in DISK_FULL_MARKERS):
             return True
-        if run is not None and ("file write failed" in text or "failed writing file" in text):
+        if run is not None and any(m in text for m in ("file write failed", "failed writing file", "unexpected pos")):
             try:  # torch's writer does not say why; a nearly full disk does
                 return shutil.disk_usage(run.path).free < 256 * 2**20
             except OSError:
                 return False
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    if run is not None:  # any failure on a disk with not even the reserve's worth left: the disk did it
+        from tui_tuner.rundir.diskspace import RESERVE_BYTES, free_bytes
+
+        free = free_bytes(run.path)
+        return free is not None and free < RESERVE_BYTES
     return False
 
 
 def _classify(exc: BaseException, run: RunDir | None = None) -> tuple[str, str | None]:
     """(error message, hint) for an exception that ended the run."""
+    if run is not None and _disk_full(exc, run):
+        release_reserve(run.path)  # so the hint's checkpoint listing and the status below can be written
     text = f"{type(exc).__name__}: {exc}".strip()
     first = text.splitlines()[0][:500]
     if isinstance(exc, WorkerError):
@@ -412,8 +422,11 @@ def run_worker(run_dir: str | Path) -> int:
                                   "attempts": prev.attempts + 1})
     from tui_tuner.train.distributed import SilentEvents, is_main_process, local_rank, status_keeper_for_rank, world_size
 
+    os.umask(0o077)  # everything the run writes is private to its owner (docs/run-directory.md)
     keeper = status_keeper_for_rank(run.path, status)  # under torchrun only rank 0 writes status and events
     keeper.update()
+    if is_main_process():
+        make_reserve(run.path)  # given up when the disk fills, so the final state can still be written
     events = EventWriter(run.events_path) if is_main_process() else SilentEvents()
     monitor = None
     final, code = "failed", 1
@@ -441,18 +454,22 @@ def run_worker(run_dir: str | Path) -> int:
         elif cfg.report_to == "wandb":
             os.environ.setdefault("WANDB_DIR", str(run.path))
         resume_from = run.latest_checkpoint()
-        skipped = [p.name for p in run.all_checkpoints()
-                   if checkpoint_problem(p) is not None and checkpoint_step(p) > checkpoint_step(resume_from or Path("x-0"))]
+        newer_bad = {p.name: checkpoint_problem(p) for p in run.all_checkpoints()
+                     if checkpoint_step(p) > checkpoint_step(resume_from or Path("x-0"))}
+        skipped = [name for name, why in newer_bad.items() if why is not None]
         from_step = checkpoint_step(resume_from) if resume_from else 0
         if had_events:
             events.write("resume", from_step=from_step, checkpoint=resume_from.name if resume_from else None,
-                         skipped_incomplete=skipped)
+                         skipped_incomplete=skipped, skipped_why={name: newer_bad[name] for name in skipped})
             keeper.status.resumed_from_step = from_step
         keeper.update(backend=backend, backend_reason=reason, device=device, step=from_step)
         events.write("start", attempt=status.attempts, backend=backend, backend_reason=reason, device=device,
                      pid=pid)
         print(f"tui-tuner worker {pid}: run {run.name}, backend {backend} ({reason}), device {device}"
               + (f", resuming from {resume_from.name}" if resume_from else ""), flush=True)
+        for name in skipped:
+            print(f"tui-tuner worker {pid}: skipped {name}, which cannot be resumed from: {newer_bad[name]}",
+                  flush=True)
         if device == "cuda" and is_main_process():  # rank 0 samples every GPU of the machine
             from tui_tuner.train.gpu_monitor import GpuMonitor
 
@@ -472,21 +489,50 @@ def run_worker(run_dir: str | Path) -> int:
                       message="interrupted (Ctrl+C in the worker's terminal); progress after the last "
                               "checkpoint was not saved")
     except BaseException as exc:  # every failure must end in a recorded state, never a silent death
-        traceback.print_exc()
         error, hint = _classify(exc, run)
+        full = _disk_full(exc, run)
+        if full:
+            release_reserve(run.path)  # room for the status, the last event and the log line below
+        # The status first and small: on a full disk it is the one thing that must land.
         keeper.update(state="failed", ended=time.time(), error=error, hint=hint, exit_code=1)
         code = 1
+        _log_failure(exc, one_line=full)
     finally:
         if monitor is not None:
             monitor.stop()
         peak = _peak_memory(keeper.status.extra.get("peak_memory_bytes"))
-        keeper.update(**peak)
         st = keeper.status
         try:
+            keeper.update(**peak)
             events.write("end", state=st.state, step=st.step, error=st.error, hint=st.hint, **peak)
+        except OSError as exc:  # a full disk: the final state is written; the summary is a nicety
+            _log_line(f"tui-tuner worker {pid}: could not record the run summary: {exc.strerror or exc}")
         finally:
             events.close()
-    print(f"tui-tuner worker {pid}: {keeper.status.state}"
-          + (f": {keeper.status.error}" if keeper.status.error else ""), flush=True, file=sys.stderr)
+            if is_main_process():
+                release_reserve(run.path)
+    _log_line(f"tui-tuner worker {pid}: {keeper.status.state}"
+              + (f": {keeper.status.error}" if keeper.status.error else ""))
     return code
+
+
+def _log_line(text: str) -> None:
+    """One line to train.log (stderr); a full disk must not turn it into a second failure."""
+    try:
+        print(text, flush=True, file=sys.stderr)
+    except OSError:
+        pass
+
+
+def _log_failure(exc: BaseException, one_line: bool) -> None:
+    """The failure in train.log: the traceback, or one line when the disk is full (it would not fit)."""
+    try:
+        if one_line:
+            print(f"tui-tuner worker: the disk is full ({type(exc).__name__}: {str(exc)[:200]})",
+                  file=sys.stderr, flush=True)
+        else:
+            traceback.print_exc()
+            sys.stderr.flush()
+    except OSError:
+        pass
 

@@ -27,7 +27,7 @@ ENDINGS = ("finished", "stopped", "failed", "crashed")
 
 
 class TunerApp(App[int]):
-    """Four modes, one per screen; F1-F4 switch between them from anywhere."""
+    """Six modes, one per screen; F1-F6 switch between them from anywhere."""
 
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses elsewhere still find it
     TITLE = "tui-tuner"
@@ -216,7 +216,7 @@ class TunerApp(App[int]):
         from tui_tuner.rundir.runs import list_runs
 
         for run in list_runs(self.runs_dir):
-            out.append((run.path / "config.yaml", f"run {run.name}"))
+            out.append((run.config_path, f"run {run.name}"))
         return out
 
     @work(thread=True, exclusive=True, group="find-running", exit_on_error=False)

@@ -103,6 +103,8 @@ class TrainSnapshot:
     samples: list[dict[str, Any]] = field(default_factory=list)
     """The `samples` events (answers to the sample prompts by step), oldest first."""
     taken_at: float = field(default_factory=time.time)
+    stalled: str | None = None
+    """Why the run looks stalled (no step for a while, the worker's process state), or None."""
 
     @property
     def elapsed_s(self) -> float | None:
@@ -188,9 +190,12 @@ class RunView:
 
     def poll(self) -> TrainSnapshot:
         """Read new events, the status and the log tail; return what to draw."""
+        from tui_tuner.rundir.runs import stall_note
+
         new = self.read_new()
+        status = self.run.status()
         return TrainSnapshot(
-            run_name=self.run.name, status=self.run.status(),
+            run_name=self.run.name, status=status, stalled=stall_note(self.run, status),
             loss=self.loss.view(), eval_loss=self.eval_loss.view(),
             learning_rate=self.learning_rate.view(), grad_norm=self.grad_norm.view(),
             last_log=dict(self.last_log), gpus=[gpu_reading(e) for _, e in sorted(self.gpus.items())],

@@ -1,16 +1,26 @@
 """Set one value in a YAML config's text while keeping its comments and layout.
 
 The Config screen edits the same document two ways (form and raw YAML); the YAML text
-stays the source of truth, so a form edit rewrites only the line that holds the key.
+stays the source of truth, so a form edit changes only the characters of one value.
+ruamel.yaml's round-trip parser finds that value's exact span (plain, quoted, inside a
+flow mapping such as `lora: {r: 8}`, or on the line after its key), and the new scalar
+replaces just that span: comments, quoting, indentation and every other line stay
+byte for byte. A missing key is added under its section with the section's own
+indentation; where that is not a plain block section (a flow mapping) ruamel's
+round-trip dump adds it. Every result is read back and checked before it is returned.
 No Textual here: this is plain text manipulation, unit-tested on its own.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import re
 from typing import Any
 
 import yaml
+
+_MISSING = object()
 
 
 def yaml_scalar(value: Any) -> str:
@@ -27,91 +37,188 @@ def yaml_scalar(value: Any) -> str:
     return dumped.removesuffix("...").strip()
 
 
-def _value_span(line: str, key_col: int) -> tuple[int, int]:
-    """Columns [start, end) of the value after `key:` on `line`, excluding a trailing comment."""
-    start = line.index(":", key_col) + 1
-    while start < len(line) and line[start] == " ":
-        start += 1
-    end = len(line)
-    comment = re.search(r"\s+#", line[start:])
-    if comment and not line[start:].startswith(("'", '"')):
-        end = start + comment.start()
-    return start, end
+def _scalar_candidates(value: Any, style: str | None) -> list[str]:
+    """Ways to write `value`, best first: the old value's quoting when it was a quoted string."""
+    plain = yaml_scalar(value)
+    if not isinstance(value, str):
+        return [plain]
+    single = "'" + value.replace("'", "''") + "'"
+    double = json.dumps(value, ensure_ascii=False)
+    if style == "'":
+        return [single, double]
+    if style == '"':
+        return [double, single]
+    return [plain, single, double]
+
+
+def _lookup(root: Any, path: tuple[str, ...]) -> Any:
+    node = root
+    for part in path:
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _holds(text: str, path: tuple[str, ...], value: Any) -> bool:
+    """Whether `text` parses (as the config loader reads it) with `value` at `path`."""
+    try:
+        got = _lookup(yaml.safe_load(text), path)
+    except yaml.YAMLError:
+        return False
+    return got is not _MISSING and got == value and type(got) is type(value)
+
+
+def _compose(text: str):
+    from ruamel.yaml import YAML
+
+    return YAML(typ="rt").compose(text)
+
+
+def _child(mapping, key: str):
+    from ruamel.yaml.nodes import MappingNode
+
+    if not isinstance(mapping, MappingNode):
+        return None
+    for k, v in mapping.value:
+        if getattr(k, "value", None) == key:
+            return v
+    return None
+
+
+def _indent_unit(root) -> int:
+    """The document's indentation step: the first nested block mapping's offset from its parent (2 if none)."""
+    from ruamel.yaml.nodes import MappingNode
+
+    stack = [root]
+    while stack:
+        node = stack.pop(0)
+        if not isinstance(node, MappingNode) or node.flow_style:
+            continue
+        for k, v in node.value:
+            if isinstance(v, MappingNode) and not v.flow_style and v.value:
+                return max(1, v.value[0][0].start_mark.column - k.start_mark.column)
+            stack.append(v)
+    return 2
+
+
+def _after_last_content_line(text: str, start: int, end: int) -> int:
+    """Index just after the last line in text[start:end] that holds more than blanks or a comment.
+
+    `end` is first moved to the end of its line, so a trailing comment stays with its value.
+    """
+    newline = text.find("\n", end)
+    end = len(text) if newline < 0 or end == 0 else newline + 1
+    pos = start
+    for line in text[start:end].splitlines(keepends=True):
+        start += len(line)
+        if line.strip() and not line.strip().startswith("#"):
+            pos = start
+    return pos
+
+
+def _round_trip_set(text: str, path: tuple[str, ...], value: Any) -> str | None:
+    """Set the value with ruamel's round-trip load and dump (used where splicing is not plain)."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap
+    from ruamel.yaml.util import load_yaml_guess_indent
+
+    try:
+        _, indent, block_seq_indent = load_yaml_guess_indent(text)
+        rt = YAML(typ="rt")
+        rt.preserve_quotes = True
+        rt.width = 4096
+        rt.indent(mapping=indent or 2, sequence=indent or 2, offset=block_seq_indent or 0)
+        root = rt.load(text) if text.strip() else CommentedMap()
+        if root is None:
+            root = CommentedMap()
+        node = root
+        for part in path[:-1]:
+            if part not in node:
+                node[part] = CommentedMap()
+            node = node[part]
+            if not isinstance(node, dict):
+                return None
+        node[path[-1]] = value
+        out = io.StringIO()
+        rt.dump(root, out)
+        return out.getvalue()
+    except Exception:  # ruamel raises many error types for odd documents; the caller keeps the text
+        return None
 
 
 def set_yaml_value(text: str, path: tuple[str, ...], value: Any) -> str:
     """`text` with the scalar at `path` (e.g. ("lora", "r")) set to `value`.
 
-    Keeps comments and the order of keys. A key that is missing is added at the end of
-    its section (the section is created when absent). When the text does not parse, the
-    value is not set and the text is returned unchanged: the user fixes the YAML first.
+    Keeps comments, quoting, flow style, indentation and the order of keys. A key that is
+    missing is added at the end of its section (the section is created when absent). When the
+    text does not parse, or `path` names a section or list, the text is returned unchanged:
+    the user fixes the YAML first (or edits the list in the YAML editor).
     """
-    from tui_tuner.config.schema import yaml_positions  # the schema module (pydantic) loads after the first frame
+    from ruamel.yaml.error import YAMLError as RuamelError
+    from ruamel.yaml.nodes import MappingNode, ScalarNode
+
+    from tui_tuner.config.schema import safe_load_guarded  # pydantic loads after the first frame
 
     try:
-        root = yaml.safe_load(text) if text.strip() else {}
-    except yaml.YAMLError:
+        # The guarded load refuses alias bombs and deep nesting before anything walks the tree.
+        parsed = safe_load_guarded(text) if text.strip() else {}
+        root = _compose(text) if text.strip() else None
+    except (RuamelError, yaml.YAMLError):
         return text
-    if root is None:
-        root = {}
-    if not isinstance(root, dict):
+    if parsed is None:
+        parsed, root = {}, None
+    if not isinstance(parsed, dict) or (root is not None and not isinstance(root, MappingNode)):
         return text
-    positions = yaml_positions(text)
-    lines = text.split("\n")
-    scalar = yaml_scalar(value)
-    if path in positions:
-        node: Any = root
-        for part in path:
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, (dict, list)):
-            return text  # a section or list, not a scalar: leave it to the YAML editor
-        line_no, col = positions[path]
-        line = lines[line_no - 1]
-        colon = line.index(":", col - 1)
-        _, end = _value_span(line, col - 1)
-        lines[line_no - 1] = line[: colon + 1] + " " + scalar + line[end:]
-        return "\n".join(lines)
-    # Missing: find the deepest existing parent section and append below its last line.
-    for depth in range(len(path) - 1, -1, -1):
-        parent = path[:depth]
-        if parent and parent not in positions:
-            continue
+    existing = _lookup(parsed, path)
+    if isinstance(existing, (dict, list)):
+        return text  # a section or list, not a scalar: leave it to the YAML editor
+
+    if existing is not _MISSING:
         node = root
-        for part in parent:
-            node = node.get(part) if isinstance(node, dict) else None
-        if parent and not isinstance(node, dict):
-            return text
-        indent = "  " * depth
-        new_lines = []
-        for i, part in enumerate(path[depth:]):
-            pad = indent + "  " * i
-            is_leaf = i == len(path) - depth - 1
-            new_lines.append(f"{pad}{part}: {scalar}" if is_leaf else f"{pad}{part}:")
-        if not parent:
-            insert_at = len(lines)
-            while insert_at > 0 and not lines[insert_at - 1].strip():
-                insert_at -= 1
-        else:
-            insert_at = _end_of_section(lines, positions, parent)
-        lines[insert_at:insert_at] = new_lines
-        return "\n".join(lines)
-    return text
+        for part in path:
+            node = _child(node, part)
+        if isinstance(node, ScalarNode):
+            start, end = node.start_mark.index, node.end_mark.index
+            if node.style in ("|", ">"):  # a block scalar runs to its last line: replace it by one line
+                end = len(text[:end].rstrip("\n"))
+            for scalar in _scalar_candidates(value, node.style):
+                out = text[:start] + scalar + text[end:]
+                if _holds(out, path, value):
+                    return out
+        return _round_trip_set(text, path, value) or text
 
-
-def _end_of_section(lines: list[str], positions: dict, section: tuple[str, ...]) -> int:
-    """Index of the line just after the last line belonging to `section`."""
-    line_no, col = positions[section]
-    section_indent = col - 1
-    end = line_no  # index after the section's key line
-    for i in range(line_no, len(lines)):
-        stripped = lines[i].strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        indent = len(lines[i]) - len(lines[i].lstrip(" "))
-        if indent <= section_indent:
+    # Missing: add it under the deepest section that exists.
+    depth, parent = 0, root
+    while depth < len(path) - 1:
+        child = _child(parent, path[depth]) if parent is not None else None
+        if child is None:
             break
-        end = i + 1
-    return end
+        parent, depth = child, depth + 1
+    if parent is not None and (not isinstance(parent, MappingNode) or parent.flow_style):
+        out = _round_trip_set(text, path, value)
+        return out if out is not None and _holds(out, path, value) else text
+    unit = _indent_unit(root) if root is not None else 2
+    if parent is None or not parent.value:
+        base, at = 0, _after_last_content_line(text, 0, len(text))
+    elif depth == 0:
+        base, at = parent.value[0][0].start_mark.column, _after_last_content_line(text, 0, len(text))
+    else:
+        first_key = parent.value[0][0]
+        base = first_key.start_mark.column
+        at = _after_last_content_line(text, first_key.start_mark.index, parent.value[-1][1].end_mark.index)
+    rest = path[depth:]
+    sections = "".join(f"{' ' * (base + unit * i)}{part}:\n" for i, part in enumerate(rest[:-1]))
+    leaf_pad = " " * (base + unit * (len(rest) - 1))
+    prefix = text[:at]
+    if prefix and not prefix.endswith("\n"):
+        prefix += "\n"
+    for scalar in _scalar_candidates(value, None):
+        out = prefix + sections + f"{leaf_pad}{rest[-1]}: {scalar}\n" + text[at:]
+        if _holds(out, path, value):
+            return out
+    out = _round_trip_set(text, path, value)
+    return out if out is not None and _holds(out, path, value) else text
 
 
 def get_path(raw: Any, path: tuple[str, ...]) -> Any:

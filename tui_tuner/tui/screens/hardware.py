@@ -20,12 +20,12 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Static
 
+from tui_tuner.core.units import format_bytes
 from tui_tuner.tui.widgets.fit_panel import FitPanel, SettingsChosen
 from tui_tuner.tui.widgets.meters import GpuMeters, GpuReading
 from tui_tuner.tui.widgets.key_bar import KeyBar
 
 SAMPLE_S = 2.0
-GIB = 1024**3
 DEFAULT_MODEL = "TinyLlama/TinyLlama-1.1B-Chat-v1.0"
 
 
@@ -54,10 +54,10 @@ def machine_text(report: Any) -> Text:
     text.append(f"{report.cpu_model} · {report.cpu_cores_logical} threads\n")
     if report.ram_total:
         text.append("RAM  ", style="bold")
-        text.append(f"{(report.ram_available or 0) / GIB:.0f} GiB free of {report.ram_total / GIB:.0f} GiB\n")
+        text.append(f"{format_bytes(report.ram_available or 0)} free of {format_bytes(report.ram_total)}\n")
     if report.disk_free is not None:
         text.append("Disk ", style="bold")
-        text.append(f"{report.disk_free / GIB:.0f} GiB free at {report.disk_path}\n")
+        text.append(f"{format_bytes(report.disk_free)} free at {report.disk_path}\n")
     text.append("Libs ", style="bold")
     for i, name in enumerate(("torch", "transformers", "peft", "trl", "bitsandbytes", "unsloth")):
         version = report.packages.get(name)
@@ -102,7 +102,7 @@ class HardwareScreen(Screen):
         from tui_tuner.models.spec import catalog_names
 
         report = probe(self.app.runs_dir)
-        common = [(f"{g.name} ({g.memory_bytes / GIB:.0f} GiB)", g.memory_bytes) for g in COMMON_GPUS]
+        common = [(f"{g.name} ({format_bytes(g.memory_bytes)})", g.memory_bytes) for g in COMMON_GPUS]
         self.post_message(HardwareProbed(report, catalog_names(), common))
 
     @on(HardwareProbed)
@@ -114,7 +114,7 @@ class HardwareScreen(Screen):
                                 g.temperature_c, g.power_w) for g in report.gpus],
                     empty_text=f"No GPU: {reason}. The fit panel below estimates for a card you pick.")
         self.query_one("#hw-machine", Static).update(machine_text(report))
-        gpus = [(f"this GPU: {g.name} ({g.memory_total / GIB:.0f} GiB)", g.memory_total) for g in report.gpus]
+        gpus = [(f"this GPU: {g.name} ({format_bytes(g.memory_total)})", g.memory_total) for g in report.gpus]
         if self.query(FitPanel):
             return
         panel = FitPanel(gpus=gpus + event.common_gpus, catalog=event.catalog, id="hw-fit",

@@ -30,6 +30,7 @@ from textual.widgets import (Checkbox, DataTable, Input, Label, OptionList, Stat
                              TabPane)
 from textual.widgets.option_list import Option
 
+from tui_tuner.core.units import format_bytes
 from tui_tuner.tui.widgets.experiment_log_panel import ExperimentLogPanel
 from tui_tuner.tui.widgets.quant_histogram import QuantHistogram
 from tui_tuner.tui.widgets.key_bar import KeyBar
@@ -81,12 +82,6 @@ def default_model(app: Any) -> str:
 def _short_tensor_name(name: str) -> str:
     """`model.layers.0.mlp.down_proj.weight` -> `layers.0.mlp.down_proj`: fits the list without wrapping."""
     return name.removeprefix("model.").removesuffix(".weight")
-
-
-def _bytes(n: float) -> str:
-    from tui_tuner.commands.learn_cmd import human_bytes
-
-    return human_bytes(n)
 
 
 class LearnScreen(Screen):
@@ -303,8 +298,8 @@ class LearnScreen(Screen):
         for col in ("precision", "rule of thumb", "real count", "exact", "bits/param"):
             table.add_column(col, key=col)
         for row in r.rows:
-            table.add_row(row.label, _bytes(row.rule_of_thumb_bytes), _bytes(row.real_count_bytes),
-                          _bytes(row.exact_bytes), f"{row.bits_per_param:.2f}", key=row.key)
+            table.add_row(row.label, format_bytes(row.rule_of_thumb_bytes), format_bytes(row.real_count_bytes),
+                          format_bytes(row.exact_bytes), f"{row.bits_per_param:.2f}", key=row.key)
         self.query_one("#memory-gap", Static).update("\n".join(f"• {line}" for line in r.gap_explanation))
         self.query_one("#memory-note", Static).update(" ".join(r.explanations.values()))
 
@@ -353,7 +348,7 @@ class LearnScreen(Screen):
         rule = "alpha/sqrt(r)" if r.use_rslora else "alpha/r"
         summary.update(Text.assemble(
             ("trainable ", ""), (f"{r.trainable:,}", "bold"), f" of {r.base_params:,} = ",
-            (f"{r.percent_of_base:.3f}%", "bold"), f"; adapter {_bytes(r.adapter_bytes['float32'])} (float32); "
+            (f"{r.percent_of_base:.3f}%", "bold"), f"; adapter {format_bytes(r.adapter_bytes['float32'])} (float32); "
             f"scaling {rule} = {r.scaling:.3g}"))
         modules = self.query_one("#lora-modules", DataTable)
         modules.clear(columns=True)
@@ -369,7 +364,7 @@ class LearnScreen(Screen):
         for row in r.rank_table:
             style = "bold" if row.r == r.r else ""
             ranks.add_row(*[Text(c, style=style) for c in (
-                str(row.r), f"{row.trainable:,}", f"{row.percent_of_base:.3f}%", _bytes(row.adapter_bytes),
+                str(row.r), f"{row.trainable:,}", f"{row.percent_of_base:.3f}%", format_bytes(row.adapter_bytes),
                 f"{row.scaling:.3g}", f"{row.rslora_scaling:.3g}")])
         self.query_one("#lora-note", Static).update("\n".join(r.explanations.values()))
 

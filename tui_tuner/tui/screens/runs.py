@@ -21,7 +21,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
-from tui_tuner.rundir.runs import RunDir, delete_run, list_runs, resume_run
+from tui_tuner.rundir.runs import RunDir, delete_run, list_runs
+from tui_tuner.train.resume import resume_run
 from tui_tuner.core.units import format_duration
 from tui_tuner.tui.screens.modals import ConfirmModal
 from tui_tuner.tui.screens.train import STATE_STYLES
@@ -69,6 +70,11 @@ class RunsListed(Message):
     rows: list[RunRow]
 
 
+@dataclass
+class RunsListFailed(Message):
+    error: str
+
+
 def _started(ts: float | None) -> str:
     if not ts:
         return "-"
@@ -77,7 +83,14 @@ def _started(ts: float | None) -> str:
 
 
 def run_row(run: RunDir, config_cache: dict[str, tuple[str, str]]) -> RunRow:
-    """Read one run's status (and config, once) into a table row."""
+    """Read one run's status (and config, once) into a table row; a broken run gets a row saying why."""
+    try:
+        return _run_row(run, config_cache)
+    except Exception as exc:  # one broken run must never hide the others
+        return RunRow(run, "unreadable", "?", "?", "-", "-", "-", "-", f"{type(exc).__name__}: {exc}"[:300])
+
+
+def _run_row(run: RunDir, config_cache: dict[str, tuple[str, str]]) -> RunRow:
     st = run.status()
     if run.name not in config_cache:
         try:
@@ -161,6 +174,8 @@ class RunsScreen(Screen):
         try:
             rows = [run_row(run, self._config_cache) for run in reversed(list_runs(self.app.runs_dir))]
             self.post_message(RunsListed(rows))
+        except Exception as exc:  # say why the list is not there instead of showing "No runs yet"
+            self.post_message(RunsListFailed(f"cannot list {self.app.runs_dir}: {type(exc).__name__}: {exc}"))
         finally:
             self.app.call_from_thread(self._listing_done)
 
@@ -189,6 +204,10 @@ class RunsScreen(Screen):
         if not new:
             self.query_one("#runs-detail", Static).update(Text(
                 "No runs yet. Open a config (F2) and start one with ctrl+r.", style="dim"))
+
+    @on(RunsListFailed)
+    def _runs_list_failed(self, event: RunsListFailed) -> None:
+        self.query_one("#runs-detail", Static).update(Text(event.error, style="bold red"))
 
     def _cells(self, row: RunRow) -> list:
         mark = "✓ " if row.run.name in self.selected else "  "
@@ -222,7 +241,9 @@ class RunsScreen(Screen):
                              f"  {row.model} {row.method}  {row.duration}")
         if self.selected:
             text.append(f"   {len(self.selected)} selected", style="bold")
-        if row.state in ("failed", "crashed"):
+        if row.state == "unreadable":
+            text.append(f"\nunreadable: {row.error}", style="red")
+        elif row.state in ("failed", "crashed"):
             st = row.run.status()
             text.append(f"\n{st.error or 'no error recorded'}", style="red")
             if st.hint:
@@ -239,7 +260,9 @@ class RunsScreen(Screen):
 
     def action_open(self) -> None:
         row = self._cursor_row()
-        if row is not None:
+        if row is not None and row.state == "unreadable":
+            self.notify(f"{row.run.name} cannot be opened: {row.error}", severity="error")
+        elif row is not None:
             self.app.attach(row.run)
 
     def action_toggle_select(self) -> None:

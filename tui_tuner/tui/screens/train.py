@@ -30,7 +30,8 @@ from tui_tuner.tui.widgets.samples_panel import SamplesPanel
 
 POLL_INTERVAL_S = 0.5
 STATE_STYLES = {"queued": "yellow", "running": "green", "stopping": "yellow", "finished": "bold green",
-                "stopped": "cyan", "failed": "bold red", "crashed": "bold red"}
+                "stopped": "cyan", "failed": "bold red", "crashed": "bold red",
+                "unreadable": "bold red"}
 CHARTS = ("loss", "learning rate", "grad norm")
 
 
@@ -166,6 +167,9 @@ class TrainScreen(Screen):
         if st.state in ("failed", "crashed") and (st.error or st.hint):
             error.update(Text.assemble((f"{st.state}: ", "bold"), st.error or "", "\n" if st.hint else "",
                                        (st.hint or "", "italic")))
+            error.display = True
+        elif snap.stalled:
+            error.update(Text(snap.stalled, style="bold yellow"))
             error.display = True
         else:
             error.display = False

@@ -24,8 +24,6 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from tui_tuner.tui.widgets.meters import bar, level_style
 
-GIB = 1024**3
-
 
 @dataclass(frozen=True)
 class FitRequest:
@@ -169,13 +167,13 @@ class FitPanel(Vertical):
             reason.update(Text(event.error, style="red"))
             use.disabled = True
             return
-        from tui_tuner.fit.estimate import fmt_gb
+        from tui_tuner.core.units import format_bytes
 
         est, rec, req = event.estimate, event.recommendation, event.request
         frac = est.total_bytes / req.vram_bytes if req.vram_bytes else 1.0
         fits = est.total_bytes <= req.vram_bytes
         line = Text()
-        line.append(f"{req.method} needs {fmt_gb(est.total_bytes)} of {fmt_gb(req.vram_bytes)} ", style="bold")
+        line.append(f"{req.method} needs {format_bytes(est.total_bytes)} of {format_bytes(req.vram_bytes)} ", style="bold")
         line.append(bar(frac, 16), style=level_style(frac))
         line.append("  fits" if fits else "  does not fit", style="bold green" if fits else "bold red")
         line.append(f"   trains {est.trainable_params / 1e6:,.1f}M of {est.total_params / 1e6:,.0f}M",
@@ -186,7 +184,7 @@ class FitPanel(Vertical):
         table.add_column("size", justify="right", no_wrap=True)
         table.add_column("why", style="dim", no_wrap=True, overflow="ellipsis", ratio=1)
         for term in est.lines:
-            table.add_row(term.name, fmt_gb(term.bytes), term.explanation)
+            table.add_row(term.name, format_bytes(term.bytes), term.explanation)
         breakdown.update(table)
         self.last_fit = event
         text = Text()
@@ -202,14 +200,14 @@ class FitPanel(Vertical):
         event = getattr(self, "last_fit", None)
         if event is None or event.estimate is None:
             return None
-        from tui_tuner.fit.estimate import fmt_gb
+        from tui_tuner.core.units import format_bytes
 
         est, rec, req = event.estimate, event.recommendation, event.request
         text = Text()
         text.append(f"{req.model}, {req.method}, seq {req.seq_len}, batch {req.batch_size}, r {req.lora_r}: "
-                    f"{fmt_gb(est.total_bytes)} of {fmt_gb(req.vram_bytes)} ({req.gpu_name})\n\n", style="bold")
+                    f"{format_bytes(est.total_bytes)} of {format_bytes(req.vram_bytes)} ({req.gpu_name})\n\n", style="bold")
         for term in est.lines:
-            text.append(f"{term.name}  {fmt_gb(term.bytes)}\n", style="bold")
+            text.append(f"{term.name}  {format_bytes(term.bytes)}\n", style="bold")
             text.append(f"  {term.explanation}\n")
         if rec is not None:
             text.append("\n")

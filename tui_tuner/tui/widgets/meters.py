@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.widgets import Static
 
+from tui_tuner.core.units import format_bytes
+
 _EIGHTHS = " ▏▎▍▌▋▊▉█"
-GIB = 1024**3
 
 
 @dataclass(frozen=True)
@@ -59,9 +60,9 @@ def reading_text(r: GpuReading, bar_width: int = 10) -> Text:
         frac = r.mem_used / r.mem_total
         out.append("mem ")
         out.append(bar(frac, bar_width), style=level_style(frac))
-        out.append(f" {r.mem_used / GIB:5.1f}/{r.mem_total / GIB:.0f} GiB")
+        out.append(f" {format_bytes(r.mem_used)} of {format_bytes(r.mem_total)}")
     elif r.mem_used is not None:
-        out.append(f"mem {r.mem_used / GIB:.1f} GiB")
+        out.append(f"mem {format_bytes(r.mem_used)}")
     else:
         out.append("mem ?")
     out.append("\n")
