@@ -83,6 +83,6 @@ async def test_model_picker_lists_chat_models_first_with_their_memory(project):
         assert await wait_until(pilot, lambda: isinstance(app.screen, ChoiceModal))
         options = app.screen.query_one(OptionList)
         first = str(options.get_option_at_index(0).prompt)
-        assert "chat" in first and "LoRA" in first and "GB" in first
+        assert "chat" in first and "LoRA" in first and "GiB" in first
         labels = [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
         assert any(label.startswith("Qwen/Qwen2.5-0.5B-Instruct") for label in labels)
