@@ -95,8 +95,9 @@ class ExportScreen(Screen):
         gguf = self.query_one("#export-kind", Select).value == "gguf"
         self.query_one("#export-quant").display = gguf
         self.query_one("#export-quant-label").display = gguf
+        small = " q4_k_m a quarter, for small machines." if "q4_k_m" in export_view.gguf_quants() else ""
         about = ("One file for llama.cpp and Ollama, with a Modelfile carrying the chat template. f16 keeps "
-                 "every weight; q8_0 is half the size and near-lossless; q4_k_m a quarter, for small machines."
+                 "every weight; q8_0 is half the size and near-lossless." + small
                  if gguf else "The adapter merged into the base weights: a plain transformers model folder.")
         self.query_one("#export-about", Static).update(Text(about, style="dim"))
 
