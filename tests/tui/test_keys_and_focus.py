@@ -102,12 +102,12 @@ async def test_unsaved_edits_ask_before_quitting(project, key):
         assert await wait_until(pilot, lambda: not app.is_running)
 
 
-@pytest.mark.parametrize("mode", ["hardware", "train", "runs", "learn"])
+@pytest.mark.parametrize("mode", ["hardware", "train", "runs", "chat", "learn"])
 async def test_q_quits_from_every_screen(project, mode):
     app = app_in(project)
     async with app.run_test(size=(80, 24)) as pilot:
         await config_ready(pilot)
-        await pilot.press({"hardware": "f1", "train": "f3", "runs": "f4", "learn": "f6"}[mode])
+        await pilot.press({"hardware": "f1", "train": "f3", "runs": "f4", "chat": "f5", "learn": "f6"}[mode])
         assert await wait_until(pilot, lambda: app.current_mode == mode)
         await pilot.pause()
         if isinstance(app.focused, Input):  # a text field being edited keeps its keys

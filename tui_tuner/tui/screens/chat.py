@@ -283,9 +283,12 @@ class ChatScreen(Screen):
 
     # ------------------------------------------------------------------ actions
     def action_stop_generation(self) -> None:
+        """Escape: stop the answer being generated; with none, leave the text field (as on every screen)."""
         if self.generating:
             self._stop.set()
             self.set_status("stopping …", "busy")
+        else:
+            self.app.action_leave_field()
 
     def action_clear(self) -> None:
         if self.generating:
