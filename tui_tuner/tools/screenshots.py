@@ -149,6 +149,8 @@ async def shoot(project: Path, runs_dir: Path, runs: list, out: Path) -> list[Pa
     async def show_export(app, pilot, run) -> None:
         """Runs → g on `run`: a q8_0 GGUF + Modelfile through `tui-tuner export`, then its commands."""
         await app.switch_mode("runs")
+        while len(app.screen_stack) > 1:  # the Eval view shown earlier is still open on Runs
+            await app.pop_screen()
         table = app.screen.query_one("#runs-table")
         await until(pilot, lambda: table.row_count >= 3)
         table.move_cursor(row=[r.key.value for r in table.ordered_rows].index(run.name))
