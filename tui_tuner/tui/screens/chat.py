@@ -287,8 +287,8 @@ class ChatScreen(Screen):
         if self.generating:
             self._stop.set()
             self.set_status("stopping …", "busy")
-        else:
-            self.app.action_leave_field()
+        elif isinstance(self.focused, Input):
+            self.set_focus(None)
 
     def action_clear(self) -> None:
         if self.generating:
