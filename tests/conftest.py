@@ -113,6 +113,7 @@ QUICK_RUN = {
     "training": {"max_steps": 20, "batch_size": 8, "grad_accumulation": 1, "learning_rate": 3e-3,
                  "scheduler": "constant_with_warmup", "warmup_ratio": 0.05, "gradient_checkpointing": False,
                  "logging_steps": 1, "save_steps": 10, "eval_steps": 10, "seed": 42},
+    "samples": {"from_eval": 2, "max_new_tokens": 16},
     "output": {"run_name": "quickstart"},
     "backend": "transformers",
 }

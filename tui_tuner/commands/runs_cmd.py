@@ -84,7 +84,7 @@ def run_row(run) -> dict[str, Any]:
     except Exception as exc:  # one broken run must never hide the others
         from tui_tuner.rundir.status import UNREADABLE
 
-        return {"name": run.name, "state": UNREADABLE, "model": "?", "method": "?", "r": None, "step": 0,
+        return {"name": run.name, "state": UNREADABLE, "model": "?", "objective": "?", "method": "?", "r": None, "step": 0,
                 "max_steps": None, "loss": None, "duration_s": None, "queued_after": None,
                 "error": f"{run.path}: {type(exc).__name__}: {exc}"[:300], "stalled": None}
 
@@ -95,17 +95,41 @@ def _run_row(run) -> dict[str, Any]:
     st = run.status()
     summary = run_summary(run, st)
     return {
-        "name": run.name, "state": st.state, "model": summary["model"], "method": summary["method"],
-        "r": summary["r"],
+        "name": run.name, "state": st.state, "model": summary["model"], "objective": summary["objective"],
+        "method": summary["method"], "r": summary["r"],
         "step": st.step, "max_steps": st.max_steps, "loss": st.loss, "duration_s": st.duration_s,
         "queued_after": st.queued_after, "error": st.error, "stalled": stall_note(run, st),
     }
 
 
+LS_COLUMNS = ("name", "state", "model", "objective", "method", "r", "step", "loss", "duration")
+_RIGHT = ("r", "step", "loss", "duration")
+
+
+def ls_cells(row: dict[str, Any]) -> list[str]:
+    """One `runs ls` row as the text of each column."""
+    from tui_tuner.core.units import format_duration
+
+    state = str(row["state"]) + (" (stalled)" if row.get("stalled") else "")
+    return [row["name"], state, str(row["model"]), str(row.get("objective", "?")), str(row["method"]),
+            "-" if row["r"] is None else str(row["r"]), f"{row['step']}/{row['max_steps'] or '?'}",
+            f"{row['loss']:.4f}" if isinstance(row["loss"], (int, float)) else "-", format_duration(row["duration_s"])]
+
+
+def plain_table(rows: list[list[str]]) -> str:
+    """Columns aligned with spaces, nothing cut and no colour: for pipes, files, grep and awk."""
+    table = [list(LS_COLUMNS)] + rows
+    widths = [max(len(r[i]) for r in table) for i in range(len(LS_COLUMNS))]
+    lines = []
+    for r in table:
+        cells = [c.rjust(w) if col in _RIGHT else c.ljust(w) for c, w, col in zip(r, widths, LS_COLUMNS)]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
 def run_ls(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from tui_tuner.core.units import format_duration
     from tui_tuner.rundir.runs import list_runs, start_ready_queued
 
     runs = list_runs(args.runs_dir)
@@ -113,6 +137,7 @@ def run_ls(args: argparse.Namespace) -> int:
     # A queue whose supervisor died moves on; only a listing with a queued run needs the check.
     if any(row["state"] == "queued" for row in rows) and start_ready_queued(args.runs_dir, runs):
         rows = [run_row(r) for r in list_runs(args.runs_dir)]
+    rows.reverse()  # newest first, as in the TUI
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -122,15 +147,20 @@ def run_ls(args: argparse.Namespace) -> int:
         return 0
     from rich.markup import escape
 
+    stalled_or_unreadable = [row for row in rows if row["state"] == "unreadable" or row.get("stalled")]
+    if not console.is_terminal:
+        print(plain_table([ls_cells(row) for row in rows]))
+        for row in stalled_or_unreadable:
+            print(f"stalled {row['name']}: {row['stalled']}" if row.get("stalled")
+                  else f"unreadable {row['name']}: {row['error']}")
+        return 0
     colours = {"running": "cyan", "stopping": "cyan", "finished": "green", "stopped": "yellow",
                "failed": "red", "crashed": "red", "queued": "dim", "unreadable": "red"}
-    cells = [[str(row["name"]), str(row["state"]) + (" (stalled)" if row.get("stalled") else ""), str(row["model"]),
-              str(row["method"]), "-" if row["r"] is None else str(row["r"]), f"{row['step']}/{row['max_steps'] or '?'}",
-              f"{row['loss']:.4f}" if isinstance(row["loss"], (int, float)) else "-", format_duration(row["duration_s"])]
-             for row in rows]
+    cells = [ls_cells(row) for row in rows]
     styles = [colours.get(str(row["state"])) for row in rows]
-    console.print(aligned_table(LS_COLUMNS, cells, styles, console.width), soft_wrap=True)
-    for row in rows:
+    console.print(aligned_table(tuple((c, "right" if c in _RIGHT else "left") for c in LS_COLUMNS), cells, styles,
+                                console.width), soft_wrap=True)
+    for row in stalled_or_unreadable:
         if row.get("stalled"):
             console.print(f"[yellow]stalled[/] {escape(row['name'])}: {escape(row['stalled'])}")
         elif row["state"] == "unreadable":
@@ -138,8 +168,6 @@ def run_ls(args: argparse.Namespace) -> int:
     return 0
 
 
-LS_COLUMNS = (("name", "left"), ("state", "left"), ("model", "left"), ("method", "left"), ("r", "right"),
-              ("step", "right"), ("loss", "right"), ("duration", "right"))
 
 
 def aligned_table(columns: tuple[tuple[str, str], ...], cells: list[list[str]], state_styles: list[str | None],
@@ -196,6 +224,19 @@ def config_changes(run) -> dict[str, Any]:
     return {k: v for k, v in actual.items() if defaults.get(k, object()) != v}
 
 
+def sample_events(run) -> list[dict[str, Any]]:
+    """The run's `samples` events (answers to the sample prompts by step), oldest first."""
+    from tui_tuner.rundir.events import read_events
+
+    out, offset = [], 0
+    while True:
+        events, new_offset = read_events(run.events_path, offset)
+        out += [e for e in events if e.get("kind") == "samples" and isinstance(e.get("answers"), list)]
+        if new_offset == offset or not events:
+            return out
+        offset = new_offset
+
+
 def show_data(run) -> dict[str, Any]:
     from tui_tuner.rundir.events import load_history
     from tui_tuner.rundir.runs import checkpoint_problem
@@ -218,6 +259,7 @@ def show_data(run) -> dict[str, Any]:
         if p.is_dir():
             artefacts[name] = str(p)
     data["artefacts"] = artefacts
+    data["samples"] = sample_events(run)
     if st.state in ("failed", "crashed"):
         data["log_tail"] = run.log_tail(15)
     return data
@@ -271,6 +313,18 @@ def run_show(args: argparse.Namespace) -> int:
     for e in data["evals"]:
         if e["eval_loss"] is not None:
             c.print(f"  eval at step {e['step']}: {e['eval_loss']:.4f}")
+    if data["samples"]:
+        samples = data["samples"]
+        cost = sum(float(e.get("seconds") or 0) for e in samples)
+        c.print(f"[bold]samples[/]  {len(samples[-1]['answers'])} prompts at {len(samples)} steps, "
+                f"{cost:.1f} s in all")
+        for n, answer in enumerate(samples[-1]["answers"]):
+            c.print(f"  [bold]{escape(answer['prompt'])}[/]")
+            if answer.get("reference"):
+                c.print(f"    [green]reference[/]  {escape(answer['reference'])}")
+            for ev in samples:
+                text = ev["answers"][n]["answer"] if n < len(ev["answers"]) else ""
+                c.print(f"    step {ev['step']:>5}  {escape(' '.join(text.split()) or '(empty)')}")
     c.print("[bold]artefacts[/]")
     for ck in data["checkpoints"]:
         c.print(f"  checkpoints/{ck['name']}" + ("" if ck["complete"] else f"  [red](incomplete: {ck['problem']})[/]"))

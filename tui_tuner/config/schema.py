@@ -149,6 +149,50 @@ class OutputConfig(_Section):
     """Run name prefix; default is derived from the model and method."""
 
 
+class SamplesConfig(_Section):
+    """Answers to a few prompts while training, so the learner watches them change step by step."""
+
+    prompts: list[str] = Field(default_factory=list, max_length=10)
+    """Prompts to answer at every eval and checkpoint step (a user turn each; the data's system prompt applies)."""
+    from_eval: int = Field(0, ge=0, le=10)
+    """Also take this many prompts from the eval set (data.eval or the eval split), shown beside their reference answers."""
+    max_new_tokens: int = Field(48, ge=1, le=512)
+    """Longest answer, in tokens: short keeps the pause in training small (it is greedy, adapter on)."""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.prompts) or self.from_eval > 0
+
+
+class NotifyConfig(_Section):
+    """Being told when a run ends, wherever you are: sent by the run's own supervisor process, so it
+    works with the TUI closed and the SSH connection gone."""
+
+    webhook: str | None = None
+    """URL that gets a JSON POST: {run, state, step, max_steps, final_loss, eval_loss, error, hint, path}."""
+    ntfy: str | None = None
+    """ntfy.sh (or self-hosted ntfy) topic URL, e.g. https://ntfy.sh/my-runs-4f7a: a push to your phone."""
+    command: str | None = None
+    """A program to run (split like a shell would, not run through one); gets TUI_TUNER_RUN, TUI_TUNER_STATE,
+    TUI_TUNER_LOSS in its environment and the JSON on stdin."""
+    when: list[Literal["finished", "stopped", "failed", "crashed", "stalled"]] = Field(
+        default_factory=lambda: ["finished", "failed", "crashed", "stalled"])
+    """Which endings to tell about; `stalled`: running, but nothing logged for `stall_minutes`."""
+    stall_minutes: float = Field(30.0, gt=0)
+    """A running run that logs nothing for this long counts as stalled (told once)."""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.webhook or self.ntfy or self.command)
+
+    @field_validator("webhook", "ntfy")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+
 class DistributedConfig(_Section):
     gpus: int = Field(1, ge=1, le=64)
     """Processes (GPUs) on this machine; more than 1 launches through torchrun."""
@@ -254,6 +298,10 @@ class RunConfig(_Section):
     """Reward model training (objective: reward): a scalar head scoring chosen above rejected."""
     grpo: GrpoConfig = Field(default_factory=GrpoConfig)
     """Group relative policy optimization (objective: grpo): sample several answers per prompt, reward them, learn."""
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    """Tell a webhook, an ntfy topic or a command when the run ends (optional)."""
+    samples: SamplesConfig = Field(default_factory=SamplesConfig)
+    """Sample answers during training (events of kind `samples`; the Train screen's Samples panel)."""
     backend: Literal["auto", "unsloth", "transformers", "mlx"] = "auto"
     """auto: MLX on an Apple Silicon Mac with `.[mlx]` installed; Unsloth when a CUDA GPU is present and it
     imports; else transformers + peft + trl. mlx: Apple's MLX (LoRA; also runs on the CPU build of MLX on Linux)."""

@@ -505,7 +505,7 @@ class RunDir:
 def config_summary(cfg: "RunConfig") -> dict[str, Any]:
     """What a listing shows of a run's config; cached in `status.json` as `summary`."""
     return {"model": cfg.model.name_or_path, "method": cfg.method,
-            "r": cfg.lora.r if cfg.method != "full" else None}
+            "r": cfg.lora.r if cfg.method != "full" else None, "objective": cfg.objective}
 
 
 def load_yaml(text: str) -> Any:
@@ -516,14 +516,15 @@ def load_yaml(text: str) -> Any:
 
 
 def run_summary(run: "RunDir", status: RunStatus | None = None) -> dict[str, Any]:
-    """`{model, method, r}` of a run: the summary cached in `status.json`, else read from config.yaml.
+    """`{model, method, r, objective}` of a run: the summary cached in `status.json`, else read from config.yaml.
 
     Runs created before the summary existed (or whose status was rewritten without it) fall
     back to parsing the config; an unreadable config gives `?`.
     """
     st = status if status is not None else run.raw_status()
     if isinstance(st.summary, dict) and {"model", "method"} <= set(st.summary):
-        return {"model": st.summary["model"], "method": st.summary["method"], "r": st.summary.get("r")}
+        return {"model": st.summary["model"], "method": st.summary["method"], "r": st.summary.get("r"),
+                "objective": st.summary.get("objective") or "sft"}
     try:
         import yaml
 
@@ -535,7 +536,7 @@ def run_summary(run: "RunDir", status: RunStatus | None = None) -> dict[str, Any
     lora = raw.get("lora") if isinstance(raw.get("lora"), dict) else {}
     method = raw.get("method", "?")
     return {"model": model.get("name_or_path", "?"), "method": method,
-            "r": lora.get("r") if method != "full" else None}
+            "r": lora.get("r") if method != "full" else None, "objective": raw.get("objective") or "sft"}
 
 
 # ---------------------------------------------------------------------------- finding runs

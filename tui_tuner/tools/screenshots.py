@@ -6,8 +6,8 @@ Builds the offline demo model if needed, trains two short quickstart runs (LoRA 
 r=32) with the real worker, starts one more that fails (its dataset is missing), then
 drives the app headless and saves an SVG of the Hardware, Config, Train, Runs, Compare,
 Eval (after running `tui-tuner eval` from the Eval view, tuned vs base), Chat (one streamed
-answer, then base vs tuned) and Learn screens at 120x36, plus Config, Train, Eval and Chat
-at 80x24. Takes a few minutes on a CPU. Nothing is downloaded.
+answer, then base vs tuned) and Learn screens at 120x36, plus Config, Train, the Samples panel,
+Eval, Chat and Export (a q8_0 GGUF through `tui-tuner export`) at 80x24. Takes a few minutes on a CPU. Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -146,6 +146,23 @@ async def shoot(project: Path, runs_dir: Path, runs: list, out: Path) -> list[Pa
             await until(pilot, lambda: not screen.generating, seconds=120)
         await pause(pilot, 0.3)
 
+    async def show_export(app, pilot, run) -> None:
+        """Runs → g on `run`: a q8_0 GGUF + Modelfile through `tui-tuner export`, then its commands."""
+        await app.switch_mode("runs")
+        while len(app.screen_stack) > 1:  # the Eval view shown earlier is still open on Runs
+            await app.pop_screen()
+        table = app.screen.query_one("#runs-table")
+        await until(pilot, lambda: table.row_count >= 3)
+        table.move_cursor(row=[r.key.value for r in table.ordered_rows].index(run.name))
+        await pilot.press("g")
+        screen = app.screen
+        await pause(pilot, 0.3)
+        await pilot.press("r")
+        await until(pilot, lambda: screen.outcome is not None, seconds=600)
+        if screen.outcome is None or not screen.outcome.ok:
+            raise SystemExit("the Export view's export failed: " + "\n".join(screen.outcome.log if screen.outcome else []))
+        await pause(pilot, 0.5)
+
     for size, suffix in ((WIDE, ""), (SMALL, "-80x24")):
         app = build_app(project_dir=project, runs_dir=runs_dir, offer_reattach=False,
                         config_path=project / "configs" / "quickstart.yaml")
@@ -157,11 +174,18 @@ async def shoot(project: Path, runs_dir: Path, runs: list, out: Path) -> list[Pa
             await until(pilot, lambda: getattr(app.screen, "snapshot", None) is not None)
             await pause(pilot, 0.5)
             save(app, f"train{suffix}")
+            await pilot.press("a")  # the Samples panel: answers by step
+            await until(pilot, lambda: app.screen.has_class("-samples"))
+            await pause(pilot, 0.5)
+            save(app, f"train-samples{suffix}")
+            await pilot.press("a")
             if suffix:
                 await show_eval(app, pilot, better)
                 save(app, "eval-80x24")
                 await show_chat(app, pilot, better, ["How heavy is Bramble?"])
                 save(app, "chat-80x24")
+                await show_export(app, pilot, better)
+                save(app, "export-80x24")
                 continue
             app.theme = "textual-light"
             await pause(pilot, 0.5)

@@ -7,6 +7,7 @@ download or an hour of queueing:
 - the model is the built-in demo model, an existing local folder with a `config.json`,
   or a hub id that is in the local cache (offline) or known to the hub (online);
 - the training and eval files exist and are files;
+- the hub cache has room for a model that still has to be downloaded;
 - the chat template renders a sample conversation (in Jinja's sandbox: a template
   cannot run code);
 - `lora.target_modules` names layers the model has (from its config.json, no weights);
@@ -94,8 +95,8 @@ def preflight_issues(loaded: "LoadedConfig", hardware: "HardwareReport | None" =
     issues = [*_model_issues(cfg, base), *_data_issues(cfg, base), *_template_issues(cfg, base)]
     if not any(i.severity == "error" and i.key == "model.name_or_path" for i in issues):
         issues += _target_module_issues(cfg, base)
-    issues += [*_backend_issues(cfg), *_output_issues(cfg, base), *gpu_issues(cfg, hardware),
-               *_objective_issues(cfg, base)]
+    issues += [*_backend_issues(cfg), *_output_issues(cfg, base), *_download_space_issues(cfg, base),
+               *gpu_issues(cfg, hardware), *_objective_issues(cfg, base)]
     for issue in issues:
         issue.file = file
         issue.line, issue.column = _line_for(positions, tuple(issue.key.split(".")))
@@ -216,6 +217,75 @@ def _data_issues(cfg, base: Path) -> list[ConfigIssue]:
             out.append(ConfigIssue(key, f"{str(path)!r} is a folder; `{key}` needs one .jsonl, .json, .csv "
                                    "or .parquet file.", value=value))
     return out
+
+
+def _free_bytes(path: Path) -> tuple[Path, int] | None:
+    """(the nearest existing folder at or above `path`, its free bytes), or None when unreadable."""
+    import shutil
+
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        return probe, shutil.disk_usage(probe).free
+    except OSError:
+        return None
+
+
+def model_download_bytes(name: str) -> int | None:
+    """What downloading `name`'s weights takes (16-bit safetensors), for catalog models; else None."""
+    from tui_tuner.models.spec import catalog_entry
+
+    entry = catalog_entry(name)
+    params = entry.get("published_params") if entry else None
+    return int(params) * 2 if params else None
+
+
+def _download_space_issues(cfg, base: Path) -> list[ConfigIssue]:
+    """A hub model not in the cache that its disk has no room to download."""
+    from tui_tuner.core.units import format_bytes
+
+    name = cfg.model.name_or_path
+    if model_location(name, base)[0] != "hub":
+        return []
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(name, "config.json", revision=cfg.model.revision), str):
+        return []
+    need = model_download_bytes(name)
+    free = _free_bytes(Path(constants.HF_HUB_CACHE))
+    if need and free is not None and free[1] < need * 1.1:
+        return [ConfigIssue("model.name_or_path", f"downloading {name!r} takes about {format_bytes(need)} but "
+                            f"{str(free[0])!r} has {format_bytes(free[1])} free. Free space, or point HF_HOME at "
+                            "a bigger disk.", value=name)]
+    return []
+
+
+def hub_error_hint(exc: BaseException, repo_id: str) -> tuple[str, str] | None:
+    """(one-line error, what to do) for a hub failure anywhere in `exc`'s chain; None if it is not one.
+
+    Offline -> how to download it first; gated -> how to log in; missing -> the id to check.
+    """
+    from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError, OfflineModeIsEnabled,
+                                        RepositoryNotFoundError, RevisionNotFoundError)
+
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, GatedRepoError):
+            return (f"{repo_id} is gated: you have not been granted access",
+                    f"Accept its licence on https://huggingface.co/{repo_id}, then log in here: `hf auth login`.")
+        if isinstance(exc, RevisionNotFoundError):
+            return (f"that revision does not exist in {repo_id}", "Set model.revision to a branch, tag or commit, or null.")
+        if isinstance(exc, RepositoryNotFoundError):
+            return (f"{repo_id} is not a model on the hub",
+                    f"Check the id {repo_id!r} (e.g. Qwen/Qwen2.5-0.5B-Instruct), or log in if it is private.")
+        text = str(exc)
+        if isinstance(exc, (LocalEntryNotFoundError, OfflineModeIsEnabled)) or "couldn't connect to" in text.lower():
+            return (f"{repo_id} is not downloaded and the hub cannot be reached",
+                    f"On a connected machine run `hf download {repo_id}` (or copy its folder here and set "
+                    "model.name_or_path to it), then start again.")
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
 
 
 def _template_issues(cfg, base: Path) -> list[ConfigIssue]:

@@ -77,6 +77,8 @@ def _supervise(run: RunDir) -> int:
     proc = subprocess.Popen(worker_argv(run), stdin=subprocess.DEVNULL, cwd=run.path, env=env)
     signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
     low_memory = False
+    stall_s = _stall_seconds(run)
+    stall_told = False
     while True:
         try:
             rc = proc.wait(timeout=0.5)
@@ -85,6 +87,9 @@ def _supervise(run: RunDir) -> int:
             vm = psutil.virtual_memory()
             if vm.available < LOW_MEMORY_FRACTION * vm.total:
                 low_memory = True
+            if stall_s is not None and not stall_told and _quiet_for(run) > stall_s:
+                stall_told = True  # told once; a run that logs again and stalls again is not re-told
+                _tell(run, stalled=True)
     oom_after = cgroup_oom_kills()
     oom_killed = rc == -signal.SIGKILL and (
         (oom_before is not None and oom_after is not None and oom_after > oom_before) or low_memory)
@@ -92,12 +97,46 @@ def _supervise(run: RunDir) -> int:
         record_exit(run, rc, oom_killed=oom_killed)
     except OSError as exc:  # status.json could not be written even in place: say so where we can
         _say(f"tui-tuner supervisor: could not record how the worker ended (exit {rc}): {exc.strerror or exc}")
+    _tell(run)
     release_launch_lock(run)
     try:
         start_ready_queued(run.path.parent)
     except Exception as exc:  # the queue is best effort; `runs ls` kicks it again
         _say(f"tui-tuner: could not start the next queued run: {exc}")
     return rc if rc >= 0 else 128 - rc
+
+
+def _stall_seconds(run: RunDir) -> float | None:
+    try:
+        from tui_tuner.train.notify import stall_seconds
+
+        return stall_seconds(run)
+    except Exception:  # notifications are best effort: never in the way of the run
+        return None
+
+
+def _quiet_for(run: RunDir) -> float:
+    """Seconds since the running worker last logged anything (0 while it is not running yet)."""
+    st = read_status(run.path)
+    if st is None or st.state != "running":
+        return 0.0
+    try:
+        return time.time() - run.events_path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _tell(run: RunDir, *, stalled: bool = False) -> None:
+    """Send the config's `notify:` messages (a run ended, or stalled); a failure is printed, never raised."""
+    try:
+        from tui_tuner.train.notify import notify_run_end, notify_stalled
+
+        results = notify_stalled(run) if stalled else notify_run_end(run)
+    except Exception as exc:
+        _say(f"tui-tuner: could not send the run's notifications: {exc}")
+        return
+    if results:
+        _say("tui-tuner: notified " + ", ".join(f"{k} ({v})" for k, v in results.items()))
 
 
 def record_exit(run: RunDir, rc: int, *, oom_killed: bool = False) -> None:

@@ -54,7 +54,7 @@ def probe_mode(run: RunDir) -> str:
 
 
 def build_datasets(cfg: Any, tokenizer: Any, chat_template: str,
-                   progress: Any = None) -> tuple[Any, Any, dict[str, Any]]:
+                   progress: Any = None, eval_out: list | None = None) -> tuple[Any, Any, dict[str, Any]]:
     """Tokenized train (and eval) `datasets.Dataset`s with `input_ids` and `labels` (-100 outside answers).
 
     The token ids come from the tokenized-dataset cache (`tui_tuner.data.tokenized`): written
@@ -62,6 +62,7 @@ def build_datasets(cfg: Any, tokenizer: Any, chat_template: str,
     (and cached) when the preflight did not (a run started from the TUI, a cleared cache).
     The same `tokenize_conversation` and chat template serve training, chat, eval and export.
     `progress(what, done, total)` hears how tokenizing goes.
+    `eval_out`, when given, receives the eval conversations (the sample prompts come from them).
     """
     from datasets import Dataset
 
@@ -97,6 +98,13 @@ def build_datasets(cfg: Any, tokenizer: Any, chat_template: str,
         train_rows = [i for i in train_rows if i not in held]
 
     max_len = cfg.model.max_seq_length
+
+    if eval_out is not None and eval_rows:
+        from tui_tuner.data import load_dataset_file
+
+        # The sample prompts come from the eval conversations: read them back (cheap next to tokenizing).
+        conversations = load_dataset_file(cfg.data.eval or cfg.data.train, cfg.data).examples
+        eval_out.extend(conversations[i] for i in eval_rows if i < len(conversations))
 
     def select(ds: Any, rows: list[int]) -> tuple[Any, int, int]:
         """(rows with answer tokens left, as input_ids + labels; truncated count; tokens)."""
@@ -259,13 +267,16 @@ def train(run: RunDir, cfg: Any, backend: str, device: str, keeper: Any, events:
     model, tokenizer = load_model(cfg, model_path, device)
     template = _resolve_template(cfg, tokenizer)
     tokenizer.chat_template = template  # trl renders non-SFT data with it: the same template as SFT, chat, eval
+    eval_conversations: list = []
     if cfg.objective == "sft":
-        train_ds, eval_ds, info = build_datasets(cfg, tokenizer, template, progress=prepare)
+        train_ds, eval_ds, info = build_datasets(cfg, tokenizer, template, progress=prepare,
+                                                 eval_out=eval_conversations)
     else:
         from tui_tuner.train.objectives import build_objective_datasets
 
         train_ds, eval_ds, info = build_objective_datasets(cfg, None)
     events.write("data", **info)
+    samples_callbacks = _samples_callbacks(cfg, events, tokenizer, template, eval_conversations)
     prepare("preparing the trainer")
     from tui_tuner.train.backends.transformers_backend import mixed_precision
     from tui_tuner.train.distributed import decoder_layer_classes, trainer_arguments
@@ -304,7 +315,7 @@ def train(run: RunDir, cfg: Any, backend: str, device: str, keeper: Any, events:
         _record_probe(keeper, events, result)
 
     callback = RunCallback(run.path, events, keeper, on_train_begin_hook=probe_hook, requests_since=requests_since)
-    callbacks = [callback, *(extra_callbacks or [])]
+    callbacks = [callback, *samples_callbacks, *(extra_callbacks or [])]
     if cfg.objective == "sft":
         trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                              processing_class=tokenizer, callbacks=callbacks)
@@ -317,6 +328,25 @@ def train(run: RunDir, cfg: Any, backend: str, device: str, keeper: Any, events:
     save_final(trainer, tokenizer, run, cfg, model_path, template, step)
     events.write("adapter", step=step, path=str(run.adapter_dir))
     return TrainResult("stopped" if callback.stop_requested else "finished", trainer, tokenizer)
+
+
+def _samples_callbacks(cfg: Any, events: EventWriter, tokenizer: Any, template: str,
+                       eval_conversations: list) -> list[Any]:
+    """The callback answering `samples:` prompts during training ([] when the section is off)."""
+    if not cfg.samples.enabled:
+        return []
+    from tui_tuner.train.distributed import world_size
+
+    if world_size() > 1:  # a sharded model generates only with every rank taking part
+        events.write("note", message="samples: skipped when training on several GPUs")
+        return []
+    from tui_tuner.train.samples import SamplesCallback, sample_prompts
+
+    prompts = sample_prompts(cfg.samples, eval_conversations, cfg.data.system_prompt)
+    if not prompts:
+        events.write("note", message="samples: no prompts (samples.from_eval needs an eval set with answers)")
+        return []
+    return [SamplesCallback(events, tokenizer, template, prompts, cfg.samples.max_new_tokens)]
 
 
 def _record_probe(keeper: Any, events: EventWriter, result: Any) -> None:
@@ -394,10 +424,26 @@ def _classify(exc: BaseException, run: RunDir | None = None) -> tuple[str, str |
                 f"Free disk space (`df -h {where}`; old runs: `tui-tuner runs rm NAME`), or set output.runs_dir "
                 f"to a bigger disk, then `tui-tuner runs resume {run.name if run else 'NAME'}` continues from "
                 f"{since}; the half-written checkpoint is skipped.")
+    hub = _hub_failure(exc, run)
+    if hub is not None:
+        return hub
     is_oom = type(exc).__name__ == "OutOfMemoryError" or is_oom_message(text)
     if isinstance(exc, MemoryError) or is_oom:
         return f"out of memory: {first}", OOM_HINT
     return first, "See train.log in the run directory for the full traceback."
+
+
+def _hub_failure(exc: BaseException, run: RunDir | None) -> tuple[str, str] | None:
+    """A model download that failed (offline, gated, missing), said in one line with what to do."""
+    if run is None:
+        return None
+    try:
+        repo_id = run.config().model.name_or_path
+    except Exception:  # an unreadable config: the generic message is all we can give
+        return None
+    from tui_tuner.train.preflight import hub_error_hint, looks_like_hub_id
+
+    return hub_error_hint(exc, repo_id) if looks_like_hub_id(repo_id) else None
 
 
 def _launched_at(default: float) -> float:

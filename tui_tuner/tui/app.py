@@ -21,6 +21,9 @@ from textual.reactive import reactive
 from textual.screen import Screen
 
 SCREENS_IN_ORDER = ("hardware", "config", "train", "runs", "chat", "learn")
+WATCH_S = 3.0
+"""How often the app looks at the runs it follows, to say when one ends or stalls."""
+ENDINGS = ("finished", "stopped", "failed", "crashed")
 
 
 class TunerApp(App[int]):
@@ -38,6 +41,10 @@ class TunerApp(App[int]):
         Binding("ctrl+t", "toggle_theme", "Light/dark", show=False),
         Binding("q", "quit", "Quit"),
         Binding("ctrl+c", "quit", "Quit", show=False),
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+        # Leaves a text field, so the keys above (q) work again; screens that use escape
+        # themselves (back, cancel) take it first.
+        Binding("escape", "leave_field", "Leave field", show=False),
     ]
 
     attached_run: reactive[Any] = reactive(None, init=False)
@@ -59,6 +66,11 @@ class TunerApp(App[int]):
         self.runs_dir = (runs_dir or self.project_dir / "runs").resolve()
         self.offer_reattach = offer_reattach
         self.start_screen = start_screen
+        self.watched: dict[Path, tuple[Any, str]] = {}
+        """Runs this app started or showed: path -> (RunDir, last state seen), told about when they end."""
+        self._watching = False
+        self.config_screen: Any = None
+        """The Config screen once built: asked whether it holds unsaved edits before quitting."""
         self._first_frame_shown = False
         self._after_first_frame: list[Any] = []
         self.add_mode("hardware", self._make_hardware)
@@ -76,7 +88,8 @@ class TunerApp(App[int]):
 
     def _make_config(self) -> Screen:
         from tui_tuner.tui.screens.config import ConfigScreen
-        return ConfigScreen(self.config_path)
+        self.config_screen = ConfigScreen(self.config_path)
+        return self.config_screen
 
     def _make_train(self) -> Screen:
         from tui_tuner.tui.screens.train import TrainScreen
@@ -115,6 +128,7 @@ class TunerApp(App[int]):
             self._after_first_frame.append(callback)
 
     def on_ready(self) -> None:
+        self.set_interval(WATCH_S, self.check_watched_runs)
         self._resume_gc()
         self._first_frame_shown = True
         callbacks, self._after_first_frame = self._after_first_frame, []
@@ -128,11 +142,38 @@ class TunerApp(App[int]):
         if self.current_mode != mode:
             self.switch_mode(mode)
 
+    def action_leave_field(self) -> None:
+        from textual.widgets import Input, TextArea
+
+        if isinstance(self.focused, (Input, TextArea)):
+            self.screen.set_focus(None)
+
+    async def action_quit(self) -> None:
+        """Quit (runs keep training); asks first when the config holds unsaved edits."""
+        config = self.config_screen
+        if config is None or not config.is_mounted or not config.dirty:
+            self.exit()
+            return
+        from tui_tuner.tui.screens.modals import ConfirmModal
+
+        if any(isinstance(s, ConfirmModal) for s in self.screen_stack):
+            return  # already asking
+
+        def answered(quit_anyway: bool | None) -> None:
+            if quit_anyway:
+                self.exit()
+
+        self.push_screen(ConfirmModal("Quit without saving the config?",
+                                      f"{config.file_label()} has unsaved edits. Save with ctrl+s on the Config "
+                                      "screen, or quit and lose them. Runs keep training either way.",
+                                      yes="Quit", no="Stay", danger=True), answered)
+
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
 
     def attach(self, run: Any) -> None:
-        """Show `run` (a `RunDir`) on the Train screen."""
+        """Show `run` (a `RunDir`) on the Train screen (and tell when it ends)."""
+        self.watch_run(run)
         self.attached_run = run
         self.action_show("train")
 
@@ -144,6 +185,29 @@ class TunerApp(App[int]):
         yield SystemCommand("Toggle light/dark", "Switch between the light and the dark theme", self.action_toggle_theme)
         yield SystemCommand("Reattach to a running run", "List runs still training and show one",
                             self.find_running_runs)
+        yield SystemCommand("Export a run", "GGUF + Ollama Modelfile, or a merged model, from a trained run",
+                            self.choose_run_to_export)
+
+    def choose_run_to_export(self) -> None:
+        """List the runs that saved an adapter or a checkpoint; open the Export view on the one chosen."""
+        from tui_tuner.rundir.runs import list_runs
+        from tui_tuner.tui.screens.modals import ChoiceModal
+
+        runs = {r.name: r for r in reversed(list_runs(self.runs_dir))
+                if r.adapter_dir.is_dir() or r.latest_checkpoint() is not None}
+
+        def chosen(name: str | None) -> None:
+            if name:
+                self.export_run(runs[name])
+
+        self.push_screen(ChoiceModal("Export which run?", [(n, n) for n in runs],
+                                     empty_text="no run has saved an adapter yet"), chosen)
+
+    def export_run(self, run: Any) -> None:
+        """Open the Export view on `run` (a `RunDir`)."""
+        from tui_tuner.tui.screens.export import ExportScreen
+
+        self.push_screen(ExportScreen(run))
 
     # ------------------------------------------------------------------ runs
     def config_choices(self) -> list[tuple[Path, str]]:
@@ -202,13 +266,81 @@ class TunerApp(App[int]):
             self.notify(f"could not start the run: {exc}", title="start failed", severity="error", timeout=10)
             return
         self.notify(f"started {run.name}")
-        self.attach(run)
+        self.attach(run)  # followed from here: told when it ends
+
+    # ------------------------------------------------------------------ told when a run ends
+    def watch_run(self, run: Any) -> None:
+        """Follow `run` so the app rings and notifies when it ends or stalls (only while it is active)."""
+        if run.path not in self.watched:
+            self.watched[run.path] = (run, run.status().state)
+
+    def check_watched_runs(self) -> None:
+        if self.watched and not self._watching:
+            self._watching = True
+            self.watch_worker(list(self.watched.values()))
+
+    @work(thread=True, exclusive=True, group="watch-runs", exit_on_error=False)
+    def watch_worker(self, watched: list[tuple[Any, str]]) -> None:
+        """Read each followed run's state off the UI thread; report endings and stalls."""
+        import time
+
+        changes = []
+        try:
+            for run, seen in watched:
+                state = run.status().state
+                if state == "running" and seen in ("running", "stalled"):
+                    try:
+                        quiet = time.time() - run.events_path.stat().st_mtime
+                        limit = run.config().notify.stall_minutes * 60
+                    except Exception:  # no events yet, or an unreadable config: not a stall
+                        quiet, limit = 0.0, 1.0
+                    if quiet > limit:
+                        state = "stalled"
+                if state != seen:
+                    changes.append((run, seen, state))
+        finally:
+            self.call_from_thread(self._watched_read, changes)
+
+    def _watched_read(self, changes: list[tuple[Any, str, str]]) -> None:
+        self._watching = False
+        for run, seen, state in changes:
+            if run.path not in self.watched:
+                continue
+            self.watched[run.path] = (run, state)
+            if state in ENDINGS or state == "stalled":
+                if seen in ENDINGS:
+                    continue  # already ended when first seen: nothing new to tell
+                self.tell_run_ended(run, state)
+
+    def tell_run_ended(self, run: Any, state: str) -> None:
+        """Ring the bell, ask the terminal for a desktop notification (OSC 9 / 777) and show a toast."""
+        from tui_tuner.tui.terminal_notify import notification_sequences
+
+        st = run.status()
+        loss = f", loss {st.loss:.4f}" if isinstance(st.loss, (int, float)) else ""
+        body = {"finished": f"finished at step {st.step}{loss}",
+                "stopped": f"stopped at step {st.step}{loss}",
+                "stalled": f"has logged nothing for a while (step {st.step}): is it stuck?"}.get(
+                    state, f"{state}: {st.error or 'see its log'}")
+        self.bell()
+        driver = self._driver
+        if driver is not None:
+            driver.write(notification_sequences(f"tui-tuner: {run.name}", body))
+            driver.flush()
+        hint = {"finished": "  g: export · f5: chat", "stopped": "  g: export · f5: chat"}.get(state, "")
+        self.notify(body + hint, title=run.name, severity="error" if state in ("failed", "crashed") else
+                    "warning" if state == "stalled" else "information", timeout=30)
 
     async def carry_settings(self, values: dict[tuple[str, ...], Any]) -> None:
         """Apply settings from the Hardware screen's fit panel to the config being edited."""
         await self.switch_mode("config")
-        self.screen.use_settings(values)
-        self.notify("settings carried into the config: review and save it", title="Config")
+        changes = self.screen.use_settings(values)
+        if changes:
+            lines = "\n".join(f"• {c.describe()}" for c in changes)
+            self.notify(f"settings carried into the config; the demo-only settings became a recipe for "
+                        f"this model:\n{lines}\nReview and save it (ctrl+s).", title="Config", timeout=20)
+        else:
+            self.notify("settings carried into the config: review and save it", title="Config")
 
 
 def build_app(**kwargs: Any) -> TunerApp:

@@ -22,7 +22,11 @@ class FieldEdited(Message):
 
 @dataclass
 class IssueChosen(Message):
-    """The user picked an issue in an issue list (Enter or click): jump to its line/field."""
+    """The user picked (Enter, click: `focus`) or highlighted an issue: show its config line.
+
+    `line` is a line of the config; None for a dataset issue (its config key is shown instead).
+    """
 
     key: str
     line: int | None
+    focus: bool = True

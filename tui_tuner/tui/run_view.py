@@ -103,6 +103,8 @@ class TrainSnapshot:
     new_events: int
     prepare: str | None = None
     """What the worker is doing before its first step (tokenizing N rows, loading the model), as text."""
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    """The `samples` events (answers to the sample prompts by step), oldest first."""
     taken_at: float = field(default_factory=time.time)
     objective: str = "sft"
     metrics: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
@@ -118,6 +120,10 @@ class TrainSnapshot:
     @property
     def elapsed_s(self) -> float | None:
         return self.status.duration_s
+
+
+MAX_SAMPLE_STEPS = 50
+"""Sample rounds kept in memory (the panel shows the last few that fit its width)."""
 
 
 class RunView:
@@ -145,6 +151,7 @@ class RunView:
         self.completions: list[dict[str, Any]] = []
         self.completions_step: int | None = None
         self.warnings: list[str] = []
+        self.samples: list[dict[str, Any]] = []
 
     def fold(self, events: list[dict[str, Any]]) -> None:
         """Fold a batch of events in, in file order."""
@@ -174,6 +181,8 @@ class RunView:
                     self.eval_loss.append(step, float(value))
             elif kind == "checkpoint":
                 self.checkpoints += 1
+            elif kind == "samples" and isinstance(step, (int, float)) and isinstance(ev.get("answers"), list):
+                self.samples = [e for e in self.samples if e["step"] != step][-(MAX_SAMPLE_STEPS - 1):] + [ev]
             elif kind == "gpu":
                 self.gpus[int(ev.get("index", 0) or 0)] = ev
             elif kind == "warning" and ev.get("message"):
@@ -183,6 +192,7 @@ class RunView:
                 for series in (self.loss, self.eval_loss, self.learning_rate, self.grad_norm,
                                *self.metrics.values()):
                     series.drop_after(from_step)
+                self.samples = [e for e in self.samples if e["step"] <= from_step]
 
     def read_new(self) -> int:
         """Read and fold what was appended since the last call; returns how many events."""
@@ -227,7 +237,8 @@ class RunView:
             log_tail=list(self._tail_log()), checkpoints=self.checkpoints, new_events=new,
             objective=self.objective, metrics={k: v.view() for k, v in self.metrics.items()},
             completions=list(self.completions), completions_step=self.completions_step,
-            warnings=list(self.warnings), prepare=prepare_text(self.prepare) if self.prepare else None)
+            warnings=list(self.warnings), prepare=prepare_text(self.prepare) if self.prepare else None,
+            samples=list(self.samples))
 
 
 def loss_curve(run: RunDir) -> list[tuple[float, float]]:

@@ -25,11 +25,12 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Input, Select, Static, Switch
+from textual.widgets import Button, Input, Select, Static, Switch
 
 from tui_tuner.inference.transcripts import Turn, history_for, save_transcript
 from tui_tuner.tui.widgets.chat_log import ChatLog
 from tui_tuner.tui.widgets.generation_panel import GenerationPanel
+from tui_tuner.tui.widgets.key_bar import KeyBar
 
 STREAM_BATCH_S = 0.05
 """Tokens are posted to the UI at most this often: one repaint per batch, not per token."""
@@ -112,7 +113,7 @@ class ChatScreen(Screen):
                     yield ChatLog("base", id="chat-log-base")
                     yield ChatLog("tuned", id="chat-log-tuned")
                 yield Input(placeholder="Load a model, then type a message and press Enter", id="chat-input")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#chat-log-base").display = False
@@ -282,9 +283,12 @@ class ChatScreen(Screen):
 
     # ------------------------------------------------------------------ actions
     def action_stop_generation(self) -> None:
+        """Escape: stop the answer being generated; with none, leave the text field (as on every screen)."""
         if self.generating:
             self._stop.set()
             self.set_status("stopping …", "busy")
+        elif isinstance(self.focused, Input):
+            self.set_focus(None)
 
     def action_clear(self) -> None:
         if self.generating:

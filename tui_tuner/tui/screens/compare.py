@@ -16,11 +16,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from tui_tuner.rundir.runs import RunDir
 from tui_tuner.tui.run_view import loss_curve
 from tui_tuner.tui.widgets.line_chart import ChartSeries, LineChart
+from tui_tuner.tui.widgets.key_bar import KeyBar
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -73,7 +74,7 @@ class CompareScreen(Screen):
         yield Static(Text.assemble(("Compare ", "bold"), names), classes="screen-title")
         yield DataTable(id="compare-table", cursor_type="row", zebra_stripes=True)
         yield LineChart(id="compare-chart", empty_text="reading loss curves...")
-        yield Footer(compact=True)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one(LineChart).border_title = "training loss"

@@ -26,10 +26,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Button, DataTable, Footer, ProgressBar, Static, Switch
+from textual.widgets import Button, DataTable, ProgressBar, Static, Switch
 
 from tui_tuner.rundir.runs import RunDir
 from tui_tuner.tui import eval_view
+from tui_tuner.tui.widgets.key_bar import KeyBar
 
 CELL_PADDING = 2
 """A DataTable column is its content plus one cell of padding on each side."""
@@ -90,7 +91,7 @@ class EvalScreen(Screen):
                 yield Static("also the base model (adapter off)", id="eval-base-label")
             yield ProgressBar(id="eval-progress", show_eta=False)
             yield Static(id="eval-status")
-        yield Footer(compact=True)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#eval-report").display = False

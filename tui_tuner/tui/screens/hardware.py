@@ -18,11 +18,12 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from tui_tuner.core.units import format_bytes
 from tui_tuner.tui.widgets.fit_panel import FitPanel, SettingsChosen
 from tui_tuner.tui.widgets.meters import GpuMeters, GpuReading
+from tui_tuner.tui.widgets.key_bar import KeyBar
 
 SAMPLE_S = 2.0
 DEFAULT_MODEL = "TinyLlama/TinyLlama-1.1B-Chat-v1.0"
@@ -165,6 +166,7 @@ class HardwareScreen(Screen):
         Binding("ctrl+g", "use_settings", "Use settings"),
         Binding("ctrl+l", "pick_model", "Pick model"),
         Binding("ctrl+f", "make_fit", "Make it fit"),
+        Binding("f7", "explain", "Why in full"),
     ]
 
     def __init__(self) -> None:
@@ -180,7 +182,7 @@ class HardwareScreen(Screen):
             yield Static(id="hw-history")
             yield Static(id="hw-procs")
             yield Static(id="hw-machine")
-        yield Footer(compact=True)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.probe_machine()
@@ -271,12 +273,25 @@ class HardwareScreen(Screen):
         if panels:
             panels.first().use_settings()
 
+    def action_explain(self) -> None:
+        """The memory breakdown with each "why" in full (the table cuts them to its width)."""
+        panels = self.query(FitPanel)
+        text = panels.first().explanation() if panels else None
+        if text is None:
+            self.notify("no estimate yet: type a model in the fit panel", severity="warning")
+            return
+        from tui_tuner.tui.screens.modals import TextModal
+
+        self.app.push_screen(TextModal("Memory breakdown: why each part costs what it does", text))
+
     def action_pick_model(self) -> None:
+        """Pick from the catalog: instruct/chat models first, each with its memory at the default settings."""
         panels = self.query(FitPanel)
         if not panels:
             return
         from textual.widgets import Input
 
+        from tui_tuner.fit.picker import DEFAULTS, model_choices
         from tui_tuner.tui.screens.modals import ChoiceModal
 
         panel = panels.first()
@@ -285,7 +300,10 @@ class HardwareScreen(Screen):
             if name:
                 panel.query_one("#fit-model", Input).value = name
 
-        self.app.push_screen(ChoiceModal("Pick a model", [(n, n) for n in panel.catalog]), picked)
+        body = (f"Memory to train at the defaults (seq {DEFAULTS['seq_len']}, batch {DEFAULTS['batch_size']}, "
+                f"r {DEFAULTS['lora_r']}). Chat models first: they already follow instructions.")
+        self.app.push_screen(ChoiceModal("Pick a model", [(c.name, c.label()) for c in model_choices()],
+                                         body=body), picked)
 
     def action_make_fit(self) -> None:
         panels = self.query(FitPanel)

@@ -26,13 +26,14 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import (Checkbox, DataTable, Footer, Input, Label, OptionList, Static, TabbedContent,
+from textual.widgets import (Checkbox, DataTable, Input, Label, OptionList, Static, TabbedContent,
                              TabPane)
 from textual.widgets.option_list import Option
 
 from tui_tuner.core.units import format_bytes
 from tui_tuner.tui.widgets.experiment_log_panel import ExperimentLogPanel
 from tui_tuner.tui.widgets.quant_histogram import QuantHistogram
+from tui_tuner.tui.widgets.key_bar import KeyBar
 
 
 @dataclass
@@ -138,7 +139,7 @@ class LearnScreen(Screen):
                     yield Static("", id="lora-note", classes="explain")
             with TabPane("Experiments", id="tab-experiments"):
                 yield ExperimentLogPanel(id="experiments")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         from tui_tuner.learn.quant_lab import EXPLANATIONS

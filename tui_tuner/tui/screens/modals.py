@@ -124,3 +124,33 @@ class ChoiceModal(ModalScreen[str | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class TextModal(ModalScreen[None]):
+    """A long explanation in full (wrapped, scrollable); Escape, q or Enter closes it."""
+
+    DEFAULT_CSS = _DIALOG_CSS.format(name="TextModal") + """
+    TextModal > Vertical { width: 100; }
+    TextModal VerticalScroll { height: auto; max-height: 18; }
+    """
+    BINDINGS = [Binding("escape,q,enter", "close", "Close")]
+
+    def __init__(self, title: str, body: Text | str) -> None:
+        super().__init__()
+        self.title_text, self.body = title, body
+
+    def compose(self) -> ComposeResult:
+        from textual.containers import VerticalScroll
+
+        with Vertical():
+            yield Label(Text(self.title_text), classes="dialog-title")
+            with VerticalScroll(can_focus=True):
+                yield Static(self.body if isinstance(self.body, Text) else Text(self.body), id="text-body")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Close", id="close", variant="primary")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(None)
+
+    def action_close(self) -> None:
+        self.dismiss(None)

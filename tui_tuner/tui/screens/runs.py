@@ -9,6 +9,7 @@ compare their configs and loss curves; e opens the highlighted run's evaluation 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,7 +19,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from tui_tuner.rundir.runs import RunDir, delete_run, list_runs, run_summary
 from tui_tuner.train.resume import resume_run
@@ -26,12 +27,27 @@ from tui_tuner.core.units import format_duration
 from tui_tuner.tui.screens.modals import ConfirmModal
 from tui_tuner.tui.screens.train import STATE_STYLES
 from tui_tuner.tui.text import short_path
+from tui_tuner.tui.widgets.key_bar import KeyBar
 
 REFRESH_S = 2.0
 COLUMNS = ("run", "state", "model", "method", "progress", "loss", "started", "duration")
-NARROW_COLUMNS = ("run", "state", "method", "progress", "loss", "duration")
-"""Below `WIDE_FROM` terminal columns the table drops model and start time so nothing scrolls."""
+NARROW_COLUMNS = ("run", "state", "model", "progress", "loss", "started")
+"""Below `WIDE_FROM` terminal columns the run name loses its timestamp (the start time column
+says it), the model is cut to `NARROW_MODEL` characters and method and duration move to the
+line under the table, so model and state stay in view at 80 columns."""
 WIDE_FROM = 110
+NARROW_RUN = 18
+NARROW_MODEL = 16
+_STAMP = re.compile(r"-\d{8}-\d{6}(-\d+)?$")
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def run_stem(name: str) -> str:
+    """A run's name without the `-yyyymmdd-hhmmss` it was given at creation."""
+    return _STAMP.sub("", name) or name
 
 
 @dataclass(frozen=True)
@@ -82,7 +98,7 @@ def _run_row(run: RunDir, config_cache: dict[str, tuple[str, str]]) -> RunRow:
         method = str(summary["method"])
         if method in ("lora", "qlora") and summary["r"] is not None:
             method = f"{method} r{summary['r']}"
-        config_cache[run.name] = (model if len(model) <= 18 else model[:17] + "…", method)
+        config_cache[run.name] = (model, method)
     model, method = config_cache[run.name]
     progress = f"{st.step}/{st.max_steps or '?'}"
     loss = f"{st.loss:.4f}" if isinstance(st.loss, (int, float)) else "-"
@@ -94,10 +110,12 @@ class RunsScreen(Screen):
     """The runs table."""
 
     BINDINGS = [
-        Binding("enter", "open", "Open", priority=False),
+        # priority: the table would take enter first and hide the key from the key bar
+        Binding("enter", "open", "Open", priority=True),
         Binding("space", "toggle_select", "Select"),
         Binding("c", "compare", "Compare"),
         Binding("e", "eval", "Eval"),
+        Binding("g", "export", "Export"),
         Binding("s", "stop", "Stop"),
         Binding("r", "resume", "Resume"),
         Binding("x,delete", "delete", "Delete"),
@@ -115,7 +133,7 @@ class RunsScreen(Screen):
         yield Static(id="runs-title", classes="screen-title")
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         yield Static(id="runs-detail")
-        yield Footer(compact=True)
+        yield KeyBar()
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -192,8 +210,11 @@ class RunsScreen(Screen):
 
     def _cells(self, row: RunRow) -> list:
         mark = "✓ " if row.run.name in self.selected else "  "
-        cells = {"run": Text.assemble((mark, "bold green"), row.run.name),
-                 "state": Text(row.state, style=STATE_STYLES.get(row.state, "")), "model": row.model,
+        narrow = self._shown_columns == NARROW_COLUMNS
+        name = _cut(run_stem(row.run.name), NARROW_RUN) if narrow else row.run.name
+        cells = {"run": Text.assemble((mark, "bold green"), name),
+                 "state": Text(row.state, style=STATE_STYLES.get(row.state, "")),
+                 "model": _cut(row.model, NARROW_MODEL if narrow else 24),
                  "method": row.method, "progress": row.progress, "loss": row.loss, "started": row.started,
                  "duration": row.duration}
         return [cells[c] for c in self._shown_columns]
@@ -215,7 +236,8 @@ class RunsScreen(Screen):
         detail = self.query_one("#runs-detail", Static)
         if row is None:
             return
-        text = Text.assemble((row.run.name, "bold"), "  ", (row.state, STATE_STYLES.get(row.state, "")))
+        text = Text.assemble((row.run.name, "bold"), "  ", (row.state, STATE_STYLES.get(row.state, "")),
+                             f"  {row.model} {row.method}  {row.duration}")
         if self.selected:
             text.append(f"   {len(self.selected)} selected", style="bold")
         if row.state == "unreadable":
@@ -266,6 +288,12 @@ class RunsScreen(Screen):
         from tui_tuner.tui.screens.eval import EvalScreen
 
         self.app.push_screen(EvalScreen(row.run))
+
+    def action_export(self) -> None:
+        row = self._cursor_row()
+        if row is None:
+            return
+        self.app.export_run(row.run)
 
     def action_stop(self) -> None:
         row = self._cursor_row()

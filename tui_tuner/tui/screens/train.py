@@ -17,7 +17,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, ProgressBar, Sparkline, Static
+from textual.widgets import ProgressBar, Sparkline, Static
 
 from tui_tuner.rundir.objective_curves import charts_for
 from tui_tuner.rundir.runs import RunDir
@@ -27,6 +27,8 @@ from tui_tuner.tui.screens.modals import ConfirmModal
 from tui_tuner.tui.widgets.line_chart import ChartSeries, LineChart, format_tick
 from tui_tuner.tui.widgets.completions_panel import CompletionsPanel
 from tui_tuner.tui.widgets.meters import GpuMeters
+from tui_tuner.tui.widgets.key_bar import KeyBar
+from tui_tuner.tui.widgets.samples_panel import SamplesPanel
 
 POLL_INTERVAL_S = 0.5
 STATE_STYLES = {"queued": "yellow", "running": "green", "stopping": "yellow", "finished": "bold green",
@@ -54,6 +56,9 @@ class TrainScreen(Screen):
         Binding("s", "stop", "Stop"),
         Binding("d", "detach", "Detach"),
         Binding("c", "cycle_chart", "Chart"),
+        Binding("a", "toggle_samples", "Samples"),
+        Binding("g", "export", "Export"),
+        Binding("f7", "explain", "Error in full"),
     ]
 
     def __init__(self) -> None:
@@ -62,6 +67,7 @@ class TrainScreen(Screen):
         self.snapshot: TrainSnapshot | None = None
         self.chart_index = 0
         self._polling = False
+        self._samples_announced = False
 
     def compose(self) -> ComposeResult:
         yield Static(id="train-title", classes="screen-title")
@@ -74,12 +80,13 @@ class TrainScreen(Screen):
         yield Sparkline([], id="train-sparkline")
         yield LineChart(id="train-chart", empty_text="waiting for the first loss point")
         yield CompletionsPanel(id="train-completions")
+        yield SamplesPanel(id="train-samples")
         with Horizontal(id="train-bottom"):
             yield GpuMeters(id="train-gpus", empty_text="GPU: no readings from this run (CPU training, or not started)")
             with Vertical(id="train-log-pane"):
                 yield Static(Text("train.log", style="bold"), classes="pane-title")
                 yield Static(id="train-log")
-        yield Footer(compact=True)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.watch(self.app, "attached_run", self._attached_changed, init=True)
@@ -99,6 +106,7 @@ class TrainScreen(Screen):
         self.remove_class("-no-run")
         self.view = RunView(run)
         self.snapshot = None
+        self._samples_announced = False
         self.query_one(LineChart).set_series([])
         self.query_one(Sparkline).data = []
         self._update_title(run.name, None)
@@ -170,6 +178,9 @@ class TrainScreen(Screen):
             error.display = True
         else:
             error.display = False
+        if st.state != getattr(self, "_shown_state", None):
+            self._shown_state = st.state
+            self.refresh_bindings()  # "error in full" comes and goes with the failure
         bar = self.query_one(ProgressBar)
         bar.display = bool(st.max_steps) or st.state in ("queued", "running")
         if st.max_steps:
@@ -185,6 +196,12 @@ class TrainScreen(Screen):
                                                 else "waiting for the first loss point")
         self._draw_chart()
         self.query_one(CompletionsPanel).show(snap.completions, snap.completions_step)
+        self.query_one(SamplesPanel).show(snap.samples, snap.elapsed_s)
+        if snap.samples and not self._samples_announced:
+            self._samples_announced = True
+            if not self.has_class("-samples"):
+                self.notify(f"sample answers at step {snap.samples[-1]['step']}: press a to see them",
+                            title="samples")
         self.query_one(GpuMeters).show(snap.gpus)
         rows = self._log_rows() - len(snap.warnings)
         log = Text(no_wrap=True, overflow="ellipsis")
@@ -253,6 +270,38 @@ class TrainScreen(Screen):
         chart.set_series(series)
 
     # ------------------------------------------------------------------ actions
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        snap = self.snapshot
+        if action == "explain":  # only a failed run has an error to read in full
+            return bool(snap and snap.status.state in ("failed", "crashed"))
+        if action == "export":  # offered once the run has ended with an adapter
+            return bool(snap and snap.status.state in ("finished", "stopped") and self.view is not None
+                        and self.view.run.adapter_dir.is_dir())
+        return True
+
+    def action_toggle_samples(self) -> None:
+        """Switch the middle of the screen between the chart and the sample answers by step."""
+        self.toggle_class("-samples")
+        if self.snapshot is not None:
+            self.query_one(SamplesPanel).show(self.snapshot.samples, self.snapshot.elapsed_s)
+
+    def action_export(self) -> None:
+        if self.view is not None:
+            self.app.export_run(self.view.run)
+
+    def action_explain(self) -> None:
+        """The error, its hint and the end of train.log in full (the panel cuts them at 8 lines)."""
+        snap = self.snapshot
+        if snap is None or self.view is None:
+            return
+        st = snap.status
+        text = Text.assemble((f"{st.state}: ", "bold"), st.error or "no error recorded", "\n\n",
+                             (st.hint or "", "italic"), "\n\n", ("end of train.log:\n", "bold"),
+                             ("\n".join(self.view.run.log_tail(40)), "dim"))
+        from tui_tuner.tui.screens.modals import TextModal
+
+        self.app.push_screen(TextModal(f"{self.view.run.name}: why it ended", text))
+
     def action_cycle_chart(self) -> None:
         self.chart_index = (self.chart_index + 1) % (len(CHARTS) + len(self._objective_charts()))
         self._draw_chart()

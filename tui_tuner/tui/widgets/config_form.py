@@ -51,7 +51,10 @@ FORM_FIELDS: tuple[FormField, ...] = (
     FormField(("training", "batch_size"), "Batch size"),
     FormField(("training", "grad_accumulation"), "Grad accum."),
     FormField(("model", "max_seq_length"), "Seq length"),
-    FormField(("data", "train"), "Dataset", placeholder="data/train.jsonl"),
+    FormField(("data", "train"), "Train data", placeholder="data/train.jsonl"),
+    FormField(("data", "eval"), "Eval data", placeholder="none: use eval split"),
+    FormField(("data", "eval_split"), "Eval split", placeholder="0.1 = hold out 10%"),
+    FormField(("output", "run_name"), "Run name", placeholder="none: model-method"),
 )
 
 

@@ -186,6 +186,7 @@ class FitPanel(Vertical):
         for term in est.lines:
             table.add_row(term.name, format_bytes(term.bytes), term.explanation)
         breakdown.update(table)
+        self.last_fit = event
         text = Text()
         if rec.recommended is not None:
             text.append(f"Recommended: {rec.recommended.method}", style="bold green")
@@ -193,6 +194,27 @@ class FitPanel(Vertical):
         text.append(rec.reason)
         reason.update(text)
         use.disabled = False
+
+    def explanation(self) -> Text | None:
+        """The breakdown with every "why" in full, and the recommendation: for reading at 80 columns."""
+        event = getattr(self, "last_fit", None)
+        if event is None or event.estimate is None:
+            return None
+        from tui_tuner.core.units import format_bytes
+
+        est, rec, req = event.estimate, event.recommendation, event.request
+        text = Text()
+        text.append(f"{req.model}, {req.method}, seq {req.seq_len}, batch {req.batch_size}, r {req.lora_r}: "
+                    f"{format_bytes(est.total_bytes)} of {format_bytes(req.vram_bytes)} ({req.gpu_name})\n\n", style="bold")
+        for term in est.lines:
+            text.append(f"{term.name}  {format_bytes(term.bytes)}\n", style="bold")
+            text.append(f"  {term.explanation}\n")
+        if rec is not None:
+            text.append("\n")
+            if rec.recommended is not None:
+                text.append(f"Recommended: {rec.recommended.method}. ", style="bold green")
+            text.append(rec.reason)
+        return text
 
     def chosen_settings(self) -> dict[tuple[str, ...], Any] | None:
         """The config values the panel currently describes (None when they are invalid)."""

@@ -1,0 +1,91 @@
+"""The Train screen's Samples panel: the sample prompts' answers by step, as columns.
+
+Rows are the prompts (with the reference answer when it came from the eval set), columns the
+last steps that fit the width ("step 20", "step 40", ...), so the learner watches the answers
+change while the loss falls. The title says what the answers cost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual.widgets import Static
+
+PROMPT_WIDTH = 18
+MIN_STEP_WIDTH = 18
+MAX_CELL_LINES = 4
+
+
+def _cut(text: str, width: int, lines: int = MAX_CELL_LINES) -> str:
+    """`text` on one paragraph, cut so it wraps to at most `lines` lines of `width`."""
+    flat = " ".join(str(text).split())
+    limit = max(1, width * lines - 1)
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def samples_cost(samples: list[dict[str, Any]], elapsed_s: float | None) -> str:
+    """"3 prompts · 0.8 s a round · 2% of the run" for the panel's title."""
+    if not samples:
+        return ""
+    seconds = [float(e.get("seconds") or 0.0) for e in samples]
+    per_round = sum(seconds) / len(seconds)
+    text = f"{len(samples[-1]['answers'])} prompts · {per_round:.1f} s a round"
+    if elapsed_s:
+        text += f" · {100 * sum(seconds) / elapsed_s:.0f}% of the run"
+    return text
+
+
+def samples_table(samples: list[dict[str, Any]], width: int) -> Table | Text:
+    """Prompts down, the last steps that fit `width` across."""
+    if not samples:
+        return Text("No sample answers yet: they come at each eval and checkpoint step when the config has a "
+                    "`samples:` section (prompts, or from_eval: N).", style="dim")
+    has_reference = any(a.get("reference") for a in samples[-1]["answers"])
+    room = max(MIN_STEP_WIDTH, width - PROMPT_WIDTH - 2)
+    columns = max(1, min(len(samples), room // MIN_STEP_WIDTH - (1 if has_reference and width >= 120 else 0)))
+    shown = samples[-columns:]
+    show_reference = has_reference and width >= 120
+    cell = max(8, (room - (MIN_STEP_WIDTH if show_reference else 0)) // columns - 1)
+    table = Table(box=None, padding=(0, 1, 0, 0), expand=True, show_header=True, header_style="bold")
+    table.add_column("prompt", width=PROMPT_WIDTH, style="dim")
+    for ev in shown:
+        table.add_column(f"step {ev['step']}", ratio=1)
+    if show_reference:
+        table.add_column("reference", ratio=1, style="green")
+    prompts = [a["prompt"] for a in samples[-1]["answers"]]
+    for n, prompt in enumerate(prompts):
+        row: list[Any] = [_cut(prompt, PROMPT_WIDTH, 2)]
+        for ev in shown:
+            answers = ev["answers"]
+            answer = answers[n]["answer"] if n < len(answers) else ""
+            row.append(Text(_cut(answer, cell) or "(empty)", style="" if answer else "dim"))
+        if show_reference:
+            row.append(_cut(samples[-1]["answers"][n].get("reference") or "", cell))
+        table.add_row(*row)
+    return table
+
+
+class SamplesPanel(Static):
+    """The sample answers table; `show(samples, elapsed_s)` redraws it when they changed."""
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self._shown: tuple = ()
+        self._last: tuple[list[dict[str, Any]], float | None] = ([], None)
+
+    def show(self, samples: list[dict[str, Any]], elapsed_s: float | None) -> None:
+        self._last = (samples, elapsed_s)
+        if not self.size.width:
+            return  # hidden: drawn when it gets a size
+        key = (tuple(e["step"] for e in samples), self.size.width)
+        self.border_title = "samples" + (f" · {samples_cost(samples, elapsed_s)}" if samples else "")
+        if key == self._shown:
+            return
+        self._shown = key
+        self.update(samples_table(samples, max(40, self.size.width - 2)))
+
+    def on_resize(self) -> None:
+        self._shown = ()
+        self.show(*self._last)
