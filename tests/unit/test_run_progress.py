@@ -75,12 +75,12 @@ def test_preflight_progress_piped_prints_a_line_per_step_not_per_row():
 def test_runs_ls_table_aligns_colours_states_and_fits_the_width():
     from tui_tuner.commands.runs_cmd import LS_COLUMNS, aligned_table
 
-    cells = [["a-run", "finished", "org/" + "m" * 40, "lora", "16", "10/10", "1.2000", "1:00"],
-             ["b", "failed", "x", "full", "-", "1/?", "-", "0:01"]]
-    text = aligned_table(LS_COLUMNS, cells, ["green", "red"], 70)
+    cells = [["a-run", "finished", "org/" + "m" * 40, "sft", "lora", "16", "10/10", "1.2000", "1:00"],
+             ["b", "failed", "x", "dpo", "full", "-", "1/?", "-", "0:01"]]
+    text = aligned_table(cells, ["green", "red"], 75)
     lines = text.plain.splitlines()
-    assert len(lines) == 3 and all(len(line) <= 70 for line in lines)
-    assert lines[0].split() == [name for name, _ in LS_COLUMNS]
+    assert len(lines) == 3 and all(len(line) <= 75 for line in lines)
+    assert lines[0].split() == list(LS_COLUMNS)
     assert "…" in lines[1] and lines[2].startswith("b ")
     assert lines[1].index("10/10") + len("10/10") == lines[2].index("1/?") + len("1/?")  # right-aligned
     styled = {text.plain[span.start:span.end]: span.style for span in text.spans}

@@ -43,15 +43,15 @@ def test_listing_reads_the_summary_cached_in_status_and_falls_back_to_the_config
     cfg.method, cfg.lora.r = "qlora", 32
     run = create_run(cfg, tmp_path, "sum")
     cached = read_status(run.path).summary
-    assert cached == {"model": cfg.model.name_or_path, "method": "qlora", "r": 32}
+    assert cached == {"model": cfg.model.name_or_path, "method": "qlora", "r": 32, "objective": "sft"}
     run.config_path.write_text("method: [unreadable", encoding="utf-8")
     assert run_summary(run) == cached  # the listing does not read config.yaml when status has the summary
     st = read_status(run.path)
     st.summary = None  # a run written before the summary existed
     write_status(run.path, st)
-    assert run_summary(run) == {"model": "?", "method": "?", "r": None}  # unreadable config: unknown, no raise
+    assert run_summary(run) == {"model": "?", "method": "?", "r": None, "objective": "sft"}  # unreadable config: unknown, no raise
     run.config_path.write_text("model: {name_or_path: m}\nmethod: full\nlora: {r: 8}\n", encoding="utf-8")
-    assert run_summary(run) == {"model": "m", "method": "full", "r": None}
+    assert run_summary(run) == {"model": "m", "method": "full", "r": None, "objective": "sft"}
 
 
 @pytest.mark.parametrize("name", ["../evil", "a/b", "..", ".hidden", "x" * 100])

@@ -158,8 +158,7 @@ def run_ls(args: argparse.Namespace) -> int:
                "failed": "red", "crashed": "red", "queued": "dim", "unreadable": "red"}
     cells = [ls_cells(row) for row in rows]
     styles = [colours.get(str(row["state"])) for row in rows]
-    console.print(aligned_table(tuple((c, "right" if c in _RIGHT else "left") for c in LS_COLUMNS), cells, styles,
-                                console.width), soft_wrap=True)
+    console.print(aligned_table(cells, styles, console.width), soft_wrap=True)
     for row in stalled_or_unreadable:
         if row.get("stalled"):
             console.print(f"[yellow]stalled[/] {escape(row['name'])}: {escape(row['stalled'])}")
@@ -170,8 +169,7 @@ def run_ls(args: argparse.Namespace) -> int:
 
 
 
-def aligned_table(columns: tuple[tuple[str, str], ...], cells: list[list[str]], state_styles: list[str | None],
-                  width: int):
+def aligned_table(cells: list[list[str]], state_styles: list[str | None], width: int):
     """The runs table as one rich `Text`: columns aligned, the state coloured, fitted to `width`.
 
     rich's `Table` measures and wraps every cell, which took seconds for 1,000 runs; plain
@@ -181,7 +179,8 @@ def aligned_table(columns: tuple[tuple[str, str], ...], cells: list[list[str]], 
     from rich.cells import cell_len, set_cell_size
     from rich.text import Text
 
-    header = [name for name, _ in columns]
+    columns = [(name, "right" if name in _RIGHT else "left") for name in LS_COLUMNS]
+    header = list(LS_COLUMNS)
     widths = [max(cell_len(r[i]) for r in [header, *cells]) for i in range(len(columns))]
     excess = sum(widths) + 2 * (len(columns) - 1) - width
     for shrink in (2, 0):  # model, then name
