@@ -119,6 +119,9 @@ def test_objective_trains_and_logs_its_metrics(project, objective, data, metric)
 def test_grpo_from_an_sft_adapter_learns_shorter_answers(project, memorised_run):
     # Chaining: GRPO starts from an SFT adapter (the memorised run), whose answers end on their own;
     # the `short` reward (1 for an empty answer, 0 at 40 characters) is then learnable in a few steps.
+    # The adapter also trains a full lm_head copy: Adam's first steps move every weight by about the
+    # learning rate whatever the gradient's size, so at 5e-3 (even 1e-3 for some seeds) one update
+    # flattens the memorised model into 24-token gibberish (reward 0). 5e-4 keeps it and still learns.
     from tests.infer_fixtures import MEMORISED, SYSTEM
 
     prompts = project / "data" / "memorised_prompts.jsonl"
@@ -126,7 +129,7 @@ def test_grpo_from_an_sft_adapter_learns_shorter_answers(project, memorised_run)
                                for q, a in MEMORISED * 4))
     config = write_config(project, "grpo-learn", "grpo", "data/memorised_prompts.jsonl",
                           init_adapter=str(memorised_run),
-                          training={"max_steps": 10, "batch_size": 8, "learning_rate": 5e-3, "save_steps": 100},
+                          training={"max_steps": 10, "batch_size": 8, "learning_rate": 5e-4, "save_steps": 100},
                           grpo={"num_generations": 8, "max_completion_length": 24, "temperature": 1.0,
                                 "rewards": [{"function": "short", "target_chars": 40}], "log_completions": 2})
     run = train_ok(project, config, "grpo-learn")
