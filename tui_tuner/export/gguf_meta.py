@@ -52,6 +52,9 @@ class GGUFExpectation:
     bos_text: str = ""
     name_note: str = ""
     """Why `name` differs from the run name (llama.cpp reads tokenizer behaviour from it), or empty."""
+    space_prefix: bool | None = None
+    """SentencePiece: whether training's tokenizer starts the text after an added token with a space
+    piece (llama.cpp's `add_space_prefix` does exactly that after every token it matched)."""
 
     def token_type_ok(self, token_id: int, got: int) -> bool:
         want = self.added[token_id][1]
@@ -104,13 +107,31 @@ def expected_metadata(tokenizer: Any, chat_template: str, name: str, end_of_turn
         if len(ids) == 1 and ids[0] in added:
             eot_id = ids[0]
     rstrip = any(tok.special and tok.rstrip for tok in tokenizer.added_tokens_decoder.values())
+    space_prefix = _space_after_added_token(tokenizer)
     gguf_name, name_note = llama_cpp_name(name, rstrip)
     return GGUFExpectation(
         name=gguf_name, name_note=name_note, chat_template=chat_template, vocab_size=len(tokenizer),
         add_bos=bos_id is not None and bool(prompt_ids) and prompt_ids[0] == bos_id,
         add_eos=eos_id is not None and bool(plain) and plain[-1] == eos_id,
         bos_id=bos_id, eos_id=eos_id, eot_id=eot_id, pad_id=tokenizer.pad_token_id, unk_id=tokenizer.unk_token_id,
-        added=added, bos_text=str(tokenizer.bos_token or ""))
+        added=added, bos_text=str(tokenizer.bos_token or ""), space_prefix=space_prefix)
+
+
+def _space_after_added_token(tokenizer: Any) -> bool | None:
+    """Whether text right after an added token starts with SentencePiece's space piece (None: not SentencePiece).
+
+    Rendered conversations are text between added tokens, so this, not the start of a plain text,
+    is what llama.cpp's `add_space_prefix` has to agree with.
+    """
+    texts = [tok.content for _, tok in sorted(tokenizer.added_tokens_decoder.items())
+             if tok.content and not tok.rstrip and tok.content != tokenizer.unk_token]
+    if not texts:
+        return None
+    pieces = tokenizer.convert_ids_to_tokens(_encode(tokenizer, texts[-1] + "Hi", False))
+    if len(pieces) < 2 or not any("\u2581" in str(p) for p in tokenizer.convert_ids_to_tokens(
+            _encode(tokenizer, "a b", False))):
+        return None  # byte-level BPE (Ġ for spaces) or another scheme: llama.cpp has no such setting
+    return str(pieces[1]).startswith("\u2581")
 
 
 def prepare_tokenizer_config(folder: Path, exp: GGUFExpectation) -> None:
@@ -156,6 +177,7 @@ def read_metadata(path: Path) -> dict[str, Any]:
         "pad_id": value("tokenizer.ggml.padding_token_id"),
         "chat_template": value("tokenizer.chat_template"),
         "model": value("tokenizer.ggml.model"),
+        "space_prefix": value("tokenizer.ggml.add_space_prefix"),
     }
 
 
@@ -181,6 +203,11 @@ def differences(meta: dict[str, Any], exp: GGUFExpectation) -> list[str]:
     for key, want in (("bos_id", exp.bos_id), ("eos_id", exp.eos_id), ("eot_id", exp.eot_id), ("pad_id", exp.pad_id)):
         if want is not None and meta[key] != want:
             problems.append(f"{key.replace('_id', '')} token id is {meta[key]}, expected {want}")
+    if meta.get("model") == "llama" and exp.space_prefix is not None:
+        has = True if meta.get("space_prefix") is None else bool(meta["space_prefix"])  # llama.cpp's default
+        if has != exp.space_prefix:
+            problems.append(f"add_space_prefix is {has}, training {'puts' if exp.space_prefix else 'puts no'} "
+                            "space piece after an added token")
     if meta["chat_template"] != exp.chat_template:
         problems.append("the chat template differs from the run's")
     if meta["name"] != exp.name:
@@ -211,6 +238,9 @@ def rewrite_metadata(path: Path, exp: GGUFExpectation) -> None:
     for key, value in (("bos", exp.bos_id), ("eos", exp.eos_id), ("eot", exp.eot_id), ("padding", exp.pad_id)):
         if value is not None:
             new[f"tokenizer.ggml.{key}_token_id"] = (int(value), T.UINT32, None)
+    model = reader.fields.get("tokenizer.ggml.model")
+    if exp.space_prefix is not None and model is not None and model.contents() == "llama":
+        new["tokenizer.ggml.add_space_prefix"] = (exp.space_prefix, T.BOOL, None)
     arch = reader.fields["general.architecture"].contents()
     tmp = path.with_name(path.name + ".rewrite")
     writer = gguf.GGUFWriter(str(tmp), arch=arch, endianess=reader.endianess)
