@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -305,8 +306,9 @@ def step_all_reduce(smoke: Smoke) -> str:
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if out.returncode != 0:
         raise AssertionError(f"torchrun exited {out.returncode}: {(out.stderr or out.stdout).strip()[-400:]}")
-    sums = [line for line in out.stdout.splitlines() if line.startswith("all-reduce")]
-    if len(sums) != n or any(f"sum={n * (n + 1) // 2}" not in s for s in sums):
+    # The ranks share one stdout pipe, so their lines can interleave: find each result in the text.
+    sums = re.findall(r"all-reduce rank \d+: sum=[\d.]+", out.stdout)
+    if len(sums) != n or any(not s.endswith(f"sum={n * (n + 1) // 2}") for s in sums):
         raise AssertionError(f"unexpected results: {sums}")
     return f"{'gloo' if smoke.cpu else 'NCCL'} all-reduce over {n} process(es): {sums[0]}"
 
