@@ -289,7 +289,10 @@ def test_killed_worker_is_crashed_then_resumes_from_newest_complete_checkpoint(t
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGHUP])
 def test_killing_the_attached_cli_leaves_the_run_training(project, sig):
-    proc = subprocess.Popen([sys.executable, "-m", "tui_tuner", "train", "configs/run.yaml", "--name", f"cli{sig}"],
+    # Long enough that the signal, sent once step 1 shows, always lands mid-run on a loaded or a quiet machine.
+    steps = 30
+    proc = subprocess.Popen([sys.executable, "-m", "tui_tuner", "train", "configs/run.yaml", "--name", f"cli{sig}",
+                             "--set", f"training.max_steps={steps}"],
                             cwd=project, env=env_for(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)  # its own process group, as a shell job in a terminal
     run = wait_for(lambda: next(iter(r for r in list_runs(project / "runs") if r.name.startswith(f"cli{sig}-")), None),
@@ -299,7 +302,7 @@ def test_killing_the_attached_cli_leaves_the_run_training(project, sig):
     proc.wait(timeout=30)
     assert proc.returncode == -sig
     st = wait_ended(run)
-    assert st.state == "finished" and st.step == MAX_STEPS, st
+    assert st.state == "finished" and st.step == steps, st
     assert adapter_complete(run)
 
 
@@ -394,7 +397,8 @@ def test_oom_killer_kill_is_reported_with_the_ram_hint(project, tmp_path):
 
 
 def test_ctrl_c_twice_stops_now_with_a_warning_and_labels_nothing_half_written_complete(project):
-    proc = subprocess.Popen([sys.executable, "-m", "tui_tuner", "train", "configs/run.yaml", "--name", "ctrlc"],
+    proc = subprocess.Popen([sys.executable, "-m", "tui_tuner", "train", "configs/run.yaml", "--name", "ctrlc",
+                             "--set", "training.max_steps=30"],  # the stop lands mid-run however fast steps are
                             cwd=project, env=env_for(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     run = wait_for(lambda: next(iter(r for r in list_runs(project / "runs") if r.name.startswith("ctrlc-")), None),
                    what="the run directory")
