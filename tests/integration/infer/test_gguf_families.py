@@ -26,7 +26,6 @@ PROMPTS.append([{"role": "user", "content": MEMORISED[1][0]}])  # a third prompt
 LLAMA_CPP_MISSING = ("llama-cpp-python is not installed (pip install -e '.[gguf]' compiles llama.cpp; .ci/run "
                      "installs it from a cached wheel)")
 Q4_SAME_PREFIX = 4
-Q4_MIN_EQUAL = 2
 # What each family's GGUF must say: does training put BOS first, and which token ends a turn.
 EXPECTED = {"llama3": (True, "<|eot_id|>", ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]),
             "qwen2.5": (False, "<|im_end|>", ["<|im_start|>", "<|im_end|>"]),
@@ -111,4 +110,3 @@ def test_q4_k_m_is_llama_cpps_k_quant_and_answers_within_tolerance(family_export
     assert "Q4_K" in types, types
     (q4,) = [v for v in result.check["verification"] if v["file"].endswith("-q4_k_m.gguf")]
     assert all(a["first_difference"] >= Q4_SAME_PREFIX for a in q4["answers"]), q4["answers"]
-    assert sum(a["same"] for a in q4["answers"]) >= Q4_MIN_EQUAL, q4["answers"]
