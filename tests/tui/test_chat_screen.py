@@ -50,7 +50,9 @@ async def test_load_send_stream_and_compare(memorised_run):
         statuses = []
         set_status = screen.set_status
         screen.set_status = lambda text, state: (statuses.append((state, text)), set_status(text, state))
-        await pilot.click("#chat-load")
+        screen.query_one("#chat-load").scroll_visible(animate=False)  # the side panel scrolls at this size
+        await pilot.pause()
+        assert await pilot.click("#chat-load")
         assert await wait_for(pilot, lambda: screen.chat is not None)
         # the status said it was loading (in a worker) before it said ready
         assert statuses[0][0] == "busy" and "loading" in statuses[0][1] and statuses[-1][0] == "ready"
