@@ -104,3 +104,15 @@ def test_fit_defaults_are_the_schema_defaults():
     for section, values in FIT_DEFAULTS.items():
         for key, value in values.items():
             assert dumped[section][key] == value, f"{section}.{key}"
+
+
+def test_another_objectives_section_warns_only_when_its_values_were_changed():
+    import yaml
+
+    from tui_tuner.config.schema import RunConfig, objective_issues
+
+    written_in_full = RunConfig.model_validate(yaml.safe_load(RunConfig().to_yaml()))
+    assert objective_issues(written_in_full) == []  # the TUI's new config and run config.yaml files
+    changed = RunConfig.model_validate({"dpo": {"beta": 0.5}})
+    (issue,) = objective_issues(changed)
+    assert issue.key == "dpo" and "objective: dpo" in issue.message

@@ -706,7 +706,11 @@ def objective_issues(cfg: RunConfig) -> list[ConfigIssue]:
     out: list[ConfigIssue] = []
     fields_set = cfg.model_fields_set
     for section, objective in OBJECTIVE_SECTIONS.items():
-        if objective != cfg.objective and section in fields_set and getattr(cfg, section).model_fields_set:
+        value = getattr(cfg, section)
+        # A config written in full (the TUI's new config, a run's config.yaml) carries every section at its
+        # defaults: only values someone changed would be silently ignored.
+        if (objective != cfg.objective and section in fields_set and value.model_fields_set
+                and value.model_dump() != type(value)().model_dump()):
             out.append(ConfigIssue(key=section, severity="warning", message=(
                 f"`{section}:` settings belong to `objective: {objective}`, but this run's objective is "
                 f"`{cfg.objective}`: they would be ignored. Set `objective: {objective}`, or remove the section.")))
