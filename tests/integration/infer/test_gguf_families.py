@@ -109,4 +109,5 @@ def test_q4_k_m_is_llama_cpps_k_quant_and_answers_within_tolerance(family_export
     types = {t["type"] for t in gguf_summary(_file(result, "q4_k_m"))["tensors"].values()}
     assert "Q4_K" in types, types
     (q4,) = [v for v in result.check["verification"] if v["file"].endswith("-q4_k_m.gguf")]
-    assert all(a["first_difference"] >= Q4_SAME_PREFIX for a in q4["answers"]), q4["answers"]
+    # An answer equal to the end may be shorter than the prefix (an immediate end of turn).
+    assert all(a["same"] or a["first_difference"] >= Q4_SAME_PREFIX for a in q4["answers"]), q4["answers"]
