@@ -73,7 +73,7 @@ async def test_gguf_export_of_a_trained_run_shows_files_verification_and_command
         assert outcome.verification  # the export's own check of the file it wrote
         commands = screen.query_one("#export-commands", OptionList)
         assert commands.display
-    assert await wait_until(pilot, lambda: commands.has_focus)  # Widget.focus() lands on the next message-loop turn
+        assert await wait_until(pilot, lambda: commands.has_focus)  # Widget.focus() lands on the next message-loop turn
         shown = [str(commands.get_option_at_index(i).prompt) for i in range(commands.option_count)]
         assert any(s.startswith("ollama create ") for s in shown) and any(s.startswith("llama-cli -m ") for s in shown)
         copied = []
