@@ -404,7 +404,13 @@ def _child_peak_rss(cli_args: list[str], cwd: Path) -> tuple[subprocess.Complete
     code = ("import resource, runpy, sys\n"
             f"sys.argv = ['tui-tuner', *{cli_args!r}]\n"
             "try:\n    runpy.run_module('tui_tuner', run_name='__main__')\n"
-            "finally:\n    print('PEAK_RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, file=sys.stderr)\n")
+            "finally:\n"
+            # VmHWM is this process's own peak; ru_maxrss also counts the parent's RSS at fork (pytest's).
+            "    import re as _re, pathlib as _p\n"
+            "    _s = _p.Path('/proc/self/status')\n"
+            "    _m = _re.search(r'VmHWM:\\s+(\\d+) kB', _s.read_text()) if _s.exists() else None\n"
+            "    print('PEAK_RSS', int(_m.group(1)) * 1024 if _m else "
+            "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, file=sys.stderr)\n")
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "NO_COLOR": "1", "COLUMNS": "300"}
     proc = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
     peak = int(re.findall(r"PEAK_RSS (\d+)", proc.stderr)[-1])
