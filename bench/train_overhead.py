@@ -95,7 +95,7 @@ def raw_loop(cfg, run):
     template = resolve_chat_template(cfg.model, tok)
     tok.chat_template = template
     train_ds, _, _ = build_datasets(cfg, tok, template)
-    args = sft_config(cfg, run, "cpu", "transformers", False, next(model.parameters()).dtype)
+    args = sft_config(cfg, run, "cpu", "transformers", False, "fp32")
     timer = loop_timer()
     SFTTrainer(model=model, args=args, train_dataset=train_ds, processing_class=tok, callbacks=[timer]).train()
     return timer

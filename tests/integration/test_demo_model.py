@@ -108,3 +108,27 @@ def test_concurrent_builds_leave_one_good_copy(tmp_path):
     folder = tmp_path / "demo-tiny-llama"
     assert {out.strip() for out, _ in outs} == {str(folder)}
     assert is_built(folder) and [p.name for p in tmp_path.iterdir()] == ["demo-tiny-llama"]
+
+
+def test_every_linear_layer_is_a_multiple_of_64_wide(demo_model_dir):
+    """bitsandbytes' CPU 4-bit kernels work in blocks of 64 along each weight row."""
+    import json
+
+    cfg = json.loads((demo_model_dir / "config.json").read_text())
+    for key in ("hidden_size", "intermediate_size"):
+        assert cfg[key] % 64 == 0, key
+    assert cfg["num_key_value_heads"] * cfg["hidden_size"] // cfg["num_attention_heads"] % 64 == 0
+
+
+def test_4bit_demo_model_evaluates_on_the_cpu(demo_model_dir):
+    """QLoRA's first eval on the CPU: crashed on AVX512-BF16 CPUs with a 352-wide MLP."""
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32,
+                           bnb_4bit_quant_storage=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(demo_model_dir, quantization_config=q, dtype=torch.float32,
+                                                 device_map={"": "cpu"}).eval()
+    with torch.no_grad():
+        logits = model(torch.tensor([[1, 2, 3, 4, 5]])).logits
+    assert logits.shape == (1, 5, 1024) and bool(torch.isfinite(logits).all())

@@ -29,6 +29,7 @@ def test_quickstart_finishes_and_loss_decreases(finished_run):
     st = finished_run.status()
     assert st.state == "finished" and st.step == st.max_steps == 20 and st.exit_code == 0
     assert st.backend == "transformers" and st.backend_reason
+    assert st.extra["precision"] == "fp32" and st.extra["host"]  # the autocast the CPU trainer really ran
     hist = load_history(finished_run.events_path)
     losses = [loss for _, loss in hist.losses]
     assert _steps(finished_run) == list(range(1, 21))

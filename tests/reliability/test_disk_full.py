@@ -71,9 +71,9 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
-def fill(disk: Path) -> Path:
+def fill(disk: Path, name: str = "filler.bin") -> Path:
     """Write a file until the disk refuses another byte."""
-    filler = disk / "filler.bin"
+    filler = disk / name
     chunk = b"\1" * (1 << 20)
     with open(filler, "wb", buffering=0) as fh:
         for size in (1 << 20, 1 << 14, 1 << 10, 1):
@@ -149,9 +149,18 @@ def test_a_full_disk_fails_the_run_clearly_and_train_and_resume_refuse_up_front(
     assert refused.returncode == 2 and "not enough disk space" in refused.stderr, refused.stdout + refused.stderr
     assert [r.name for r in list_runs(runs_dir)] == [run.name], "train left a run folder behind"
     assert sorted(p.name for p in runs_dir.iterdir()) == [run.name]
+    # Past the up-front check (another process filled the disk in between): a clear error, no half folder.
+    from tui_tuner.config.schema import load_config
+    from tui_tuner.rundir.runs import RunError, create_run
+
+    fill(small_disk, "filler-2.bin")  # what the failed run gave back (its reserve) is taken too
+    with pytest.raises(RunError, match="the disk is full: no space left to write in"):
+        create_run(load_config(project / "configs" / "run.yaml").config, project, name="raced")
+    assert sorted(p.name for p in runs_dir.iterdir()) == [run.name], "create_run left a folder behind"
 
     # With space freed, the run resumes from its complete checkpoint.
     filler.unlink()
+    (small_disk / "filler-2.bin").unlink()
     resumed = cli(project, "runs", "resume", run.name, "--detach", "--runs-dir", str(runs_dir))
     assert resumed.returncode == 0 and kept.name in resumed.stdout, resumed.stdout + resumed.stderr
     st = wait_for(lambda: (s := run.raw_status()).state == "running" and s.step > int(kept.name.split("-")[1]) and s,

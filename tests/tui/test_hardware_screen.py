@@ -63,3 +63,30 @@ async def test_unknown_model_says_what_to_do(project):
         reason = panel.query_one("#fit-reason", Static)
         assert await wait_until(pilot, lambda: "no-such-model-xyz" in plain(reason))
         assert panel.query_one("#fit-use").disabled
+
+
+async def test_make_it_fit_lists_ranked_changes_and_carries_the_chosen_one_into_the_config(project):
+    from textual.widgets import OptionList
+
+    from tui_tuner.tui.screens.modals import ChoiceModal
+
+    config = project / "configs" / "run.yaml"
+    config.write_text("model:\n  name_or_path: meta-llama/Llama-3.1-8B\nmethod: lora\n")
+    app = build_app(project_dir=project, config_path=config, runs_dir=project / "runs", offer_reattach=False,
+                    start_screen="hardware")
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        assert await wait_until(pilot, lambda: screen.query_one(FitPanel).query_one("#fit-gpu", Select) is not None)
+        panel = screen.query_one(FitPanel)
+        t4 = next(i for i, (name, _) in enumerate(panel.gpus) if name.startswith("Tesla T4"))
+        panel.query_one("#fit-gpu", Select).value = t4
+        assert await wait_until(pilot, lambda: panel.request is not None and panel.request.gpu_name.startswith("Tesla T4"))
+        await pilot.press("ctrl+f")
+        assert await wait_until(pilot, lambda: isinstance(app.screen, ChoiceModal))
+        options = app.screen.query_one(OptionList)
+        first = str(options.get_option_at_index(0).prompt)
+        assert "fits" in first and "QLoRA" in first  # an 8B model in LoRA on 16 GB: 4-bit is what fits
+        options.highlighted = 0
+        options.action_select()
+        assert await wait_until(pilot, lambda: isinstance(app.screen, ConfigScreen) and app.screen.ready)
+        assert await wait_until(pilot, lambda: "method: qlora" in app.screen.text)

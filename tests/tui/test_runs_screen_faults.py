@@ -52,3 +52,44 @@ async def test_a_failing_runs_folder_is_reported_not_shown_as_empty(project, mon
         detail = app.screen.query_one("#runs-detail", Static)
         assert await wait_until(pilot, lambda: "Input/output error" in str(detail.render()))
         assert "No runs yet" not in str(detail.render())
+
+
+async def test_the_train_screen_says_a_stopped_worker_has_stalled(project):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tui_tuner.rundir.runs import process_start_time, process_state
+    from tui_tuner.rundir.status import RunStatus, write_status
+    from tui_tuner.tui.screens.train import TrainScreen
+
+    run = make_fake_run(project / "runs", "frozen", 5)
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        os.kill(worker.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 60
+        while process_state(worker.pid) != "stopped" and time.monotonic() < deadline:
+            time.sleep(0.02)  # the signal is delivered asynchronously
+        write_status(run.path, RunStatus(state="running", pid=worker.pid, pid_started=process_start_time(worker.pid),
+                                         step=5, max_steps=50, started=time.time() - 600))
+        old = time.time() - 1800
+        for path in (run.path / "status.json", run.events_path):
+            os.utime(path, (old, old))
+        app = app_for(project)
+        async with app.run_test(size=(100, 30)) as pilot:
+            app.attach(run)
+            screen = app.screen
+            assert isinstance(screen, TrainScreen)
+            assert await wait_until(pilot, lambda: screen.snapshot is not None)
+
+            def error() -> Static:
+                return screen.query_one("#train-error", Static)
+
+            assert await wait_until(pilot, lambda: error().display and "stalled" in str(error().render()))
+            text = str(error().render())
+            assert "30 min" in text and f"kill -CONT {worker.pid}" in text, text
+    finally:
+        worker.kill()
+        worker.wait()

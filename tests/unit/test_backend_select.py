@@ -66,4 +66,32 @@ def test_unsloth_importable_reports_a_failing_import(monkeypatch):
 
 def test_unsloth_not_installed(monkeypatch):
     monkeypatch.setattr(bs.importlib.util, "find_spec", lambda name: None)
-    assert bs.unsloth_importable() == (False, "unsloth is not installed (pip install 'tui-tuner[gpu]')")
+    ok, why = bs.unsloth_importable()
+    assert not ok and why.startswith("unsloth is not installed") and "pip install -e '.[gpu]'" in why
+
+
+def test_unsloth_with_a_transformers_it_does_not_support_is_not_imported(monkeypatch):
+    """pip install -U after .[gpu]: say which versions clash and train with transformers instead."""
+    import importlib.metadata as md
+    import sys
+
+    versions = {"unsloth": "2026.10.9", "transformers": "5.24.0", "trl": "1.15.0", "torch": "2.13.0+cu130"}
+    requires = ["transformers<=5.17.0,>=4.52.4,!=5.0.0", "trl<=1.15.0,>=0.18.2", "torch<2.15.0,>=2.4.0",
+                'triton>=3.0.0; "linux" in sys_platform', 'boto3>=1.34.0; extra == "s3"']
+
+    def version(name):
+        if name in versions:
+            return versions[name]
+        raise md.PackageNotFoundError(name)
+
+    monkeypatch.setattr(md, "version", version)
+    monkeypatch.setattr(md, "requires", lambda name: requires if name == "unsloth" else None)
+    monkeypatch.setattr(bs.importlib.util, "find_spec", lambda name: object() if name == "unsloth" else None)
+    monkeypatch.delitem(sys.modules, "unsloth", raising=False)
+    assert bs.unsloth_conflicts() == ["transformers 5.24.0 installed, unsloth 2026.10.9 needs "
+                                      "transformers!=5.0.0,<=5.17.0,>=4.52.4"]
+    ok, why = bs.unsloth_importable()
+    assert not ok and "transformers 5.24.0" in why and ".[gpu]" in why and "unsloth" not in sys.modules
+    monkeypatch.setattr(bs, "cuda_available", lambda: True)
+    name, reason = bs.select_backend(cfg())
+    assert name == "transformers" and "transformers 5.24.0" in reason

@@ -84,6 +84,7 @@ CARD_16GB = {"name": "Tesla T4", "total": 15360 * MIB, "used": 300 * MIB, "cc": 
 @pytest.fixture
 def nvml(monkeypatch):
     """Install a fake pynvml: call it with the cards (and errors) it should report."""
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)  # the fake cards, all visible
 
     def install(module):
         monkeypatch.setitem(sys.modules, "pynvml", module)
@@ -180,7 +181,9 @@ def test_check_fits_tinyllama_on_the_detected_card(nvml, capsys, tmp_path, card,
     rc = run_check(_check_args(target="TinyLlama/TinyLlama-1.1B-Chat-v1.0", runs_dir=str(tmp_path)))
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["checked_against"]["vram_bytes"] == card["total"] and not out["checked_against"]["hypothetical"]
+    against = out["checked_against"]
+    assert against["vram_bytes"] == card["total"] - card["used"] == against["free_bytes"]  # what is free now
+    assert against["total_bytes"] == card["total"] and not against["hypothetical"]
     assert out["backends"] == ["transformers", "unsloth"]  # both: the card could run Unsloth
     rec = out["targets"][0]["recommendations"]["transformers"]
     assert rec["recommended"]["method"] == expected
@@ -215,7 +218,7 @@ def test_check_warns_when_other_processes_hold_the_gpu(nvml, capsys, tmp_path):
     assert run_check(_check_args(target="HuggingFaceTB/SmolLM2-135M", runs_dir=str(tmp_path))) == 0
     against = json.loads(capsys.readouterr().out)["checked_against"]
     assert against["free_bytes"] == (24564 - 20000) * MIB
-    assert "already has" in against["warning"] and "1 process" in against["warning"]
+    assert "already has" in against["warning"] and "pid 4242" in against["warning"]
 
 
 def test_samples_read_by_the_worker_events_and_the_tui_meters(nvml):

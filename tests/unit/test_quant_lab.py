@@ -20,7 +20,7 @@ NF4 = [-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.
        0.7229568362236023, 1.0]
 FP4 = sorted(s * v / 12 for s in (1, -1) for v in (0, 0.0625, 2, 3, 4, 6, 8, 12))  # +0 and -0 both
 
-KNOWN_TENSOR = "model.layers.0.mlp.down_proj.weight"  # 128 x 352: rows are not a multiple of 64 long
+KNOWN_TENSOR = "model.layers.0.mlp.down_proj.weight"  # 128 x 384
 
 
 def nearest_level_roundtrip(W, levels, block=64):
@@ -62,6 +62,15 @@ def test_4bit_errors_match_an_independent_roundtrip(known, key, levels):
     assert f.mean_abs_error == pytest.approx(mean, rel=max(tol, 1e-5))
     assert f.max_abs_error == pytest.approx(worst, rel=max(tol * 10, 1e-5))
     assert f.snr_db == pytest.approx(snr, abs=0.05 if key.endswith("-dq") else 1e-3)
+
+
+def test_rows_not_a_multiple_of_64_long_round_trip_correctly():
+    """bitsandbytes' native CPU dequantize misreads such matrices; the lab's figures must not."""
+    torch.manual_seed(2)
+    W = torch.randn(128, 352) * 0.02
+    mean, _, snr = stats(W, nearest_level_roundtrip(W, NF4))
+    f = analyze_tensor(W).format("nf4")
+    assert f.mean_abs_error == pytest.approx(mean, rel=1e-5) and f.snr_db == pytest.approx(snr, abs=1e-3)
 
 
 def test_int8_rowwise_matches_an_independent_roundtrip(known):

@@ -53,6 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _print_hardware(console: Any, hw: Any) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from tui_tuner.core.units import format_bytes
@@ -63,15 +64,25 @@ def _print_hardware(console: Any, hw: Any) -> None:
             t.add_column(col)
         for g in hw.gpus:
             cc = f"{g.compute_capability[0]}.{g.compute_capability[1]}" if g.compute_capability else "?"
-            procs = ", ".join(f"{p.name}({p.pid}) {format_bytes(p.used_bytes) if p.used_bytes else ''}".strip()
-                              for p in g.processes) or "-"
             t.add_row(str(g.index), g.name, f"{format_bytes(g.memory_used)} / {format_bytes(g.memory_total)}",
                       f"{g.utilization_pct}%" if g.utilization_pct is not None else "?",
                       f"{g.temperature_c} C" if g.temperature_c is not None else "?",
                       f"{g.power_w:.0f} / {g.power_limit_w:.0f} W" if g.power_w and g.power_limit_w else "?",
-                      f"{cc}{' bf16' if g.bf16 else ''}", procs)
+                      f"{cc}{' bf16' if g.bf16 else ''}", str(len(g.processes)) if g.processes else "-")
+            for s in g.mig_slices:
+                t.add_row(f" {g.index}.{s.index}", f"MIG {s.name}", f"{format_bytes(s.memory_used)} / {format_bytes(s.memory_total)}",
+                          "", "", "", "", str(len(s.processes)) if s.processes else "-")
         console.print(t)
-        console.print(f"driver {hw.driver_version}, CUDA {hw.cuda_driver_version}")
+        _print_gpu_processes(console, hw)
+        console.print(f"driver {hw.driver_version}, CUDA {hw.cuda_driver_version}; torch built for "
+                      f"{'CUDA ' + hw.torch_cuda if hw.torch_cuda else 'CPU only'}")
+        if hw.torch_problem:
+            console.print(f"[red]torch cannot use the GPU:[/] {escape(hw.torch_problem)}")
+        from tui_tuner.fit.devices import visibility_note
+
+        note = visibility_note(hw.gpus, hw.cuda_visible_devices)
+        if note:
+            console.print(f"[yellow]{escape(note)}[/]")
     else:
         console.print(f"[yellow]No GPU:[/] {hw.gpu_unavailable_reason}")
     ram = f"{format_bytes(hw.ram_available)} free of {format_bytes(hw.ram_total)}" if hw.ram_total else "?"
@@ -81,6 +92,26 @@ def _print_hardware(console: Any, hw: Any) -> None:
     shown = ", ".join(f"{n} {v}" if v else f"{n} [dim]not installed[/]" for n, v in pk.items()
                       if n in ("torch", "transformers", "peft", "trl", "bitsandbytes", "unsloth"))
     console.print(f"Python {hw.python_version}; {shown}")
+
+
+def _print_gpu_processes(console: Any, hw: Any) -> None:
+    """Who holds memory on each GPU: pid, user, memory, command (host pids outside a container marked)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from tui_tuner.core.units import format_bytes
+
+    rows = [(f"{g.index}" if g.parent_index is None else f"{g.parent_index}.{g.index}", p)
+            for whole in hw.gpus for g in [whole, *whole.mig_slices] for p in g.processes]
+    if not rows:
+        return
+    t = Table(title="GPU processes", title_justify="left", show_edge=False)
+    for col in ("gpu", "pid", "user", "memory", "command"):
+        t.add_column(col, justify="right" if col in ("pid", "memory") else "left")
+    for where, p in rows:
+        t.add_row(where, str(p.pid), escape(p.user or "?"), format_bytes(p.used_bytes) if p.used_bytes else "?",
+                  escape(p.command or p.name)[:80])
+    console.print(t)
 
 
 def _print_target(console: Any, t: Any, report: Any, detailed: bool) -> None:
@@ -134,6 +165,14 @@ def _print_target(console: Any, t: Any, report: Any, detailed: bool) -> None:
         label = f"[bold]{backend}[/]: " if len(recs) > 1 else ""
         colour = "green" if rec.recommended else "red"
         console.print(f"[{colour}]>[/] {label}{escape(rec.reason)}")
+    if t.changes:
+        console.print(f"[bold]Make it fit[/] in {format_bytes(report.vram_bytes)} ({escape(report.gpu_label)}), "
+                      "cheapest first:")
+        for c in t.changes:
+            colour = "green" if c.fits else "yellow"
+            keys = ", ".join(f"{'.'.join(k)}={v}" for k, v in c.settings.items())
+            console.print(f"  [{colour}]{format_bytes(c.estimate_bytes):>8}[/] {escape(c.title)} [dim]({escape(keys)}; "
+                          f"{escape(c.cost)})[/]")
     for m in t.measured:
         shape = f"batch {m['probe_batch_size']} x {m['probe_seq_len']} tokens" if m["probe_seq_len"] else "its batch"
         console.print(f"  measured on {escape(m['device'])} in run {escape(m['run_name'])} ({shape}): "

@@ -71,7 +71,7 @@ def load_for_command(args: argparse.Namespace, *, need_adapter: bool = False):
         return None
     print(f"loading {source.label} ...", file=sys.stderr)
     try:
-        chat = load_chat_model(source)
+        chat = load_chat_model(source, own_process=True)  # this command is a process of its own
     except (OSError, SourceError, ValueError) as exc:
         print(f"error: cannot load {source.label}: {exc}", file=sys.stderr)
         return None

@@ -213,7 +213,9 @@ def run_show(args: argparse.Namespace) -> int:
     if stalled:
         c.print(f"  [yellow]{escape(stalled)}[/]")
     if st.backend:
-        c.print(f"  backend  {st.backend} ({escape(st.backend_reason or '')}) on {st.device or '?'}")
+        precision = st.extra.get("precision")
+        c.print(f"  backend  {st.backend} ({escape(st.backend_reason or '')}) on {st.device or '?'}"
+                + (f", {precision} precision" if precision else ""))
     if st.probe:
         p = st.probe
         c.print(f"  probe    measured peak {format_bytes(p.get('measured_peak_bytes'))}, with optimizer "

@@ -10,6 +10,7 @@ the worker to stop gracefully, a second Ctrl+C stops it at once. `--detach` retu
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from tui_tuner.commands.options import add_set_option, exit_status
@@ -34,6 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     multi.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
                        help="rendezvous address every machine can reach (with --nnodes > 1)")
     multi.add_argument("--rdzv-id", metavar="ID", help="job id shared by every machine (default: the run name)")
+    slurm = p.add_argument_group("SLURM clusters (see docs/multi-gpu.md)")
+    slurm.add_argument("--slurm", action="store_true",
+                       help="create the run and write RUN/sbatch.sh for it instead of starting it here")
+    slurm.add_argument("--submit", action="store_true", help="with --slurm: submit the script with sbatch")
+    slurm.add_argument("--slurm-time", metavar="HH:MM:SS", help="with --slurm: the job's time limit (#SBATCH --time)")
+    slurm.add_argument("--slurm-partition", metavar="NAME", help="with --slurm: the partition (#SBATCH --partition)")
     p.set_defaults(handler=run_train)
 
 
@@ -92,6 +99,8 @@ def run_train(args: argparse.Namespace) -> int:
             from tui_tuner.train.distributed import save_plan
 
             save_plan(run.path, plan)
+        if getattr(args, "slurm", False):
+            return _slurm(args, run, plan, loaded.base_dir)
         pid = start_worker(run, detach=args.detach)
     except RunError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -115,6 +124,30 @@ def run_train(args: argparse.Namespace) -> int:
     return exit_status(st.state)
 
 
+def _slurm(args: argparse.Namespace, run, plan, project_dir) -> int:
+    """Write (and with --submit, submit) the run's sbatch script; the run stays queued until SLURM starts it."""
+    from tui_tuner.train.distributed import LaunchPlan
+    from tui_tuner.train.slurm import SlurmError, submit, write_script
+
+    script = write_script(run.path, plan or LaunchPlan(), project_dir=project_dir, time_limit=args.slurm_time,
+                          partition=args.slurm_partition)
+    print(f"created {run.name} (queued for SLURM) and wrote {script}")
+    if not args.submit:
+        print(f"  submit it:  sbatch {script}\n  follow it:  tui-tuner runs attach {run.name}")
+        return 0
+    try:
+        job = submit(script)
+    except SlurmError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from tui_tuner.rundir.status import StatusKeeper
+
+    keeper = StatusKeeper(run.path, run.raw_status())
+    keeper.update(message=f"submitted to SLURM as job {job}", slurm_job_id=job)
+    print(f"submitted as SLURM job {job}; follow it:  tui-tuner runs attach {run.name}")
+    return 0
+
+
 def _launch_plan(args: argparse.Namespace, loaded, issues: list):
     """The multi-GPU launch plan from the config and flags; its problems are added to `issues`."""
     from tui_tuner.config.schema import ConfigIssue
@@ -123,16 +156,22 @@ def _launch_plan(args: argparse.Namespace, loaded, issues: list):
         return None
     from tui_tuner.train.distributed import gpu_count_problem, plan_for
 
-    plan = plan_for(loaded.config, nnodes=args.nnodes, rdzv_endpoint=args.rdzv_endpoint, rdzv_id=args.rdzv_id)
+    endpoint = args.rdzv_endpoint
+    if getattr(args, "slurm", False) and args.nnodes > 1 and not endpoint:
+        from tui_tuner.train.slurm import RDZV_PORT
+
+        endpoint = f"slurm-first-node:{RDZV_PORT}"  # the sbatch script sets the real one when the job starts
+    plan = plan_for(loaded.config, nnodes=args.nnodes, rdzv_endpoint=endpoint, rdzv_id=args.rdzv_id)
     problem = plan.problem()
     if problem:
         issues.append(ConfigIssue("distributed", problem, file="--gpus/--nnodes"))
         return plan
-    if plan.distributed:
+    if plan.distributed and not getattr(args, "slurm", False):  # SLURM allocates the GPUs elsewhere
+        from tui_tuner.fit.devices import visible_gpus
         from tui_tuner.fit.hardware import list_gpus
 
-        try:
-            available = len(list_gpus())
+        try:  # what CUDA will see: CUDA_VISIBLE_DEVICES and MIG slices, not every card NVML lists
+            available = len(visible_gpus(list_gpus(), os.environ.get("CUDA_VISIBLE_DEVICES")))
         except Exception:  # no NVML: the machine has no usable NVIDIA GPU
             available = 0
         found = gpu_count_problem(plan, available)

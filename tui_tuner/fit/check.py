@@ -18,7 +18,7 @@ from typing import Any
 
 from tui_tuner.core.units import format_bytes
 from tui_tuner.fit.estimate import MemoryEstimate, Recommendation
-from tui_tuner.fit.hardware import HardwareReport
+from tui_tuner.fit.hardware import GpuInfo, HardwareReport
 from tui_tuner.models.spec import ModelSpec
 
 
@@ -61,12 +61,14 @@ class TargetFit:
     """Per backend; empty when there is no GPU to check against."""
     measured: list[dict[str, Any]]
     config: str | None = None
+    changes: list[Any] = field(default_factory=list)
+    """When the one method checked does not fit: `make_fit.FitChange`s that make it fit, best first."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"config": self.config, "model": self.spec.as_dict(), "settings": self.settings,
                 "estimates": [e.as_dict() for e in self.estimates],
                 "recommendations": {b: r.as_dict() for b, r in self.recommendations.items()},
-                "measured": self.measured}
+                "measured": self.measured, "changes": [c.as_dict() for c in self.changes]}
 
 
 @dataclass
@@ -82,25 +84,33 @@ class FitReport:
     targets: list[TargetFit]
     problems: list[str]
     """Presets that could not be checked (invalid, unknown model), one line each."""
+    gpu: GpuInfo | None = None
+    """The detected device checked against (the freest one CUDA_VISIBLE_DEVICES leaves), when not hypothetical."""
 
     @property
     def busy_warning(self) -> str | None:
-        """A warning when the detected GPU is partly taken by other processes."""
-        gpus = self.hardware.gpus
-        if self.hypothetical or not gpus or not self.vram_bytes:
+        """A warning when the GPU checked against is partly taken by other processes."""
+        from tui_tuner.fit.devices import label
+        from tui_tuner.core.units import format_bytes
+
+        g = self.gpu
+        if self.hypothetical or g is None or g.memory_used <= 0.05 * g.memory_total:
             return None
-        g = gpus[0]
-        if g.memory_used <= 0.05 * g.memory_total:
-            return None
-        return (f"GPU 0 already has {format_bytes(g.memory_used)} in use (by {len(g.processes)} process(es)); the fit "
-                f"below assumes the whole card, {format_bytes(g.memory_free)} is free now.")
+        others = ", ".join(f"host pid {p.pid} (outside this container)" if p.elsewhere
+                           else f"{p.name} (pid {p.pid}{', ' + p.user if p.user else ''})" for p in g.processes[:3])
+        return (f"{label(g)} already has {format_bytes(g.memory_used)} of {format_bytes(g.memory_total)} in use"
+                + (f" by {others}" if others else "") + f"; the fit below is against the {format_bytes(g.memory_free)} "
+                "free now.")
 
     def as_dict(self) -> dict[str, Any]:
         against = None
         if self.vram_bytes is not None:
             against = {"gpu": self.gpu_label, "vram_bytes": self.vram_bytes, "hypothetical": self.hypothetical,
-                       "free_bytes": None if self.hypothetical or not self.hardware.gpus
-                       else self.hardware.gpus[0].memory_free, "warning": self.busy_warning}
+                       "free_bytes": None if self.gpu is None else self.gpu.memory_free,
+                       "total_bytes": self.vram_bytes if self.gpu is None else self.gpu.memory_total,
+                       "index": None if self.gpu is None else self.gpu.index,
+                       "mig_parent_index": None if self.gpu is None else self.gpu.parent_index,
+                       "warning": self.busy_warning}
         return {"hardware": self.hardware.as_dict(), "checked_against": against, "backends": self.backends,
                 "targets": [t.as_dict() for t in self.targets], "problems": self.problems}
 
@@ -115,7 +125,8 @@ def project_configs() -> list[Path]:
 
 
 def _target_vram(opts: FitOptions, hw: HardwareReport) -> tuple[int | None, str, bool]:
-    """(bytes, label, hypothetical) of the GPU to check against."""
+    """(bytes, label, hypothetical) of the GPU to check against: a card given by --vram/--gpu (all of
+    it), else the freest GPU CUDA_VISIBLE_DEVICES leaves (MIG: the slice), with the memory free now."""
     from tui_tuner.fit.estimate import COMMON_GPUS, GIB, find_gpu
 
     if opts.vram_gb is not None:
@@ -129,9 +140,11 @@ def _target_vram(opts: FitOptions, hw: HardwareReport) -> tuple[int | None, str,
             raise FitCheckError(f"--gpu {opts.gpu}: not a GPU tui-tuner knows ({names}); "
                                 "use --vram GB for any other card.")
         return gpu.memory_bytes, gpu.name, True
-    if hw.gpus:
-        g = hw.gpus[0]
-        return g.memory_total, f"GPU 0 ({g.name})", False
+    from tui_tuner.fit.devices import freest, label
+
+    g = freest(hw.visible_gpus)
+    if g is not None:
+        return g.memory_free, f"{label(g)}, free now", False
     return None, "", False
 
 
@@ -217,7 +230,13 @@ def fit_target(spec: ModelSpec, methods: list[str], backends: list[str], setting
         for b in backends:
             recs[b] = recommend(spec, vram_bytes, gpu_name=gpu_label, backend=b, methods=methods, **settings)
     measured = [row for est in estimates for row in _measured_rows(spec, est, settings, runs_dir)]
-    return TargetFit(spec, settings, estimates, recs, measured, config)
+    changes = []
+    if vram_bytes is not None and len(methods) == 1:
+        from tui_tuner.fit.make_fit import fit_changes
+
+        changes = fit_changes(spec, methods[0], settings, vram_bytes, backend=backends[0],
+                              unsloth_ok="unsloth" in backends)
+    return TargetFit(spec, settings, estimates, recs, measured, config, changes)
 
 
 def check_fit(target: str | None = None, options: FitOptions | None = None, *,
@@ -276,4 +295,7 @@ def check_fit(target: str | None = None, options: FitOptions | None = None, *,
         if problem:
             raise FitCheckError(problem)
         targets.append(fit_target(spec, methods, backends, settings, vram, gpu_label, opts.runs_dir or "runs"))
-    return FitReport(hw, vram, gpu_label, hypothetical, backends, targets, problems)
+    from tui_tuner.fit.devices import freest
+
+    return FitReport(hw, vram, gpu_label, hypothetical, backends, targets, problems,
+                     gpu=None if hypothetical else freest(hw.visible_gpus))

@@ -39,6 +39,12 @@ class GpuProcess:
     pid: int
     name: str
     used_bytes: int | None
+    user: str | None = None
+    command: str | None = None
+    """Its command line (shortened), when this process may read it."""
+    elsewhere: bool = False
+    """NVML gave a pid this machine's process table does not have: a process outside this
+    container (NVML reports host pids), or one that has just ended."""
 
 
 @dataclass
@@ -57,6 +63,10 @@ class GpuInfo:
     power_limit_w: float | None = None
     compute_capability: tuple[int, int] | None = None
     processes: list[GpuProcess] = field(default_factory=list)
+    parent_index: int | None = None
+    """For a MIG slice: the index of the GPU it is part of (then `index` numbers the slice)."""
+    mig_slices: list["GpuInfo"] = field(default_factory=list)
+    """A GPU in MIG mode: its slices, each with its own memory; CUDA sees these, not the whole card."""
 
     @property
     def bf16(self) -> bool:
@@ -73,6 +83,7 @@ class GpuInfo:
         d["compute_capability"] = (f"{self.compute_capability[0]}.{self.compute_capability[1]}"
                                    if self.compute_capability else None)
         d["bf16"] = self.bf16
+        d["mig_slices"] = [s.as_dict() for s in self.mig_slices]
         return d
 
 
@@ -115,6 +126,29 @@ class HardwareReport:
     platform: str
     packages: dict[str, str | None]
     cuda_visible_devices: str | None = None
+    torch_cuda: str | None = None
+    """The CUDA release torch was built for (None: a CPU build, or no torch), read without importing it."""
+
+    @property
+    def visible_gpus(self) -> list[GpuInfo]:
+        """The devices a CUDA process started here sees (CUDA_VISIBLE_DEVICES and MIG applied)."""
+        from tui_tuner.fit.devices import visible_gpus
+
+        return visible_gpus(self.gpus, self.cuda_visible_devices)
+
+    @property
+    def torch_problem(self) -> str | None:
+        """Why torch cannot use the GPUs NVML shows (driver too old for its CUDA build, a CPU build), or None."""
+        from tui_tuner.fit.cuda import driver_mismatch
+
+        version = self.packages.get("torch")
+        if not self.gpus or version is None:
+            return None
+        if self.torch_cuda is None:
+            return (f"torch {version} is a CPU-only build, so training here will not use the GPU(s). Fix: "
+                    f"pip install --force-reinstall torch=={version.split('+')[0]} (the PyPI wheel for Linux is "
+                    "the CUDA build).")
+        return driver_mismatch(self.cuda_driver_version, self.torch_cuda, version, self.driver_version)
 
     @property
     def bitsandbytes_installed(self) -> bool:
@@ -128,6 +162,9 @@ class HardwareReport:
         d = {k: v for k, v in asdict(self).items() if k != "gpus"}
         d["gpus"] = [g.as_dict() for g in self.gpus]
         d["bitsandbytes_installed"] = self.bitsandbytes_installed
+        d["visible_gpus"] = [{"index": g.index, "parent_index": g.parent_index, "uuid": g.uuid}
+                             for g in self.visible_gpus]
+        d["torch_problem"] = self.torch_problem
         d["unsloth_installed"] = self.unsloth_installed
         return d
 
@@ -205,13 +242,78 @@ def _try(fn, *args, default=None):
         return default
 
 
-def _process_name(pid: int) -> str:
+def _uses_nvidia(proc: Any) -> bool | None:
+    """Whether `proc` has NVIDIA's device files or libraries mapped (None: not allowed to look)."""
+    try:
+        maps = Path(f"/proc/{proc.pid}/maps").read_text(errors="replace")
+    except OSError:
+        return None
+    return "nvidia" in maps or "libcuda" in maps
+
+
+def gpu_process(pid: int, used: int | None) -> GpuProcess:
+    """Who a GPU process is. Inside a container NVML reports host pids: a pid missing here, or
+    held by a process that has no NVIDIA mapping, is marked `elsewhere` rather than misnamed."""
     try:
         import psutil
 
-        return psutil.Process(pid).name()
+        proc = psutil.Process(pid)
+        name = proc.name()
+    except Exception:  # NoSuchProcess: not in this pid namespace (or gone); psutil missing
+        return GpuProcess(pid, "(outside this container)", used, elsewhere=True)
+    if _uses_nvidia(proc) is False:
+        return GpuProcess(pid, "(outside this container)", used, elsewhere=True)
+    user = command = None
+    try:
+        user = proc.username()
     except Exception:
-        return "?"
+        pass
+    try:
+        command = " ".join(proc.cmdline())[:200] or None
+    except Exception:
+        pass
+    return GpuProcess(pid, name, used, user=user, command=command)
+
+
+def _temperature(nv: Any, h: Any) -> int | None:
+    """GPU temperature in C: nvmlDeviceGetTemperatureV (drivers from 2024), else the deprecated call."""
+    sensor = getattr(nv, "NVML_TEMPERATURE_GPU", 0)
+    if hasattr(nv, "nvmlDeviceGetTemperatureV"):
+        value = _try(nv.nvmlDeviceGetTemperatureV, h, sensor)
+        if value is not None:
+            return int(value)
+    value = _try(nv.nvmlDeviceGetTemperature, h, sensor)
+    return int(value) if value is not None else None
+
+
+def _processes(nv: Any, h: Any) -> list[GpuProcess]:
+    procs = []
+    for p in _try(nv.nvmlDeviceGetComputeRunningProcesses, h, default=[]) or []:
+        used = getattr(p, "usedGpuMemory", None)
+        procs.append(gpu_process(int(p.pid), int(used) if isinstance(used, int) else None))
+    return procs
+
+
+def _mig_slices(nv: Any, h: Any, parent: int, parent_name: str, cc: Any) -> list[GpuInfo]:
+    """A GPU's MIG slices when MIG mode is on ([] otherwise, or when the driver cannot say)."""
+    mode = _try(nv.nvmlDeviceGetMigMode, h) if hasattr(nv, "nvmlDeviceGetMigMode") else None
+    current = mode[0] if isinstance(mode, (list, tuple)) else mode
+    if current != getattr(nv, "NVML_DEVICE_MIG_ENABLE", 1):
+        return []
+    slices = []
+    for i in range(_try(nv.nvmlDeviceGetMaxMigDeviceCount, h, default=0) or 0):
+        mh = _try(nv.nvmlDeviceGetMigDeviceHandleByIndex, h, i)
+        if mh is None:
+            continue  # an unused slot
+        mem = _try(nv.nvmlDeviceGetMemoryInfo, mh)
+        if mem is None:
+            continue
+        slices.append(GpuInfo(
+            index=len(slices), name=_text(_try(nv.nvmlDeviceGetName, mh, default=f"{parent_name} MIG")),
+            memory_total=int(mem.total), memory_used=int(mem.used), memory_free=int(mem.free),
+            uuid=_text(_try(nv.nvmlDeviceGetUUID, mh, default="")), compute_capability=tuple(cc) if cc else None,
+            processes=_processes(nv, mh), parent_index=parent))
+    return slices
 
 
 def _gpu_info(nv: Any, index: int) -> GpuInfo:
@@ -221,19 +323,17 @@ def _gpu_info(nv: Any, index: int) -> GpuInfo:
     power = _try(nv.nvmlDeviceGetPowerUsage, h)
     limit = _try(nv.nvmlDeviceGetEnforcedPowerLimit, h)
     cc = _try(nv.nvmlDeviceGetCudaComputeCapability, h)
-    procs = []
-    for p in _try(nv.nvmlDeviceGetComputeRunningProcesses, h, default=[]) or []:
-        used = getattr(p, "usedGpuMemory", None)
-        procs.append(GpuProcess(int(p.pid), _process_name(int(p.pid)), int(used) if isinstance(used, int) else None))
+    name = _text(nv.nvmlDeviceGetName(h))
     return GpuInfo(
-        index=index, name=_text(nv.nvmlDeviceGetName(h)),
+        index=index, name=name,
         memory_total=int(mem.total), memory_used=int(mem.used), memory_free=int(mem.free),
         uuid=_text(_try(nv.nvmlDeviceGetUUID, h, default="")),
         utilization_pct=int(util.gpu) if util is not None else None,
-        temperature_c=_try(nv.nvmlDeviceGetTemperature, h, getattr(nv, "NVML_TEMPERATURE_GPU", 0)),
+        temperature_c=_temperature(nv, h),
         power_w=power / 1000 if power is not None else None,
         power_limit_w=limit / 1000 if limit is not None else None,
-        compute_capability=tuple(cc) if cc else None, processes=procs,
+        compute_capability=tuple(cc) if cc else None, processes=_processes(nv, h),
+        mig_slices=_mig_slices(nv, h, index, name, cc),
     )
 
 
@@ -267,12 +367,28 @@ def sample_gpus() -> list[GpuSample]:
                 index=i, name=_text(_try(nv.nvmlDeviceGetName, h, default="GPU")),
                 util=int(util.gpu) if util is not None else None,
                 mem_used=int(mem.used), mem_total=int(mem.total),
-                temp_c=_try(nv.nvmlDeviceGetTemperature, h, getattr(nv, "NVML_TEMPERATURE_GPU", 0)),
+                temp_c=_temperature(nv, h),
                 power_w=power / 1000 if power is not None else None,
                 power_limit_w=limit / 1000 if limit is not None else None,
             ))
     except Exception:
         return []
+    return out
+
+
+def sample_processes(indices: list[int] | None = None) -> dict[int, list[GpuProcess]]:
+    """The compute processes on each GPU (by NVML index; only `indices` when given), named through
+    `gpu_process`; {} when NVML is unavailable. The worker's monitor watches its GPUs with it."""
+    nv = _ensure_nvml()
+    if nv is None:
+        return {}
+    out: dict[int, list[GpuProcess]] = {}
+    try:
+        for i in range(nv.nvmlDeviceGetCount()):
+            if indices is None or i in indices:
+                out[i] = _processes(nv, nv.nvmlDeviceGetHandleByIndex(i))
+    except Exception:
+        return {}
     return out
 
 
@@ -309,6 +425,8 @@ def _existing_parent(path: Path) -> Path:
 
 def probe(runs_dir: str | Path = "runs") -> HardwareReport:
     """The full hardware report; `runs_dir` is where free disk space matters (runs are written there)."""
+    from tui_tuner.fit.cuda import torch_cuda_build
+
     gpus = list_gpus()
     reason = None if gpus else gpu_unavailable_reason()
     driver = cuda = None
@@ -339,6 +457,7 @@ def probe(runs_dir: str | Path = "runs") -> HardwareReport:
         disk_total=disk_total, python_version=platform.python_version(),
         platform=f"{platform.system()} {platform.release()} ({platform.machine()})",
         packages=package_versions(), cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
+        torch_cuda=torch_cuda_build()[1],
     )
 
 

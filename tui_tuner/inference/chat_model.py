@@ -257,7 +257,9 @@ def _auto_dtype(name: str):
     if name != "auto":
         return getattr(torch, name)
     if torch.cuda.is_available():
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        from tui_tuner.fit.cuda import bf16_supported
+
+        return torch.bfloat16 if bf16_supported() else torch.float16
     return torch.float32
 
 
@@ -579,10 +581,18 @@ def load_tokenizer_and_template(source: ModelSource) -> tuple[Any, str]:
     return tokenizer, template
 
 
-def use_unsloth(source: ModelSource) -> tuple[bool, str]:
-    """Whether to load through Unsloth's fast inference path, and why (not)."""
+def use_unsloth(source: ModelSource, own_process: bool = False) -> tuple[bool, str]:
+    """Whether to load through Unsloth's fast inference path, and why (not).
+
+    Only in a process that does nothing but this chat (`own_process`, e.g. `tui-tuner chat`):
+    importing Unsloth patches transformers, peft and trl for the whole process, so the TUI and
+    anything else that trains, evaluates or loads other models keeps plain transformers.
+    """
     if source.backend != "unsloth":
         return False, "the run did not train with Unsloth"
+    if not own_process:
+        return False, ("Unsloth patches transformers process-wide, so it is only used by `tui-tuner chat` "
+                       "in its own process; loading with transformers + peft")
     try:
         import torch
     except ImportError:
@@ -597,16 +607,21 @@ def use_unsloth(source: ModelSource) -> tuple[bool, str]:
 
 
 def load_chat_model(source: ModelSource, *, log: Callable[[str], None] = lambda s: None,
-                    device: str | None = None, load_in_4bit: bool | None = None) -> ChatModel:
-    """Load `source` for generation: Unsloth on CUDA for Unsloth runs, else transformers (+ peft)."""
+                    device: str | None = None, load_in_4bit: bool | None = None,
+                    own_process: bool = False) -> ChatModel:
+    """Load `source` for generation: transformers (+ peft), or Unsloth for Unsloth runs on CUDA
+    when the caller is a process of its own (`own_process`; see `use_unsloth`)."""
     from tui_tuner.core.quiet import quiet_library_noise
 
-    fast, why = use_unsloth(source)
+    fast, why = use_unsloth(source, own_process=own_process)
     if fast:
         log(f"loading with Unsloth ({why})")
         return _load_unsloth(source)
     quiet_library_noise()
-    return _load_transformers(source, log=log, device=device, load_in_4bit=load_in_4bit)
+    chat = _load_transformers(source, log=log, device=device, load_in_4bit=load_in_4bit)
+    if source.backend == "unsloth":
+        chat.notes.append(f"trained with Unsloth, loaded with transformers: {why}")
+    return chat
 
 
 def _load_unsloth(source: ModelSource) -> ChatModel:
@@ -615,8 +630,10 @@ def _load_unsloth(source: ModelSource) -> ChatModel:
     cfg = source.config
     max_seq = cfg.model.max_seq_length if cfg else 2048
     name = str(source.adapter_dir) if source.adapter_dir else source.base_model
-    model, _ = FastLanguageModel.from_pretrained(model_name=name, max_seq_length=max_seq, dtype=None,
-                                                 load_in_4bit=source.method == "qlora")
+    model, _ = FastLanguageModel.from_pretrained(model_name=name, max_seq_length=max_seq,
+                                                 dtype=_auto_dtype(cfg.model.dtype if cfg else "auto"),
+                                                 load_in_4bit=source.method == "qlora",
+                                                 use_exact_model_name=True)  # the run's own base, never a remap
     FastLanguageModel.for_inference(model)  # Unsloth's 2x faster generation kernels
     tokenizer, template = load_tokenizer_and_template(source)
     return ChatModel(model, tokenizer, template, source, ["Unsloth fast inference"])

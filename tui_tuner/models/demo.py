@@ -27,13 +27,15 @@ from pathlib import Path
 from tui_tuner.config.schema import DEMO_MODEL_ID
 
 DEMO_DIR_NAME = "demo-tiny-llama"
-BUILD_VERSION = 2
+BUILD_VERSION = 3
 """Bump when the recipe below changes: an older cached build is then rebuilt."""
 MARKER_FILE = "tui_tuner_demo.json"
 
 VOCAB_SIZE = 1024
 HIDDEN_SIZE = 128
-INTERMEDIATE_SIZE = 352
+INTERMEDIATE_SIZE = 384
+"""A multiple of 64: bitsandbytes' CPU 4-bit kernels (AVX512-BF16 CPUs) pack each weight row in
+blocks of 64 and fail on any other length, so QLoRA on the demo model would crash on those CPUs."""
 NUM_LAYERS = 4
 NUM_HEADS = 4
 NUM_KV_HEADS = 2

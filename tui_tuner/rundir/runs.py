@@ -57,6 +57,15 @@ if TYPE_CHECKING:
 
 UNCLAIMED_S = 30.0
 """A queued run with no `queued_after` is left to its creator (which starts it at once) this long."""
+REMOTE_SILENT_S = 900.0
+"""A run whose worker is on another machine is `crashed` after this long without writing (its
+status changes every logged step, and its GPU samples every few seconds)."""
+
+
+def _hostname() -> str:
+    import socket
+
+    return socket.gethostname()
 
 
 RUN_DIR_MODE = 0o700
@@ -371,6 +380,17 @@ class RunDir:
         writing a final state: it is reported as `crashed` and can be resumed.
         """
         st = self.raw_status()
+        host = st.extra.get("host")
+        if st.state in ACTIVE_STATES and host and host != _hostname():
+            # The worker runs on another machine (a SLURM compute node): its pid means nothing here,
+            # so the sign of life is the run folder being written (GPU samples every few seconds).
+            quiet = time.time() - self._last_write()
+            if quiet > REMOTE_SILENT_S:
+                st.state = "crashed"
+                st.error = st.error or (f"no sign of life from the worker on {host} for {quiet / 60:.0f} minutes "
+                                        "(the job ended or the node failed)")
+                st.hint = st.hint or f"`tui-tuner runs resume {self.name}` continues from the last checkpoint."
+            return st
         if st.state in ACTIVE_STATES and not process_alive(st.pid, st.pid_started):
             if process_alive(st.supervisor_pid):
                 return st  # the supervisor is about to record how the worker ended
@@ -379,6 +399,16 @@ class RunDir:
                                     "(killed, or the machine restarted)")
             st.hint = st.hint or f"`tui-tuner runs resume {self.name}` continues from the last checkpoint."
         return st
+
+    def _last_write(self) -> float:
+        """When the worker last wrote status or events (0 when neither exists)."""
+        times = []
+        for path in (self.path / "status.json", self.events_path):
+            try:
+                times.append(path.stat().st_mtime)
+            except OSError:
+                pass
+        return max(times, default=0.0)
 
     def config(self) -> "RunConfig":
         """The exact, validated config the run was started with."""
@@ -750,7 +780,7 @@ def delete_run(run: RunDir, wait_s: float = 30.0) -> None:
 def queue_ready(run: RunDir, runs: list[RunDir] | None = None) -> bool:
     """Whether a queued run may start: its `queued_after` run has ended (or no longer exists)."""
     st = run.raw_status()
-    if st.state != "queued":
+    if st.state != "queued" or run.meta().get("scheduler") == "slurm":  # SLURM starts it on a compute node
         return False
     after = st.queued_after
     if not after:

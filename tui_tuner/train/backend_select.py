@@ -27,10 +27,49 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+CHECKED_REQUIREMENTS = ("torch", "transformers", "trl", "peft", "datasets", "bitsandbytes", "accelerate")
+"""Unsloth's requirements that decide whether it works with the rest of the stack."""
+
+
+def unsloth_conflicts() -> list[str]:
+    """Unsloth's declared requirements the installed packages break, e.g.
+    `transformers 5.24.0 installed, unsloth 2026.10.9 needs transformers<=5.17.0,...` ([] when none or no unsloth)."""
+    import importlib.metadata as md
+
+    try:
+        requires = md.requires("unsloth") or []
+        unsloth_version = md.version("unsloth")
+    except md.PackageNotFoundError:
+        return []
+    try:
+        from packaging.requirements import Requirement
+    except ImportError:
+        return []
+    out = []
+    for text in requires:
+        try:
+            req = Requirement(text)
+        except Exception:
+            continue
+        if req.name.lower() not in CHECKED_REQUIREMENTS or (req.marker and not req.marker.evaluate({"extra": ""})):
+            continue
+        try:
+            have = md.version(req.name)
+        except md.PackageNotFoundError:
+            continue
+        if not req.specifier.contains(have.split("+")[0], prereleases=True):
+            out.append(f"{req.name} {have} installed, unsloth {unsloth_version} needs {req.name}{req.specifier}")
+    return out
+
+
 def unsloth_importable() -> tuple[bool, str]:
     """(True, "") when `import unsloth` works here, else (False, why)."""
     if importlib.util.find_spec("unsloth") is None:
-        return False, "unsloth is not installed (pip install 'tui-tuner[gpu]')"
+        return False, "unsloth is not installed (pip install -e '.[gpu]' installs it with the versions it supports)"
+    conflicts = unsloth_conflicts()
+    if conflicts:  # importing it would patch a transformers/trl it was not written for
+        return False, ("unsloth cannot work with the installed packages: " + "; ".join(conflicts)
+                       + ". pip install -e '.[gpu]' installs a matching set")
     try:
         importlib.import_module("unsloth")
     except Exception as exc:  # unsloth raises NotImplementedError/ImportError/RuntimeError without a GPU

@@ -117,8 +117,11 @@ def worker_argv(run_dir: str | Path, plan: LaunchPlan | None = None, *, python: 
     if plan.nnodes == 1 and not plan.rdzv_endpoint:
         argv.append("--standalone")
     else:
-        argv += ["--nnodes", str(plan.nnodes), "--rdzv-backend", "c10d", "--rdzv-endpoint", plan.rdzv_endpoint,
-                 "--rdzv-id", plan.rdzv_id or Path(run_dir).name]
+        # Under a scheduler the rendezvous is only known when the job starts (tui_tuner.train.slurm sets these).
+        endpoint = os.environ.get("TUI_TUNER_RDZV_ENDPOINT") or plan.rdzv_endpoint
+        job_id = os.environ.get("TUI_TUNER_RDZV_ID") or plan.rdzv_id or Path(run_dir).name
+        argv += ["--nnodes", str(plan.nnodes), "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint,
+                 "--rdzv-id", job_id]
         if plan.node_rank is not None:
             argv += ["--node-rank", str(plan.node_rank)]
     return [*argv, *tail]
@@ -217,8 +220,9 @@ def gpu_count_problem(plan: LaunchPlan, available: int) -> tuple[str, str] | Non
         return ("warning", f"no NVIDIA GPU here: {plan.gpus} processes will train on the CPU over gloo "
                            "(slow; useful to test a multi-GPU config).")
     if plan.gpus > available:
-        return ("error", f"{plan.gpus} GPUs asked for but this machine has {available}. Use --gpus {available} "
-                         "(or set distributed.gpus), or run on a machine with more GPUs.")
+        return ("error", f"{plan.gpus} GPUs asked for but CUDA sees {available} here (CUDA_VISIBLE_DEVICES and MIG "
+                         f"slices counted). Use --gpus {available} (or set distributed.gpus), widen "
+                         "CUDA_VISIBLE_DEVICES, or run on a machine with more GPUs.")
     return None
 
 

@@ -12,7 +12,11 @@ download or an hour of queueing:
 - `lora.target_modules` names layers the model has (from its config.json, no weights);
 - `backend: unsloth` can run here (installed, and an NVIDIA GPU is visible);
 - the runs folder can be created and written, and its disk has room for the run's
-  checkpoints and final model (estimated from the architecture and the method).
+  checkpoints and final model (estimated from the architecture and the method);
+- on a GPU machine, the GPUs agree with reality: torch's CUDA build runs on the driver NVML
+  reports, CUDA_VISIBLE_DEVICES leaves enough GPUs (MIG slices counted as CUDA sees them), and
+  the estimate fits in the memory free now on the GPU the run will get (other processes'
+  memory and a MIG slice's size taken into account).
 
     from tui_tuner.train.preflight import preflight_issues
     issues = preflight_issues(load_config("configs/quickstart.yaml"))
@@ -33,6 +37,7 @@ from tui_tuner.config.schema import DEMO_MODEL_ID, ConfigIssue, _line_for, yaml_
 
 if TYPE_CHECKING:
     from tui_tuner.config.schema import LoadedConfig
+    from tui_tuner.fit.hardware import HardwareReport
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 _HUB_TIMEOUT_S = 10.0
@@ -63,14 +68,19 @@ def model_location(name_or_path: str, base_dir: Path) -> tuple[Literal["demo", "
     return "missing", path
 
 
-def preflight_issues(loaded: "LoadedConfig") -> list[ConfigIssue]:
+def preflight_issues(loaded: "LoadedConfig", hardware: "HardwareReport | None" = None) -> list[ConfigIssue]:
     """Problems that stop `loaded` (a valid config) from starting a run; [] when it can start.
 
-    Returns nothing for an invalid config: fix the schema issues first.
+    Returns nothing for an invalid config: fix the schema issues first. `hardware`: a probe
+    already taken (else NVML is read here, without torch).
     """
     cfg = loaded.config
     if cfg is None:
         return []
+    if hardware is None:
+        from tui_tuner.fit.hardware import probe
+
+        hardware = probe(loaded.base_dir / cfg.output.runs_dir)
     file = str(loaded.path) if loaded.path is not None else None
     positions = {}
     if loaded.path is not None:
@@ -82,7 +92,7 @@ def preflight_issues(loaded: "LoadedConfig") -> list[ConfigIssue]:
     issues = [*_model_issues(cfg, base), *_data_issues(cfg, base), *_template_issues(cfg, base)]
     if not any(i.severity == "error" and i.key == "model.name_or_path" for i in issues):
         issues += _target_module_issues(cfg, base)
-    issues += [*_backend_issues(cfg), *_output_issues(cfg, base)]
+    issues += [*_backend_issues(cfg), *_output_issues(cfg, base), *gpu_issues(cfg, hardware)]
     for issue in issues:
         issue.file = file
         issue.line, issue.column = _line_for(positions, tuple(issue.key.split(".")))
@@ -199,6 +209,51 @@ def _local_tokenizer_tokens(cfg, base: Path) -> _SpecialTokens | None:
         return value.get("content") if isinstance(value, dict) else value if isinstance(value, str) else None
 
     return _SpecialTokens(token(tc.get("bos_token")), token(tc.get("eos_token")))
+
+
+def gpu_issues(cfg, hw: "HardwareReport") -> list[ConfigIssue]:
+    """NVML vs torch, the GPU(s) the run will get after CUDA_VISIBLE_DEVICES, and their free memory.
+
+    Nothing on a machine without NVIDIA GPUs: training on the CPU is then expected.
+    """
+    from tui_tuner.fit.devices import freest, label, visibility_note
+    from tui_tuner.core.units import format_bytes
+
+    if not hw.gpus:
+        return []
+    issues: list[ConfigIssue] = []
+    if hw.torch_problem:
+        issues.append(ConfigIssue("", hw.torch_problem))
+    visible = hw.visible_gpus
+    note = visibility_note(hw.gpus, hw.cuda_visible_devices)
+    if not visible:
+        issues.append(ConfigIssue("", f"{note} The run would train on the CPU.", severity="warning"))
+        return issues
+    wanted = cfg.distributed.gpus
+    if wanted > len(visible):
+        issues.append(ConfigIssue("distributed.gpus", f"{wanted} GPUs asked for but CUDA sees {len(visible)} here"
+                                  + (f" ({note})" if note else "") + ".", value=wanted))
+    chosen = sorted(visible, key=lambda g: -g.memory_free)[:wanted] if wanted > 1 else [freest(visible)]
+    try:
+        from tui_tuner.fit.estimate import estimate_for_config
+
+        backend = "unsloth" if cfg.backend == "unsloth" else "transformers"
+        need = estimate_for_config(cfg, backend=backend, on_gpu=True).total_bytes
+    except Exception:  # an unknown architecture offline: the probe measures it before training
+        return issues
+    for g in chosen:
+        if need <= g.memory_free:
+            continue
+        others = [p for p in g.processes if p.used_bytes]
+        held = "".join(f"; {p.name} (pid {p.pid}{', ' + p.user if p.user else ''}) holds {format_bytes(p.used_bytes)}"
+                       for p in others[:3])
+        where = (f"{label(g)} is a MIG slice with {format_bytes(g.memory_total)}" if g.parent_index is not None
+                 else f"{label(g)} has {format_bytes(g.memory_total)}")
+        issues.append(ConfigIssue(
+            "", f"the estimate for this config is {format_bytes(need)} but {where}, {format_bytes(g.memory_free)} free now{held}. "
+            f"The preflight probe will stop the run if it does not fit: `tui-tuner check {cfg.model.name_or_path}` "
+            "shows what fits (QLoRA, a smaller batch, a shorter max_seq_length).", severity="warning"))
+    return issues
 
 
 _PEFT_EXTRA_TARGETS = frozenset({"lm_head", "embed_tokens", "wte", "wpe"})

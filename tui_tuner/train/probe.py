@@ -6,7 +6,9 @@ runs the real model, method and settings (gradient checkpointing, 4-bit, LoRA) o
 measures the peak memory and adds the optimizer state that the first optimizer step will
 allocate. If that does not fit the device, the run stops at once with the OOM hint.
 
-GPU: `torch.cuda.max_memory_allocated` / `max_memory_reserved` after a reset.
+GPU: `torch.cuda.max_memory_allocated` / `max_memory_reserved` after a reset, against the
+memory free on the device (`mem_get_info`) plus what this process already holds, never the
+card's total: on a shared server other processes' memory is not available.
 CPU: the process's peak resident set (VmHWM, reset through /proc/self/clear_refs), or a
 sampling thread where that is not available.
 """
@@ -88,6 +90,14 @@ class _RssSampler(threading.Thread):
         return max(self.peak, _rss_bytes())
 
 
+def gpu_available_bytes(free_now: int, held_by_this_process: int) -> int:
+    """Device memory this process can use at its peak: free now plus its own reserved memory.
+
+    Not the card's total: on a shared GPU other processes' memory is not ours to use.
+    """
+    return int(free_now) + int(held_by_this_process)
+
+
 def run_probe(trainer: Any, model: Any, *, batch_size: int, optimizer_name: str,
               estimate_bytes: int | None = None) -> ProbeResult:
     """Measure one forward + backward on the longest batch; raises `ProbeDoesNotFit` when it will not fit."""
@@ -103,6 +113,9 @@ def run_probe(trainer: Any, model: Any, *, batch_size: int, optimizer_name: str,
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
+        # What this step can grow into: the memory free on the device now (other processes' use
+        # excluded) plus what this process already holds (the weights, counted in the peak).
+        available = gpu_available_bytes(torch.cuda.mem_get_info()[0], torch.cuda.memory_reserved())
     elif not _reset_peak_rss():
         sampler = _RssSampler()
         sampler.start()
@@ -112,7 +125,7 @@ def run_probe(trainer: Any, model: Any, *, batch_size: int, optimizer_name: str,
         if device == "cuda":
             torch.cuda.synchronize()
             peak = max(torch.cuda.max_memory_allocated(), torch.cuda.max_memory_reserved())
-            capacity = torch.cuda.mem_get_info()[1]
+            capacity = available
         else:
             peak = sampler.stop() if sampler else (_peak_rss_bytes() or _rss_bytes())
             import psutil

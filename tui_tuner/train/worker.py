@@ -112,18 +112,23 @@ def build_datasets(cfg: Any, tokenizer: Any, chat_template: str) -> tuple[Any, A
 # ---------------------------------------------------------------------------- trainer
 
 
-def sft_config(cfg: Any, run: RunDir, device: str, backend: str, has_eval: bool, model_dtype: Any,
+def sft_config(cfg: Any, run: RunDir, device: str, backend: str, has_eval: bool, precision: str,
                extra: dict[str, Any] | None = None) -> Any:
     """trl `SFTConfig` for this run: checkpoints under the run directory, our own progress logging.
 
+    `precision` ("bf16", "fp16" or "fp32", from `mixed_precision`) is the autocast the trainer runs.
     `extra` (the multi-GPU settings from `tui_tuner.train.distributed.trainer_arguments`) is applied last.
     """
-    import torch
+    import inspect
+
     from trl import SFTConfig
 
     t = cfg.training
     eval_on = has_eval and t.eval_steps is not None
     on_gpu = device == "cuda"
+    # transformers 5.18 renamed gradient_checkpointing to activation_checkpointing; both releases are supported.
+    ckpt = ("activation_checkpointing" if "activation_checkpointing" in inspect.signature(SFTConfig).parameters
+            else "gradient_checkpointing")
     kwargs = dict(
         output_dir=str(run.checkpoints_dir),
         max_steps=t.max_steps or -1,
@@ -140,16 +145,15 @@ def sft_config(cfg: Any, run: RunDir, device: str, backend: str, has_eval: bool,
         seed=t.seed,
         data_seed=t.seed,
         # Unsloth applies its own (offloading) checkpointing in get_peft_model.
-        activation_checkpointing=t.gradient_checkpointing and backend != "unsloth",
-        activation_checkpointing_kwargs={"use_reentrant": False},
+        **{ckpt: t.gradient_checkpointing and backend != "unsloth", f"{ckpt}_kwargs": {"use_reentrant": False}},
         logging_steps=t.logging_steps,
         save_strategy="steps",
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,
         eval_strategy="steps" if eval_on else "no",
         eval_steps=t.eval_steps if eval_on else None,
-        bf16=on_gpu and model_dtype == torch.bfloat16,
-        fp16=on_gpu and model_dtype == torch.float16,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
         use_cpu=not on_gpu,
         report_to=[] if cfg.report_to == "none" else [cfg.report_to],
         run_name=run.name,
@@ -161,7 +165,7 @@ def sft_config(cfg: Any, run: RunDir, device: str, backend: str, has_eval: bool,
     )
     extra = dict(extra or {})
     if extra.pop("gradient_checkpointing", None) is False:
-        kwargs["activation_checkpointing"] = False  # FSDP checkpoints activations itself
+        kwargs[ckpt] = False  # FSDP checkpoints activations itself
     kwargs.update(extra)
     return SFTConfig(**kwargs)
 
@@ -225,11 +229,14 @@ def train(run: RunDir, cfg: Any, backend: str, device: str, keeper: Any, events:
     tokenizer.chat_template = template
     train_ds, eval_ds, info = build_datasets(cfg, tokenizer, template)
     events.write("data", **info)
-    model_dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
+    from tui_tuner.train.backends.transformers_backend import mixed_precision
     from tui_tuner.train.distributed import decoder_layer_classes, trainer_arguments
 
+    precision = mixed_precision(cfg, device)
     multi_gpu = trainer_arguments(cfg, cuda=device == "cuda", layer_classes=decoder_layer_classes(model))
-    args = sft_config(cfg, run, device, backend, eval_ds is not None, model_dtype, extra=multi_gpu)
+    args = sft_config(cfg, run, device, backend, eval_ds is not None, precision, extra=multi_gpu)
+    precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"  # what the trainer will really run
+    keeper.update(precision=precision)
 
     mode = probe_mode(run)
     want_probe = mode == "on" or (mode == "auto" and device == "cuda")
@@ -363,6 +370,36 @@ def _peak_memory(previous: Any) -> dict[str, int]:
     return out
 
 
+def choose_gpu(world: int) -> str | None:
+    """Give a one-GPU run the freest GPU (CUDA_VISIBLE_DEVICES) when the user did not choose; says what it did.
+
+    Also numbers CUDA devices in PCI order, as NVML and `nvidia-smi` do. Several processes
+    (torchrun) or a CUDA_VISIBLE_DEVICES already set are left alone.
+    """
+    os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    if world > 1 or "CUDA_VISIBLE_DEVICES" in os.environ:
+        return None
+    from tui_tuner.fit.devices import cuda_devices, freest, label
+    from tui_tuner.core.units import format_bytes
+    from tui_tuner.fit.hardware import list_gpus
+
+    devices = cuda_devices(list_gpus())
+    best = freest(devices)
+    if best is None or len(devices) < 2 and best.parent_index is None:
+        return None
+    os.environ["CUDA_VISIBLE_DEVICES"] = best.uuid or str(best.index)
+    return f"training on {label(best)}, the freest ({format_bytes(best.memory_free)} free) of {len(devices)}"
+
+
+def gpu_torch_cannot_use() -> str | None:
+    """Why torch sees no GPU while NVML shows visible ones (driver vs CUDA build, CPU build), or None."""
+    from tui_tuner.fit.cuda import torch_gpu_problem
+    from tui_tuner.fit.hardware import probe
+
+    hw = probe()
+    return torch_gpu_problem(len(hw.visible_gpus), hw.cuda_driver_version, hw.driver_version)
+
+
 def run_worker(run_dir: str | Path) -> int:
     """Train the run in this process; returns the exit status (0 finished/stopped, 1 failed)."""
     run = RunDir(Path(run_dir).resolve())
@@ -389,6 +426,9 @@ def run_worker(run_dir: str | Path) -> int:
     final, code = "failed", 1
     try:
         cfg = run.config()
+        gpu_choice = choose_gpu(world_size())  # before torch reads CUDA_VISIBLE_DEVICES
+        if gpu_choice:
+            print(f"tui-tuner worker {pid}: {gpu_choice}", flush=True)
         from tui_tuner.train.backend_select import BackendUnavailable, select_backend
 
         try:
@@ -401,6 +441,11 @@ def run_worker(run_dir: str | Path) -> int:
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cpu":
+            problem = gpu_torch_cannot_use()
+            if problem:  # never train on the CPU in silence while the GPU sits there
+                raise WorkerError(problem, "To train on the CPU on purpose, start the run with "
+                                           "CUDA_VISIBLE_DEVICES= (empty) in the environment.")
         if device == "cuda" and world_size() > 1:
             torch.cuda.set_device(local_rank())  # each process trains on its own GPU
         problem = report_to_problem(cfg.report_to)
@@ -419,7 +464,10 @@ def run_worker(run_dir: str | Path) -> int:
             events.write("resume", from_step=from_step, checkpoint=resume_from.name if resume_from else None,
                          skipped_incomplete=skipped, skipped_why={name: newer_bad[name] for name in skipped})
             keeper.status.resumed_from_step = from_step
-        keeper.update(backend=backend, backend_reason=reason, device=device, step=from_step)
+        import socket
+
+        keeper.update(backend=backend, backend_reason=reason, device=device, step=from_step, host=socket.gethostname(),
+                      **({"gpu_choice": gpu_choice} if gpu_choice else {}))
         events.write("start", attempt=status.attempts, backend=backend, backend_reason=reason, device=device,
                      pid=pid)
         print(f"tui-tuner worker {pid}: run {run.name}, backend {backend} ({reason}), device {device}"
@@ -428,28 +476,29 @@ def run_worker(run_dir: str | Path) -> int:
             print(f"tui-tuner worker {pid}: skipped {name}, which cannot be resumed from: {newer_bad[name]}",
                   flush=True)
         if device == "cuda" and is_main_process():  # rank 0 samples every GPU of the machine
-            from tui_tuner.train.gpu_monitor import GpuMonitor
+            from tui_tuner.train.gpu_monitor import GpuMonitor, IntruderWatch, own_pids, run_gpu_indices
 
-            monitor = GpuMonitor(events)
+            monitor = GpuMonitor(events, watch=IntruderWatch(own_pids()), watch_gpus=run_gpu_indices())
             if monitor.available():
                 monitor.start()
             else:
                 monitor = None
         final = train(run, cfg, backend, device, keeper, events, resume_from, requests_since=_launched_at(now)).state
         code = 0
+        release_reserve(run.path)  # gone before the final state, so a finished run holds only its own files
         note = (f"stopped on request at step {keeper.status.step}; checkpoint and adapter saved"
                 if final == "stopped" else None)
         keeper.update(state=final, ended=time.time(), exit_code=0, message=note)
     except KeyboardInterrupt:
         final, code = "stopped", 130
+        release_reserve(run.path)
         keeper.update(state="stopped", ended=time.time(), exit_code=code,
                       message="interrupted (Ctrl+C in the worker's terminal); progress after the last "
                               "checkpoint was not saved")
     except BaseException as exc:  # every failure must end in a recorded state, never a silent death
         error, hint = _classify(exc, run)
         full = _disk_full(exc, run)
-        if full:
-            release_reserve(run.path)  # room for the status, the last event and the log line below
+        release_reserve(run.path)  # on a full disk: room for the status, the last event and the log line below
         # The status first and small: on a full disk it is the one thing that must land.
         keeper.update(state="failed", ended=time.time(), error=error, hint=hint, exit_code=1)
         code = 1

@@ -103,6 +103,8 @@ class TrainSnapshot:
     taken_at: float = field(default_factory=time.time)
     stalled: str | None = None
     """Why the run looks stalled (no step for a while, the worker's process state), or None."""
+    warnings: list[str] = field(default_factory=list)
+    """The worker's latest warnings (another process grabbing memory on the run's GPU), newest last."""
 
     @property
     def elapsed_s(self) -> float | None:
@@ -128,6 +130,7 @@ class RunView:
         self.last_log: dict[str, Any] = {}
         self.gpus: dict[int, dict[str, Any]] = {}
         self.checkpoints = 0
+        self.warnings: list[str] = []
 
     def fold(self, events: list[dict[str, Any]]) -> None:
         """Fold a batch of events in, in file order."""
@@ -149,6 +152,8 @@ class RunView:
                 self.checkpoints += 1
             elif kind == "gpu":
                 self.gpus[int(ev.get("index", 0) or 0)] = ev
+            elif kind == "warning" and ev.get("message"):
+                self.warnings = [*self.warnings[-2:], str(ev["message"])]
             elif kind == "resume":
                 from_step = float(ev.get("from_step") or 0)
                 for series in (self.loss, self.eval_loss, self.learning_rate, self.grad_norm):
@@ -189,7 +194,8 @@ class RunView:
             loss=self.loss.view(), eval_loss=self.eval_loss.view(),
             learning_rate=self.learning_rate.view(), grad_norm=self.grad_norm.view(),
             last_log=dict(self.last_log), gpus=[gpu_reading(e) for _, e in sorted(self.gpus.items())],
-            log_tail=list(self._tail_log()), checkpoints=self.checkpoints, new_events=new)
+            log_tail=list(self._tail_log()), checkpoints=self.checkpoints, new_events=new,
+            warnings=list(self.warnings))
 
 
 def loss_curve(run: RunDir) -> list[tuple[float, float]]:

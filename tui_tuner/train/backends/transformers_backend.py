@@ -22,7 +22,9 @@ def weight_dtype(cfg: "RunConfig", device: str):
     name = cfg.model.dtype
     if name == "auto":
         if device == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            from tui_tuner.fit.cuda import bf16_supported
+
+            return torch.bfloat16 if bf16_supported() else torch.float16
         return torch.float32
     return getattr(torch, DTYPES[name])
 
@@ -35,6 +37,21 @@ def compute_dtype(cfg: "RunConfig", device: str):
     if name == "auto":
         return weight_dtype(cfg, device)
     return getattr(torch, DTYPES[name])
+
+
+def mixed_precision(cfg: "RunConfig", device: str) -> str:
+    """The trainer's autocast: "bf16", "fp16" or "fp32" (always fp32 on the CPU).
+
+    QLoRA follows the compute dtype the 4-bit weights are dequantized to: after peft's
+    `prepare_model_for_kbit_training` the first floating parameter is an fp32 embedding, so
+    the weights' dtype would say fp32 and leave activations in fp32 (twice the memory).
+    """
+    import torch
+
+    if device != "cuda":
+        return "fp32"
+    dtype = compute_dtype(cfg, device) if cfg.method == "qlora" else weight_dtype(cfg, device)
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
 
 
 def lora_config(cfg: "RunConfig"):

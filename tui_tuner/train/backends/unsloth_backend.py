@@ -25,15 +25,29 @@ def load_model(cfg: "RunConfig", model_path: str, device: str) -> tuple[Any, Any
         raise RuntimeError("the Unsloth backend needs a CUDA GPU")
     from unsloth import FastLanguageModel
 
-    dtype = None if cfg.model.dtype == "auto" else weight_dtype(cfg, device)
+    extra: dict[str, Any] = {}
+    if cfg.method == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        from tui_tuner.train.backends.transformers_backend import compute_dtype
+
+        cdtype = compute_dtype(cfg, device)
+        extra["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type=cfg.quantization.quant_type,
+            bnb_4bit_use_double_quant=cfg.quantization.double_quant, bnb_4bit_compute_dtype=cdtype)
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=model_path,
+        # Without this Unsloth swaps the named repository for its own pre-quantized copy (another
+        # download, other quantization settings, the revision dropped, offline runs failing).
+        use_exact_model_name=True,
         max_seq_length=cfg.model.max_seq_length,
-        dtype=dtype,
+        # Explicit, so the weights and the trainer's autocast (`mixed_precision`) agree on T4/V100 too.
+        dtype=weight_dtype(cfg, device),
         load_in_4bit=cfg.method == "qlora",
         full_finetuning=cfg.method == "full",
         revision=cfg.model.revision,
         trust_remote_code=cfg.model.trust_remote_code,
+        **extra,
     )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -40,10 +40,100 @@ class GpusSampled(Message):
     readings: list[GpuReading]
 
 
+@dataclass
+class FitChangesComputed(Message):
+    """The changes that make the fit panel's settings fit (`make_fit.FitChange`s), or why there are none."""
+
+    changes: list[Any]
+    base: dict[tuple[str, ...], Any]
+    note: str = ""
+
+
+def fit_changes_for(request: Any) -> tuple[list[Any], str]:
+    """(ranked changes, note) for a fit panel request: [] with the reason when it fits or cannot be estimated."""
+    from tui_tuner.core.units import format_bytes
+    from tui_tuner.fit.make_fit import fit_changes
+    from tui_tuner.models.spec import ModelSpecError, model_spec
+
+    try:
+        spec = model_spec(request.model)
+    except ModelSpecError as exc:
+        return [], str(exc)
+    settings = {"seq_len": request.seq_len, "batch_size": request.batch_size, "lora_r": request.lora_r}
+    changes = fit_changes(spec, request.method, settings, request.vram_bytes)
+    if not changes:
+        return [], f"{request.method} already fits in {format_bytes(request.vram_bytes)} ({request.gpu_name})"
+    return changes, ""
+
+
 def sample_reading(sample: Any) -> GpuReading:
     """A `tui_tuner.fit.hardware.GpuSample` as a meter reading."""
     return GpuReading(index=sample.index, name=sample.name, mem_used=sample.mem_used, mem_total=sample.mem_total,
-                      util=sample.util_pct, temp_c=sample.temperature_c, power_w=sample.power_w)
+                      util=sample.util, temp_c=sample.temp_c, power_w=sample.power_w)
+
+
+HISTORY = 60
+"""Samples of utilisation and memory kept per GPU (two minutes at one every two seconds)."""
+BARS = " ▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float], top: float, width: int = 30) -> str:
+    """The last `width` values as block characters scaled to `top` (as nvitop's history)."""
+    shown = values[-width:]
+    return "".join(BARS[min(len(BARS) - 1, max(0, round(v / top * (len(BARS) - 1))))] if top else " " for v in shown)
+
+
+class GpuHistory:
+    """A short history of utilisation and memory per GPU, fed by the screen's sampling."""
+
+    def __init__(self, size: int = HISTORY):
+        self.size = size
+        self.util: dict[int, list[float]] = {}
+        self.mem: dict[int, list[float]] = {}
+        self.total: dict[int, float] = {}
+
+    def add(self, readings: list[GpuReading]) -> None:
+        for r in readings:
+            for store, value in ((self.util, r.util), (self.mem, r.mem_used)):
+                series = store.setdefault(r.index, [])
+                series.append(float(value or 0))
+                del series[:-self.size]
+            self.total[r.index] = float(r.mem_total or 0)
+
+    def text(self) -> Text:
+        out = Text()
+        for i in sorted(self.util):
+            out.append(f"GPU {i} ", style="bold")
+            out.append("util ", style="dim")
+            out.append(sparkline(self.util[i], 100.0).ljust(30), style="green")
+            out.append("  mem ", style="dim")
+            out.append(sparkline(self.mem[i], self.total.get(i, 0.0)).ljust(30), style="cyan")
+            out.append(f" {format_bytes(self.mem[i][-1])} of {format_bytes(self.total.get(i, 0))}\n", style="dim")
+        return out
+
+
+def processes_text(report: Any) -> Text:
+    """Who holds memory on each GPU: pid, user, memory, command (marked when outside this container)."""
+    from tui_tuner.fit.devices import freest, label
+
+    text = Text()
+    visible = report.visible_gpus
+    best = freest(visible)
+    if best is not None and len(visible) > 1:
+        text.append(f"Runs start on the freest GPU: {label(best)}, {format_bytes(best.memory_free)} free\n",
+                    style="bold")
+    for whole in report.gpus:
+        for g in [whole, *whole.mig_slices]:
+            if not g.processes:
+                continue
+            text.append(f"{label(g)}\n", style="bold")
+            for p in g.processes:
+                mem = format_bytes(p.used_bytes).rjust(9)
+                text.append(f"  {p.pid:>8} {(p.user or '?')[:10]:<10} {mem}  ")
+                text.append((p.command or p.name)[:70] + "\n", style="dim" if p.elsewhere else "")
+    if report.torch_problem:
+        text.append(f"torch cannot use the GPU: {report.torch_problem}\n", style="bold red")
+    return text
 
 
 def machine_text(report: Any) -> Text:
@@ -75,17 +165,21 @@ class HardwareScreen(Screen):
     BINDINGS = [
         Binding("ctrl+g", "use_settings", "Use settings"),
         Binding("ctrl+l", "pick_model", "Pick model"),
+        Binding("ctrl+f", "make_fit", "Make it fit"),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.report: Any = None
         self._sampling = False
+        self.history = GpuHistory()
 
     def compose(self) -> ComposeResult:
         yield Static(Text.assemble(("Hardware ", "bold"), "this machine and what fits it"), classes="screen-title")
         with VerticalScroll(id="hw-body"):
             yield GpuMeters(id="hw-gpus", empty_text="looking for GPUs...")
+            yield Static(id="hw-history")
+            yield Static(id="hw-procs")
             yield Static(id="hw-machine")
         yield Footer(compact=True)
 
@@ -112,7 +206,13 @@ class HardwareScreen(Screen):
                                 g.temperature_c, g.power_w) for g in report.gpus],
                     empty_text=f"No GPU: {reason}. The fit panel below estimates for a card you pick.")
         self.query_one("#hw-machine", Static).update(machine_text(report))
-        gpus = [(f"this GPU: {g.name} ({format_bytes(g.memory_total)})", g.memory_total) for g in report.gpus]
+        self.query_one("#hw-procs", Static).update(processes_text(report))
+        from tui_tuner.fit.devices import label
+
+        # Freest first: the fit panel checks against the GPU a run would get, with what is free now.
+        visible = sorted(report.visible_gpus, key=lambda g: -g.memory_free)
+        gpus = [(f"{label(g)}: {format_bytes(g.memory_free)} free of {format_bytes(g.memory_total)}", g.memory_free)
+                for g in visible]
         if self.query(FitPanel):
             return
         panel = FitPanel(gpus=gpus + event.common_gpus, catalog=event.catalog, id="hw-fit",
@@ -163,6 +263,8 @@ class HardwareScreen(Screen):
     def _sampled(self, event: GpusSampled) -> None:
         if event.readings:
             self.query_one(GpuMeters).show(event.readings)
+            self.history.add(event.readings)
+            self.query_one("#hw-history", Static).update(self.history.text())
 
     # ------------------------------------------------------------------ actions
     def action_use_settings(self) -> None:
@@ -185,6 +287,39 @@ class HardwareScreen(Screen):
                 panel.query_one("#fit-model", Input).value = name
 
         self.app.push_screen(ChoiceModal("Pick a model", [(n, n) for n in panel.catalog]), picked)
+
+    def action_make_fit(self) -> None:
+        panels = self.query(FitPanel)
+        if not panels or panels.first().request is None:
+            self.notify("type a model and settings in the fit panel first", severity="warning")
+            return
+        panel = panels.first()
+        self.make_fit_worker(panel.request, panel.chosen_settings() or {})
+
+    @work(thread=True, exclusive=True, group="hw-make-fit", exit_on_error=False)
+    def make_fit_worker(self, request: Any, base: dict[tuple[str, ...], Any]) -> None:
+        changes, note = fit_changes_for(request)
+        self.post_message(FitChangesComputed(changes, base, note))
+
+    @on(FitChangesComputed)
+    def _fit_changes(self, event: FitChangesComputed) -> None:
+        from tui_tuner.core.units import format_bytes
+
+        if not event.changes:
+            self.notify(event.note, title="Make it fit")
+            return
+        from tui_tuner.tui.screens.modals import ChoiceModal
+
+        choices = [(str(i), f"{format_bytes(c.estimate_bytes):>8}  {'fits ' if c.fits else 'over '} {c.title} — {c.cost}")
+                   for i, c in enumerate(event.changes)]
+
+        def picked(value: str | None) -> None:
+            if value is not None:
+                change = event.changes[int(value)]
+                self.run_worker(self.app.carry_settings({**event.base, **change.settings}), exclusive=False)
+
+        self.app.push_screen(ChoiceModal("Make it fit: changes, cheapest first", choices,
+                                         body="Pick one to carry it into the config."), picked)
 
     @on(SettingsChosen)
     async def _settings_chosen(self, event: SettingsChosen) -> None:

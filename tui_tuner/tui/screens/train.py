@@ -147,6 +147,8 @@ class TrainScreen(Screen):
             if st.backend:
                 reason = (st.backend_reason or "").removeprefix("backend:").strip()
                 backend = Text.assemble(("backend ", "dim"), (st.backend, "bold"), (f" — {reason}" if reason else ""))
+                if st.extra.get("precision"):
+                    backend.append(f"  · {st.extra['precision']} precision", style="dim")
         self.query_one("#train-title", Static).update(title)
         self.query_one("#train-backend", Static).update(backend)
 
@@ -178,7 +180,11 @@ class TrainScreen(Screen):
                                                 else "waiting for the first loss point")
         self._draw_chart()
         self.query_one(GpuMeters).show(snap.gpus)
-        log = Text("\n".join(snap.log_tail[-self._log_rows():]) or "(empty)", no_wrap=True, overflow="ellipsis")
+        rows = self._log_rows() - len(snap.warnings)
+        log = Text(no_wrap=True, overflow="ellipsis")
+        for warning in snap.warnings:  # another process grabbing this run's GPU memory: shown above the log
+            log.append(f"warning: {warning}\n", style="bold yellow")
+        log.append("\n".join(snap.log_tail[-max(1, rows):]) or "(empty)")
         self.query_one("#train-log", Static).update(log)
 
     def _log_rows(self) -> int:
