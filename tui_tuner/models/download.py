@@ -35,6 +35,8 @@ from typing import Any, Callable
 LISTING_TIMEOUT_S = 20.0
 DISK_MARGIN_BYTES = 256 << 20
 """Left free after the download: a model that fills its disk to the last byte leaves no room for the run."""
+clock = time.monotonic
+"""Where rates and ETAs read the time."""
 PROGRESS_EVERY_S = 0.5
 """Progress callbacks at most this often (and once at the start and end of each file)."""
 
@@ -393,7 +395,7 @@ class _Meter:
         self.plan, self.progress = plan, progress
         self.total = sum(f.size for f in plan.missing)
         self.done = sum(plan.partial.values())
-        self.began, self.moved, self.shown = time.monotonic(), 0, 0.0
+        self.began, self.moved, self.shown = clock(), 0, -PROGRESS_EVERY_S
         self.file = ""
 
     def add(self, n: int) -> None:
@@ -402,7 +404,7 @@ class _Meter:
         self.report()
 
     def report(self, force: bool = False) -> None:
-        now = time.monotonic()
+        now = clock()
         if self.progress is None or (not force and now - self.shown < PROGRESS_EVERY_S):
             return
         self.shown = now
@@ -452,7 +454,6 @@ def _fetch(plan: DownloadPlan, f: HubFile, meter: _Meter) -> None:
             have = part.stat().st_size if part.is_file() else 0
             if have > f.size:  # not this file's bytes (a changed file): start over
                 part.unlink()
-                meter.done -= have
                 have = 0
             url = hf_hub_url(plan.repo_id, f.path, revision=plan.commit)
             with open(part, "ab") as fh:
@@ -481,6 +482,23 @@ def _link(plan: DownloadPlan, f: HubFile) -> None:
         shutil.copy2(blob, target)
 
 
+def _transfer_error(exc: BaseException, plan: DownloadPlan, f: HubFile) -> ModelDownloadError:
+    """A failure in the middle of a file: what is kept, and that running again resumes from there."""
+    from tui_tuner.core.units import format_bytes
+
+    err = _hub_error(exc, plan.repo_id, plan.revision, plan.cache_dir)
+    part = plan.repo_folder / "blobs" / f"{f.blob}.incomplete"
+    kept = part.stat().st_size if part.is_file() else 0
+    where = f"{f.path} ({format_bytes(kept)} of {format_bytes(f.size)} kept in {part})" if kept else f.path
+    if err.kind == "offline":
+        return ModelDownloadError(f"the connection to the hub was lost while downloading {plan.repo_id}: {where}",
+                                  "Run again when the network is back: the download resumes where it stopped "
+                                  f"(`tui-tuner model pull {plan.repo_id}`).", "offline")
+    if err.kind == "disk":
+        return ModelDownloadError(f"the disk filled up while downloading {plan.repo_id}: {where}", err.hint, "disk")
+    return err
+
+
 def _write_ref(plan: DownloadPlan) -> None:
     if plan.revision == plan.commit:
         return
@@ -506,7 +524,7 @@ def download(plan: DownloadPlan, progress: Callable[[DownloadProgress], None] | 
             try:
                 _fetch(plan, f, meter)
             except Exception as exc:
-                raise _hub_error(exc, plan.repo_id, plan.revision, plan.cache_dir) from exc
+                raise _transfer_error(exc, plan, f) from exc
         else:
             _link(plan, f)
     meter.report(force=True)

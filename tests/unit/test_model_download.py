@@ -1,0 +1,310 @@
+"""Hub model downloads: sizes, disk check, progress (CLI and run directory), resume, and the failure cases.
+
+There is no hub here: the network boundary is faked — the hub's file listing (`HfApi.model_info`)
+and the byte transfer (`huggingface_hub.file_download.http_get`, which writes chunks and drives
+the progress class it is given, as the real one does). Everything else runs for real: the plan,
+the disk check, the cache layout, resume from `.incomplete`, the progress lines and events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from types import SimpleNamespace
+
+import httpx2
+import pytest
+from huggingface_hub import HfApi, file_download
+from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+from tui_tuner.models import download
+from tui_tuner.models.download import ModelDownloadError, ensure_model, plan_download
+
+REPO = "acme/tiny-chat"
+COMMIT = "c0ffee" + "0" * 34
+CHUNK = 64 * 1024
+RATE = 256 * 1024
+"""Bytes per second of the fake transfer (its clock advances with each chunk)."""
+
+
+def _content(name: str, size: int) -> bytes:
+    seed = hashlib.sha256(name.encode()).digest()
+    return (seed * (size // len(seed) + 1))[:size]
+
+
+FILES = {
+    "config.json": b'{"model_type": "llama"}',
+    "tokenizer.json": _content("tokenizer.json", 3000),
+    "model.safetensors": _content("model.safetensors", 1_000_000),
+    "pytorch_model.bin": _content("pytorch_model.bin", 900_000),  # the same weights again: never downloaded
+    "original/consolidated.pth": _content("original", 500_000),  # another format in a subfolder: skipped
+    "README.md": b"# tiny",
+}
+
+
+class FakeHub:
+    """The hub's listing and its file transfer, with a clock that advances with each chunk."""
+
+    def __init__(self, monkeypatch, files=FILES, fail_listing: BaseException | None = None):
+        self.files, self.fail_listing = dict(files), fail_listing
+        self.transfers: list[tuple[str, int]] = []
+        self.cut_after: int | None = None
+        self.now = 1000.0
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+        monkeypatch.setattr(HfApi, "model_info", self.model_info)
+        monkeypatch.setattr(file_download, "http_get", self.http_get)
+        monkeypatch.setattr(download, "clock", lambda: self.now)
+
+    def model_info(self, repo_id, *, revision=None, files_metadata=False, timeout=None, **_):
+        assert files_metadata, "sizes come from the listing"
+        if self.fail_listing is not None:
+            raise self.fail_listing
+        siblings = []
+        for name, data in self.files.items():
+            big = len(data) > 10_000
+            lfs = SimpleNamespace(sha256=hashlib.sha256(data).hexdigest(), size=len(data)) if big else None
+            siblings.append(SimpleNamespace(rfilename=name, size=len(data), lfs=lfs,
+                                            blob_id=hashlib.sha1(data).hexdigest()))
+        return SimpleNamespace(sha=COMMIT, siblings=siblings)
+
+    def http_get(self, url, temp_file, *, resume_size=0, headers=None, expected_size=None,
+                 displayed_filename=None, tqdm_class=None, **_):
+        name = url.split(f"/resolve/{COMMIT}/", 1)[1]
+        data = self.files[name]
+        self.transfers.append((name, resume_size))
+        bar = tqdm_class(total=expected_size, initial=resume_size)
+        for start in range(resume_size, len(data), CHUNK):
+            if self.cut_after is not None and start >= self.cut_after:
+                raise httpx2.ReadError("connection reset by peer")
+            chunk = data[start:start + CHUNK]
+            temp_file.write(chunk)
+            temp_file.flush()
+            self.now += len(chunk) / RATE
+            bar.update(len(chunk))
+
+
+def _gated() -> GatedRepoError:
+    return GatedRepoError("403 Client Error: access to model acme/tiny-chat is restricted",
+                          response=httpx2.Response(403, request=httpx2.Request("GET", "https://huggingface.co/x")))
+
+
+def test_plan_counts_only_what_from_pretrained_reads(tmp_path, monkeypatch):
+    FakeHub(monkeypatch)
+    plan = plan_download(REPO, cache_dir=tmp_path)
+    names = [f.path for f in plan.files]
+    assert set(names) == {"config.json", "tokenizer.json", "model.safetensors"}
+    assert names[0] == "config.json"  # small files first: a gated repository fails before the weights
+    assert plan.to_fetch_bytes == len(FILES["config.json"]) + 3000 + 1_000_000
+
+
+def test_bin_weights_only_when_there_are_no_safetensors(tmp_path, monkeypatch):
+    files = {k: v for k, v in FILES.items() if k != "model.safetensors"}
+    FakeHub(monkeypatch, files)
+    assert "pytorch_model.bin" in [f.path for f in plan_download(REPO, cache_dir=tmp_path).files]
+
+
+def test_gguf_only_repository_is_refused_with_what_to_pick(tmp_path, monkeypatch):
+    FakeHub(monkeypatch, {"config.json": b"{}", "model-q4_k_m.gguf": _content("g", 20_000)})
+    with pytest.raises(ModelDownloadError) as err:
+        plan_download(REPO, cache_dir=tmp_path)
+    assert err.value.kind == "no-weights" and ".gguf" in str(err.value) and "GGUF" in err.value.hint
+
+
+def test_download_fills_the_standard_cache_with_progress(tmp_path, monkeypatch):
+    hub = FakeHub(monkeypatch)
+    seen, notes = [], []
+    folder = ensure_model(REPO, cache_dir=tmp_path, progress=seen.append, note=notes.append)
+    assert folder == tmp_path / "models--acme--tiny-chat" / "snapshots" / COMMIT
+    for name in ("config.json", "tokenizer.json", "model.safetensors"):
+        assert (folder / name).is_symlink() and (folder / name).read_bytes() == FILES[name]
+    assert not (folder / "pytorch_model.bin").exists()
+    assert (tmp_path / "models--acme--tiny-chat" / "refs" / "main").read_text() == COMMIT
+    assert "downloading 979.5 KiB (3 of 3 files" in notes[0]
+    total = len(FILES["config.json"]) + 3000 + 1_000_000
+    assert all(p.total == total for p in seen)
+    dones = [p.done for p in seen]
+    assert dones == sorted(dones) and dones[-1] == total and seen[-1].finished
+    middle = [p for p in seen if 0 < p.done < total and p.eta_s]
+    assert middle, "an ETA while bytes are still to come"
+    assert middle[-1].rate == pytest.approx(RATE)
+    text = middle[-1].text()
+    assert text.startswith("downloading weights ") and " KiB of 979.5 KiB" in text
+    assert "256.0 KiB/s" in text and "ETA 0:0" in text
+    # the second time nothing is asked of the hub or transferred
+    hub.transfers.clear()
+    assert ensure_model(REPO, cache_dir=tmp_path) == folder and hub.transfers == []
+
+
+def test_interrupted_download_keeps_its_bytes_and_resumes(tmp_path, monkeypatch):
+    hub = FakeHub(monkeypatch)
+    hub.cut_after = 6 * CHUNK
+    with pytest.raises(ModelDownloadError) as err:
+        ensure_model(REPO, cache_dir=tmp_path)
+    assert err.value.kind == "offline"
+    assert "lost while downloading" in str(err.value) and "model.safetensors (384.0 KiB of 976.6 KiB kept" in str(err.value)
+    assert "resumes" in err.value.hint
+    blob = hashlib.sha256(FILES["model.safetensors"]).hexdigest()
+    part = tmp_path / "models--acme--tiny-chat" / "blobs" / f"{blob}.incomplete"
+    assert part.stat().st_size == 6 * CHUNK
+
+    hub.cut_after, hub.transfers = None, []
+    plan = plan_download(REPO, cache_dir=tmp_path)
+    assert plan.partial == {"model.safetensors": 6 * CHUNK}
+    assert [f.path for f in plan.missing] == ["model.safetensors"]
+    notes, seen = [], []
+    folder = ensure_model(REPO, cache_dir=tmp_path, note=notes.append, progress=seen.append)
+    assert "resuming: 384.0 KiB already here" in notes[0]
+    assert hub.transfers == [("model.safetensors", 6 * CHUNK)]  # a range request from the kept bytes
+    assert (folder / "model.safetensors").read_bytes() == FILES["model.safetensors"]
+    assert not part.exists()
+    assert seen[0].done == 6 * CHUNK and "resumed from 384.0 KiB" in seen[-1].text()
+
+
+def test_too_little_disk_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    hub = FakeHub(monkeypatch)
+    monkeypatch.setattr(download.shutil, "disk_usage", lambda p: SimpleNamespace(total=10 << 30, used=0, free=100 << 10))
+    with pytest.raises(ModelDownloadError) as err:
+        ensure_model(REPO, cache_dir=tmp_path / "hub")
+    message = str(err.value)
+    assert err.value.kind == "disk" and hub.transfers == []
+    assert "needs 979.5 KiB more" in message and "100.0 KiB free" in message and str(tmp_path) in message
+    assert "HF_HUB_CACHE" in err.value.hint
+    assert not (tmp_path / "hub").exists()
+
+
+def test_gated_missing_and_unreachable_are_told_apart(tmp_path, monkeypatch):
+    cases = {
+        "gated": (_gated(), ["gated"], ["hf auth login", f"https://huggingface.co/{REPO}"]),
+        "missing": (RepositoryNotFoundError("404", response=httpx2.Response(
+            404, request=httpx2.Request("GET", "https://huggingface.co/x"))), ["not a model on the hub"],
+            ["spelling"]),
+        "offline": (httpx2.ConnectError("[Errno -2] Name or service not known"),
+                    ["cannot be reached", "nothing of it is in"], [f"tui-tuner model pull {REPO}", "HF_HUB_CACHE"]),
+    }
+    for kind, (exc, in_message, in_hint) in cases.items():
+        FakeHub(monkeypatch, fail_listing=exc)
+        with pytest.raises(ModelDownloadError) as err:
+            ensure_model(REPO, cache_dir=tmp_path)
+        assert err.value.kind == kind
+        assert all(s in str(err.value) for s in in_message), str(err.value)
+        assert all(s in err.value.hint for s in in_hint), err.value.hint
+
+
+def test_gated_file_after_a_public_listing(tmp_path, monkeypatch):
+    hub = FakeHub(monkeypatch)  # the listing of a gated repository is public; its files are not
+
+    def refuse(url, *a, **k):
+        raise _gated()
+
+    monkeypatch.setattr(file_download, "http_get", refuse)
+    with pytest.raises(ModelDownloadError) as err:
+        ensure_model(REPO, cache_dir=tmp_path)
+    assert err.value.kind == "gated" and "hf auth login" in err.value.hint and hub.transfers == []
+
+
+def test_offline_uses_a_complete_cache_and_names_what_a_partial_one_holds(tmp_path, monkeypatch):
+    FakeHub(monkeypatch)
+    snap = tmp_path / "models--acme--tiny-chat" / "snapshots" / COMMIT
+    snap.mkdir(parents=True)
+    (tmp_path / "models--acme--tiny-chat" / "refs").mkdir()
+    (tmp_path / "models--acme--tiny-chat" / "refs" / "main").write_text(COMMIT)
+    (snap / "config.json").write_text("{}")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelDownloadError) as err:
+        ensure_model(REPO, cache_dir=tmp_path)
+    assert err.value.kind == "offline" and "HF_HUB_OFFLINE" in str(err.value)
+    assert "holds only config.json" in str(err.value) and "models--acme--tiny-chat" in err.value.hint
+    (snap / "model.safetensors").write_bytes(b"x")
+    assert ensure_model(REPO, cache_dir=tmp_path) == snap
+
+
+def test_model_pull_prints_size_progress_rate_and_eta(tmp_path, monkeypatch, capsys):
+    from huggingface_hub import constants
+
+    from tui_tuner import cli
+    from tui_tuner.commands import run_progress
+
+    FakeHub(monkeypatch)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(run_progress, "PLAIN_PREPARE_EVERY_S", 0.0)
+    assert cli.main(["model", "pull", REPO]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == str(tmp_path / "models--acme--tiny-chat" / "snapshots" / COMMIT)
+    lines = err.splitlines()
+    assert lines[0].startswith(f"{REPO}: downloading 979.5 KiB (3 of 3 files")
+    progress = [line for line in lines if line.startswith("downloading weights")]
+    assert any(" of 979.5 KiB · 256.0 KiB/s · ETA " in line and "(model.safetensors)" in line for line in progress)
+    assert progress[-1].startswith("downloading weights 979.5 KiB of 979.5 KiB")
+
+    assert cli.main(["model", "pull", "not-an-id"]) == 2
+    FakeHub(monkeypatch, fail_listing=_gated())
+    assert cli.main(["model", "pull", "acme/other"]) == 1
+    err = capsys.readouterr().err
+    assert "is gated" in err and "hint: Accept its licence" in err
+
+
+def test_worker_writes_download_progress_the_run_views_show(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from tui_tuner.rundir.events import EventWriter, RunHistory, prepare_text, read_events
+    from tui_tuner.train import worker
+
+    FakeHub(monkeypatch)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.chdir(tmp_path)
+    events_path = tmp_path / "events.jsonl"
+    cfg = SimpleNamespace(model=SimpleNamespace(name_or_path=REPO, revision=None))
+    worker.download_model(cfg, EventWriter(events_path))
+    events = [json.loads(line) for line in events_path.read_text().splitlines()]
+    prepare = [e for e in events if e["kind"] == "prepare"]
+    assert prepare and all(e["unit"] == "bytes" and e["repo"] == REPO for e in prepare)
+    assert prepare[-1]["done"] == prepare[-1]["total"] == len(FILES["config.json"]) + 3000 + 1_000_000
+    assert events[0]["kind"] == "download" and "downloading 979.5 KiB" in events[0]["message"]
+    assert events[-1] == {**events[-1], "kind": "download", "finished": True}
+    history = RunHistory()
+    history.add(read_events(events_path)[0])
+    assert history.prepare == prepare[-1]  # what the Train screen and `train` (attached) show
+    assert prepare_text(history.prepare).startswith("downloading weights 979.5 KiB of 979.5 KiB · 256.0 KiB/s")
+    mid = next(e for e in prepare if e.get("eta_s"))
+    assert " KiB of 979.5 KiB · 256.0 KiB/s · ETA 0:0" in prepare_text(mid)
+
+    FakeHub(monkeypatch, fail_listing=_gated())
+    cfg.model.name_or_path = "acme/gated"
+    with pytest.raises(worker.WorkerError) as err:
+        worker.download_model(cfg, EventWriter(events_path))
+    assert "gated" in str(err.value) and "hf auth login" in err.value.hint
+
+
+def test_local_folders_and_builtin_models_need_no_download(tmp_path, monkeypatch):
+    from tui_tuner.config.defaults import DEMO_MODEL_ID
+
+    (tmp_path / "acme" / "local").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert not download.is_hub_model("acme/local")
+    assert not download.is_hub_model(DEMO_MODEL_ID)
+    assert download.is_hub_model(REPO)
+    assert not download.is_hub_model("../up/there")
+
+
+def test_download_lines_rewrite_in_place_on_a_terminal():
+    from tui_tuner.commands.run_progress import DownloadLines
+    from tui_tuner.models.download import DownloadProgress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Tty()
+    lines = DownloadLines(out)
+    lines(DownloadProgress(REPO, "model.safetensors", 1 << 30, 4 << 30, 35e6, 94.0))
+    lines(DownloadProgress(REPO, "model.safetensors", 4 << 30, 4 << 30, 35e6, 0.0, finished=True))
+    text = out.getvalue()
+    assert text.startswith("\rdownloading weights 1.00 GiB of 4.00 GiB · 33.4 MiB/s · ETA 1:34")
+    assert text.endswith("\n") and text.count("\r") == 2
+
+
+def test_progress_text_before_the_first_byte():
+    assert download.progress_text({"what": "downloading weights", "done": 0, "total": 100,
+                                   "rate": None, "eta_s": None}) == "downloading weights 0 B of 100 B"
