@@ -248,32 +248,43 @@ def test_model_pull_prints_size_progress_rate_and_eta(tmp_path, monkeypatch, cap
 def test_worker_writes_download_progress_the_run_views_show(tmp_path, monkeypatch):
     from huggingface_hub import constants
 
-    from tui_tuner.rundir.events import EventWriter, RunHistory, prepare_text, read_events
+    from tui_tuner.config.schema import RunConfig
+    from tui_tuner.rundir.events import EventWriter, prepare_text
+    from tui_tuner.rundir.runs import create_run
     from tui_tuner.train import worker
+    from tui_tuner.tui.run_view import RunView
 
-    FakeHub(monkeypatch)
+    hub = FakeHub(monkeypatch)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.chdir(tmp_path)
-    events_path = tmp_path / "events.jsonl"
-    cfg = SimpleNamespace(model=SimpleNamespace(name_or_path=REPO, revision=None))
-    worker.download_model(cfg, EventWriter(events_path))
-    events = [json.loads(line) for line in events_path.read_text().splitlines()]
+    cfg = RunConfig()
+    cfg.model.name_or_path = REPO
+    cfg.output.runs_dir = str(tmp_path / "runs")
+    run = create_run(cfg, tmp_path, "pull")
+    view = RunView(run)
+    shown = []
+
+    def http_get_seen_by_the_view(*args, **kwargs):  # the Train screen polls while bytes arrive
+        FakeHub.http_get(hub, *args, **kwargs)
+        shown.append(view.poll().prepare)
+
+    monkeypatch.setattr(file_download, "http_get", http_get_seen_by_the_view)
+    worker.download_model(cfg, EventWriter(run.events_path))
+    events = [json.loads(line) for line in run.events_path.read_text().splitlines()]
     prepare = [e for e in events if e["kind"] == "prepare"]
     assert prepare and all(e["unit"] == "bytes" and e["repo"] == REPO for e in prepare)
     assert prepare[-1]["done"] == prepare[-1]["total"] == len(FILES["config.json"]) + 3000 + 1_000_000
     assert events[0]["kind"] == "download" and "downloading 979.5 KiB" in events[0]["message"]
-    assert events[-1] == {**events[-1], "kind": "download", "finished": True}
-    history = RunHistory()
-    history.add(read_events(events_path)[0])
-    assert history.prepare == prepare[-1]  # what the Train screen and `train` (attached) show
-    assert prepare_text(history.prepare).startswith("downloading weights 979.5 KiB of 979.5 KiB · 256.0 KiB/s")
+    assert events[-1]["kind"] == "download" and events[-1]["finished"] is True
+    assert any(t and " of 979.5 KiB · 256.0 KiB/s · ETA 0:0" in t for t in shown), shown
+    assert view.poll().prepare.startswith("downloading weights 979.5 KiB of 979.5 KiB · 256.0 KiB/s")
     mid = next(e for e in prepare if e.get("eta_s"))
     assert " KiB of 979.5 KiB · 256.0 KiB/s · ETA 0:0" in prepare_text(mid)
 
     FakeHub(monkeypatch, fail_listing=_gated())
     cfg.model.name_or_path = "acme/gated"
     with pytest.raises(worker.WorkerError) as err:
-        worker.download_model(cfg, EventWriter(events_path))
+        worker.download_model(cfg, EventWriter(run.events_path))
     assert "gated" in str(err.value) and "hf auth login" in err.value.hint
 
 
