@@ -319,3 +319,27 @@ def test_download_lines_rewrite_in_place_on_a_terminal():
 def test_progress_text_before_the_first_byte():
     assert download.progress_text({"what": "downloading weights", "done": 0, "total": 100,
                                    "rate": None, "eta_s": None}) == "downloading weights 0 B of 100 B"
+
+
+def test_train_preflight_refuses_with_the_hubs_sizes(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from tui_tuner.config.schema import load_config_text
+    from tui_tuner.train import preflight
+
+    FakeHub(monkeypatch)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    real = download.shutil.disk_usage
+    monkeypatch.setattr(download.shutil, "disk_usage", lambda p: SimpleNamespace(total=1 << 30, used=0, free=1 << 20)
+                        if "hub-cache" in str(p) else real(p))
+    monkeypatch.setattr(preflight, "_hub_issues", lambda repo, rev: [])  # its own hub call is tested elsewhere
+    (tmp_path / "hub-cache").mkdir()
+    (tmp_path / "t.jsonl").write_text('{"instruction": "a", "output": "b"}\n')
+    text = f"model:\n  name_or_path: {REPO}\ndata:\n  train: t.jsonl\n"
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    loaded = load_config_text(text, file=str(path))
+    loaded.path = path
+    issues = [i for i in preflight.preflight_issues(loaded) if "disk space to download" in i.message]
+    assert issues and issues[0].key == "model.name_or_path" and issues[0].severity == "error"
+    assert "needs 979.5 KiB more" in issues[0].message and "1.00 MiB free" in issues[0].message
