@@ -343,3 +343,17 @@ def test_train_preflight_refuses_with_the_hubs_sizes(tmp_path, monkeypatch):
     issues = [i for i in preflight.preflight_issues(loaded) if "disk space to download" in i.message]
     assert issues and issues[0].key == "model.name_or_path" and issues[0].severity == "error"
     assert "needs 979.5 KiB more" in issues[0].message and "1.00 MiB free" in issues[0].message
+
+
+def test_a_new_revision_reuses_the_blobs_it_shares(tmp_path, monkeypatch):
+    hub = FakeHub(monkeypatch)
+    first = ensure_model(REPO, cache_dir=tmp_path)
+    hub.transfers.clear()
+    newer = "beef" + "1" * 36
+    monkeypatch.setattr(HfApi, "model_info", lambda self, *a, **k: SimpleNamespace(
+        sha=newer, siblings=FakeHub.model_info(hub, REPO, files_metadata=True).siblings))
+    seen = []
+    folder = ensure_model(REPO, "v2", cache_dir=tmp_path, progress=seen.append)
+    assert folder == first.parent / newer and hub.transfers == [] and seen == []
+    assert (folder / "model.safetensors").read_bytes() == FILES["model.safetensors"]
+    assert (tmp_path / "models--acme--tiny-chat" / "refs" / "v2").read_text() == newer

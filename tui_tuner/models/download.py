@@ -449,7 +449,9 @@ def _fetch(plan: DownloadPlan, f: HubFile, meter: _Meter) -> None:
     blobs = plan.repo_folder / "blobs"
     blobs.mkdir(parents=True, exist_ok=True)
     blob, part = blobs / f.blob, blobs / f"{f.blob}.incomplete"
-    with FileLock(str(blobs / f"{f.blob}.lock")):  # two runs pulling the same model share each file
+    locks = plan.cache_dir / ".locks" / plan.repo_folder.name  # where huggingface_hub keeps its own locks
+    locks.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(locks / f"{f.blob}.lock")):  # two runs pulling the same model share each file
         if not blob.is_file():
             have = part.stat().st_size if part.is_file() else 0
             if have > f.size:  # not this file's bytes (a changed file): start over
@@ -514,7 +516,7 @@ def download(plan: DownloadPlan, progress: Callable[[DownloadProgress], None] | 
     problem = disk_problem(plan)
     if problem is not None:
         raise problem
-    meter = _Meter(plan, progress)
+    meter = _Meter(plan, progress if plan.missing else None)
     plan.cache_dir.mkdir(parents=True, exist_ok=True)
     _write_ref(plan)
     for f in plan.files:
@@ -555,8 +557,8 @@ def ensure_model(repo_id: str, revision: str | None = None, *,
             raise
         say(f"{repo_id}: the hub is not reachable; using the cached copy in {cached}")
         return cached
-    if not plan.missing:
-        return plan.snapshot
+    if not plan.missing:  # every blob is here (maybe from another revision): link the snapshot
+        return download(plan)
     need = plan.to_fetch_bytes
     head = (f"{repo_id}: downloading {format_bytes(need)} ({len(plan.missing)} of {len(plan.files)} files, "
             f"{format_bytes(plan.total_bytes)} in all) into {cache}")
