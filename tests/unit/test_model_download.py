@@ -357,3 +357,52 @@ def test_a_new_revision_reuses_the_blobs_it_shares(tmp_path, monkeypatch):
     assert folder == first.parent / newer and hub.transfers == [] and seen == []
     assert (folder / "model.safetensors").read_bytes() == FILES["model.safetensors"]
     assert (tmp_path / "models--acme--tiny-chat" / "refs" / "v2").read_text() == newer
+
+
+def test_a_disk_that_fills_up_mid_file_keeps_the_bytes_for_later(tmp_path, monkeypatch):
+    import errno
+
+    hub = FakeHub(monkeypatch)
+    real = hub.http_get
+
+    def fill_up(url, temp_file, **kwargs):
+        if url.endswith("model.safetensors"):
+            hub.cut_after = 2 * CHUNK
+            try:
+                real(url, temp_file, **kwargs)
+            except httpx2.ReadError:
+                raise OSError(errno.ENOSPC, "No space left on device") from None
+        else:
+            real(url, temp_file, **kwargs)
+
+    monkeypatch.setattr(file_download, "http_get", fill_up)
+    with pytest.raises(ModelDownloadError) as err:
+        ensure_model(REPO, cache_dir=tmp_path)
+    assert err.value.kind == "disk"
+    assert "disk filled up" in str(err.value) and "128.0 KiB of 976.6 KiB kept" in str(err.value)
+    assert "HF_HUB_CACHE" in err.value.hint and "resumes" in err.value.hint
+
+
+def test_chat_and_eval_download_the_base_model_with_progress_lines(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from tui_tuner.commands import run_progress
+    from tui_tuner.commands.run_progress import DownloadLines
+    from tui_tuner.inference.chat_model import ModelSource, SourceError, fetch_base_model
+
+    FakeHub(monkeypatch)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(run_progress, "PLAIN_PREPARE_EVERY_S", 0.0)
+    monkeypatch.chdir(tmp_path)
+    out = io.StringIO()
+    lines = DownloadLines(out)
+    source = ModelSource("adapter", REPO, tmp_path / "adapter", REPO, "adapter")
+    fetch_base_model(source, progress=lines, note=lines.note)
+    text = out.getvalue()
+    assert text.startswith(f"{REPO}: downloading 979.5 KiB") and "· 256.0 KiB/s · ETA " in text
+    assert (tmp_path / "hub" / "models--acme--tiny-chat" / "snapshots" / COMMIT / "model.safetensors").is_file()
+
+    FakeHub(monkeypatch, fail_listing=_gated())
+    with pytest.raises(SourceError) as err:
+        fetch_base_model(ModelSource("adapter", "acme/gated", None, "acme/gated", "x"))
+    assert "is gated" in str(err.value) and "hf auth login" in str(err.value)

@@ -350,14 +350,14 @@ def _hub_error(exc: BaseException, repo_id: str, revision: str | None, cache: Pa
             f"{repo_id} is not a model on the hub (no such repository, or a private one this account cannot see)",
             f"{hint}Check the spelling of the id (org/name, as on its huggingface.co page); for a private model "
             "log in with `hf auth login`.", "missing")
-    if _is_unreachable(exc) or isinstance(exc, (OfflineModeIsEnabled, LocalEntryNotFoundError)):
-        return _offline_error(repo_id, revision, cache, f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
-                              if str(exc) else type(exc).__name__)
     if _is_disk_full(exc):
         return ModelDownloadError(
             f"the disk filled up while downloading {repo_id} into {cache}",
             "Free space (`hf cache rm` removes cached models) or set HF_HUB_CACHE to a bigger disk, then run again: "
             "the download resumes where it stopped.", "disk")
+    if _is_unreachable(exc) or isinstance(exc, (OfflineModeIsEnabled, LocalEntryNotFoundError)):
+        return _offline_error(repo_id, revision, cache, f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+                              if str(exc) else type(exc).__name__)
     return ModelDownloadError(f"downloading {repo_id} failed: {type(exc).__name__}: {str(exc)[:300]}",
                               "Run again (the download resumes); `tui-tuner model pull` shows the progress.", "other")
 
@@ -372,8 +372,12 @@ def _is_unreachable(exc: BaseException) -> bool:
     while exc is not None and seen < 10:
         if isinstance(exc, (ConnectionError, TimeoutError)) or type(exc).__name__ in UNREACHABLE_ERRORS:
             return True
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+        exc, seen = _cause(exc), seen + 1
     return False
+
+
+def _cause(exc: BaseException) -> BaseException | None:
+    return exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
 
 
 def _is_disk_full(exc: BaseException) -> bool:
@@ -381,7 +385,7 @@ def _is_disk_full(exc: BaseException) -> bool:
     while exc is not None and seen < 10:
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return True
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+        exc, seen = _cause(exc), seen + 1
     return False
 
 
