@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import httpx2
@@ -406,3 +407,95 @@ def test_chat_and_eval_download_the_base_model_with_progress_lines(tmp_path, mon
     with pytest.raises(SourceError) as err:
         fetch_base_model(ModelSource("adapter", "acme/gated", None, "acme/gated", "x"))
     assert "is gated" in str(err.value) and "hf auth login" in str(err.value)
+
+
+class LocalHub:
+    """A local HTTP server answering the hub's two requests (the listing, file bytes with Range), for the real client."""
+
+    def __init__(self, files: dict[str, bytes]):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.files, self.requests = files, []
+        self.cut_after: int | None = None  # send this many bytes of the big file, drop the connection, then fail
+        self.failing = False
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                hub.requests.append((self.path, self.headers.get("Range")))
+                if self.path.startswith(f"/api/models/{REPO}"):
+                    return self._send(200, json.dumps({"id": REPO, "sha": COMMIT, "siblings": hub.siblings()}).encode())
+                name = self.path.removeprefix(f"/{REPO}/resolve/{COMMIT}/")
+                data = hub.files.get(name)
+                if data is None:
+                    return self._send(404, b"")
+                if hub.failing and len(data) > 10_000:
+                    return self._send(500, b"")
+                start = int(self.headers["Range"].split("=")[1].split("-")[0]) if self.headers.get("Range") else 0
+                self.send_response(206 if start else 200)
+                self.send_header("Content-Length", str(len(data) - start))
+                self.end_headers()
+                if hub.cut_after is not None and len(data) > 10_000:
+                    self.wfile.write(data[start:hub.cut_after])
+                    hub.cut_after, hub.failing = None, True
+                    self.wfile.flush()
+                    self.connection.close()
+                    return
+                self.wfile.write(data[start:])
+
+            def _send(self, code, body):
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def siblings(self):
+        out = []
+        for name, data in self.files.items():
+            entry = {"rfilename": name, "size": len(data), "blobId": hashlib.sha1(data).hexdigest()}
+            if len(data) > 10_000:
+                entry["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+            out.append(entry)
+        return out
+
+
+@pytest.mark.slow
+def test_model_pull_resumes_over_real_http(tmp_path):
+    """`tui-tuner model pull` in its own process, huggingface_hub's real HTTP client, a local server as the hub."""
+    import os
+    import subprocess
+    import sys
+
+    big = _content("shard", 24 << 20)  # above the client's 10 MiB read size, so a dropped connection keeps bytes
+    hub = LocalHub({"config.json": b'{"model_type": "llama"}', "model.safetensors": big})
+    hub.cut_after = 20 << 20
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
+    env = {k: v for k, v in env.items() if k != "TRANSFORMERS_OFFLINE"}  # online, against the local hub
+    env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"), HF_HUB_CACHE=str(tmp_path / "hub"),
+               PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+
+    def pull():
+        return subprocess.run([sys.executable, "-m", "tui_tuner", "model", "pull", REPO], env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    first = pull()
+    assert first.returncode == 1, first.stderr
+    assert "the connection to the hub was lost" in first.stderr and "20.0 MiB of 24.0 MiB kept" in first.stderr
+    hub.failing, hub.requests = False, []
+    second = pull()
+    assert second.returncode == 0, second.stderr
+    assert "resuming: 20.0 MiB already here" in second.stderr
+    assert hub.requests[-1] == (f"/{REPO}/resolve/{COMMIT}/model.safetensors", f"bytes={20 << 20}-")
+    assert "downloading weights 24.0 MiB of 24.0 MiB" in second.stderr
+    snapshot = Path(second.stdout.strip())
+    assert (snapshot / "model.safetensors").read_bytes() == big
+    assert snapshot == tmp_path / "hub" / "models--acme--tiny-chat" / "snapshots" / COMMIT

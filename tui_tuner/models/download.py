@@ -40,6 +40,9 @@ clock = time.monotonic
 PROGRESS_EVERY_S = 0.5
 """Progress callbacks at most this often (and once at the start and end of each file)."""
 
+RATE_AFTER_BYTES = 256 << 10
+"""Rate and ETA are shown once this much has moved (and a second has passed)."""
+
 SUPPORT_FILES = ("*.json", "*.model", "*.txt", "*.tiktoken", "*.jinja", "tokenizer*", "*.py")
 """Besides weights, what `from_pretrained` may read: configs, tokenizers, chat templates, remote code."""
 SAFETENSORS = "*.safetensors"
@@ -413,7 +416,8 @@ class _Meter:
             return
         self.shown = now
         elapsed = now - self.began
-        rate = self.moved / elapsed if self.moved and elapsed > 0.05 else None
+        # a rate from the first few kilobytes (config.json) is noise: wait for a second and 256 KiB
+        rate = self.moved / elapsed if self.moved >= RATE_AFTER_BYTES and elapsed >= 1.0 else None
         eta = (self.total - self.done) / rate if rate else None
         self.progress(DownloadProgress(self.plan.repo_id, self.file, self.done, self.total, rate, eta,
                                        resumed=self.plan.resumed_bytes, finished=self.done >= self.total))
