@@ -230,6 +230,11 @@ def test_model_pull_prints_size_progress_rate_and_eta(tmp_path, monkeypatch, cap
     FakeHub(monkeypatch)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setattr(run_progress, "PLAIN_PREPARE_EVERY_S", 0.0)
+    assert cli.main(["model", "pull", REPO, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "976.6 KiB  model.safetensors  (to download)" in out and "pytorch_model.bin" not in out
+    assert f"{REPO} at c0ffee000000: 979.5 KiB to download of 979.5 KiB" in out
+    assert not (tmp_path / "models--acme--tiny-chat").exists()
     assert cli.main(["model", "pull", REPO]) == 0
     out, err = capsys.readouterr()
     assert out.strip() == str(tmp_path / "models--acme--tiny-chat" / "snapshots" / COMMIT)
