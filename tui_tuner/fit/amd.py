@@ -214,7 +214,9 @@ def list_amd_gpus(first_index: int = 0) -> list["GpuInfo"]:
             total, used = _memory(sm, h)
             out.append(GpuInfo(
                 index=first_index + i, name=_name(sm, h), memory_total=total, memory_used=used,
-                memory_free=max(0, total - used), uuid=str(_try(sm.amdsmi_get_gpu_device_uuid, h, default="") or ""),
+                # No uuid: ROCm takes CUDA_VISIBLE_DEVICES / HIP_VISIBLE_DEVICES as device numbers, and AMD
+                # SMI's uuid is not a form it accepts, so runs pick AMD GPUs by index.
+                memory_free=max(0, total - used),
                 utilization_pct=_util(sm, h), temperature_c=_temperature(sm, h), power_w=_power(sm, h),
                 processes=_processes(sm, h), vendor="amd", arch=_arch(sm, h)))
     except Exception as exc:  # a GPU fell off the bus, the driver was unloaded...

@@ -92,6 +92,14 @@ def torch_gpu_problem(nvml_gpus: int, driver_cuda: str | None, driver_version: s
     version, build = torch_cuda_build()
     if version is None:
         return "torch is not installed: pip install torch"
+    hip = torch_hip_build()
+    if build is None and hip is not None:  # ROCm torch: its cuda API runs on AMD GPUs through HIP
+        import torch
+
+        if torch.cuda.is_available():
+            return None
+        return (f"torch {version} (ROCm {hip}) sees no GPU: check `amd-smi list` (or rocm-smi), that your user is in "
+                "the `render` and `video` groups, and HIP_VISIBLE_DEVICES / CUDA_VISIBLE_DEVICES.")
     if build is None:
         return (f"torch {version} is a CPU-only build, but NVIDIA's driver shows {nvml_gpus} GPU(s). Fix: install the "
                 f"CUDA build (on Linux the plain PyPI wheel is one): pip install --force-reinstall "

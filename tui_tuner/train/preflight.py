@@ -418,9 +418,11 @@ def _backend_issues(cfg) -> list[ConfigIssue]:
                             "CUDA machine); set `backend: auto` to train with transformers + peft.")]
     from tui_tuner.fit.hardware import list_gpus
 
-    if not list_gpus():
-        return [ConfigIssue("backend", "backend: unsloth needs an NVIDIA GPU with CUDA, and none is visible here; "
-                            "set `backend: auto` or `backend: transformers` to train on this machine.")]
+    gpus = list_gpus()
+    if not any(g.vendor == "nvidia" for g in gpus):
+        amd = " (AMD GPUs train through transformers on a ROCm build of torch)" if gpus else ""
+        return [ConfigIssue("backend", "backend: unsloth needs an NVIDIA GPU with CUDA, and none is visible here"
+                            f"{amd}; set `backend: auto` or `backend: transformers` to train on this machine.")]
     return []
 
 
