@@ -53,11 +53,14 @@ MLX_GROUP_SIZE = 64
 """MLX's affine quantization (mlx_lm's default for 4 bits): one scale and one bias per 64 weights."""
 MLX_4BIT_BYTES_PER_WEIGHT = 0.5
 """4-bit codes, packed eight to a 32-bit word: half a byte per weight."""
-MLX_GROUP_CONSTANT_BYTES = 2 * 2
-"""Each group's scale and bias, both 16-bit: 4 bytes per 64 weights (0.5 bits per weight)."""
-MLX_LOGITS_BYTES_PER_VOCAB = 6
-"""Per token and vocabulary entry on MLX: 16-bit logits (2), the softmax its cross-entropy backward forms (2)
-and the logits' gradient (2); mlx_lm never makes an fp32 copy."""
+MLX_GROUP_CONSTANTS = 2
+"""Each group keeps a scale and a bias in the weights' dtype: with 16-bit weights 4 bytes per 64 weights
+(0.5 bits per weight)."""
+MLX_LOGITS_COPIES = 3
+"""Arrays of the logits' size (in the activations' dtype) alive at the loss on a Mac's GPU: the logits, the
+softmax that MLX's fused cross-entropy (`mx.fast.cross_entropy`) forms for the backward pass, and the logits'
+gradient; mlx-lm makes no fp32 copy. (MLX's CPU build computes the loss unfused and holds four: measured
+with bench/mlx_memory.py.)"""
 
 _DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "auto": 2}
 
@@ -225,9 +228,10 @@ def estimate_memory(
         add("weights", "base weights, MLX 4-bit affine", q * MLX_4BIT_BYTES_PER_WEIGHT,
             f"{format_count(q)} weights of the linear layers and embeddings in MLX's 4-bit affine format "
             "(not NF4): two per byte.")
-        add("quant_constants", "scales and biases (group 64)", q / MLX_GROUP_SIZE * MLX_GROUP_CONSTANT_BYTES,
-            f"a 16-bit scale and a 16-bit bias per {MLX_GROUP_SIZE} weights: 0.5 bits per weight "
-            "(about 4.5 bits per weight in all).")
+        bits = 8 * wbytes
+        add("quant_constants", "scales and biases (group 64)", q / MLX_GROUP_SIZE * MLX_GROUP_CONSTANTS * wbytes,
+            f"a {bits}-bit scale and a {bits}-bit bias per {MLX_GROUP_SIZE} weights: {2 * bits / MLX_GROUP_SIZE:g} "
+            f"bits per weight (about {4 + 2 * bits / MLX_GROUP_SIZE:g} bits per weight in all).")
         u = spec.final_norm_params + spec.num_layers * spec.layer_other_params()
         add("weights_unquantized", "unquantized layers", u * wbytes,
             f"the norms and biases ({format_count(u)}) stay in {'32' if wbytes == 4 else '16'}-bit.")
@@ -326,9 +330,9 @@ def estimate_memory(
 
     # --- logits and loss
     if mlx:
-        add("logits", "logits and loss", tokens * spec.vocab_size * MLX_LOGITS_BYTES_PER_VOCAB,
-            f"one 16-bit score per vocabulary entry ({spec.vocab_size:,}) per token, the softmax of the "
-            "cross-entropy and the logits' gradient: MLX keeps no fp32 copy.")
+        add("logits", "logits and loss", tokens * spec.vocab_size * MLX_LOGITS_COPIES * act_bytes,
+            f"one {8 * act_bytes}-bit score per vocabulary entry ({spec.vocab_size:,}) per token, the softmax of "
+            "MLX's fused cross-entropy and the logits' gradient: no fp32 copy.")
     elif unsloth:
         add("logits", "logits and loss", tokens * spec.hidden_size * act_bytes,
             "Unsloth computes the loss in chunks (Cut Cross Entropy): the full logits are never stored.")
