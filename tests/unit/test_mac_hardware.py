@@ -147,3 +147,20 @@ def test_mlx_memory_terms():
     assert lora.line("optimizer").bytes == 2 * lora.line("adapter").bytes  # AdamW moments in the adapter's fp32
     eight_bit = estimate_memory(spec, "lora", backend="mlx", optimizer="adamw_8bit")
     assert eight_bit.total_bytes == lora.total_bytes and "MLX has no adamw_8bit" in eight_bit.notes[0]
+
+
+def test_preflight_warns_when_an_mlx_run_is_over_the_metal_limit(mocked_mac, tmp_path):
+    from tui_tuner.config.schema import RunConfig
+    from tui_tuner.fit.hardware import probe
+    from tui_tuner.train.preflight import gpu_issues
+
+    hw = probe(tmp_path)
+    cfg = RunConfig(backend="auto", method="lora")
+    cfg.model.name_or_path = "meta-llama/Llama-3.1-8B"
+    (issue,) = gpu_issues(cfg, hw)  # 8B LoRA on 16-bit weights: over a 16 GB Mac's 10.7 GiB
+    assert issue.severity == "warning" and "Metal working-set limit" in issue.message
+    assert "iogpu.wired_limit_mb" in issue.message
+    cfg.method = "qlora"
+    assert gpu_issues(cfg, hw) == []
+    cfg.method, cfg.backend = "lora", "transformers"  # not an MLX run: not checked against Metal
+    assert gpu_issues(cfg, hw) == []
