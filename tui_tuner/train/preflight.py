@@ -7,7 +7,8 @@ download or an hour of queueing:
 - the model is the built-in demo model, an existing local folder with a `config.json`,
   or a hub id that is in the local cache (offline) or known to the hub (online);
 - the training and eval files exist and are files;
-- the hub cache has room for a model that still has to be downloaded;
+- the hub cache has room for a model that still has to be downloaded (the hub's file sizes
+  online, the catalog's parameter count offline);
 - the chat template renders a sample conversation (in Jinja's sandbox: a template
   cannot run code);
 - `lora.target_modules` names layers the model has (from its config.json, no weights);
@@ -250,6 +251,14 @@ def _download_space_issues(cfg, base: Path) -> list[ConfigIssue]:
         return []
     from huggingface_hub import constants, try_to_load_from_cache
 
+    if not hub_offline():  # the hub's own file sizes, less what the cache already holds
+        from tui_tuner.models.download import ModelDownloadError, disk_problem, plan_download
+
+        try:
+            problem = disk_problem(plan_download(name, cfg.model.revision))
+        except ModelDownloadError:
+            problem = None  # gated, missing, unreachable: the model check says so
+        return [ConfigIssue("model.name_or_path", f"{problem} {problem.hint}", value=name)] if problem else []
     if isinstance(try_to_load_from_cache(name, "config.json", revision=cfg.model.revision), str):
         return []
     need = model_download_bytes(name)
