@@ -273,7 +273,8 @@ def test_mlx_stop_request_then_kill_9_then_resume_reaches_max_steps(make_run_con
     assert "stop requested" in run.request_stop()
     st = wait_for_run(run, ("stopped",))
     assert st.step < 40 and run.latest_checkpoint().name == f"checkpoint-{st.step}"
-    assert (run.adapter_dir / "adapters.safetensors").is_file()
+    assert (run.adapter_dir / "adapter_model.safetensors").is_file()
+    assert (run.adapter_dir / "mlx" / "adapters.safetensors").is_file()
     assert any(e["kind"] == "stop_requested" for e in read_events(run.events_path, 0)[0])
 
     _resume_when_released(run)

@@ -155,7 +155,8 @@ def _adapter_source(adapter_dir: Path, run_dir: Path | None, kind: SourceKind, l
         raise SourceError(f"{adapter_dir / 'adapter_config.json'} is not a JSON object; the adapter is damaged.")
     if "lora_parameters" in adapter_cfg and "peft_type" not in adapter_cfg:  # mlx-lm's adapter format
         base = adapter_cfg.get("model") or "BASE_MODEL"
-        peft_dir = adapter_dir.parent if adapter_dir.name == "mlx" else adapter_dir.with_name(adapter_dir.name + "-peft")
+        peft_dir = (adapter_dir.parent if adapter_dir.name == "mlx"
+                    else adapter_dir.with_name(adapter_dir.name + "-peft"))
         raise SourceError(f"{adapter_dir} is an adapter in mlx-lm's format, which chat, eval and export read once "
                           "converted to PEFT's. Runs of the MLX backend have that conversion in their adapter/ "
                           "folder: use the run itself. For another mlx-lm adapter: `python -c \"from tui_tuner."

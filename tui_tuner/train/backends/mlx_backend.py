@@ -501,7 +501,8 @@ def train(run: RunDir, cfg: Any, keeper: Any, events: EventWriter, resume_from: 
 
 def save_adapter(run: RunDir, model: Any, tokenizer: Any, template: str, cfg: Any, model_path: str,
                  adapter_config: dict[str, Any], step: int) -> None:
-    """adapter/: the PEFT adapter, the tokenizer, the chat template and what the run was; adapter/mlx/: mlx-lm's files."""
+    """adapter/: the PEFT adapter, the tokenizer, the chat template and what the run was;
+    adapter/mlx/: mlx-lm's own files."""
     import mlx.core as mx
     from mlx.utils import tree_flatten
 
