@@ -144,7 +144,8 @@ def test_mlx_qlora_trains_on_affine_4bit_then_chats_evals_and_exports(mlx_qlora_
     st = run.status()
     assert st.state == "finished" and st.step == 4 and st.backend == "mlx"
     assert st.extra["precision"].startswith("4-bit affine (group 64)")
-    assert st.extra["quantization"] == {"mode": "affine", "bits": 4, "group_size": 64, "layers": 8}  # 2 layers x 4
+    # 2 decoder layers x 4 linear (qkv, o, gate_up, down) + the embeddings, which the tied head reads
+    assert st.extra["quantization"] == {"mode": "affine", "bits": 4, "group_size": 64, "layers": 9}
     meta = json.loads((run.adapter_dir / "tui_tuner.json").read_text())
     assert meta["method"] == "qlora" and meta["base_quantization"]["mode"] == "affine"
     assert [p.name for p in run.checkpoints()] == ["checkpoint-2", "checkpoint-4"]

@@ -14,10 +14,10 @@ restore the random state of LoRA dropout. The adapter is saved in mlx-lm's forma
 `mlx_lm.load(base, adapter_path=...)`, and converted to a PEFT adapter in `adapter/` itself (and in
 every checkpoint), so chat, eval and export load it with transformers + peft like any other run.
 
-`method: qlora` quantizes the frozen linear layers of the decoder with MLX's affine 4-bit scheme
-(a scale and a bias per group of 64 weights; not bitsandbytes' NF4) and trains LoRA on top, as
-QLoRA does with NF4 on CUDA. Embeddings and the output head stay in 16/32 bits, as bitsandbytes
-leaves them.
+`method: qlora` quantizes the frozen base with MLX's affine 4-bit scheme (a scale and a bias per
+group of 64 weights; not bitsandbytes' NF4) and trains LoRA on top, as QLoRA does with NF4 on CUDA.
+Like mlx-lm's own 4-bit models (and the MLX fit estimate), it quantizes the embeddings and the output
+head too, which bitsandbytes leaves in 16 bits: on a large vocabulary that is gigabytes of unified memory.
 """
 
 from __future__ import annotations
@@ -161,9 +161,10 @@ def hf_config_overrides(model_path: Path) -> dict[str, Any]:
 
 
 def quantize_base(model: Any) -> int:
-    """Quantize the decoder's linear layers in place with MLX's affine 4-bit (group 64); returns how many.
+    """Quantize the linear layers and embeddings in place with MLX's affine 4-bit (group 64); returns how many.
 
-    Layers whose input width is not a multiple of the group size stay unquantized (MLX cannot group them)."""
+    The same layers as mlx-lm's `convert -q`; a layer whose input width is not a multiple of the group size
+    stays unquantized (MLX cannot group it)."""
     import mlx.nn as nn
 
     group = QUANTIZATION["group_size"]
@@ -171,8 +172,7 @@ def quantize_base(model: Any) -> int:
 
     def predicate(path: str, module: Any) -> bool:
         nonlocal count
-        wanted = (isinstance(module, nn.Linear) and ".layers." in f".{path}"
-                  and module.weight.shape[-1] % group == 0)
+        wanted = isinstance(module, (nn.Linear, nn.Embedding)) and module.weight.shape[-1] % group == 0
         count += wanted
         return wanted
 
@@ -200,7 +200,7 @@ def load_model(cfg: Any, model_path: str) -> tuple[Any, dict[str, Any]]:
     if cfg.method == "qlora":
         quantized = quantize_base(model)
         if not quantized:
-            raise WorkerError(f"none of {model_path}'s decoder linear layers can be quantized in groups of "
+            raise WorkerError(f"none of {model_path}'s linear layers can be quantized in groups of "
                               f"{QUANTIZATION['group_size']} (their input widths are not multiples of it)",
                               "Use `method: lora` for this model, or `backend: transformers` for NF4 QLoRA.")
     model.freeze()
