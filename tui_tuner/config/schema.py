@@ -304,7 +304,8 @@ class RunConfig(_Section):
     """Sample answers during training (events of kind `samples`; the Train screen's Samples panel)."""
     backend: Literal["auto", "unsloth", "transformers", "mlx"] = "auto"
     """auto: MLX on an Apple Silicon Mac with `.[mlx]` installed; Unsloth when a CUDA GPU is present and it
-    imports; else transformers + peft + trl. mlx: Apple's MLX (LoRA; also runs on the CPU build of MLX on Linux)."""
+    imports; else transformers + peft + trl. mlx: Apple's MLX (LoRA, and QLoRA on its affine 4-bit; also runs on
+    the CPU build of MLX on Linux)."""
     report_to: Literal["none", "tensorboard", "wandb"] = "none"
     """Also log to TensorBoard or Weights & Biases (must be installed)."""
 
