@@ -79,11 +79,12 @@ def check_before_start(config_path: str, overrides: list[str], name: str | None,
         problem = run_name_problem(name)
         if problem:
             issues.append(ConfigIssue("", problem, file="--name"))
-    from tui_tuner.train.worker import report_to_problem
+    from tui_tuner.config.trackers import missing_problem
 
-    problem = report_to_problem(loaded.config.report_to)
-    if problem:
-        issues.append(ConfigIssue("report_to", problem, file=config_path))
+    for tracker in loaded.config.tracker_names:  # a missing tracker is skipped with a warning; training goes on
+        problem = missing_problem(tracker)
+        if problem:
+            issues.append(ConfigIssue("report_to", problem, file=config_path, severity="warning"))
     return loaded, issues
 
 
