@@ -129,14 +129,14 @@ def test_wandb_offline_records_the_loss_curve_run_name_and_config(tracked_run):
     for rec in _wandb_records(log):
         kind = rec.WhichOneof("record_type")
         if kind == "run":
-            names.add((rec.run.display_name, rec.run.project))
+            names.add((rec.run.display_name, rec.run.project, tuple(rec.run.tags)))
         elif kind == "history":
             items = {(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in rec.history.item}
             if "train/loss" in items:
                 losses[items["train/global_step"]] = items["train/loss"]
         elif kind == "config":
             config.update({u.key or "/".join(u.nested_key): json.loads(u.value_json) for u in rec.config.update})
-    assert ("tracked-demo", "demo-proj") in names
+    assert ("tracked-demo", "demo-proj", ("smoke",)) in names
     assert losses == pytest.approx(_losses(run))
     assert config["tui_tuner"]["training"]["max_steps"] == STEPS
 

@@ -359,10 +359,10 @@ class RunConfig(_Section):
     trackers: TrackersConfig = Field(default_factory=TrackersConfig)
     """Each tracker's settings (project, run name, tracking URI...)."""
 
-    @field_validator("report_to")
+    @field_validator("report_to", mode="before")
     @classmethod
-    def _known_trackers(cls, value: str | list[str]) -> str | list[str]:
-        normalize_report_to(value)
+    def _known_trackers(cls, value: Any) -> Any:
+        normalize_report_to(value)  # before the type check: its message says what a tracker list looks like
         return value
 
     @property

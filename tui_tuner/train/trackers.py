@@ -58,8 +58,6 @@ def tracker_environment(cfg: Any, run_path: Path, environ: dict[str, str] | None
         put("WANDB_DIR", None, str(run_path))  # offline runs and wandb's own logs stay with the run
         if t.tags:
             env["WANDB_TAGS"] = ",".join(t.tags)
-        # wandb's console capture would copy train.log into the run a second time, colour codes included.
-        put("WANDB_CONSOLE", None, "off")
     if "mlflow" in names:
         runs_store = "file:" + str(run_path.parent / "mlruns")
         put("MLFLOW_TRACKING_URI", t.mlflow.tracking_uri, runs_store)
@@ -171,16 +169,13 @@ def _fix_hint(name: str, exc: BaseException) -> str | None:
 
 def _close(name: str, inner: Any) -> None:
     """Ends what a failed tracker may have left open, so it does not hold the process at exit."""
+    # The tracker's module is looked up, not imported: its callback imported it, if it got that far.
     try:
-        if name in ("mlflow", "dagshub"):
-            import mlflow
-
+        if name in ("mlflow", "dagshub") and (mlflow := sys.modules.get("mlflow")) is not None:
             inner._auto_end_run = False  # its __del__ must not end a run it no longer owns
             if mlflow.active_run() is not None:
                 mlflow.end_run(status="FAILED")
-        elif name == "wandb":
-            import wandb
-
+        elif name == "wandb" and (wandb := sys.modules.get("wandb")) is not None:
             if wandb.run is not None:
                 wandb.finish(exit_code=1)
         elif name == "tensorboard" and getattr(inner, "tb_writer", None) is not None:
@@ -197,23 +192,17 @@ def send_config(name: str, inner: Any, config: dict[str, Any]) -> None:
         text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
         inner.tb_writer.add_text("tui_tuner/config", "```yaml\n" + text + "```")
         inner.tb_writer.flush()
-    elif name == "wandb":
-        import wandb
-
+    elif name == "wandb" and (wandb := sys.modules.get("wandb")) is not None:  # imported by its callback
         if wandb.run is not None:
             wandb.config.update({"tui_tuner": config}, allow_val_change=True)
-    elif name in ("mlflow", "dagshub"):
-        import mlflow
-
+    elif name in ("mlflow", "dagshub") and (mlflow := sys.modules.get("mlflow")) is not None:
         if mlflow.active_run() is not None:
             mlflow.log_dict(config, "tui_tuner/config.yaml")
             params = {f"tui_tuner.{k}": v for k, v in _flatten(config).items() if len(v) <= 250}
             items = list(params.items())
             for i in range(0, len(items), 100):  # MLflow takes at most 100 params per call
                 mlflow.log_params(dict(items[i:i + 100]))
-    elif name == "trackio":
-        import trackio
-
+    elif name == "trackio" and (trackio := sys.modules.get("trackio")) is not None:
         trackio.config.update({"tui_tuner": config}, allow_val_change=True)
 
 
@@ -241,8 +230,6 @@ def tracker_callbacks(cfg: Any, events: Any, *, main_process: bool = True) -> li
     names = cfg.tracker_names
     if not names or not main_process:
         return []
-    from transformers.integrations import INTEGRATION_TO_CALLBACK
-
     warnings = TrackerWarnings(events)
     config = cfg.model_dump(mode="json")
     out = []
@@ -251,6 +238,8 @@ def tracker_callbacks(cfg: Any, events: Any, *, main_process: bool = True) -> li
             warnings.tell(name, "is not installed", f"no module {' / '.join(TRACKERS[name].modules)}",
                           f"Install it: {install_hint(name)}.")
             continue
+        from transformers.integrations import INTEGRATION_TO_CALLBACK
+
         factory = INTEGRATION_TO_CALLBACK.get(name)
         if factory is None:
             warnings.tell(name, "is not supported by this transformers release", "no callback for it",
