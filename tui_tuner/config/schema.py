@@ -191,9 +191,13 @@ class TrackersConfig(_Section):
     tags: list[str] = Field(default_factory=list)
     """Tags for the run (Weights & Biases tags, MLflow tags)."""
     tensorboard: TensorBoardSettings = Field(default_factory=TensorBoardSettings)
+    """TensorBoard (report_to: tensorboard)."""
     wandb: WandbSettings = Field(default_factory=WandbSettings)
+    """Weights & Biases (report_to: wandb)."""
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+    """MLflow (report_to: mlflow)."""
     trackio: TrackioSettings = Field(default_factory=TrackioSettings)
+    """Trackio (report_to: trackio)."""
 
 
 class SamplesConfig(_Section):
