@@ -96,6 +96,8 @@ def test_mlflow_records_the_loss_curve_run_name_and_config(tracked_run, monkeypa
     params = found.data.params
     assert params["tui_tuner.training.max_steps"] == "6" and params["tui_tuner.method"] == "lora"
     assert "smoke" in found.data.tags
+    # a resume (the next worker attempt) reattaches to this MLflow run
+    assert json.loads((run.path / "trackers.json").read_text()) == {"mlflow": found.info.run_id}
 
 
 def _wandb_records(path: Path):
@@ -129,14 +131,16 @@ def test_wandb_offline_records_the_loss_curve_run_name_and_config(tracked_run):
     for rec in _wandb_records(log):
         kind = rec.WhichOneof("record_type")
         if kind == "run":
-            names.add((rec.run.display_name, rec.run.project, tuple(rec.run.tags)))
+            names.add((rec.run.display_name, rec.run.project, tuple(rec.run.tags), rec.run.run_id))
         elif kind == "history":
             items = {(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in rec.history.item}
             if "train/loss" in items:
                 losses[items["train/global_step"]] = items["train/loss"]
         elif kind == "config":
             config.update({u.key or "/".join(u.nested_key): json.loads(u.value_json) for u in rec.config.update})
-    assert ("tracked-demo", "demo-proj", ("smoke",)) in names
+    from tui_tuner.train.trackers import stable_run_id
+
+    assert ("tracked-demo", "demo-proj", ("smoke",), stable_run_id(run.path)) in names  # a resume continues it
     assert losses == pytest.approx(_losses(run))
     assert config["tui_tuner"]["training"]["max_steps"] == STEPS
 

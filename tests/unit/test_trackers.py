@@ -98,6 +98,22 @@ def test_settings_reach_the_trackers_config_first_then_environment_then_defaults
     assert tracker_environment(_config().config, run_path, environ={}) == {}
 
 
+def test_a_resumed_run_continues_the_same_tracker_runs(tmp_path):
+    run_path = tmp_path / "runs" / "demo-20260101-120000"
+    run_path.mkdir(parents=True)
+    cfg = _config(report_to=["wandb", "mlflow"]).config
+    first = tracker_environment(cfg, run_path, environ={})
+    assert "MLFLOW_RUN_ID" not in first and first["WANDB_RESUME"] == "allow"
+    assert first["WANDB_RUN_ID"].startswith("demo-20260101-120000-")
+    (run_path / "trackers.json").write_text('{"mlflow": "0a1b2c"}')
+    again = tracker_environment(cfg, run_path, environ={})
+    assert again["MLFLOW_RUN_ID"] == "0a1b2c" and again["WANDB_RUN_ID"] == first["WANDB_RUN_ID"]
+    other = tmp_path / "elsewhere" / run_path.name
+    other.mkdir(parents=True)
+    assert tracker_environment(cfg, other, environ={})["WANDB_RUN_ID"] != first["WANDB_RUN_ID"]
+    assert "WANDB_RUN_ID" not in tracker_environment(cfg, run_path, environ={"WANDB_RUN_ID": "mine"})
+
+
 @pytest.mark.parametrize("uri, local", [
     ("file:/srv/mlruns", "/srv/mlruns"), ("file:///srv/mlruns", "/srv/mlruns"), ("mlruns", "mlruns"),
     ("http://host:5000", None), ("databricks", None), ("sqlite:///m.db", None), (None, None),

@@ -56,6 +56,9 @@ def tracker_environment(cfg: Any, run_path: Path, environ: dict[str, str] | None
         put("WANDB_MODE", t.wandb.mode)
         put("WANDB_RUN_GROUP", t.wandb.group)
         put("WANDB_DIR", None, str(run_path))  # offline runs and wandb's own logs stay with the run
+        # A resumed run (a later worker attempt) continues the same W&B run instead of starting another.
+        put("WANDB_RUN_ID", None, stable_run_id(run_path))
+        put("WANDB_RESUME", None, "allow")
         if t.tags:
             env["WANDB_TAGS"] = ",".join(t.tags)
     if "mlflow" in names:
@@ -68,7 +71,43 @@ def tracker_environment(cfg: Any, run_path: Path, environ: dict[str, str] | None
             put("MLFLOW_ALLOW_FILE_STORE", None, "true")
         if t.tags:
             env["MLFLOW_TAGS"] = json.dumps({tag: "" for tag in t.tags})
+        previous = started_runs(run_path).get("mlflow")
+        if previous:  # resumed: MLflow's start_run reattaches to the run the first attempt started
+            put("MLFLOW_RUN_ID", None, previous)
     return env
+
+
+TRACKER_RUNS_FILE = "trackers.json"
+"""In the run directory: the tracker runs this run started ({"mlflow": RUN_ID}), for a resume to continue."""
+
+
+def stable_run_id(run_path: Path) -> str:
+    """An id for the run on trackers that take one: the same for every attempt, unique per run directory."""
+    import hashlib
+    import re
+
+    digest = hashlib.sha1(str(run_path.resolve()).encode()).hexdigest()[:8]
+    return re.sub(r"[^A-Za-z0-9_-]", "-", run_path.name)[:48] + "-" + digest
+
+
+def started_runs(run_path: Path) -> dict[str, str]:
+    try:
+        data = json.loads((run_path / TRACKER_RUNS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
+
+
+def _remember_run(run_path: Path | None, name: str, run_id: str) -> None:
+    if run_path is None:
+        return
+    from tui_tuner.rundir.status import atomic_write_text
+
+    runs = started_runs(run_path) | {name: run_id}
+    try:
+        atomic_write_text(run_path / TRACKER_RUNS_FILE, json.dumps(runs, indent=1) + "\n")
+    except OSError:
+        pass  # a resume would start a second tracker run: not worth switching the tracker off for
 
 
 def tracker_trainer_args(cfg: Any, run_name: str, accepted: set[str]) -> dict[str, Any]:
@@ -121,8 +160,10 @@ class TrackerGuard:
     tracker gets its own subclass (`guard_for`): the trainer warns about two callbacks of one class.
     """
 
-    def __init__(self, name: str, inner: Any, warnings: TrackerWarnings, config: dict[str, Any]):
+    def __init__(self, name: str, inner: Any, warnings: TrackerWarnings, config: dict[str, Any],
+                 run_path: Path | None = None):
         self.name = name
+        self.run_path = run_path
         self.inner = inner
         self.warnings = warnings
         self.config = config
@@ -140,7 +181,7 @@ class TrackerGuard:
             result = getattr(self.inner, event)(args, state, control, **kwargs)
             if event == "on_train_begin" and not self.started:
                 self.started = True
-                send_config(self.name, self.inner, self.config)
+                send_config(self.name, self.inner, self.config, self.run_path)
             return result
         except Exception as exc:  # a tracker never ends the run: it stops, the run goes on
             self._fail(event, exc)
@@ -184,7 +225,7 @@ def _close(name: str, inner: Any) -> None:
         pass
 
 
-def send_config(name: str, inner: Any, config: dict[str, Any]) -> None:
+def send_config(name: str, inner: Any, config: dict[str, Any], run_path: Path | None = None) -> None:
     """tui-tuner's full run config to a started tracker (transformers sends only its own arguments)."""
     import yaml
 
@@ -196,7 +237,8 @@ def send_config(name: str, inner: Any, config: dict[str, Any]) -> None:
         if wandb.run is not None:
             wandb.config.update({"tui_tuner": config}, allow_val_change=True)
     elif name in ("mlflow", "dagshub") and (mlflow := sys.modules.get("mlflow")) is not None:
-        if mlflow.active_run() is not None:
+        if (active := mlflow.active_run()) is not None:
+            _remember_run(run_path, name, active.info.run_id)
             mlflow.log_dict(config, "tui_tuner/config.yaml")
             params = {f"tui_tuner.{k}": v for k, v in _flatten(config).items() if len(v) <= 250}
             items = list(params.items())
@@ -216,12 +258,13 @@ def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
-def guard_for(name: str, inner: Any, warnings: TrackerWarnings, config: dict[str, Any]) -> TrackerGuard:
+def guard_for(name: str, inner: Any, warnings: TrackerWarnings, config: dict[str, Any],
+              run_path: Path | None = None) -> TrackerGuard:
     guard = type(f"{type(inner).__name__}Guard", (TrackerGuard,), {})
-    return guard(name, inner, warnings, config)
+    return guard(name, inner, warnings, config, run_path)
 
 
-def tracker_callbacks(cfg: Any, events: Any, *, main_process: bool = True) -> list[Any]:
+def tracker_callbacks(cfg: Any, events: Any, *, main_process: bool = True, run_path: Path | None = None) -> list[Any]:
     """A guarded callback for each tracker in `report_to` ([] on other ranks: rank 0 reports).
 
     A tracker that cannot be built here (not installed, not known to this transformers) is
@@ -250,5 +293,5 @@ def tracker_callbacks(cfg: Any, events: Any, *, main_process: bool = True) -> li
         except Exception as exc:  # its import failed, or it refused to be built
             warnings.tell(name, "could not start", _one_line(exc), _fix_hint(name, exc))
             continue
-        out.append(guard_for(name, inner, warnings, config))
+        out.append(guard_for(name, inner, warnings, config, run_path))
     return out

@@ -313,7 +313,7 @@ def train(run: RunDir, cfg: Any, backend: str, device: str, keeper: Any, events:
     from tui_tuner.train.distributed import is_main_process
     from tui_tuner.train.trackers import tracker_callbacks
 
-    trackers = tracker_callbacks(cfg, events, main_process=is_main_process())
+    trackers = tracker_callbacks(cfg, events, main_process=is_main_process(), run_path=run.path)
     callbacks = [callback, *samples_callbacks, *trackers, *(extra_callbacks or [])]
     if cfg.objective == "sft":
         trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
