@@ -175,10 +175,11 @@ class TrackerGuard:
         return functools.partial(self.forward, event)
 
     def forward(self, event: str, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-        if self.inner is None:
+        method = getattr(self.inner, event, None)  # None once switched off, or an event it does not know
+        if method is None:
             return None
         try:
-            result = getattr(self.inner, event)(args, state, control, **kwargs)
+            result = method(args, state, control, **kwargs)
             if event == "on_train_begin" and not self.started:
                 self.started = True
                 send_config(self.name, self.inner, self.config, self.run_path)
