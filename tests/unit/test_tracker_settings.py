@@ -245,3 +245,18 @@ def test_the_copier_keeps_reading_when_train_log_cannot_be_written(tmp_path):
         copier.join(timeout=30)
     os.close(unwritable)
     assert not copier.is_alive()
+
+
+def test_train_preflight_warns_about_a_tracker_that_is_not_installed_and_still_starts(tmp_path):
+    if importlib.util.find_spec("swanlab") is not None:
+        pytest.skip("swanlab is installed here")
+    from tui_tuner.config.schema import load_config
+    from tui_tuner.train.preflight import _tracker_issues, preflight_issues
+
+    config = tmp_path / "c.yaml"
+    config.write_text("report_to: [swanlab]\n")
+    loaded = load_config(config)
+    (issue,) = _tracker_issues(loaded.config)
+    assert issue.severity == "warning" and "pip install swanlab" in issue.message
+    found = [i for i in preflight_issues(loaded) if i.key == "report_to"]
+    assert [(i.line, i.file) for i in found] == [(1, str(config))]
