@@ -44,7 +44,9 @@ def tracked_run(demo_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("tracked")
     mp = pytest.MonkeyPatch()
     mp.setenv("TRACKIO_DIR", str(root / "trackio"))  # the worker inherits it: Trackio's local store
-    mp.setenv("WANDB_SILENT", "false")
+    for var, folder in (("WANDB_CONFIG_DIR", "wandb-config"), ("WANDB_CACHE_DIR", "wandb-cache"),
+                        ("WANDB_DATA_DIR", "wandb-data")):
+        mp.setenv(var, str(root / folder))  # nothing lands in the home folder
     for var in ("WANDB_PROJECT", "WANDB_MODE", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "WANDB_API_KEY"):
         mp.delenv(var, raising=False)
     try:
