@@ -411,7 +411,7 @@ def check_config_dataset(loaded: Any, tokenizer: Any = None, *, cache: bool = Fa
         report.tokenizer_note = ("not computed here; `tui-tuner data check FILE --config CONFIG` measures them "
                                  "with the model's tokenizer")
 
-    from tui_tuner.data.hub import HubSource, cached_here, data_source, pull_command
+    from tui_tuner.data.hub import HubSource, cached_here, data_source, hub_offline, not_here_message, pull_command
 
     base = loaded.base_dir
     local_files = 0  # local files among train/eval: hub settings do nothing for them
@@ -422,9 +422,12 @@ def check_config_dataset(loaded: Any, tokenizer: Any = None, *, cache: bool = Fa
         path = data_source(value, base, cfg.data, role=key, download=download)
         if isinstance(path, HubSource):
             if not download and not cached_here(path):
-                config_issue(f"data.{key}", f"hub dataset `{path.shown}` is not downloaded yet: training "
-                                            f"downloads it, or run `{pull_command(path)}` first to check it.",
-                             "warning")
+                if hub_offline():
+                    config_issue(f"data.{key}", not_here_message(path, "the hub is switched off (HF_HUB_OFFLINE=1)"))
+                else:
+                    config_issue(f"data.{key}", f"hub dataset `{path.shown}` is not downloaded yet: training "
+                                                f"downloads it, or run `{pull_command(path)}` first to check it.",
+                                 "warning")
                 continue
         elif not path.exists():
             config_issue(f"data.{key}", f"dataset file not found: {path} (`{value}` resolved against {base}). "
