@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 """The dataset file types tui-tuner reads."""
@@ -55,3 +56,19 @@ def url_problem(value: str) -> str | None:
     except ValueError as exc:
         return str(exc)
     return None
+
+
+def hub_dataset_url(value: str, base_dir: Path | None) -> str | None:
+    """`hf://datasets/...` for a `data.train` / `data.eval` value that names a hub dataset, None for a local path.
+
+    A local path that exists wins over a hub id of the same spelling (axolotl's convention); a
+    missing `org/name` that does not end like a data file is a hub id; `hf://` values are the hub.
+    """
+    if value.startswith("hf://"):
+        return value
+    path = Path(value).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    if path.exists() or not looks_like_dataset_id(value):
+        return None
+    return HF_URL_PREFIX + value

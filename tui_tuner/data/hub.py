@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tui_tuner.core.hub_names import (
-    HF_URL_PREFIX, SPLIT_EXAMPLES, looks_like_dataset_id, parse_hub_url, split_problem, url_problem,
+    HF_URL_PREFIX, SPLIT_EXAMPLES, hub_dataset_url, looks_like_dataset_id, parse_hub_url, split_problem, url_problem,
 )
 
 __all__ = ["HubSource", "HubDataError", "data_source", "as_source", "load_hub", "pull", "cached_here",
@@ -90,15 +90,12 @@ def data_source(value: str, base_dir: Path | None, data_cfg: Any = None, *, role
     subset = getattr(data_cfg, "subset", None)
     split = (getattr(data_cfg, "eval_dataset_split", "test") if role == "eval"
              else getattr(data_cfg, "split", "train")) or "train"
-    if value.startswith("hf://"):
-        repo_id, revision, file = parse_hub_url(value)
-        return HubSource(repo_id, file, revision, None if file else subset, "train" if file else split, download)
-    path = Path(value).expanduser()
-    if not path.is_absolute() and base_dir is not None:
-        path = base_dir / path
-    if path.exists() or not looks_like_dataset_id(value):
-        return path
-    return HubSource(value, None, None, subset, split, download)
+    url = hub_dataset_url(value, base_dir)
+    if url is None:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() or base_dir is None else base_dir / path
+    repo_id, revision, file = parse_hub_url(url)
+    return HubSource(repo_id, file, revision, None if file else subset, "train" if file else split, download)
 
 
 def as_source(value: Any, data_cfg: Any = None) -> Path | HubSource:

@@ -593,13 +593,13 @@ def default_run_name(cfg: "RunConfig") -> str:
 def _frozen_config(cfg: "RunConfig", base_dir: Path) -> "RunConfig":
     """A copy whose relative paths are absolute, so the run does not depend on the cwd it started in."""
     frozen = cfg.model_copy(deep=True)
-    from tui_tuner.data.hub import HubSource, data_source
+    from tui_tuner.core.hub_names import hub_dataset_url
 
     for key in ("train", "eval"):  # a hub id becomes its hf:// URL: no local folder can shadow it later
         value = getattr(cfg.data, key)
         if value:
-            source = data_source(value, base_dir, cfg.data, role=key)
-            setattr(frozen.data, key, source.url if isinstance(source, HubSource) else str(source.resolve()))
+            url = hub_dataset_url(value, base_dir)
+            setattr(frozen.data, key, url or str(cfg.resolve_path(value, base_dir).resolve()))
     local_model = cfg.resolve_path(cfg.model.name_or_path, base_dir)
     if not Path(cfg.model.name_or_path).is_absolute() and local_model.is_dir():
         frozen.model.name_or_path = str(local_model.resolve())
