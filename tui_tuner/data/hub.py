@@ -139,11 +139,13 @@ def pull_command(source: HubSource) -> str:
 def not_here_message(source: HubSource, why: str) -> str:
     """`source` is not on this machine and cannot be fetched now: say so, where it was looked for, and how to get it."""
     what = f"`{source.file}` of hub dataset `{source.repo_id}`" if source.file else f"hub dataset `{source.repo_id}`"
+    hf = f"hf download --repo-type dataset {source.repo_id}" + (f" {source.file}" if source.file else "")
+    then = ("or unset HF_HUB_OFFLINE to download it" if hub_offline()
+            else "or check the connection (a proxy goes in HTTPS_PROXY, a mirror in HF_ENDPOINT)")
     return (f"{what} is not on this machine and {why}. Looked in the hub cache {hub_cache_dir()} and the "
             f"datasets cache {datasets_cache_dir()}. On a machine with internet run `{pull_command(source)}` "
-            "(or `hf download --repo-type dataset "
-            f"{source.repo_id}`) and copy the hub cache folder here, or unset HF_HUB_OFFLINE to download it. "
-            "A local file of that name would be used instead.")
+            f"(or `{hf}`) and copy the hub cache folder here, {then}. A local file of that name would be used "
+            "instead.")
 
 
 # ---------------------------------------------------------------------------- loading
@@ -282,12 +284,14 @@ def _choice_problem(source: HubSource, exc: ValueError) -> str:
 def _hub_failure(source: HubSource, exc: BaseException) -> str:
     """A hub error (not found, gated, unreachable, bad revision) as what happened and what to do."""
     from huggingface_hub.errors import (
-        EntryNotFoundError, GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError,
+        EntryNotFoundError, GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError,
     )
 
     text = _first_line(exc)
     cause = exc.__cause__ or exc.__context__
     kinds = (type(exc), type(cause)) if cause is not None else (type(exc),)
+    if issubclass(type(exc), LocalEntryNotFoundError):  # the hub did not answer and the cache lacks it
+        return not_here_message(source, "the hub could not be reached")
     if any(issubclass(k, GatedRepoError) for k in kinds) or "gated" in text.lower():
         return (f"hub dataset `{source.repo_id}` is gated: accept its terms on "
                 f"https://huggingface.co/datasets/{source.repo_id} and log in (`hf auth login`), then try again.")
