@@ -67,6 +67,41 @@ def samples_table(samples: list[dict[str, Any]], width: int) -> Table | Text:
     return table
 
 
+def compare_samples_table(runs: list[tuple[str, list[dict[str, Any]]]], width: int) -> Table | Text:
+    """Prompts down, each run's latest answers across ("run-a · step 80"), for the Compare screen.
+
+    Prompts are matched by their text, so runs whose sample prompts differ show a blank where a
+    run never answered that prompt.
+    """
+    latest = [(name, samples[-1]) for name, samples in runs if samples]
+    if not latest:
+        return Text("None of these runs has sample answers: a config's `samples:` section (prompts, or "
+                    "from_eval: N) records them at each eval and checkpoint step.", style="dim")
+    prompts: list[str] = []
+    for _, event in latest:
+        for answer in event["answers"]:
+            if answer["prompt"] not in prompts:
+                prompts.append(answer["prompt"])
+    cell = max(8, (width - PROMPT_WIDTH - 2) // max(1, len(runs)) - 1)
+    table = Table(box=None, padding=(0, 1, 0, 0), expand=True, show_header=True, header_style="bold")
+    table.add_column("prompt", width=PROMPT_WIDTH, style="dim")
+    by_run = {name: event for name, event in latest}
+    for name, _ in runs:
+        event = by_run.get(name)
+        table.add_column(f"{name} · step {event['step']}" if event else f"{name} · no samples", ratio=1)
+    for prompt in prompts:
+        row: list[Any] = [_cut(prompt, PROMPT_WIDTH, 2)]
+        for name, _ in runs:
+            event = by_run.get(name)
+            answer = next((a["answer"] for a in event["answers"] if a["prompt"] == prompt), None) if event else None
+            if answer is None:
+                row.append(Text("—", style="dim"))
+            else:
+                row.append(Text(_cut(answer, cell) or "(empty)", style="" if answer else "dim"))
+        table.add_row(*row)
+    return table
+
+
 class SamplesPanel(Static):
     """The sample answers table; `show(samples, elapsed_s)` redraws it when they changed."""
 
