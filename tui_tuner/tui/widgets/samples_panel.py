@@ -16,6 +16,8 @@ from textual.widgets import Static
 PROMPT_WIDTH = 18
 MIN_STEP_WIDTH = 18
 MAX_CELL_LINES = 4
+REFERENCE_MIN_WIDTH = 100
+"""From this panel width on, a last column shows the reference answer (at 120 columns the panel is 116 wide)."""
 
 
 def _cut(text: str, width: int, lines: int = MAX_CELL_LINES) -> str:
@@ -44,9 +46,9 @@ def samples_table(samples: list[dict[str, Any]], width: int) -> Table | Text:
                     "`samples:` section (prompts, or from_eval: N).", style="dim")
     has_reference = any(a.get("reference") for a in samples[-1]["answers"])
     room = max(MIN_STEP_WIDTH, width - PROMPT_WIDTH - 2)
-    columns = max(1, min(len(samples), room // MIN_STEP_WIDTH - (1 if has_reference and width >= 120 else 0)))
+    columns = max(1, min(len(samples), room // MIN_STEP_WIDTH - (1 if has_reference and width >= REFERENCE_MIN_WIDTH else 0)))
     shown = samples[-columns:]
-    show_reference = has_reference and width >= 120
+    show_reference = has_reference and width >= REFERENCE_MIN_WIDTH
     cell = max(8, (room - (MIN_STEP_WIDTH if show_reference else 0)) // columns - 1)
     table = Table(box=None, padding=(0, 1, 0, 0), expand=True, show_header=True, header_style="bold")
     table.add_column("prompt", width=PROMPT_WIDTH, style="dim")
