@@ -38,3 +38,26 @@ def test_written_into_an_empty_folder_it_validates_and_keeps_the_users_files(tmp
 
 def test_demo_tokenizer_text_comes_from_the_package():
     assert sample_dataset_path() == packaged_file("data/sample.jsonl") and sample_dataset_path().is_file()
+
+
+def test_config_quickstart_command_writes_then_keeps(tmp_path, capsys):
+    from tui_tuner.cli import main
+
+    assert main(["config", "quickstart", str(tmp_path)]) == 0
+    assert "wrote configs/quickstart.yaml, data/sample.jsonl, data/heldout.jsonl" in capsys.readouterr().out
+    assert main(["config", "quickstart", str(tmp_path)]) == 0
+    assert "kept your configs/quickstart.yaml" in capsys.readouterr().out
+    (tmp_path / "file").write_text("")
+    assert main(["config", "quickstart", str(tmp_path / "file")]) == 1  # not a folder: said, not raised
+    assert "cannot write the quickstart" in capsys.readouterr().err
+
+
+def test_missing_sample_data_says_how_to_write_it(tmp_path):
+    from tui_tuner.config.schema import load_config_text
+    from tui_tuner.train.preflight import _data_issues
+
+    loaded = load_config_text("model:\n  name_or_path: tui-tuner/demo-tiny-llama\n")
+    issues = _data_issues(loaded.config, tmp_path)
+    assert len(issues) == 1 and "tui-tuner config quickstart" in issues[0].message
+    loaded = load_config_text("data:\n  train: mine.jsonl\n")
+    assert "tui-tuner config quickstart" not in _data_issues(loaded.config, tmp_path)[0].message
