@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tui_tuner.config.starter import missing_quickstart_data_fix
 from tui_tuner.data.formats import FORMAT_LABELS, mapping_problems, read_as
 from tui_tuner.data.issues import DataIssue, capped
 from tui_tuner.data.loader import DatasetLoad, load_dataset_file
@@ -430,9 +431,10 @@ def check_config_dataset(loaded: Any, tokenizer: Any = None, *, cache: bool = Fa
                                  "warning")
                 continue
         elif not path.exists():
-            config_issue(f"data.{key}", f"dataset file not found: {path} (`{value}` resolved against {base}). "
-                                        "Fix the path or create the file (or name a hub dataset as ORG/NAME); "
-                                        "see data/README.md for the formats.")
+            fix = (missing_quickstart_data_fix(value)
+                   or "Fix the path or create the file (or name a hub dataset as ORG/NAME); see data/README.md "
+                      "for the formats.")
+            config_issue(f"data.{key}", f"dataset file not found: {path} (`{value}` resolved against {base}). {fix}")
             continue
         else:
             local_files += 1

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from tui_tuner.config.schema import DEMO_MODEL_ID, ConfigIssue, _line_for, yaml_positions
+from tui_tuner.config.starter import missing_quickstart_data_fix
 
 if TYPE_CHECKING:
     from tui_tuner.config.schema import LoadedConfig, RunConfig
@@ -226,8 +227,9 @@ def _data_issues(cfg, base: Path) -> list[ConfigIssue]:
             out.extend(_hub_dataset_issues(key, path, value))
         elif not path.exists():
             out.append(ConfigIssue(key, f"dataset file {str(path)!r} does not exist (relative paths are "
-                                   f"read from {str(base)!r}). Fix the path, or run `tui-tuner data check "
-                                   "FILE` on the file you mean.", value=value))
+                                   f"read from {str(base)!r}). " + (missing_quickstart_data_fix(value) or
+                                   "Fix the path, or run `tui-tuner data check FILE` on the file you mean."),
+                                   value=value))
         elif path.is_dir():
             out.append(ConfigIssue(key, f"{str(path)!r} is a folder; `{key}` needs one .jsonl, .json, .csv "
                                    "or .parquet file.", value=value))
