@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from tui_tuner.inference.chat_model import ModelSource
-from tui_tuner.rundir.files import CONFIG_FILE, EVAL_DIR, EVENTS_FILE
+from tui_tuner.rundir.files import CONFIG_FILE, EVAL_DIR, EVENTS_FILE, STATUS_FILE
 
 HUB = "https://huggingface.co"
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -231,7 +231,7 @@ def card_facts(source: ModelSource) -> CardFacts:
     except (OSError, yaml.YAMLError):
         raw = cfg.model_dump(mode="json")
     try:
-        status = json.loads((run_dir / "status.json").read_text(encoding="utf-8"))
+        status = json.loads((run_dir / STATUS_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         status = {}
     history = load_history(run_dir / EVENTS_FILE)
