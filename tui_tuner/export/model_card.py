@@ -287,7 +287,7 @@ def _duration(seconds: float | None) -> str | None:
     return format_duration(seconds) if isinstance(seconds, (int, float)) and seconds >= 0 else None
 
 
-def _bytes(value: Any) -> str | None:
+def _memory(value: Any) -> str | None:
     from tui_tuner.core.units import format_bytes
 
     return format_bytes(value) if isinstance(value, (int, float)) and value > 0 else None
@@ -426,7 +426,7 @@ def _hardware(facts: CardFacts) -> list[str]:
     for key, label in (("precision", "precision"), ("backend", "training backend")):
         if st.get(key):
             rows.append((label, str(st[key])))
-    peak = _bytes(st.get("peak_memory_bytes")) or _bytes((st.get("probe") or {}).get("measured_peak_bytes"))
+    peak = _memory(st.get("peak_memory_bytes")) or _memory((st.get("probe") or {}).get("measured_peak_bytes"))
     if peak:
         rows.append(("peak memory", peak))
     wall = _duration(st["ended"] - st["started"]) if isinstance(st.get("ended"), (int, float)) and isinstance(
