@@ -484,12 +484,16 @@ def _usage(facts: CardFacts, repo_id: str, kind: str, files: list[str]) -> list[
                   f"**llama.cpp / Ollama**: convert a clone with llama.cpp's `convert_hf_to_gguf.py {repo_id.split('/')[-1]}` "
                   "(or publish a GGUF of the run: `tui-tuner publish RUN --gguf q4_k_m`).", ""]
     else:
+        preference = ("q4_k_m", "q5_k_m", "q6_k", "q8_0", "bf16", "f16")  # the smallest first: what most people run
+        ggufs = sorted(ggufs, key=lambda f: next((n for n, q in enumerate(preference) if f.lower().endswith(f"-{q}.gguf")),
+                                                 len(preference)))
         quant = ggufs[0].rsplit("-", 1)[-1].removesuffix(".gguf").upper() if ggufs else "Q8_0"
         lines += ["This repository holds GGUF files for llama.cpp and Ollama, each with the chat template in its "
                   "metadata" + (" and an Ollama Modelfile beside it" if modelfiles else "") + ":", ""]
         lines += [f"- `{f}`" for f in ggufs] + [""]
         lines += ["**llama.cpp**", "", "```sh", f"llama-cli -hf {repo_id}:{quant} -cnv", "```", "",
                   "**Ollama**", "", "```sh", f"ollama run hf.co/{repo_id}:{quant}", "```", ""]
+        modelfiles = [m for m in modelfiles if ggufs and m.rsplit(".", 1)[0] == ggufs[0].rsplit(".", 1)[0]] or modelfiles
         if modelfiles and ggufs:
             lines += ["Or with the Modelfile (it carries the stop tokens and template tui-tuner checked):", "",
                       "```sh", f"hf download {repo_id} {ggufs[0]} {modelfiles[0]} --local-dir model",
@@ -503,7 +507,7 @@ def _usage(facts: CardFacts, repo_id: str, kind: str, files: list[str]) -> list[
 
 
 def render_card(facts: CardFacts, *, repo_id: str, kind: str, files: list[str], loss_image: str | None,
-                run_label: str | None = None, notes: list[str] | None = None) -> str:
+                run_label: str | None = None, notes: list[str] | None = None, checks: list[str] | None = None) -> str:
     """The whole `README.md`: YAML metadata, then the model, its data, every hyperparameter, results,
     evaluation, hardware and time, how to use it and the licence."""
     meta = yaml.safe_dump(metadata(facts, kind), sort_keys=False, allow_unicode=True).strip()
@@ -532,6 +536,8 @@ def render_card(facts: CardFacts, *, repo_id: str, kind: str, files: list[str], 
     lines += _evaluation(facts, run_label or facts.run_name)
     lines += _hardware(facts)
     lines += _usage(facts, repo_id, kind, files)
+    if checks:
+        lines += ["### Checked before publishing", ""] + [f"- {c}" for c in checks] + [""]
     lines += ["## Licence", "", _licence_text(facts), ""]
     for note in notes or []:
         lines.append(f"> {note}")

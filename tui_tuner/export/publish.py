@@ -178,6 +178,7 @@ def build_publish_folder(source: ModelSource, out: Path | None = None, *, repo_i
     out = Path(out) if out is not None else default_publish_dir(source)
     _prepare_out(out, default)
     notes: list[str] = []
+    checks: list[str] = []
     if kind == "adapter":
         _copy_adapter(source, out, log)
         note = _point_adapter_at_hub_base(out, facts.base_hub_id) if source.adapter_dir else None
@@ -193,6 +194,15 @@ def build_publish_folder(source: ModelSource, out: Path | None = None, *, repo_i
 
         result = export_gguf(source, out, quant=quants or ["q8_0"], llama_cpp=llama_cpp, verify=verify, log=log)
         notes += result.notes
+        for v in result.check.get("verification", []):
+            if v.get("checked"):
+                tokens, answers = v.get("tokens") or [], v.get("answers") or []
+                checks.append(f"`{v['file']}` was run in llama.cpp before publishing: it tokenizes "
+                              f"{sum(1 for r in tokens if r.get('same'))}/{len(tokens)} training conversations "
+                              "exactly as training did"
+                              + (f", and its greedy answers equal transformers' token for token on "
+                                 f"{sum(1 for r in answers if r.get('same'))}/{len(answers)} prompts"
+                                 if answers else "") + ".")
         unverified = [c for c in result.check.get("verification", []) if not c.get("checked")]
         if unverified:
             notes.append("the GGUF files were not run in llama.cpp before publishing (llama-cpp-python is not "
@@ -203,7 +213,8 @@ def build_publish_folder(source: ModelSource, out: Path | None = None, *, repo_i
         (out / LOSS_IMAGE).write_bytes(loss_curve_png(facts.train_losses, facts.eval_losses))
         image = LOSS_IMAGE
     files = sorted(p.name for p in out.iterdir() if p.is_file() and p.name != CARD)
-    card = render_card(facts, repo_id=repo_id, kind=kind, files=files, loss_image=image, notes=notes)
+    card = render_card(facts, repo_id=repo_id, kind=kind, files=files, loss_image=image, notes=notes,
+                       checks=checks)
     (out / CARD).write_text(card, encoding="utf-8")
     log(f"model card written: {out / CARD}")
     return PublishFolder(out, kind, sorted(p.name for p in out.iterdir() if p.is_file()), notes)

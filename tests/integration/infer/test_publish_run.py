@@ -136,3 +136,22 @@ def test_upload_sends_the_folder_and_never_shows_or_writes_the_token(evaluated_r
         for path in folder.rglob("*"):
             if path.is_file():
                 assert SECRET.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.slow
+def test_gguf_dry_run_has_the_files_modelfiles_and_llama_cpp_usage(evaluated_run, tmp_path, capsys):
+    out = tmp_path / "gguf-publish"
+    code = main(["publish", str(evaluated_run), "--repo", REPO_ID, "--gguf", "q8_0", "--dry-run", "--out", str(out)])
+    err = capsys.readouterr().err
+    if code == 2 and "converter" in err.lower():
+        pytest.skip(f"llama.cpp's GGUF converter is unavailable here: {err.strip().splitlines()[-1]}")
+    assert code == 0, err
+    names = {p.name for p in out.iterdir()}
+    gguf = next(n for n in names if n.endswith("-q8_0.gguf"))
+    modelfile = gguf.removesuffix(".gguf") + ".Modelfile"
+    assert modelfile in names and not names & NEVER_PUBLISHED
+    assert str(tmp_path) not in (out / modelfile).read_text()  # no local paths in what goes up
+    meta, body = card_of(out)
+    assert meta["library_name"] == "gguf" and "gguf" in meta["tags"]
+    assert f"llama-cli -hf {REPO_ID}:Q8_0" in body and f"ollama run hf.co/{REPO_ID}:Q8_0" in body
+    assert f"ollama create garden-bot -f {modelfile}" in body
