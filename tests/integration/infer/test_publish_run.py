@@ -155,3 +155,7 @@ def test_gguf_dry_run_has_the_files_modelfiles_and_llama_cpp_usage(evaluated_run
     assert meta["library_name"] == "gguf" and "gguf" in meta["tags"]
     assert f"llama-cli -hf {REPO_ID}:Q8_0" in body and f"ollama run hf.co/{REPO_ID}:Q8_0" in body
     assert f"ollama create garden-bot -f {modelfile}" in body
+    from tui_tuner.export.verify import llama_cpp_python_installed
+
+    if llama_cpp_python_installed():  # the proof in llama.cpp ran: the card says so
+        assert "### Checked before publishing" in body and f"`{gguf}` was run in llama.cpp" in body
