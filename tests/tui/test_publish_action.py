@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 
-from textual.widgets import Input, Static
+from textual.widgets import Button, Input, Static
 
 from tests.tui.conftest import make_fake_run, wait_until
 from tui_tuner.tui import publish_view
@@ -33,8 +33,10 @@ async def test_publish_is_refused_for_a_run_without_a_model(project):
     app = build_app(project_dir=project, runs_dir=project / "runs", offer_reattach=False, start_screen="runs")
     async with app.run_test(size=(80, 24)) as pilot:
         assert await wait_until(pilot, lambda: app.screen.rows)
+        notes = []
+        app.notify = lambda message, **kw: notes.append(message)  # what the user is told
         await pilot.press("p")  # no adapter, no checkpoint: said at once, no dialog
-        assert await wait_until(pilot, lambda: any("nothing to publish" in str(n.message) for n in app._notifications))
+        assert await wait_until(pilot, lambda: any("nothing to publish" in str(n) for n in notes))
         assert not isinstance(app.screen, PublishModal)
 
 
@@ -51,11 +53,12 @@ async def test_dry_run_publish_from_the_runs_screen(finished_run, project):
         repo = modal.query_one("#publish-repo", Input)
         assert await wait_until(pilot, lambda: repo.has_focus)
         await pilot.press(*"garden bot")
-        await pilot.click("#dry-run")
+        # Pressed, not clicked: a notification toast can cover the dialog's buttons at 80x24.
+        modal.query_one("#dry-run", Button).press()
         assert await wait_until(pilot, lambda: "ORG/NAME" in str(modal.query_one("#publish-error", Static).render()))
         assert app.screen is modal  # refused in the dialog, nothing started
         repo.value = "alice/garden-bot"
-        await pilot.click("#dry-run")
+        modal.query_one("#dry-run", Button).press()
         assert await wait_until(pilot, lambda: app.screen is runs_screen)
         assert await wait_until(pilot, lambda: runs_screen.publish_outcome is not None, timeout=PUBLISH_TIMEOUT_S)
         outcome = runs_screen.publish_outcome
