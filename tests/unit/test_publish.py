@@ -11,7 +11,7 @@ import pytest
 
 from tui_tuner.export import publish
 from tui_tuner.export.loss_chart import loss_curve_png
-from tui_tuner.export.model_card import base_licence, dataset_hub_id, hyperparameters
+from tui_tuner.export.model_card import CardFacts, base_licence, dataset_hub_id, hyperparameters, metadata
 from tui_tuner.export.publish import PublishError, check_repo_id, upload
 
 SECRET = "hf_thisIsNotARealTokenButMustNeverShow123"
@@ -186,8 +186,11 @@ def test_base_licence_from_the_base_models_card(tmp_path):
     assert base_licence("/x/base", str(base))[0] is None
     (base / "README.md").write_text("---\nlicense: apache-2.0\nlicense_link: https://example.org/L\n---\n# x\n")
     assert base_licence("/x/base", str(base))[:2] == ("apache-2.0", "https://example.org/L")
-    (base / "README.md").write_text("---\nlicense: other\nlicense_name: llama3.2\n---\n")
+    (base / "README.md").write_text("---\nlicense: other\nlicense_name: llama3.2\nlicense_link: LICENSE\n---\n")
     assert base_licence("/x/base", str(base))[0] == "other (llama3.2)"
+    facts = card_facts_stub(base_licence="other (llama3.2)", base_licence_link="LICENSE")
+    assert {k: metadata(facts, "adapter")[k] for k in ("license", "license_name", "license_link")} == {
+        "license": "other", "license_name": "llama3.2", "license_link": "LICENSE"}
     licence, _, where = base_licence("meta-llama/Llama-3.2-1B", "meta-llama/Llama-3.2-1B")
     assert licence is None and "not on this machine" in where
 
@@ -196,3 +199,31 @@ def test_publish_dir_name_is_spelled_in_files():
     from tui_tuner.rundir.files import PUBLISH_DIR
 
     assert publish.PUBLISH_DIR == PUBLISH_DIR == "publish"
+
+
+def card_facts_stub(**changes) -> CardFacts:
+    """CardFacts of a small LoRA run, for what is decided from the facts alone."""
+    facts = dict(run_name="r", base_model="org/base", base_hub_id="org/base", base_builtin=False, base_revision=None,
+                 base_licence=None, base_licence_link=None, licence_source="", method="lora", objective="sft",
+                 config={}, hyperparameters=[], datasets=[], train_losses=[], eval_losses=[], status={}, summary=None,
+                 gpus=[], eval_report=None, eval_report_name=None, checkpoint_name=None)
+    facts.update(changes)
+    return CardFacts(**facts)
+
+
+def test_card_of_a_hub_base_links_it_and_names_hub_datasets():
+    import yaml
+
+    from tui_tuner.export.model_card import DatasetInfo, render_card
+
+    facts = card_facts_stub(base_licence="llama3.2", datasets=[
+        DatasetInfo("train", "yahma/alpaca-cleaned", "[yahma/alpaca-cleaned](https://huggingface.co/datasets/yahma/alpaca-cleaned)")],
+        config={"lora": {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": "all-linear"}},
+        hyperparameters=[("lora.r", 8), ("data.system_prompt", "a | b\nc")])
+    card = render_card(facts, repo_id="alice/bot", kind="adapter", files=[], loss_image=None)
+    meta = yaml.safe_load(card.split("---\n")[1])
+    assert meta["base_model"] == "org/base" and meta["datasets"] == ["yahma/alpaca-cleaned"]
+    assert meta["license"] == "llama3.2" and meta["library_name"] == "peft"
+    assert "[org/base](https://huggingface.co/org/base)" in card and "licensed `llama3.2`" in card
+    assert '| `data.system_prompt` | `a \\| b c` |' in card  # a table cell stays one cell
+    assert 'PeftModel.from_pretrained(base, "alice/bot")' in card and "No evaluation report" in card

@@ -302,6 +302,11 @@ def metadata(facts: CardFacts, kind: str) -> dict[str, Any]:
                             "merged": "transformers", "gguf": "gguf"}[kind]
     meta["license"] = facts.base_licence if facts.base_licence and " " not in facts.base_licence else (
         "other" if facts.base_licence else "unknown")
+    named = re.match(r"^other \((.+)\)$", facts.base_licence or "")
+    if named:  # the hub shows a custom licence by its name and link
+        meta["license_name"] = named.group(1)
+    if facts.base_licence_link and meta["license"] == "other":
+        meta["license_link"] = facts.base_licence_link
     hub_datasets = [d.hub_id for d in facts.datasets if d.hub_id]
     if hub_datasets:
         meta["datasets"] = list(dict.fromkeys(hub_datasets))
