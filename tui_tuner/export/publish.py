@@ -29,6 +29,8 @@ from tui_tuner.rundir.files import PUBLISH_DIR
 KINDS = ("adapter", "merged", "gguf")
 LOSS_IMAGE = "loss_curve.png"
 CARD = "README.md"
+MARK = "<!-- written by tui-tuner publish -->"
+"""The card's last line: an earlier publish folder, which a new publish may replace."""
 
 MODEL_FILES = ("adapter_config.json", "adapter_model.safetensors", "config.json", "generation_config.json",
                "model.safetensors", "model.safetensors.index.json")
@@ -147,11 +149,23 @@ def _clean_export_files(folder: Path) -> None:
             modelfile.write_text(cleaned, encoding="utf-8")
 
 
-def _prepare_out(out: Path, default: bool) -> None:
+def _earlier_publish(folder: Path) -> bool:
+    """Whether `folder` holds what `publish` wrote before (its card says tui-tuner published it)."""
+    try:
+        return MARK in (folder / CARD).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+
+
+def _prepare_out(out: Path, default: bool, source: ModelSource) -> None:
     if out.exists() and not out.is_dir():
         raise PublishError(f"--out {out} is a file; give a folder.")
+    resolved = out.resolve()
+    for kept in (source.run_dir, source.adapter_dir, Path(source.base_model), Path(source.tokenizer_dir)):
+        if kept is not None and (resolved == kept.resolve() or resolved in kept.resolve().parents):
+            raise PublishError(f"--out {out} is (or holds) {kept}, which publishing reads; give a new folder.")
     if out.is_dir() and any(out.iterdir()):
-        if not default and not (out / CARD).is_file():
+        if not default and not _earlier_publish(out):
             raise PublishError(f"--out {out} is not empty and holds no earlier publish folder; everything in it "
                                "would be uploaded. Give an empty or new folder.")
         shutil.rmtree(out)  # an earlier publish of the same run: replaced whole, nothing stale goes up
@@ -176,7 +190,7 @@ def build_publish_folder(source: ModelSource, out: Path | None = None, *, repo_i
     facts = card_facts(source)  # reads the run before any heavy work: a broken run fails fast
     default = out is None
     out = Path(out) if out is not None else default_publish_dir(source)
-    _prepare_out(out, default)
+    _prepare_out(out, default, source)
     notes: list[str] = []
     checks: list[str] = []
     if kind == "adapter":
@@ -215,7 +229,7 @@ def build_publish_folder(source: ModelSource, out: Path | None = None, *, repo_i
     files = sorted(p.name for p in out.iterdir() if p.is_file() and p.name != CARD)
     card = render_card(facts, repo_id=repo_id, kind=kind, files=files, loss_image=image, notes=notes,
                        checks=checks)
-    (out / CARD).write_text(card, encoding="utf-8")
+    (out / CARD).write_text(card + f"\n{MARK}\n", encoding="utf-8")
     log(f"model card written: {out / CARD}")
     return PublishFolder(out, kind, sorted(p.name for p in out.iterdir() if p.is_file()), notes)
 

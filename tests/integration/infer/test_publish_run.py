@@ -104,6 +104,12 @@ def test_merged_dry_run_is_a_plain_transformers_model(evaluated_run, tmp_path, c
     (other / "notes.txt").write_text("mine")
     assert main(["publish", str(evaluated_run), "--repo", REPO_ID, "--dry-run", "--out", str(other)]) == 2
     assert "not empty" in capsys.readouterr().err and (other / "notes.txt").is_file()
+    adapter = evaluated_run / "adapter"  # holds PEFT's README.md: still never replaced
+    assert main(["publish", str(evaluated_run), "--repo", REPO_ID, "--dry-run", "--out", str(adapter)]) == 2
+    assert "publishing reads" in capsys.readouterr().err and (adapter / "adapter_model.safetensors").is_file()
+    # An earlier publish folder is replaced whole.
+    assert main(["publish", str(evaluated_run), "--repo", REPO_ID, "--dry-run", "--out", str(out)]) == 0
+    assert not (out / "model.safetensors").exists() and (out / "adapter_model.safetensors").is_file()
 
 
 def test_upload_sends_the_folder_and_never_shows_or_writes_the_token(evaluated_run, tmp_path, monkeypatch, capsys):
