@@ -178,6 +178,13 @@ def test_dataset_ids_and_local_files(tmp_path):
     assert dataset_hub_id("hf://datasets/ServiceNow-AI/R1-Distill-SFT/v0/train.parquet") == "ServiceNow-AI/R1-Distill-SFT"
     assert dataset_hub_id(str(local)) is None  # a local path that exists wins
     assert dataset_hub_id("data/sample.jsonl") is None and dataset_hub_id(None) is None
+    from tui_tuner.export.model_card import _data_info
+
+    hub = _data_info("train", "yahma/alpaca-cleaned", {"format": "instruction", "train_examples": 2000},
+                     ["split `train[:2000]`"])
+    assert hub.hub_id == "yahma/alpaca-cleaned" and "split `train[:2000]`, instruction format, 2,000" in hub.description
+    local = _data_info("train", str(local / "mine.jsonl"), None, ["split `train`"])
+    assert local.hub_id is None and str(tmp_path) not in local.description and "`mine.jsonl`" in local.description
 
 
 def test_base_licence_from_the_base_models_card(tmp_path):

@@ -195,11 +195,12 @@ def _eval_report(run_dir: Path, checkpoint_name: str | None):
     return None, None
 
 
-def _data_info(role: str, value: str | None, data_event: dict[str, Any] | None) -> DatasetInfo | None:
+def _data_info(role: str, value: str | None, data_event: dict[str, Any] | None,
+               selection: list[str] | None = None) -> DatasetInfo | None:
     if not value:
         return None
     hub = dataset_hub_id(value)
-    counts = []
+    counts = list(selection or []) if hub else []
     if data_event:
         fmt = data_event.get("format")
         n = data_event.get("train_examples" if role == "train" else "eval_examples")
@@ -239,8 +240,12 @@ def card_facts(source: ModelSource) -> CardFacts:
     data_event = data_events[-1] if data_events else None
     name = cfg.model.name_or_path
     licence, link, where = base_licence(name, source.base_model)
-    datasets = [d for d in (_data_info("train", cfg.data.train, data_event),
-                            _data_info("eval", cfg.data.eval, data_event)) if d]
+    subset = getattr(cfg.data, "subset", None)
+    picked = {role: ([f"subset `{subset}`"] if subset else [])
+              + ([f"split `{split}`"] if (split := getattr(cfg.data, key, None)) else [])
+              for role, key in (("train", "split"), ("eval", "eval_dataset_split"))}
+    datasets = [d for d in (_data_info("train", cfg.data.train, data_event, picked["train"]),
+                            _data_info("eval", cfg.data.eval, data_event, picked["eval"])) if d]
     step_limit = None
     if source.checkpoint_name:
         step_limit = int(source.checkpoint_name.rsplit("-", 1)[-1])
