@@ -3,9 +3,9 @@
 DPO with full fine-tuning loads a frozen second copy of the model as its reference; with LoRA,
 trl keeps a frozen copy of the starting adapter instead and no second base model. Measured
 here on CPU by summing the tensors trl's `DPOTrainer` actually holds (storages not shared with
-the policy), for a 26M-parameter random Llama. GRPO's generation KV cache is measured at its largest
-during a real trl step (the model's own cache object at the last decoding step). Resident memory is no measure here: safetensors
-are memory-mapped, so pages come and go with use.
+the policy), for a 26M-parameter random Llama. GRPO's generation KV cache is measured at its
+largest during a real trl step (the model's own cache object at the last decoding step). Resident
+memory is no measure here: safetensors are memory-mapped, so pages come and go with use.
 """
 
 from __future__ import annotations

@@ -117,7 +117,8 @@ class ConfigForm(VerticalScroll):
 
     def compose(self) -> ComposeResult:
         for f in FORM_FIELDS:
-            with Horizontal(classes="form-row", id=f"{f.widget_id}-row"):
+            # A row for one objective's setting starts hidden; `show_values` shows it for that objective.
+            with Horizontal(classes="form-row -objective-only" if f.objective else "form-row", id=f"{f.widget_id}-row"):
                 yield Label(f.label, classes="form-label")
                 if f.choices:
                     yield Select([(c, c) for c in f.choices], id=f.widget_id, allow_blank=False,
