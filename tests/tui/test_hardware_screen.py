@@ -9,6 +9,8 @@ from rich.console import Console
 from textual.widgets import Input, Select, Static
 
 from tests.tui.conftest import wait_until
+from tests.unit.test_mac_hardware import mocked_mac  # noqa: F401  (the fixture: a 16 GB M2 Pro, no NVIDIA GPU)
+from tui_tuner.fit.estimate import GIB
 from tui_tuner.tui.app import build_app
 from tui_tuner.tui.screens.config import ConfigScreen
 from tui_tuner.tui.widgets.fit_panel import FitPanel
@@ -90,3 +92,25 @@ async def test_make_it_fit_lists_ranked_changes_and_carries_the_chosen_one_into_
         options.action_select()
         assert await wait_until(pilot, lambda: isinstance(app.screen, ConfigScreen) and app.screen.ready)
         assert await wait_until(pilot, lambda: "method: qlora" in app.screen.text)
+
+
+async def test_on_a_mac_the_fit_is_against_the_metal_limit_with_mlx_terms(project, mocked_mac):
+    app = build_app(project_dir=project, runs_dir=project / "runs", offer_reattach=False, start_screen="hardware")
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        assert await wait_until(pilot,
+                                lambda: screen.query_one(FitPanel).query_one("#fit-breakdown", Static) is not None)
+        machine = plain(screen.query_one("#hw-machine", Static))
+        assert "Apple M2 Pro · 16.0 GiB unified memory, 9.00 GiB free · 19 GPU cores" in machine
+        assert "Metal working-set limit 10.7 GiB" in " ".join(machine.split())
+        assert "sudo sysctl iogpu.wired_limit_mb=" in " ".join(machine.split())
+        panel = screen.query_one(FitPanel)
+        assert panel.gpus[0][1:] == (int(16 * GIB * 2 / 3), "mlx")  # the Mac first, then the common cards
+        assert await wait_until(pilot, lambda: panel.request is not None and panel.request.backend == "mlx")
+        breakdown = panel.query_one("#fit-breakdown", Static)
+        panel.query_one("#fit-method", Select).value = "qlora"
+        assert await wait_until(pilot, lambda: "MLX 4-bit affine" in plain(breakdown))
+        assert "CUDA context" not in plain(breakdown) and "dequantization" not in plain(breakdown)
+        assert "of 10.7 GiB" in plain(panel.query_one("#fit-total", Static))
+        reason = " ".join(plain(panel.query_one("#fit-reason", Static)).split())
+        assert "Recommended: lora" in reason and "MLX: LoRA trains over the 16-bit model" in reason  # 1.1B fits

@@ -45,6 +45,20 @@ def test_auto_with_cuda_but_broken_unsloth(monkeypatch):
         bs.select_backend(cfg("unsloth"))
 
 
+def test_rocm_torch_trains_through_transformers_and_never_offers_unsloth(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(bs, "cuda_available", lambda: True)  # ROCm torch answers through its cuda API
+    monkeypatch.setattr(bs, "unsloth_importable", lambda: (True, ""))
+    monkeypatch.setattr(torch.version, "hip", "6.4.43482-0f2d60242")
+    name, reason = bs.select_backend(cfg())
+    assert name == "transformers" and "ROCm" in reason and "Unsloth is not offered" in reason
+    with pytest.raises(bs.BackendUnavailable, match="not offered on AMD GPUs"):
+        bs.select_backend(cfg("unsloth"))
+    monkeypatch.setattr(torch.version, "hip", None)
+    assert bs.select_backend(cfg())[0] == "unsloth"  # the CUDA build still gets Unsloth
+
+
 def test_multi_gpu_uses_transformers(monkeypatch):
     monkeypatch.setattr(bs, "cuda_available", lambda: True)
     monkeypatch.setattr(bs, "unsloth_importable", lambda: (True, ""))

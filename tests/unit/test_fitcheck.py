@@ -56,8 +56,11 @@ def test_target_modules_the_model_lacks_are_refused_like_learn_lora(machine):
     assert {e.method for e in t.estimates} == {"full", "lora", "qlora"}
 
 
-def test_a_backend_mlx_config_is_checked_with_the_transformers_estimate(machine, tmp_path):
+def test_a_backend_mlx_config_is_checked_with_mlx_memory_terms(machine, tmp_path):
     path = tmp_path / "mlx.yaml"
     path.write_text("model:\n  name_or_path: Qwen/Qwen2.5-7B\nbackend: mlx\n")
     (t,) = check_fit(str(path), FitOptions(vram_gb=24, runs_dir=str(tmp_path)), hardware=machine).targets
-    assert [(e.method, e.backend) for e in t.estimates] == [("lora", "transformers")]
+    assert [(e.method, e.backend) for e in t.estimates] == [("lora", "mlx")]
+    est = t.estimates[0]
+    assert est.line("cuda_context") is None and est.line("dequant") is None  # no CUDA on a Mac
+    assert t.metal is None  # checked against a card given by --vram, not a Mac

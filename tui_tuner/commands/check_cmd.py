@@ -35,8 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--optimizer", choices=("adamw_torch", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit",
                                            "adafactor", "sgd"))
     p.add_argument("--no-gradient-checkpointing", action="store_true", help="estimate without checkpointing")
-    p.add_argument("--backend", choices=("auto", "transformers", "unsloth", "both"), default="auto",
-                   help="auto: both when a GPU could run Unsloth, else transformers")
+    p.add_argument("--backend", choices=("auto", "transformers", "unsloth", "mlx", "both"), default="auto",
+                   help="auto: mlx on an Apple Silicon Mac; both when a GPU could run Unsloth, else transformers")
     p.add_argument("--vram", type=float, metavar="GB", help="check against a GPU with this much memory")
     p.add_argument("--gpu", metavar="NAME", help="check against a common GPU: T4, 3060, 4090, A10G, L4, A100-40, "
                                                  "A100-80, H100")
@@ -63,7 +63,7 @@ def _print_hardware(console: Any, hw: Any) -> None:
         for col in ("#", "name", "memory used / total", "util", "temp", "power", "compute", "processes"):
             t.add_column(col)
         for g in hw.gpus:
-            cc = f"{g.compute_capability[0]}.{g.compute_capability[1]}" if g.compute_capability else "?"
+            cc = f"{g.compute_capability[0]}.{g.compute_capability[1]}" if g.compute_capability else (g.arch or "?")
             t.add_row(str(g.index), g.name, f"{format_bytes(g.memory_used)} / {format_bytes(g.memory_total)}",
                       f"{g.utilization_pct}%" if g.utilization_pct is not None else "?",
                       f"{g.temperature_c} C" if g.temperature_c is not None else "?",
@@ -74,8 +74,13 @@ def _print_hardware(console: Any, hw: Any) -> None:
                           "", "", "", "", str(len(s.processes)) if s.processes else "-")
         console.print(t)
         _print_gpu_processes(console, hw)
-        console.print(f"driver {hw.driver_version}, CUDA {hw.cuda_driver_version}; torch built for "
-                      f"{'CUDA ' + hw.torch_cuda if hw.torch_cuda else 'CPU only'}")
+        built = ("ROCm " + hw.torch_hip if hw.torch_hip else "CUDA " + hw.torch_cuda if hw.torch_cuda
+                 else "CPU only")
+        if any(g.vendor == "nvidia" for g in hw.gpus):
+            console.print(f"driver {hw.driver_version}, CUDA {hw.cuda_driver_version}; torch built for {built}")
+        else:
+            console.print(f"AMD GPU(s) read through AMD SMI; torch built for {built} (ROCm torch trains them through "
+                          "its cuda API, on the transformers backend)")
         if hw.torch_problem:
             console.print(f"[red]torch cannot use the GPU:[/] {escape(hw.torch_problem)}")
         from tui_tuner.fit.devices import visibility_note
@@ -83,6 +88,8 @@ def _print_hardware(console: Any, hw: Any) -> None:
         note = visibility_note(hw.gpus, hw.cuda_visible_devices)
         if note:
             console.print(f"[yellow]{escape(note)}[/]")
+    elif hw.mac is not None:
+        _print_mac(console, hw.mac)
     else:
         console.print(f"[yellow]No GPU:[/] {hw.gpu_unavailable_reason}")
     ram = f"{format_bytes(hw.ram_available)} free of {format_bytes(hw.ram_total)}" if hw.ram_total else "?"
@@ -92,6 +99,19 @@ def _print_hardware(console: Any, hw: Any) -> None:
     shown = ", ".join(f"{n} {v}" if v else f"{n} [dim]not installed[/]" for n, v in pk.items()
                       if n in ("torch", "transformers", "peft", "trl", "bitsandbytes", "unsloth"))
     console.print(f"Python {hw.python_version}; {shown}")
+
+
+def _print_mac(console: Any, mac: Any) -> None:
+    """The Apple Silicon GPU: chip, unified memory, GPU cores and the Metal working-set limit."""
+    from rich.markup import escape
+
+    from tui_tuner.core.units import format_bytes
+
+    free = f", {format_bytes(mac.memory_free_bytes)} free" if mac.memory_free_bytes is not None else ""
+    cores = f", {mac.gpu_cores} GPU cores" if mac.gpu_cores else ""
+    console.print(f"[bold]{escape(mac.chip)}[/]: {format_bytes(mac.memory_bytes)} unified memory{free}{cores}; "
+                  f"Metal working-set limit [bold]{format_bytes(mac.metal_limit_bytes)}[/] "
+                  f"({escape(mac.metal_limit_source)})")
 
 
 def _print_gpu_processes(console: Any, hw: Any) -> None:
@@ -165,6 +185,11 @@ def _print_target(console: Any, t: Any, report: Any, detailed: bool) -> None:
         label = f"[bold]{backend}[/]: " if len(recs) > 1 else ""
         colour = "green" if rec.recommended else "red"
         console.print(f"[{colour}]>[/] {label}{escape(rec.reason)}")
+    if t.metal:
+        colour = "green" if t.metal["fits"] else "red"
+        console.print(f"[{colour}]>[/] {escape(t.metal['line'])}")
+        if t.metal["advice"]:
+            console.print(f"  {escape(t.metal['advice'])}")
     if t.changes:
         console.print(f"[bold]Make it fit[/] in {format_bytes(report.vram_bytes)} ({escape(report.gpu_label)}), "
                       "cheapest first:")
@@ -245,6 +270,7 @@ def run_check(args: argparse.Namespace) -> int:
         print(json.dumps(report.as_dict(), indent=2))
         return 0
     from rich.console import Console
+    from rich.markup import escape
 
     console = Console(highlight=False)
     _print_hardware(console, report.hardware)
@@ -252,6 +278,8 @@ def run_check(args: argparse.Namespace) -> int:
         console.print(f"Checking against: [bold]{report.gpu_label}[/]")
     if report.busy_warning:
         console.print(f"[yellow]{report.busy_warning}[/]")
+    if report.metal_note:
+        console.print(f"[dim]{escape(report.metal_note)}[/]")
     detailed = args.target is not None
     for t in report.targets:
         _print_target(console, t, report, detailed)

@@ -37,7 +37,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from tui_tuner.commands.options import load_for_command
-    from tui_tuner.inference.evaluate import EVAL_SETTINGS, eval_examples, evaluate, report_markdown, save_report
+    from tui_tuner.inference.evaluate import EVAL_SETTINGS, eval_examples, evaluate
     from tui_tuner.inference.chat_model import SourceError, resolve_source
 
     if args.limit is not None and args.limit < 1 or args.max_new_tokens < 1:
@@ -59,27 +59,16 @@ def run_eval(args: argparse.Namespace) -> int:
     if chat is None:
         return EXIT_BAD_INPUT
 
-    def progress(done: int, total: int, what: str) -> None:
-        if args.progress_lines:
-            print(f"progress {done}/{total} {what}", file=sys.stderr, flush=True)
-        elif sys.stderr.isatty():
-            print(f"\r{what} ({done}/{total})\033[K", end="", file=sys.stderr, flush=True)
-
+    progress = _progress_printer(args)
     try:
         report = evaluate(chat, examples, lines, label, compare_base=args.compare_base, limit=args.limit,
                           settings=replace(EVAL_SETTINGS, max_new_tokens=args.max_new_tokens), progress=progress)
     except (SourceError, RuntimeError) as exc:
-        print(f"\nerror: {exc}", file=sys.stderr)
+        _end_progress_line(args)
+        print(f"error: {exc}", file=sys.stderr)
         return 1
-    if sys.stderr.isatty() and not args.progress_lines:
-        print(file=sys.stderr)
-    json_path, md_path = save_report(report, chat.source)
-    if args.json:
-        print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
-    else:
-        print(report_markdown(report))
-    print(f"report saved: {md_path} and {json_path.name}", file=sys.stderr)
-    return 0
+    _end_progress_line(args)
+    return _print_report(args, report, chat.source)
 
 
 def run_objective_eval(args: argparse.Namespace, source) -> int:
@@ -88,7 +77,7 @@ def run_objective_eval(args: argparse.Namespace, source) -> int:
 
     from tui_tuner.commands.chat_cmd import load_for_command
     from tui_tuner.inference.chat_model import SourceError
-    from tui_tuner.inference.evaluate import EVAL_SETTINGS, report_markdown, save_report
+    from tui_tuner.inference.evaluate import EVAL_SETTINGS
     from tui_tuner.inference.objective_eval import DEFAULT_LIMIT, evaluate_objective, objective_examples
 
     try:  # data problems are found before the model is loaded
@@ -103,17 +92,38 @@ def run_objective_eval(args: argparse.Namespace, source) -> int:
         if chat is None:
             return EXIT_BAD_INPUT
 
-    def progress(done: int, total: int, what: str) -> None:
-        if args.progress_lines:
-            print(f"progress {done}/{total} {what}", file=sys.stderr, flush=True)
-
+    progress = _progress_printer(args)
     try:
         report = evaluate_objective(source, examples, label, chat=chat, compare_base=args.compare_base,
                                     settings=replace(EVAL_SETTINGS, max_new_tokens=args.max_new_tokens),
                                     progress=progress)
     except (SourceError, RuntimeError) as exc:
+        _end_progress_line(args)
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    _end_progress_line(args)
+    return _print_report(args, report, source)
+
+
+def _progress_printer(args: argparse.Namespace):
+    """Machine-readable `progress N/M what` lines with --progress-lines, else one redrawn line on a terminal."""
+    def progress(done: int, total: int, what: str) -> None:
+        if args.progress_lines:
+            print(f"progress {done}/{total} {what}", file=sys.stderr, flush=True)
+        elif sys.stderr.isatty():
+            print(f"\r{what} ({done}/{total})\033[K", end="", file=sys.stderr, flush=True)
+
+    return progress
+
+
+def _end_progress_line(args: argparse.Namespace) -> None:
+    if sys.stderr.isatty() and not args.progress_lines:
+        print(file=sys.stderr)
+
+
+def _print_report(args: argparse.Namespace, report, source) -> int:
+    from tui_tuner.inference.evaluate import report_markdown, save_report
+
     json_path, md_path = save_report(report, source)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))

@@ -58,7 +58,7 @@ def settings_problem(args: argparse.Namespace) -> str | None:
 
 def load_for_command(args: argparse.Namespace, *, need_adapter: bool = False):
     """Resolve and load the target; prints the problem and returns None on bad input."""
-    from tui_tuner.inference.chat_model import SourceError, load_chat_model, resolve_source
+    from tui_tuner.inference.chat_model import SourceError, fetch_base_model, load_chat_model, resolve_source
 
     try:
         source = resolve_source(args.target, runs_dir=args.runs_dir, checkpoint=args.checkpoint)
@@ -68,6 +68,14 @@ def load_for_command(args: argparse.Namespace, *, need_adapter: bool = False):
     if need_adapter and source.adapter_dir is None:
         print(f"error: {source.label} is a full model with no adapter, so there is no base model to compare "
               "with; drop --compare/--compare-base or give a run, checkpoint or adapter.", file=sys.stderr)
+        return None
+    from tui_tuner.commands.run_progress import DownloadLines
+
+    lines = DownloadLines()
+    try:
+        fetch_base_model(source, progress=lines, note=lines.note)
+    except SourceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return None
     print(f"loading {source.label} ...", file=sys.stderr)
     try:

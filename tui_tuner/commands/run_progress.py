@@ -64,6 +64,49 @@ class PreflightProgress:
             self.stream.flush()
 
 
+class DownloadLines:
+    """A model download's progress on stderr: `downloading weights 1.20 of 4.50 GiB · 33.4 MiB/s · ETA 1:34`.
+
+    Called with `DownloadProgress` (tui_tuner.models.download). In a terminal the line is rewritten
+    in place; piped, a line is printed when a file starts, every `PLAIN_PREPARE_EVERY_S` seconds
+    and at the end, so logs stay short. `note` prints the one-line remarks (size, resuming).
+    """
+
+    def __init__(self, stream: Any = None):
+        import sys
+
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.shown = ("", 0.0)
+        self.width = 0
+
+    def note(self, text: str) -> None:
+        self._clear()
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def __call__(self, p: Any) -> None:
+        text = p.text()
+        now = time.monotonic()
+        if self.tty:
+            self.stream.write("\r" + text.ljust(self.width))
+            self.width = len(text)
+            if p.finished:
+                self.stream.write("\n")
+                self.width = 0
+        elif p.file != self.shown[0] or p.finished or now - self.shown[1] >= PLAIN_PREPARE_EVERY_S:
+            self.stream.write(f"{text} ({p.file})\n" if p.file and not p.finished else text + "\n")
+        else:
+            return
+        self.shown = (p.file, now)
+        self.stream.flush()
+
+    def _clear(self) -> None:
+        if self.tty and self.width:
+            self.stream.write("\r" + " " * self.width + "\r")
+            self.width = 0
+
+
 def progress_fields(st: RunStatus, tail: EventTail) -> dict[str, str]:
     """The figures a progress line shows, as text."""
     last = tail.history.last_log or {}

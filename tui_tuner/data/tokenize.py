@@ -11,6 +11,8 @@ to answer and to stop. A plain-text example is tokenized as-is, every token in t
 
 from __future__ import annotations
 
+import re
+from bisect import bisect_left, bisect_right
 from functools import lru_cache
 from typing import Any
 
@@ -35,8 +37,7 @@ def _marks(index: int) -> tuple[str, str, str]:
     return chr(code), chr(code + 1), chr(code + 2)
 
 
-def _is_mark(char: str) -> bool:
-    return _MARK_BASE <= ord(char) <= _MARK_LIMIT
+_MARK_PATTERN = re.compile(f"[{chr(_MARK_BASE)}-{chr(_MARK_LIMIT)}]")
 
 
 def _template_for(tokenizer: Any, chat_template: str | None) -> str:
@@ -65,14 +66,10 @@ def _mark(index: int, message: dict[str, Any]) -> dict[str, Any]:
 
 def _strip_marks(text: str) -> tuple[str, dict[str, int]]:
     """`text` without markers, and where each marker was in the stripped text."""
-    out: list[str] = []
     found: dict[str, int] = {}
-    for char in text:
-        if _is_mark(char):
-            found.setdefault(char, len(out))
-        else:
-            out.append(char)
-    return "".join(out), found
+    for removed, match in enumerate(_MARK_PATTERN.finditer(text)):
+        found.setdefault(match.group(), match.start() - removed)
+    return _MARK_PATTERN.sub("", text), found
 
 
 def _end_of_turn(text: str, tokenizer: Any) -> str | None:
@@ -117,7 +114,7 @@ def assistant_spans(template: str, tokenizer: Any, messages: list[dict[str, Any]
         return text, spans
     full = render_conversation(tokenizer, messages, chat_template=template)
     if 3 * len(messages) > _MARK_LIMIT - _MARK_BASE or any(
-            _is_mark(c) for m in messages if isinstance(m.get("content"), str) for c in m["content"]):
+            _MARK_PATTERN.search(m["content"]) for m in messages if isinstance(m.get("content"), str)):
         return full, _spans_by_prefix(template, tokenizer, messages, full)
     marked = render_conversation(tokenizer, [_mark(i, m) for i, m in enumerate(messages)], chat_template=template)
     text, found = _strip_marks(marked)
@@ -252,7 +249,7 @@ def tokenize_conversation(tokenizer: Any, messages: list[dict[str, str]], max_se
         "attention_mask": [1] * len(ids),
         "length": length,
         "truncated": truncated,
-        "trained_tokens": sum(1 for x in labels if x != IGNORE_INDEX),
+        "trained_tokens": len(labels) - labels.count(IGNORE_INDEX),
     }
 
 
@@ -270,12 +267,14 @@ def _encode_with_spans(tokenizer: Any, text: str, spans: list[tuple[int, int]]) 
         enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         ids = list(enc["input_ids"])
         labels = [IGNORE_INDEX] * len(ids)
-        k = 0
-        for index, (start, end) in enumerate(enc["offset_mapping"]):
-            while k < len(spans) and start >= spans[k][1]:
-                k += 1
-            if k < len(spans) and spans[k][0] <= start and end <= spans[k][1] and end > start:
-                labels[index] = ids[index]
+        offsets = enc["offset_mapping"]
+        starts, ends = zip(*offsets) if offsets else ((), ())
+        # A token is trained when it lies wholly inside a span (and is not zero-width); offsets only
+        # grow along the text, so each span's tokens are one slice found by bisection.
+        for span_start, span_end in spans:
+            first, stop = bisect_left(starts, span_start), bisect_right(ends, span_end)
+            labels[first:stop] = [i if s < e else IGNORE_INDEX
+                                  for i, s, e in zip(ids[first:stop], starts[first:stop], ends[first:stop])]
         return ids, labels
     # Tokenizers without offsets: find each span's token boundaries by tokenizing the text up to it.
     def count(prefix: str) -> int:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from tui_tuner.inference.chat_model import ModelSource, SourceError, load_tokenizer_and_template
+from tui_tuner.inference.chat_model import ModelSource, SourceError, fetch_base_model, load_tokenizer_and_template
 
 GGUF_QUANTS = ("f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q4_k_m")
 MERGED_DTYPES = ("auto", "bfloat16", "float16", "float32")
@@ -86,6 +86,7 @@ def export_merged(source: ModelSource, out_dir: Path | None = None, *, dtype: st
     if source.method == "qlora":
         notes.append("QLoRA run: merged into the unquantized base weights (not the 4-bit ones used in training)")
     trust = bool(source.config and source.config.model.trust_remote_code)
+    fetch_base_model(source, progress=_download_log(log), note=log)
     log(f"loading {source.base_model} unquantized ({str(torch_dtype).removeprefix('torch.')})")
     model = AutoModelForCausalLM.from_pretrained(source.base_model, dtype=torch_dtype, trust_remote_code=trust)
     from peft import PeftModel
@@ -226,6 +227,18 @@ def check_gguf(path: Path, model_dir: Path, expected: Any) -> dict[str, Any]:
     return {"tensors": len(tensors), "vocab_size": summary["vocab_size"], "architecture": arch,
             "tokenizer_model": summary["tokenizer_model"], "tensor_types": types, "chat_template": True,
             "added_tokens_typed": len(expected.added), "add_bos": summary["add_bos_token"]}
+
+
+def _download_log(log: Callable[[str], None]) -> Callable[[Any], None]:
+    """A base model's download progress as log lines: one as each file starts, and the last."""
+    started: set[str] = set()
+
+    def progress(p: Any) -> None:
+        if p.finished or p.file not in started:
+            started.add(p.file)
+            log(p.text() + ("" if p.finished else f" ({p.file})"))
+
+    return progress
 
 
 def _stage_model(source: ModelSource, staging: Path, log: Callable[[str], None]) -> Path:

@@ -3,7 +3,8 @@
 One function, `check_fit`, serves `tui-tuner check` and the TUI's Hardware screen alike: it
 probes the GPUs, finds the model's architecture, estimates every method and backend asked
 for, recommends one for the GPU (the detected one, a common card, or a given size), and puts
-earlier runs' measured peaks beside the estimates. No torch is imported.
+earlier runs' measured peaks beside the estimates. On an Apple Silicon Mac the GPU is the
+Metal working-set limit of its unified memory and the backend is MLX. No torch is imported.
 
     from tui_tuner.fit.check import FitOptions, check_fit
     report = check_fit("meta-llama/Llama-3.1-8B", FitOptions(gpu="4090", method="qlora"))
@@ -39,7 +40,8 @@ class FitOptions:
     optimizer: str | None = None
     gradient_checkpointing: bool | None = None
     backend: str = "auto"
-    """auto (both when the GPU could run Unsloth or the card is hypothetical), transformers, unsloth or both."""
+    """auto (mlx on an Apple Silicon Mac; both when the GPU could run Unsloth or the card is hypothetical),
+    transformers, unsloth, mlx or both."""
     vram_gb: float | None = None
     """Check against a GPU of this size in GiB (a "24 GB" card is 24) instead of the detected one."""
     gpu: str | None = None
@@ -63,12 +65,14 @@ class TargetFit:
     config: str | None = None
     changes: list[Any] = field(default_factory=list)
     """When the one method checked does not fit: `make_fit.FitChange`s that make it fit, best first."""
+    metal: dict[str, Any] | None = None
+    """On a Mac: {"method", "needed_bytes", "fits", "line" naming the Metal limit, "advice" on LoRA vs QLoRA}."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"config": self.config, "model": self.spec.as_dict(), "settings": self.settings,
                 "estimates": [e.as_dict() for e in self.estimates],
                 "recommendations": {b: r.as_dict() for b, r in self.recommendations.items()},
-                "measured": self.measured, "changes": [c.as_dict() for c in self.changes]}
+                "measured": self.measured, "changes": [c.as_dict() for c in self.changes], "metal": self.metal}
 
 
 @dataclass
@@ -86,6 +90,15 @@ class FitReport:
     """Presets that could not be checked (invalid, unknown model), one line each."""
     gpu: GpuInfo | None = None
     """The detected device checked against (the freest one CUDA_VISIBLE_DEVICES leaves), when not hypothetical."""
+    mac: Any = None
+    """The Apple Silicon Mac checked against (its Metal working-set limit), when not hypothetical."""
+
+    @property
+    def metal_note(self) -> str | None:
+        """What the Metal limit is and how to raise it, when checking against a Mac."""
+        from tui_tuner.fit.mac import metal_note
+
+        return None if self.mac is None else metal_note(self.mac)
 
     @property
     def busy_warning(self) -> str | None:
@@ -109,7 +122,11 @@ class FitReport:
                        "total_bytes": self.vram_bytes if self.gpu is None else self.gpu.memory_total,
                        "index": None if self.gpu is None else self.gpu.index,
                        "mig_parent_index": None if self.gpu is None else self.gpu.parent_index,
-                       "warning": self.busy_warning}
+                       "warning": self.busy_warning,
+                       "metal_limit": None if self.mac is None else {
+                           "bytes": self.mac.metal_limit_bytes, "source": self.mac.metal_limit_source,
+                           "memory_bytes": self.mac.memory_bytes, "memory_free_bytes": self.mac.memory_free_bytes,
+                           "chip": self.mac.chip, "gpu_cores": self.mac.gpu_cores, "note": self.metal_note}}
         return {"hardware": self.hardware.as_dict(), "checked_against": against, "backends": self.backends,
                 "targets": [t.as_dict() for t in self.targets], "problems": self.problems}
 
@@ -144,14 +161,18 @@ def _target_vram(opts: FitOptions, hw: HardwareReport) -> tuple[int | None, str,
     g = freest(hw.visible_gpus)
     if g is not None:
         return g.memory_free, f"{label(g)}, free now", False
+    if hw.mac is not None:  # unified memory: what counts is how much of it the GPU may wire
+        return hw.mac.metal_limit_bytes, f"{hw.mac.chip} Metal limit", False
     return None, "", False
 
 
 def _backends(opts: FitOptions, hw: HardwareReport, hypothetical: bool) -> list[str]:
-    if opts.backend in ("transformers", "unsloth"):
+    if opts.backend in ("transformers", "unsloth", "mlx"):
         return [opts.backend]
     if opts.backend == "both":
         return ["transformers", "unsloth"]
+    if hw.mac is not None and not hypothetical and not hw.gpus:
+        return ["mlx"]
     capable = any(g.unsloth_capable for g in hw.gpus)
     return ["transformers", "unsloth"] if (capable or hypothetical) else ["transformers"]
 
@@ -224,7 +245,8 @@ def targets_problem(spec: ModelSpec, methods: list[str], settings: dict[str, Any
 
 
 def fit_target(spec: ModelSpec, methods: list[str], backends: list[str], settings: dict[str, Any],
-               vram_bytes: int | None, gpu_label: str, runs_dir: str, config: str | None = None) -> TargetFit:
+               vram_bytes: int | None, gpu_label: str, runs_dir: str, config: str | None = None,
+               mac: Any = None) -> TargetFit:
     """Estimate, recommend and look up measurements for one model."""
     from tui_tuner.fit.estimate import estimate_memory, recommend
 
@@ -240,7 +262,26 @@ def fit_target(spec: ModelSpec, methods: list[str], backends: list[str], setting
 
         changes = fit_changes(spec, methods[0], settings, vram_bytes, backend=backends[0],
                               unsloth_ok="unsloth" in backends)
-    return TargetFit(spec, settings, estimates, recs, measured, config, changes)
+    metal = metal_fit(mac, estimates, recs) if mac is not None else None
+    return TargetFit(spec, settings, estimates, recs, measured, config, changes, metal)
+
+
+def metal_fit(mac: Any, estimates: list[MemoryEstimate], recs: dict[str, Recommendation]) -> dict[str, Any]:
+    """The fit against a Mac's Metal limit: the recommended method's (else the leanest) estimate, one line
+    naming the limit, and the advice on LoRA vs QLoRA on MLX."""
+    from tui_tuner.fit.mac import fit_against_metal, mlx_advice
+
+    backend = "mlx" if "mlx" in recs else next(iter(recs), None)
+    rec = recs.get(backend) if backend else None
+    shown = [e for e in estimates if e.backend == backend] or estimates
+    est = rec.recommended.estimate if rec is not None and rec.recommended is not None else min(
+        shown, key=lambda e: e.total_bytes)
+    fits, line = fit_against_metal(est.total_bytes, mac)
+    lora = next((e.total_bytes for e in shown if e.method == "lora"), None)
+    method = rec.recommended.method if rec is not None and rec.recommended is not None else None
+    advice = mlx_advice(method, est.total_bytes, mac, lora) if backend == "mlx" else ""
+    return {"method": est.method, "backend": est.backend, "needed_bytes": est.total_bytes, "fits": fits,
+            "line": f"{est.method} ({est.backend}) {line}", "advice": advice}
 
 
 def check_fit(target: str | None = None, options: FitOptions | None = None, *,
@@ -257,6 +298,7 @@ def check_fit(target: str | None = None, options: FitOptions | None = None, *,
     hw = hardware or probe(opts.runs_dir or "runs")
     vram, gpu_label, hypothetical = _target_vram(opts, hw)
     backends = _backends(opts, hw, hypothetical)
+    mac = hw.mac if not hypothetical and not hw.visible_gpus else None
     targets: list[TargetFit] = []
     problems: list[str] = []
     if target is None or target.endswith((".yaml", ".yml")):
@@ -279,10 +321,6 @@ def check_fit(target: str | None = None, options: FitOptions | None = None, *,
                 problems.append(f"{path}: {exc}")
                 continue
             cfg_backends = backends if cfg.backend == "auto" or opts.backend != "auto" else [cfg.backend]
-            # MLX's own memory terms (unified memory, the Metal working-set limit) are not modelled yet:
-            # its LoRA holds the same weights, adapter, AdamW moments and activations, so the
-            # transformers estimate stands in for it.
-            cfg_backends = ["transformers" if b == "mlx" else b for b in cfg_backends]
             runs_dir = opts.runs_dir or str(loaded.base_dir / cfg.output.runs_dir)
             methods, settings = [opts.method or cfg.method], _settings(opts, cfg)
             problem = targets_problem(spec, methods, settings)
@@ -292,7 +330,7 @@ def check_fit(target: str | None = None, options: FitOptions | None = None, *,
                 problems.append(f"{path}: {problem}")
                 continue
             targets.append(fit_target(spec, methods, cfg_backends, settings, vram, gpu_label, runs_dir,
-                                      config=str(path)))
+                                      config=str(path), mac=mac))
     else:
         try:
             spec = model_spec(target)
@@ -303,8 +341,9 @@ def check_fit(target: str | None = None, options: FitOptions | None = None, *,
         problem = targets_problem(spec, methods, settings)
         if problem:
             raise FitCheckError(problem)
-        targets.append(fit_target(spec, methods, backends, settings, vram, gpu_label, opts.runs_dir or "runs"))
+        targets.append(fit_target(spec, methods, backends, settings, vram, gpu_label, opts.runs_dir or "runs",
+                                  mac=mac))
     from tui_tuner.fit.devices import freest
 
     return FitReport(hw, vram, gpu_label, hypothetical, backends, targets, problems,
-                     gpu=None if hypothetical else freest(hw.visible_gpus))
+                     gpu=None if hypothetical else freest(hw.visible_gpus), mac=mac)

@@ -46,6 +46,20 @@ def torch_cuda_build() -> tuple[str | None, str | None]:
     return version, None
 
 
+def torch_hip_build() -> str | None:
+    """The ROCm (HIP) release torch was built for, e.g. "6.4", or None (not a ROCm build, or no torch);
+    read from torch/version.py without importing torch."""
+    spec = importlib.util.find_spec("torch")
+    for folder in list(spec.submodule_search_locations or []) if spec else []:
+        try:
+            text = (Path(folder) / "version.py").read_text(encoding="utf-8")
+        except OSError:
+            continue
+        m = re.search(r"^hip(?:\s*:\s*[^=]+)?\s*=\s*['\"]([\d.]+)[^'\"]*['\"]", text, re.M)
+        return m.group(1) if m else None
+    return None
+
+
 def driver_mismatch(driver_cuda: str | None, torch_cuda: str | None, torch_version: str | None = None,
                     driver_version: str | None = None) -> str | None:
     """Why torch's CUDA build cannot run on this driver, with the fix; None when they agree.
@@ -78,6 +92,14 @@ def torch_gpu_problem(nvml_gpus: int, driver_cuda: str | None, driver_version: s
     version, build = torch_cuda_build()
     if version is None:
         return "torch is not installed: pip install torch"
+    hip = torch_hip_build()
+    if build is None and hip is not None:  # ROCm torch: its cuda API runs on AMD GPUs through HIP
+        import torch
+
+        if torch.cuda.is_available():
+            return None
+        return (f"torch {version} (ROCm {hip}) sees no GPU: check `amd-smi list` (or rocm-smi), that your user is in "
+                "the `render` and `video` groups, and HIP_VISIBLE_DEVICES / CUDA_VISIBLE_DEVICES.")
     if build is None:
         return (f"torch {version} is a CPU-only build, but NVIDIA's driver shows {nvml_gpus} GPU(s). Fix: install the "
                 f"CUDA build (on Linux the plain PyPI wheel is one): pip install --force-reinstall "

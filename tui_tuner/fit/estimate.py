@@ -24,9 +24,9 @@ if TYPE_CHECKING:
     from tui_tuner.config.schema import RunConfig
 
 Method = Literal["full", "lora", "qlora"]
-Backend = Literal["transformers", "unsloth"]
+Backend = Literal["transformers", "unsloth", "mlx"]
 METHODS: tuple[str, ...] = ("full", "lora", "qlora")
-BACKENDS: tuple[str, ...] = ("transformers", "unsloth")
+BACKENDS: tuple[str, ...] = ("transformers", "unsloth", "mlx")
 
 GIB = 1024**3
 """GPU memory is quoted in binary units (GiB, 2**30 bytes), as nvidia-smi and nvitop do: a "24 GB" card is 24 GiB."""
@@ -48,6 +48,19 @@ _OPTIMIZER_STATE_BYTES = {
     "sgd": (0.0, 0.0),                # plain SGD keeps no state (no momentum in the Trainer's default)
 }
 OPTIMIZERS = tuple(_OPTIMIZER_STATE_BYTES)
+
+MLX_GROUP_SIZE = 64
+"""MLX's affine quantization (mlx_lm's default for 4 bits): one scale and one bias per 64 weights."""
+MLX_4BIT_BYTES_PER_WEIGHT = 0.5
+"""4-bit codes, packed eight to a 32-bit word: half a byte per weight."""
+MLX_GROUP_CONSTANTS = 2
+"""Each group keeps a scale and a bias in the weights' dtype: with 16-bit weights 4 bytes per 64 weights
+(0.5 bits per weight)."""
+MLX_LOGITS_COPIES = 3
+"""Arrays of the logits' size (in the activations' dtype) alive at the loss on a Mac's GPU: the logits, the
+softmax that MLX's fused cross-entropy (`mx.fast.cross_entropy`) forms for the backward pass, and the logits'
+gradient; mlx-lm makes no fp32 copy. (MLX's CPU build computes the loss unfused and holds four: measured
+with bench/mlx_memory.py.)"""
 
 _DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "auto": 2}
 
@@ -187,9 +200,14 @@ def estimate_memory(
         raise ValueError(f"optimizer {optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
     if seq_len < 1 or batch_size < 1:
         raise ValueError("seq_len and batch_size must be at least 1")
+    notes: list[str] = []
     wbytes = _DTYPE_BYTES.get(dtype, 2)
     act_bytes = 4 if dtype == "float32" else 2
     unsloth = backend == "unsloth"
+    mlx = backend == "mlx"
+    if mlx and optimizer in ("adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit"):
+        notes.append(f"MLX has no {optimizer}: its AdamW keeps both moments in the adapter's fp32, as estimated here.")
+        optimizer = "adamw_torch"
     if unsloth:
         gradient_checkpointing = True  # Unsloth always trains with its offloaded checkpointing
     # Pair objectives run chosen and rejected (KTO: the answer and a mismatched one for its KL
@@ -197,14 +215,27 @@ def estimate_memory(
     rows = batch_size * (2 if objective in ("dpo", "orpo", "kto", "reward") else 1)
     tokens = seq_len * rows
     lines: list[EstimateLine] = []
-    notes: list[str] = []
     total_params = spec.param_count
 
     def add(key: str, name: str, n: float, why: str) -> None:
         lines.append(EstimateLine(name, int(round(n)), why, key))
 
     # --- weights
-    if method == "qlora":
+    if method == "qlora" and mlx:
+        # mlx_lm quantizes every Linear and Embedding whose input width is a multiple of the group size:
+        # the embeddings and an untied LM head too, unlike bitsandbytes.
+        q = spec.linear_params + spec.embedding_params + spec.lm_head_params
+        add("weights", "base weights, MLX 4-bit affine", q * MLX_4BIT_BYTES_PER_WEIGHT,
+            f"{format_count(q)} weights of the linear layers and embeddings in MLX's 4-bit affine format "
+            "(not NF4): two per byte.")
+        bits = 8 * wbytes
+        add("quant_constants", "scales and biases (group 64)", q / MLX_GROUP_SIZE * MLX_GROUP_CONSTANTS * wbytes,
+            f"a {bits}-bit scale and a {bits}-bit bias per {MLX_GROUP_SIZE} weights: {2 * bits / MLX_GROUP_SIZE:g} "
+            f"bits per weight (about {4 + 2 * bits / MLX_GROUP_SIZE:g} bits per weight in all).")
+        u = spec.final_norm_params + spec.num_layers * spec.layer_other_params()
+        add("weights_unquantized", "unquantized layers", u * wbytes,
+            f"the norms and biases ({format_count(u)}) stay in {'32' if wbytes == 4 else '16'}-bit.")
+    elif method == "qlora":
         q = spec.linear_params
         codes, const = quantized_bytes(((i, o, spec.num_layers) for i, o in linear_modules(spec).values()),
                                        "nf4-dq" if double_quant else "nf4")
@@ -241,17 +272,19 @@ def estimate_memory(
             notes.append(f"target modules not in {spec.name}: {', '.join(match.unmatched)} (PEFT matches no "
                          f"layer for them, so they add nothing). {match.hint}")
         trainable = lora_params(spec, lora_r, chosen)
-        tbytes = 4  # peft keeps adapter weights in fp32 (autocast_adapter_dtype=True)
+        tbytes = 4  # peft keeps adapter weights in fp32 (autocast_adapter_dtype=True); so does mlx_lm's LoRALinear
         add("adapter", f"LoRA adapter (r={lora_r})", trainable * tbytes,
             f"{format_count(trainable)} trainable weights in A and B matrices on {len(chosen)} modules per layer, fp32.")
         add("gradients", "adapter gradients", trainable * tbytes,
             "only the adapter gets gradients: the frozen base needs none.")
     state = _optimizer_state_bytes(spec, method, optimizer, trainable, tbytes, lora_r, chosen)
-    add("optimizer", f"optimizer states ({optimizer})", state, _optimizer_why(optimizer, method, trainable))
+    shown_optimizer = "AdamW" if mlx and optimizer == "adamw_torch" else optimizer
+    add("optimizer", f"optimizer states ({shown_optimizer})", state, _optimizer_why(optimizer, method, trainable))
 
     # --- activations
+    # MLX's fused RMSNorm (mx.fast.rms_norm) keeps its 16-bit input, as Unsloth's kernel does.
     a_layer = layer_activation_bytes_per_token(spec, method=method, adapted=chosen, dropout=lora_dropout,
-                                               act_bytes=act_bytes, fused_norms=unsloth)
+                                               act_bytes=act_bytes, fused_norms=unsloth or mlx)
     if unsloth:
         act = a_layer * tokens
         cpu = spec.num_layers * act_bytes * spec.hidden_size * tokens
@@ -296,7 +329,11 @@ def estimate_memory(
             "each sampling step scores the whole vocabulary once per sequence (fp32 for the softmax).")
 
     # --- logits and loss
-    if unsloth:
+    if mlx:
+        add("logits", "logits and loss", tokens * spec.vocab_size * MLX_LOGITS_COPIES * act_bytes,
+            f"one {8 * act_bytes}-bit score per vocabulary entry ({spec.vocab_size:,}) per token, the softmax of "
+            "MLX's fused cross-entropy and the logits' gradient: no fp32 copy.")
+    elif unsloth:
         add("logits", "logits and loss", tokens * spec.hidden_size * act_bytes,
             "Unsloth computes the loss in chunks (Cut Cross Entropy): the full logits are never stored.")
     else:
@@ -306,14 +343,19 @@ def estimate_memory(
 
     # --- transient buffers
     biggest = max(i * o for i, o in linear_modules(spec).values())
-    if method == "qlora":
+    if method == "qlora" and not mlx:  # MLX's quantized_matmul reads the packed 4-bit weights directly
         add("dequant", "dequantization buffer", biggest * act_bytes * 2,
             "each 4-bit matrix is expanded to 16 bit just before its matmul (forward and backward).")
 
     tensors = sum(line.bytes for line in lines)
-    add("allocator", "allocator slack", tensors * ALLOCATOR_OVERHEAD,
-        "PyTorch's caching allocator rounds and fragments blocks, reserving a few percent more than the live tensors.")
-    if on_gpu:
+    if mlx:
+        add("allocator", "buffer cache slack", tensors * ALLOCATOR_OVERHEAD,
+            "MLX keeps freed Metal buffers in a cache for reuse, holding a few percent more than the live arrays.")
+    else:
+        add("allocator", "allocator slack", tensors * ALLOCATOR_OVERHEAD,
+            "PyTorch's caching allocator rounds and fragments blocks, reserving a few percent more than the live "
+            "tensors.")
+    if on_gpu and not mlx:  # no CUDA context on a Mac; Metal's own buffers are outside the working set
         add("cuda_context", "CUDA context", CUDA_CONTEXT_BYTES,
             "the CUDA driver and cuBLAS workspaces, held outside PyTorch's allocator.")
 
@@ -366,7 +408,7 @@ def estimate_for_config(cfg: "RunConfig", spec: ModelSpec | None = None, *, back
     from tui_tuner.models.spec import model_spec
 
     spec = spec or model_spec(cfg.model.name_or_path, cfg.model.revision)
-    chosen_backend = backend or ("unsloth" if cfg.backend == "unsloth" else "transformers")
+    chosen_backend = backend or (cfg.backend if cfg.backend in ("unsloth", "mlx") else "transformers")
     dtype = cfg.model.dtype if cfg.model.dtype != "auto" else ("bfloat16" if on_gpu else "float32")
     return estimate_memory(
         spec, cfg.method, seq_len=cfg.model.max_seq_length, batch_size=cfg.training.batch_size,

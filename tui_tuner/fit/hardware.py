@@ -1,4 +1,5 @@
-"""What this machine has: NVIDIA GPUs (through NVML), CPU, RAM, disk and installed packages.
+"""What this machine has: NVIDIA GPUs (through NVML), AMD GPUs (through AMD SMI, `fit/amd.py`), an
+Apple Silicon Mac's unified memory and Metal limit (`fit/mac.py`), CPU, RAM, disk and installed packages.
 
 `probe()` is the full report for `tui-tuner check` and the Hardware screen; `sample_gpus()`
 is the cheap reading (utilisation, memory, temperature, power) that the training worker
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 PACKAGES = ("torch", "transformers", "peft", "trl", "accelerate", "bitsandbytes", "unsloth", "datasets",
-            "textual", "nvidia-ml-py")
+            "textual", "nvidia-ml-py", "mlx", "mlx-lm", "amdsmi")
 """Packages whose versions the report shows (read from metadata, never imported)."""
 
 _lock = threading.Lock()
@@ -43,13 +44,13 @@ class GpuProcess:
     command: str | None = None
     """Its command line (shortened), when this process may read it."""
     elsewhere: bool = False
-    """NVML gave a pid this machine's process table does not have: a process outside this
-    container (NVML reports host pids), or one that has just ended."""
+    """NVML (or AMD SMI) gave a pid this machine's process table does not have: a process outside this
+    container (they report host pids), or one that has just ended."""
 
 
 @dataclass
 class GpuInfo:
-    """One NVIDIA GPU as NVML reports it."""
+    """One GPU as NVML (NVIDIA) or AMD SMI (AMD) reports it."""
 
     index: int
     name: str
@@ -67,10 +68,18 @@ class GpuInfo:
     """For a MIG slice: the index of the GPU it is part of (then `index` numbers the slice)."""
     mig_slices: list["GpuInfo"] = field(default_factory=list)
     """A GPU in MIG mode: its slices, each with its own memory; CUDA sees these, not the whole card."""
+    vendor: str = "nvidia"
+    """nvidia or amd (an AMD GPU trains through a ROCm build of torch, on the transformers backend)."""
+    arch: str | None = None
+    """An AMD GPU's architecture (e.g. gfx942), when AMD SMI reports it."""
 
     @property
     def bf16(self) -> bool:
-        """bfloat16 needs compute capability 8.0 (Ampere) or newer."""
+        """bfloat16 needs compute capability 8.0 (Ampere) or newer; on AMD, MI200 / RDNA3 or newer."""
+        if self.vendor == "amd":
+            from tui_tuner.fit.amd import amd_bf16
+
+            return amd_bf16(self.arch)
         return self.compute_capability is not None and self.compute_capability >= (8, 0)
 
     @property
@@ -127,7 +136,13 @@ class HardwareReport:
     packages: dict[str, str | None]
     cuda_visible_devices: str | None = None
     torch_cuda: str | None = None
-    """The CUDA release torch was built for (None: a CPU build, or no torch), read without importing it."""
+    """The CUDA release torch was built for (None: a CPU or ROCm build, or no torch), read without importing it."""
+    torch_hip: str | None = None
+    """The ROCm (HIP) release torch was built for (None: not a ROCm build)."""
+    mac: Any = None
+    """The Apple Silicon Mac's chip, unified memory and Metal limit (`fit.mac.MacHardware`), None elsewhere."""
+    amd_unavailable_reason: str | None = None
+    """Why AMD GPUs cannot be read, when that is worth saying (amdsmi installed or /dev/kfd present)."""
 
     @property
     def visible_gpus(self) -> list[GpuInfo]:
@@ -144,6 +159,18 @@ class HardwareReport:
         version = self.packages.get("torch")
         if not self.gpus or version is None:
             return None
+        base = version.split("+")[0]
+        if any(g.vendor == "amd" for g in self.gpus):
+            if self.torch_hip is not None:
+                return None
+            build = f"built for CUDA {self.torch_cuda}" if self.torch_cuda else "a CPU-only build"
+            return (f"torch {version} is {build}, so training here will not use the AMD GPU(s). Fix: install the "
+                    f"ROCm build: pip install --force-reinstall torch=={base} --index-url "
+                    "https://download.pytorch.org/whl/rocm6.4 (pick the rocm index PyTorch publishes for your "
+                    "ROCm release: pytorch.org/get-started/locally).")
+        if self.torch_hip is not None:
+            return (f"torch {version} is a ROCm (AMD) build, but this machine's GPU(s) are NVIDIA. Fix: "
+                    f"pip install --force-reinstall torch=={base} (the PyPI wheel for Linux is the CUDA build).")
         if self.torch_cuda is None:
             return (f"torch {version} is a CPU-only build, so training here will not use the GPU(s). Fix: "
                     f"pip install --force-reinstall torch=={version.split('+')[0]} (the PyPI wheel for Linux is "
@@ -159,8 +186,9 @@ class HardwareReport:
         return self.packages.get("unsloth") is not None
 
     def as_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in asdict(self).items() if k != "gpus"}
+        d = {k: v for k, v in asdict(self).items() if k not in ("gpus", "mac")}
         d["gpus"] = [g.as_dict() for g in self.gpus]
+        d["mac"] = None if self.mac is None else self.mac.as_dict()
         d["bitsandbytes_installed"] = self.bitsandbytes_installed
         d["visible_gpus"] = [{"index": g.index, "parent_index": g.parent_index, "uuid": g.uuid}
                              for g in self.visible_gpus]
@@ -224,8 +252,11 @@ def gpu_unavailable_reason() -> str | None:
 
 
 def reset_nvml() -> None:
-    """Forget NVML's state so the next call initialises again (tests; after a driver reload)."""
+    """Forget NVML's (and AMD SMI's) state so the next call initialises again (tests; after a driver reload)."""
     global _nvml, _nvml_reason, _nvml_tried
+    from tui_tuner.fit.amd import reset_amdsmi
+
+    reset_amdsmi()
     with _lock:
         if _nvml is not None:
             try:
@@ -242,6 +273,15 @@ def _try(fn, *args, default=None):
         return default
 
 
+def _uses_amd(proc: Any) -> bool | None:
+    """Whether `proc` has ROCm's compute device (/dev/kfd) or HIP libraries mapped (None: not allowed to look)."""
+    try:
+        maps = Path(f"/proc/{proc.pid}/maps").read_text(errors="replace")
+    except OSError:
+        return None
+    return "/dev/kfd" in maps or "libamdhip64" in maps or "/dev/dri/renderD" in maps
+
+
 def _uses_nvidia(proc: Any) -> bool | None:
     """Whether `proc` has NVIDIA's device files or libraries mapped (None: not allowed to look)."""
     try:
@@ -251,9 +291,9 @@ def _uses_nvidia(proc: Any) -> bool | None:
     return "nvidia" in maps or "libcuda" in maps
 
 
-def gpu_process(pid: int, used: int | None) -> GpuProcess:
-    """Who a GPU process is. Inside a container NVML reports host pids: a pid missing here, or
-    held by a process that has no NVIDIA mapping, is marked `elsewhere` rather than misnamed."""
+def gpu_process(pid: int, used: int | None, vendor: str = "nvidia") -> GpuProcess:
+    """Who a GPU process is. Inside a container NVML (and AMD SMI) report host pids: a pid missing
+    here, or held by a process that has no NVIDIA (AMD) mapping, is marked `elsewhere` rather than misnamed."""
     try:
         import psutil
 
@@ -261,7 +301,7 @@ def gpu_process(pid: int, used: int | None) -> GpuProcess:
         name = proc.name()
     except Exception:  # NoSuchProcess: not in this pid namespace (or gone); psutil missing
         return GpuProcess(pid, "(outside this container)", used, elsewhere=True)
-    if _uses_nvidia(proc) is False:
+    if (_uses_amd(proc) if vendor == "amd" else _uses_nvidia(proc)) is False:
         return GpuProcess(pid, "(outside this container)", used, elsewhere=True)
     user = command = None
     try:
@@ -337,7 +377,7 @@ def _gpu_info(nv: Any, index: int) -> GpuInfo:
     )
 
 
-def list_gpus() -> list[GpuInfo]:
+def list_nvidia_gpus() -> list[GpuInfo]:
     """Every NVIDIA GPU with its full details ([] when NVML is unavailable; see `gpu_unavailable_reason`)."""
     global _nvml_reason
     nv = _ensure_nvml()
@@ -350,8 +390,29 @@ def list_gpus() -> list[GpuInfo]:
         return []
 
 
+def _nvidia_count() -> int:
+    nv = _ensure_nvml()
+    return 0 if nv is None else int(_try(nv.nvmlDeviceGetCount, default=0) or 0)
+
+
+def list_gpus() -> list[GpuInfo]:
+    """Every GPU: NVIDIA's (NVML) first, then AMD's (AMD SMI) numbered after them; [] when neither can be read."""
+    from tui_tuner.fit.amd import list_amd_gpus
+
+    nvidia = list_nvidia_gpus()
+    return nvidia + list_amd_gpus(first_index=len(nvidia))
+
+
 def sample_gpus() -> list[GpuSample]:
-    """A cheap reading of every GPU; never raises ([] when unavailable, reason in `gpu_unavailable_reason`)."""
+    """A cheap reading of every GPU, NVIDIA then AMD; never raises ([] when unavailable, reason in
+    `gpu_unavailable_reason`)."""
+    from tui_tuner.fit.amd import sample_amd_gpus
+
+    nvidia = _sample_nvidia()
+    return nvidia + sample_amd_gpus(first_index=_nvidia_count())
+
+
+def _sample_nvidia() -> list[GpuSample]:
     nv = _ensure_nvml()
     if nv is None:
         return []
@@ -379,16 +440,18 @@ def sample_gpus() -> list[GpuSample]:
 def sample_processes(indices: list[int] | None = None) -> dict[int, list[GpuProcess]]:
     """The compute processes on each GPU (by NVML index; only `indices` when given), named through
     `gpu_process`; {} when NVML is unavailable. The worker's monitor watches its GPUs with it."""
+    from tui_tuner.fit.amd import sample_amd_processes
+
     nv = _ensure_nvml()
-    if nv is None:
-        return {}
     out: dict[int, list[GpuProcess]] = {}
-    try:
-        for i in range(nv.nvmlDeviceGetCount()):
-            if indices is None or i in indices:
-                out[i] = _processes(nv, nv.nvmlDeviceGetHandleByIndex(i))
-    except Exception:
-        return {}
+    if nv is not None:
+        try:
+            for i in range(nv.nvmlDeviceGetCount()):
+                if indices is None or i in indices:
+                    out[i] = _processes(nv, nv.nvmlDeviceGetHandleByIndex(i))
+        except Exception:
+            out = {}
+    out.update(sample_amd_processes(indices, first_index=_nvidia_count()))
     return out
 
 
@@ -425,10 +488,17 @@ def _existing_parent(path: Path) -> Path:
 
 def probe(runs_dir: str | Path = "runs") -> HardwareReport:
     """The full hardware report; `runs_dir` is where free disk space matters (runs are written there)."""
-    from tui_tuner.fit.cuda import torch_cuda_build
+    from tui_tuner.fit.amd import amd_relevant, amd_unavailable_reason
+    from tui_tuner.fit.cuda import torch_cuda_build, torch_hip_build
+    from tui_tuner.fit.mac import probe_mac
 
     gpus = list_gpus()
-    reason = None if gpus else gpu_unavailable_reason()
+    amd_reason = amd_unavailable_reason() if amd_relevant() else None
+    reason = None
+    if not gpus:
+        reason = gpu_unavailable_reason()
+        if amd_reason:
+            reason = f"{reason} AMD: {amd_reason}"
     driver = cuda = None
     if _nvml is not None:
         driver = _text(_try(_nvml.nvmlSystemGetDriverVersion, default="")) or None
@@ -457,7 +527,8 @@ def probe(runs_dir: str | Path = "runs") -> HardwareReport:
         disk_total=disk_total, python_version=platform.python_version(),
         platform=f"{platform.system()} {platform.release()} ({platform.machine()})",
         packages=package_versions(), cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
-        torch_cuda=torch_cuda_build()[1],
+        torch_cuda=torch_cuda_build()[1], torch_hip=torch_hip_build(), mac=probe_mac(),
+        amd_unavailable_reason=amd_reason,
     )
 
 

@@ -75,11 +75,16 @@ def metal_limit(memory_bytes: int, wired_limit_mb: str | None) -> tuple[int, str
     return default_metal_limit(memory_bytes), f"macOS default (about {share} of memory; iogpu.wired_limit_mb unset)"
 
 
-def probe_mac(sysctl: Callable[[str], str | None] = run_sysctl, ioreg: Callable[[], str | None] = run_ioreg,
-              system: Callable[[], str] = platform.system, machine: Callable[[], str] = platform.machine,
+def probe_mac(sysctl: Callable[[str], str | None] | None = None, ioreg: Callable[[], str | None] | None = None,
+              system: Callable[[], str] | None = None, machine: Callable[[], str] | None = None,
               free_bytes: Callable[[], int | None] | None = None) -> MacHardware | None:
-    """This Apple Silicon Mac's readings, or None on anything else (Linux, Windows, an Intel Mac)."""
-    if system() != "Darwin" or machine() != "arm64":
+    """This Apple Silicon Mac's readings, or None on anything else (Linux, Windows, an Intel Mac).
+
+    The readers default to this module's `run_sysctl`, `run_ioreg` and `platform`'s, looked up at
+    call time so that tests replace them where they are defined."""
+    sysctl = sysctl or run_sysctl
+    ioreg = ioreg or run_ioreg
+    if (system or platform.system)() != "Darwin" or (machine or platform.machine)() != "arm64":
         return None
     try:
         memory = int(sysctl("hw.memsize") or 0)
@@ -117,3 +122,35 @@ def fit_against_metal(need_bytes: int, mac: MacHardware) -> tuple[bool, str]:
         line += ("; it does not fit: use a smaller model or method: qlora, shorter sequences, or raise the limit "
                  "with `sudo sysctl iogpu.wired_limit_mb=N` (leave several GB for macOS)")
     return fits, line
+
+
+def metal_note(mac: MacHardware) -> str:
+    """What the Metal working-set limit is on this Mac and how to raise it, in two sentences."""
+    from tui_tuner.core.units import format_bytes
+
+    total = format_bytes(mac.memory_bytes)
+    suggested = max(mac.metal_limit_bytes, mac.memory_bytes - 4 * GIB) // MIB
+    return (f"The GPU may use at most {format_bytes(mac.metal_limit_bytes)} of this Mac's {total} unified memory "
+            f"(the Metal working-set limit, {mac.metal_limit_source}): a training run must fit under it, whatever "
+            f"the RAM total. Raise it with `sudo sysctl iogpu.wired_limit_mb={suggested}` (until the next reboot; "
+            "leave macOS several GB).")
+
+
+def mlx_advice(method: str | None, need_bytes: int, mac: MacHardware, lora_bytes: int | None = None) -> str:
+    """LoRA or QLoRA on MLX for this Mac, and what free memory says now, in a sentence or two."""
+    from tui_tuner.core.units import format_bytes
+
+    if method == "lora":
+        text = ("On MLX, LoRA trains over the 16-bit model: no quantization error, and it fits here; "
+                "choose QLoRA only to free memory for longer sequences or a bigger batch.")
+    elif method == "qlora":
+        text = ("On MLX, QLoRA quantizes the base to MLX's 4-bit affine format (a 16-bit scale and bias per 64 "
+                "weights, about 4.5 bits per weight; not bitsandbytes' NF4)"
+                + (f": LoRA on the 16-bit model would need {format_bytes(lora_bytes)}." if lora_bytes else "."))
+    else:
+        text = "Neither LoRA nor QLoRA fits under the Metal limit at these settings."
+    free = mac.memory_free_bytes
+    if free is not None and need_bytes > free:
+        text += (f" Only {format_bytes(free)} of memory is free now: close other apps, or macOS compresses and "
+                 "swaps memory and training slows sharply.")
+    return text

@@ -56,16 +56,19 @@ def _candidates(method: str, backend: str, s: dict[str, Any], unsloth_ok: bool) 
         b = s["batch_size"]
         out.append((f"batch 1 with gradient accumulation x{b}", "same effective batch, fewer tokens per second",
                     {"batch_size": 1}, {("training", "batch_size"): 1, ("training", "grad_accumulation"): b}))
-    if s.get("optimizer") not in ("adamw_8bit", "paged_adamw_8bit", "adafactor", "sgd"):
+    if backend != "mlx" and s.get("optimizer") not in ("adamw_8bit", "paged_adamw_8bit", "adafactor", "sgd"):
         out.append(("8-bit paged AdamW optimizer", "optimizer state 4x smaller; quality practically the same",
                     {"optimizer": "paged_adamw_8bit"}, {("training", "optimizer"): "paged_adamw_8bit"}))
     if method == "full":
         out.append(("LoRA instead of full fine-tuning", "trains an adapter only; usually close in quality",
                     {"method": "lora"}, {("method",): "lora"}))
-    if method in ("lora", "full"):
+    if method in ("lora", "full") and backend == "mlx":
+        out.append(("QLoRA (MLX 4-bit affine base weights)", "a small quality cost; MLX multiplies the packed 4-bit weights directly (no dequantization buffer)",
+                    {"method": "qlora"}, {("method",): "qlora"}))
+    elif method in ("lora", "full"):
         out.append(("QLoRA (4-bit base weights)", "about 30% slower (dequantization); a small quality cost",
                     {"method": "qlora"}, {("method",): "qlora"}))
-    if unsloth_ok and backend != "unsloth":
+    if unsloth_ok and backend not in ("unsloth", "mlx"):
         out.append(("Unsloth backend", "faster and leaner kernels; one GPU only, needs `pip install -e '.[gpu]'`",
                     {"backend": "unsloth"}, {("backend",): "unsloth"}))
     return out

@@ -611,12 +611,34 @@ def use_unsloth(source: ModelSource, own_process: bool = False) -> tuple[bool, s
     return True, "the run trained with Unsloth and a CUDA GPU is present"
 
 
+def fetch_base_model(source: ModelSource, *, progress: Callable[[Any], None] | None = None,
+                     note: Callable[[str], None] | None = None) -> None:
+    """Download the base model when it is a hub id the cache lacks (disk checked first; see
+    tui_tuner.models.download); raises `SourceError` with what to do when it cannot."""
+    from tui_tuner.models.download import ModelDownloadError, ensure_model, is_hub_model
+
+    name = source.base_model
+    if not is_hub_model(name):
+        return
+    cfg = source.config
+    revision = cfg.model.revision if cfg and cfg.model.name_or_path == name else None
+    try:
+        ensure_model(name, revision, progress=progress, note=note)
+    except ModelDownloadError as exc:
+        raise SourceError(f"{exc}. {exc.hint}") from exc
+
+
 def load_chat_model(source: ModelSource, *, log: Callable[[str], None] = lambda s: None,
                     device: str | None = None, load_in_4bit: bool | None = None,
-                    own_process: bool = False) -> ChatModel:
+                    own_process: bool = False, download_progress: Callable[[Any], None] | None = None) -> ChatModel:
     """Load `source` for generation: transformers (+ peft), or Unsloth for Unsloth runs on CUDA
-    when the caller is a process of its own (`own_process`; see `use_unsloth`)."""
+    when the caller is a process of its own (`own_process`; see `use_unsloth`).
+
+    A hub base model the cache lacks is downloaded first; `download_progress` receives its byte counts.
+    """
     from tui_tuner.core.quiet import quiet_library_noise
+
+    fetch_base_model(source, progress=download_progress, note=log)
 
     fast, why = use_unsloth(source, own_process=own_process)
     if fast:

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from tui_tuner.config.defaults import DEMO_MODEL_ID
+from tui_tuner.core.folders import build_folder_atomically
 
 DEMO_DIR_NAME = "demo-tiny-llama"
 BUILD_VERSION = 3
@@ -107,32 +106,7 @@ def ensure_demo_model(force: bool = False) -> Path:
     final = demo_model_dir()
     if not force and is_built(final):
         return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{DEMO_DIR_NAME}-build-", dir=final.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is readable like any model folder
-    try:
-        _build_into(tmp)
-        _move_into_place(tmp, final, replace=force or final.exists())
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
-
-
-def _move_into_place(tmp: Path, final: Path, *, replace: bool) -> None:
-    if replace and final.exists():
-        # Move the old copy aside first: rename is atomic, rmtree of a live folder is not.
-        old = final.parent / f".{DEMO_DIR_NAME}-old-{os.getpid()}"
-        try:
-            os.rename(final, old)
-        except OSError:
-            pass  # another process replaced or removed it meanwhile
-        shutil.rmtree(old, ignore_errors=True)
-    try:
-        os.rename(tmp, final)
-    except OSError:
-        if not is_built(final):  # the folder that won the race is not a good build
-            raise
+    return build_folder_atomically(final, _build_into, is_built, replace=force or final.exists())
 
 
 def is_builtin_model(name_or_path: str) -> bool:

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tui_tuner.core.folders import build_folder_atomically
 from tui_tuner.models.demo import cache_root
 
 BUILD_VERSION = 2
@@ -139,31 +138,8 @@ def ensure_tiny_model(family: str, force: bool = False, *, fetch: bool = True) -
 
     vocab = vocab_path(spec.vocab, fetch=fetch)  # before any heavy work
     template = template_path(spec.template, fetch=fetch)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tiny-{spec.name}-build-", dir=final.parent))
-    os.chmod(tmp, 0o755)
-    try:
-        _build_into(tmp, spec, vocab, template)
-        _move_into_place(tmp, final, replace=force or final.exists())
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
-
-
-def _move_into_place(tmp: Path, final: Path, *, replace: bool) -> None:
-    if replace and final.exists():
-        old = final.parent / f".{final.name}-old-{os.getpid()}"
-        try:
-            os.rename(final, old)
-        except OSError:
-            pass
-        shutil.rmtree(old, ignore_errors=True)
-    try:
-        os.rename(tmp, final)
-    except OSError:
-        if not is_built(final):
-            raise
+    return build_folder_atomically(final, lambda tmp: _build_into(tmp, spec, vocab, template), is_built,
+                                   replace=force or final.exists())
 
 
 def load_gguf_tokenizer(vocab: Path, spec: TinyFamily):

@@ -147,7 +147,10 @@ def read_events(path: str | Path, offset: int = 0, max_bytes: int = MAX_READ_BYT
 
 PREPARE_KIND = "prepare"
 """What the worker is doing before the first step: `{"kind": "prepare", "what": "tokenizing",
-"done": 1200, "total": 10000, "rate": 850.0, "eta_s": 10.4}` (done/total/rate/eta_s may be null)."""
+"done": 1200, "total": 10000, "rate": 850.0, "eta_s": 10.4}` (done/total/rate/eta_s may be null).
+A model download counts bytes: `{"kind": "prepare", "what": "downloading weights", "unit": "bytes",
+"done": ..., "total": ..., "rate": <bytes/s>, "eta_s": ..., "file": "model.safetensors", "repo": "org/name",
+"resumed": <bytes already on disk from an interrupted download>}`."""
 PREPARE_ENDS = frozenset({"train_begin", "log", "end"})
 """Events after which the last `prepare` no longer describes what the run is doing."""
 
@@ -173,6 +176,10 @@ def prepare_text(event: dict[str, Any]) -> str:
     """`tokenizing 12,000 of 100,000 rows · 3,400 rows/s · ETA 26s` from a `prepare` event."""
     from tui_tuner.core.units import format_duration
 
+    if event.get("unit") == "bytes":
+        from tui_tuner.models.download import progress_text
+
+        return progress_text(event)
     what = str(event.get("what") or "preparing")
     done, total, rate, eta = (event.get(k) for k in ("done", "total", "rate", "eta_s"))
     parts = [what]

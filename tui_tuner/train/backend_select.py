@@ -2,6 +2,8 @@
 
 `auto` picks MLX on an Apple Silicon Mac (arm64 macOS) where `mlx` and `mlx_lm` import,
 Unsloth only when a CUDA GPU is present and `unsloth` imports; otherwise transformers + peft + trl.
+A ROCm build of torch (AMD GPUs) trains through transformers, whose `torch.cuda` calls HIP
+runs on the AMD GPU; Unsloth is not offered there.
 `backend: mlx` is honoured wherever MLX imports (Linux CPU included, which is how it is tested). Call `select_backend` in the worker before transformers, trl
 or peft are imported: importing Unsloth patches them, which only works if it comes first.
 """
@@ -27,6 +29,15 @@ def cuda_available() -> bool:
     except ImportError:
         return False
     return bool(torch.cuda.is_available())
+
+
+def rocm_torch() -> bool:
+    """Whether torch is a ROCm (AMD) build: `torch.version.hip` is set, and its cuda API drives AMD GPUs."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(getattr(torch.version, "hip", None))
 
 
 def apple_silicon() -> bool:
@@ -151,6 +162,13 @@ def select_backend(cfg: "RunConfig") -> tuple[str, str]:
             raise BackendUnavailable("backend: unsloth needs an NVIDIA GPU with CUDA, and none is visible here. "
                                      "Set `backend: auto` or `backend: transformers` to train on this machine.")
         return "transformers", "no CUDA GPU: Unsloth needs one, using transformers + peft"
+    if rocm_torch():
+        if wanted == "unsloth":
+            raise BackendUnavailable("backend: unsloth is not offered on AMD GPUs (this torch is a ROCm build); set "
+                                     "`backend: auto` or `transformers`: transformers + peft train on the AMD GPU "
+                                     "through torch's cuda API.")
+        return "transformers", ("AMD GPU with a ROCm build of torch: transformers + peft through torch's cuda API "
+                                "(Unsloth is not offered there)")
     if multi_gpu:
         if wanted == "unsloth":
             raise BackendUnavailable("the Unsloth backend trains on one GPU; set `backend: transformers` "

@@ -1,8 +1,8 @@
-"""Background thread in the worker that appends NVML GPU samples to `events.jsonl`.
+"""Background thread in the worker that appends GPU samples (NVML for NVIDIA, AMD SMI for AMD) to `events.jsonl`.
 
 One `{"kind": "gpu", "index": i, "name": ..., "util": ..., "mem_used": ..., "mem_total": ...,
 "temp_c": ..., "power_w": ..., "power_limit_w": ...}` event per GPU every `interval_s`. Silent (no thread) when
-there is no NVIDIA GPU or the hardware module cannot read one.
+there is no GPU or the hardware module cannot read one.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ download or an hour of queueing:
 - the model is the built-in demo model, an existing local folder with a `config.json`,
   or a hub id that is in the local cache (offline) or known to the hub (online);
 - the training and eval files exist and are files;
-- the hub cache has room for a model that still has to be downloaded;
+- the hub cache has room for a model that still has to be downloaded (the hub's file sizes
+  online, the catalog's parameter count offline);
 - the chat template renders a sample conversation (in Jinja's sandbox: a template
   cannot run code);
 - `lora.target_modules` names layers the model has (from its config.json, no weights);
@@ -250,6 +251,14 @@ def _download_space_issues(cfg, base: Path) -> list[ConfigIssue]:
         return []
     from huggingface_hub import constants, try_to_load_from_cache
 
+    if not hub_offline():  # the hub's own file sizes, less what the cache already holds
+        from tui_tuner.models.download import ModelDownloadError, disk_problem, plan_download
+
+        try:
+            problem = disk_problem(plan_download(name, cfg.model.revision))
+        except ModelDownloadError:
+            problem = None  # gated, missing, unreachable: the model check says so
+        return [ConfigIssue("model.name_or_path", f"{problem} {problem.hint}", value=name)] if problem else []
     if isinstance(try_to_load_from_cache(name, "config.json", revision=cfg.model.revision), str):
         return []
     need = model_download_bytes(name)
@@ -331,13 +340,14 @@ def _local_tokenizer_tokens(cfg, base: Path) -> _SpecialTokens | None:
 def gpu_issues(cfg, hw: "HardwareReport") -> list[ConfigIssue]:
     """NVML vs torch, the GPU(s) the run will get after CUDA_VISIBLE_DEVICES, and their free memory.
 
-    Nothing on a machine without NVIDIA GPUs: training on the CPU is then expected.
+    Nothing on a machine without GPUs (training on the CPU is then expected), except on an Apple Silicon
+    Mac: there an MLX run's estimate is checked against the Metal working-set limit.
     """
     from tui_tuner.core.units import format_bytes
     from tui_tuner.fit.devices import freest, label, visibility_note
 
     if not hw.gpus:
-        return []
+        return metal_issues(cfg, hw)
     issues: list[ConfigIssue] = []
     if hw.torch_problem:
         issues.append(ConfigIssue("", hw.torch_problem))
@@ -371,6 +381,26 @@ def gpu_issues(cfg, hw: "HardwareReport") -> list[ConfigIssue]:
             f"The preflight probe will stop the run if it does not fit: `tui-tuner check {cfg.model.name_or_path}` "
             "shows what fits (QLoRA, a smaller batch, a shorter max_seq_length).", severity="warning"))
     return issues
+
+
+def metal_issues(cfg, hw: "HardwareReport") -> list[ConfigIssue]:
+    """On an Apple Silicon Mac, a warning when an MLX run's estimate is over the Metal working-set limit."""
+    mac = getattr(hw, "mac", None)
+    if mac is None or cfg.backend not in ("auto", "mlx"):
+        return []
+    from tui_tuner.fit.mac import fit_against_metal
+
+    try:
+        from tui_tuner.fit.estimate import estimate_for_config
+
+        need = estimate_for_config(cfg, backend="mlx", on_gpu=True).total_bytes
+    except Exception:  # an unknown architecture offline
+        return []
+    fits, line = fit_against_metal(need, mac)
+    if fits:
+        return []
+    return [ConfigIssue("", f"this MLX run {line}. `tui-tuner check {cfg.model.name_or_path}` shows what fits.",
+                        severity="warning")]
 
 
 _PEFT_EXTRA_TARGETS = frozenset({"lm_head", "embed_tokens", "wte", "wpe"})
@@ -418,9 +448,11 @@ def _backend_issues(cfg) -> list[ConfigIssue]:
                             "CUDA machine); set `backend: auto` to train with transformers + peft.")]
     from tui_tuner.fit.hardware import list_gpus
 
-    if not list_gpus():
-        return [ConfigIssue("backend", "backend: unsloth needs an NVIDIA GPU with CUDA, and none is visible here; "
-                            "set `backend: auto` or `backend: transformers` to train on this machine.")]
+    gpus = list_gpus()
+    if not any(g.vendor == "nvidia" for g in gpus):
+        amd = " (AMD GPUs train through transformers on a ROCm build of torch)" if gpus else ""
+        return [ConfigIssue("backend", "backend: unsloth needs an NVIDIA GPU with CUDA, and none is visible here"
+                            f"{amd}; set `backend: auto` or `backend: transformers` to train on this machine.")]
     return []
 
 

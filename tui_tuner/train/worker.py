@@ -228,6 +228,7 @@ def train(run: RunDir, cfg: Any, backend: str, device: str, keeper: Any, events:
 
     `extra_callbacks` are added after the run's own callback (benchmarks and tests use them).
     """
+    download_model(cfg, events)
     if backend == "mlx":  # MLX trains without torch: its own loop, the same run directory
         from tui_tuner.train.backends.mlx_backend import train as mlx_train
 
@@ -355,6 +356,32 @@ def _record_probe(keeper: Any, events: EventWriter, result: Any) -> None:
     data = dataclasses.asdict(result)
     keeper.update(probe=data)
     events.write("probe", **data)
+
+
+def download_model(cfg: Any, events: EventWriter) -> None:
+    """Fetch a hub model the cache lacks before anything loads it, as `prepare` events with bytes, rate and ETA.
+
+    A local folder or the demo model needs nothing. The disk is checked against the hub's file sizes
+    first; gated, missing, offline and disk-full cases end the run with what to do.
+    """
+    from tui_tuner.models.download import ModelDownloadError, ensure_model, is_hub_model
+
+    name = cfg.model.name_or_path
+    if not is_hub_model(name):
+        return
+
+    def note(text: str) -> None:
+        _log_line(text)
+        events.write("download", repo=name, message=text)
+
+    def progress(p: Any) -> None:
+        events.write(PREPARE_KIND, what="downloading weights", **p.fields())
+
+    try:
+        folder = ensure_model(name, cfg.model.revision, progress=progress, note=note)
+    except ModelDownloadError as exc:
+        raise WorkerError(str(exc), exc.hint) from exc
+    events.write("download", repo=name, folder=str(folder), finished=True)
 
 
 def _resolve_model_path(name_or_path: str) -> str:

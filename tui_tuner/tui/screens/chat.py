@@ -170,7 +170,11 @@ class ChatScreen(Screen):
         try:
             runs_dir = getattr(self.app, "runs_dir", Path("runs"))
             source = resolve_source(target, runs_dir=runs_dir, checkpoint=checkpoint)
-            self.post_message(ModelLoaded(load_chat_model(source)))
+
+            def downloading(progress) -> None:  # a base model the cache lacks: bytes, rate and ETA in the status
+                self.app.call_from_thread(self.set_status, progress.text(), "busy")
+
+            self.post_message(ModelLoaded(load_chat_model(source, download_progress=downloading)))
         except (SourceError, OSError, ValueError, RuntimeError, ImportError) as exc:
             self.post_message(ModelLoadFailed(str(exc)))
 

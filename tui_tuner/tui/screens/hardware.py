@@ -3,7 +3,8 @@
 The report (`tui_tuner.fit.hardware.probe`) is read once in a thread worker; GPU meters are
 re-sampled (`sample_gpus`) every two seconds while the screen is shown. The fit panel
 estimates memory for the model and settings typed in; "use these settings" carries
-them into the Config screen.
+them into the Config screen. On an Apple Silicon Mac the GPU is its Metal working-set limit
+(part of the unified memory) and the fit uses MLX's memory terms.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def fit_changes_for(request: Any) -> tuple[list[Any], str]:
     except ModelSpecError as exc:
         return [], str(exc)
     settings = {"seq_len": request.seq_len, "batch_size": request.batch_size, "lora_r": request.lora_r}
-    changes = fit_changes(spec, request.method, settings, request.vram_bytes)
+    changes = fit_changes(spec, request.method, settings, request.vram_bytes, backend=request.backend,
+                          unsloth_ok=request.backend != "mlx")
     if not changes:
         return [], f"{request.method} already fits in {format_bytes(request.vram_bytes)} ({request.gpu_name})"
     return changes, ""
@@ -136,9 +138,25 @@ def processes_text(report: Any) -> Text:
     return text
 
 
-def machine_text(report: Any) -> Text:
-    """CPU, RAM, disk and the training backends, a line each."""
+def mac_text(mac: Any) -> Text:
+    """An Apple Silicon Mac's GPU: chip, unified memory, GPU cores, and the Metal limit with what it means."""
+    from tui_tuner.fit.mac import metal_note
+
     text = Text()
+    text.append("Mac  ", style="bold")
+    free = f", {format_bytes(mac.memory_free_bytes)} free" if mac.memory_free_bytes is not None else ""
+    cores = f" · {mac.gpu_cores} GPU cores" if mac.gpu_cores else ""
+    text.append(f"{mac.chip} · {format_bytes(mac.memory_bytes)} unified memory{free}{cores}\n")
+    text.append("GPU  ", style="bold")
+    text.append(f"Metal working-set limit {format_bytes(mac.metal_limit_bytes)}", style="bold")
+    text.append(f" ({mac.metal_limit_source}); training runs on MLX\n")
+    text.append(metal_note(mac) + "\n", style="dim")
+    return text
+
+
+def machine_text(report: Any) -> Text:
+    """CPU, RAM, disk and the training backends, a line each (a Mac's unified memory first)."""
+    text = mac_text(report.mac) if getattr(report, "mac", None) is not None else Text()
     text.append("CPU  ", style="bold")
     text.append(f"{report.cpu_model} · {report.cpu_cores_logical} threads\n")
     if report.ram_total:
@@ -148,7 +166,9 @@ def machine_text(report: Any) -> Text:
         text.append("Disk ", style="bold")
         text.append(f"{format_bytes(report.disk_free)} free at {report.disk_path}\n")
     text.append("Libs ", style="bold")
-    for i, name in enumerate(("torch", "transformers", "peft", "trl", "bitsandbytes", "unsloth")):
+    libs = ("torch", "transformers", "peft", "mlx", "mlx-lm") if getattr(report, "mac", None) is not None else (
+        "torch", "transformers", "peft", "trl", "bitsandbytes", "unsloth")
+    for i, name in enumerate(libs):
         version = report.packages.get(name)
         if i:
             text.append(" · ")
@@ -202,18 +222,26 @@ class HardwareScreen(Screen):
     async def _probed(self, event: HardwareProbed) -> None:
         report = self.report = event.report
         meters = self.query_one(GpuMeters)
-        reason = (report.gpu_unavailable_reason or "no NVIDIA GPU found").rstrip(".")
+        reason = (report.gpu_unavailable_reason or "no GPU found").rstrip(".")
+        empty = f"No GPU: {reason}. The fit panel below estimates for a card you pick."
+        if report.mac is not None:
+            empty = (f"{report.mac.chip}: its GPU shares the unified memory (below); the fit panel checks against "
+                     "the Metal working-set limit with MLX's memory terms.")
         meters.show([GpuReading(g.index, g.name, g.memory_used, g.memory_total, g.utilization_pct,
-                                g.temperature_c, g.power_w) for g in report.gpus],
-                    empty_text=f"No GPU: {reason}. The fit panel below estimates for a card you pick.")
+                                g.temperature_c, g.power_w) for g in report.gpus], empty_text=empty)
         self.query_one("#hw-machine", Static).update(machine_text(report))
         self.query_one("#hw-procs", Static).update(processes_text(report))
         from tui_tuner.fit.devices import label
 
         # Freest first: the fit panel checks against the GPU a run would get, with what is free now.
         visible = sorted(report.visible_gpus, key=lambda g: -g.memory_free)
-        gpus = [(f"{label(g)}: {format_bytes(g.memory_free)} free of {format_bytes(g.memory_total)}", g.memory_free)
-                for g in visible]
+        gpus: list[tuple[Any, ...]] = [
+            (f"{label(g)}: {format_bytes(g.memory_free)} free of {format_bytes(g.memory_total)}", g.memory_free)
+            for g in visible]
+        if report.mac is not None and not visible:
+            mac = report.mac
+            gpus.append((f"{mac.chip} Metal limit: {format_bytes(mac.metal_limit_bytes)} of "
+                         f"{format_bytes(mac.memory_bytes)} (MLX)", mac.metal_limit_bytes, "mlx"))
         if self.query(FitPanel):
             return
         panel = FitPanel(gpus=gpus + event.common_gpus, catalog=event.catalog, id="hw-fit",

@@ -1,7 +1,8 @@
 """The fit panel: pick a model and settings, see the memory breakdown and what to use.
 
 Inputs: model (catalog names suggested; a hub id or local folder works too), method,
-sequence length, batch, LoRA r, and the GPU to fit (this machine's, or a common card).
+sequence length, batch, LoRA r, and the GPU to fit (this machine's, or a common card). A GPU
+entry may name its backend (a Mac's Metal limit is estimated with MLX's memory terms).
 Every change re-runs the estimate (`tui_tuner.fit.estimate`) in a thread worker a moment
 after the last keystroke; the result comes back as `FitComputed`. "Use these settings"
 posts `SettingsChosen` for the app to carry into the Config screen.
@@ -36,6 +37,8 @@ class FitRequest:
     lora_r: int
     vram_bytes: int
     gpu_name: str
+    backend: str = "transformers"
+    """The backend whose memory terms apply: mlx for a Mac's Metal limit."""
 
 
 @dataclass
@@ -54,6 +57,14 @@ class SettingsChosen(Message):
     values: dict[tuple[str, ...], Any]
 
 
+def mlx_note(rec: Any) -> str:
+    """What LoRA vs QLoRA means on MLX, for the recommended method."""
+    if rec.recommended is not None and rec.recommended.method == "lora":
+        return "MLX: LoRA trains over the 16-bit model; QLoRA would quantize it to 4-bit affine to free memory."
+    return ("MLX: QLoRA quantizes the base to MLX's 4-bit affine format (group 64, a 16-bit scale and bias each: "
+            "about 4.5 bits per weight; not NF4).")
+
+
 def _int(text: str, default: int) -> int | None:
     text = text.strip()
     if not text:
@@ -69,7 +80,8 @@ class FitPanel(Vertical):
     """Inputs, breakdown table, total against the GPU, recommendation and its reason."""
 
     def __init__(self, *, model: str, method: str = "lora", seq_len: int = 1024, batch_size: int = 2,
-                 lora_r: int = 16, gpus: list[tuple[str, int]], catalog: list[str], id: str | None = None) -> None:
+                 lora_r: int = 16, gpus: list[tuple[Any, ...]], catalog: list[str], id: str | None = None) -> None:
+        """`gpus`: (label, bytes) or (label, bytes, backend) for each GPU to fit against."""
         super().__init__(id=id)
         self.initial = dict(model=model, method=method, seq_len=seq_len, batch_size=batch_size, lora_r=lora_r)
         self.gpus = gpus
@@ -88,7 +100,7 @@ class FitPanel(Vertical):
             yield Select([(m, m) for m in ("lora", "qlora", "full")], value=init["method"], allow_blank=False,
                          id="fit-method", compact=True)
             yield Label(" GPU", classes="fit-label-short")
-            yield Select([(name, i) for i, (name, _) in enumerate(self.gpus)], value=0, allow_blank=False,
+            yield Select([(gpu[0], i) for i, gpu in enumerate(self.gpus)], value=0, allow_blank=False,
                          id="fit-gpu", compact=True)
         with Horizontal(classes="fit-row"):
             yield Label("Seq length", classes="fit-label")
@@ -123,9 +135,9 @@ class FitPanel(Vertical):
         r = _int(self.query_one("#fit-r", Input).value, 16)
         if seq is None or batch is None or r is None:
             return "sequence length, batch and r must be whole numbers of at least 1"
-        name, vram = self.gpus[self.query_one("#fit-gpu", Select).value]
+        name, vram, *backend = self.gpus[self.query_one("#fit-gpu", Select).value]
         method = self.query_one("#fit-method", Select).value
-        return FitRequest(model, str(method), seq, batch, r, vram, name)
+        return FitRequest(model, str(method), seq, batch, r, vram, name, *backend)
 
     def estimate_now(self) -> None:
         request = self.current_request()
@@ -145,8 +157,8 @@ class FitPanel(Vertical):
         try:
             spec = model_spec(request.model)
             settings = dict(seq_len=request.seq_len, batch_size=request.batch_size, lora_r=request.lora_r)
-            estimate = estimate_memory(spec, request.method, **settings)
-            rec = recommend(spec, request.vram_bytes, gpu_name=request.gpu_name, **settings)
+            estimate = estimate_memory(spec, request.method, backend=request.backend, **settings)
+            rec = recommend(spec, request.vram_bytes, gpu_name=request.gpu_name, backend=request.backend, **settings)
         except (ModelSpecError, ValueError) as exc:
             self.post_message(FitComputed(request, error=str(exc)))
             return
@@ -192,6 +204,8 @@ class FitPanel(Vertical):
             text.append(f"Recommended: {rec.recommended.method}", style="bold green")
             text.append(f" (batch up to {rec.recommended.max_batch_size}, seq up to {rec.recommended.max_seq_len:,}). ")
         text.append(rec.reason)
+        if req.backend == "mlx":
+            text.append("\n" + mlx_note(rec), style="dim")
         reason.update(text)
         use.disabled = False
 
