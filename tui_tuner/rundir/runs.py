@@ -592,10 +592,16 @@ def default_run_name(cfg: "RunConfig") -> str:
 
 def _frozen_config(cfg: "RunConfig", base_dir: Path) -> "RunConfig":
     """A copy whose relative paths are absolute, so the run does not depend on the cwd it started in."""
+    from tui_tuner.config.trackers import mlflow_local_path
+
     frozen = cfg.model_copy(deep=True)
-    frozen.data.train = str(cfg.resolve_path(cfg.data.train, base_dir).resolve())
-    if cfg.data.eval:
-        frozen.data.eval = str(cfg.resolve_path(cfg.data.eval, base_dir).resolve())
+    from tui_tuner.core.hub_names import hub_dataset_url
+
+    for key in ("train", "eval"):  # a hub id becomes its hf:// URL: no local folder can shadow it later
+        value = getattr(cfg.data, key)
+        if value:
+            url = hub_dataset_url(value, base_dir)
+            setattr(frozen.data, key, url or str(cfg.resolve_path(value, base_dir).resolve()))
     local_model = cfg.resolve_path(cfg.model.name_or_path, base_dir)
     if not Path(cfg.model.name_or_path).is_absolute() and local_model.is_dir():
         frozen.model.name_or_path = str(local_model.resolve())
@@ -609,6 +615,12 @@ def _frozen_config(cfg: "RunConfig", base_dir: Path) -> "RunConfig":
             spec = name if isinstance(spec, str) else spec.model_copy(update={"function": name})
         rewards.append(spec)
     frozen.grpo.rewards = rewards
+    if cfg.trackers.tensorboard.log_dir:
+        frozen.trackers.tensorboard.log_dir = str(cfg.resolve_path(cfg.trackers.tensorboard.log_dir, base_dir).resolve())
+    uri = cfg.trackers.mlflow.tracking_uri
+    local = mlflow_local_path(uri)
+    if local is not None:  # a local store, like a data path, is found wherever the run starts from
+        frozen.trackers.mlflow.tracking_uri = "file:" + str(cfg.resolve_path(local, base_dir).resolve())
     if cfg.init_adapter:
         local = cfg.resolve_path(cfg.init_adapter, base_dir)
         if local.exists():

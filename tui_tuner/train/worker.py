@@ -10,7 +10,6 @@ for OOM), and the traceback goes to `train.log` (this process's stderr).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import random
 import sys
@@ -25,25 +24,12 @@ from tui_tuner.rundir.events import PREPARE_KIND, EventWriter, PrepareRate
 from tui_tuner.rundir.runs import RunDir, checkpoint_problem, checkpoint_step, process_start_time
 from tui_tuner.rundir.status import OOM_HINT, RunStatus, is_oom_message
 
-REPORTERS = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}
-
-
 class WorkerError(RuntimeError):
     """A failure with a known cause: `hint` says what to do."""
 
     def __init__(self, message: str, hint: str | None = None):
         super().__init__(message)
         self.hint = hint
-
-
-def report_to_problem(report_to: str) -> str | None:
-    """Why `report_to` cannot be honoured here (the package is missing), or None."""
-    if report_to == "none":
-        return None
-    if any(importlib.util.find_spec(mod) for mod in REPORTERS[report_to]):
-        return None
-    return (f"report_to: {report_to} is set but {report_to} is not installed. Run `pip install {report_to}`, "
-            "or set `report_to: none` (tui-tuner records the loss curve in the run directory either way).")
 
 
 def probe_mode(run: RunDir) -> str:
@@ -68,7 +54,14 @@ def build_datasets(cfg: Any, tokenizer: Any, chat_template: str,
 
     from tui_tuner.data.tokenized import tokenize_file
 
-    def tokenized(path: str) -> tuple[Any, str]:
+    from tui_tuner.data.hub import data_source
+
+    def tokenized(value: str, role: str = "train") -> tuple[Any, str]:
+        # The frozen config holds absolute paths and hf:// URLs; a hub dataset comes from the caches or the hub.
+        path = data_source(value, None, cfg.data, role=role)
+        hub_flags = "".join(f" --{k} '{v}'" for k, v in (("subset", getattr(path, "subset", None)),
+                                                         ("split", getattr(path, "split", None)))
+                            if v and not getattr(path, "file", None))
         result = tokenize_file(path, cfg, tokenizer, chat_template, cache=True, progress=progress)
         loaded = result.load
         if not loaded.ok:
@@ -76,18 +69,20 @@ def build_datasets(cfg: Any, tokenizer: Any, chat_template: str,
             first = errors[0] if errors else (loaded.issues[0] if loaded.issues else None)
             text = first.format() if first is not None and hasattr(first, "format") else str(first)
             raise WorkerError(f"the dataset {path} has errors: {text}",
-                              f"Run `tui-tuner data check {path}` to see every problem.")
+                              f"Run `tui-tuner data check {value}{hub_flags}` to see every problem.")
         if result.tokens is not None and result.tokens.refused:
             line, message = result.tokens.refused[0]
-            raise WorkerError(f"the dataset {path}, line {line}: {message}",
-                              f"Run `tui-tuner data check {path} --config CONFIG` to see every such example.")
+            where = "row" if loaded.row_based else "line"
+            raise WorkerError(f"the dataset {path}, {where} {line}: {message}",
+                              f"Run `tui-tuner data check {value}{hub_flags} --config CONFIG` to see every such "
+                              "example.")
         return Dataset.from_file(str(result.arrow_path)), str(loaded.format)
 
     train_all, fmt = tokenized(cfg.data.train)
     train_rows = list(range(len(train_all)))
     eval_all, eval_rows = None, []
     if cfg.data.eval:
-        eval_all, _ = tokenized(cfg.data.eval)
+        eval_all, _ = tokenized(cfg.data.eval, "eval")
         eval_rows = list(range(len(eval_all)))
     elif cfg.data.eval_split > 0 and len(train_rows) > 1:
         order = list(range(len(train_rows)))
@@ -103,7 +98,8 @@ def build_datasets(cfg: Any, tokenizer: Any, chat_template: str,
         from tui_tuner.data import load_dataset_file
 
         # The sample prompts come from the eval conversations: read them back (cheap next to tokenizing).
-        conversations = load_dataset_file(cfg.data.eval or cfg.data.train, cfg.data).examples
+        conversations = load_dataset_file(data_source(cfg.data.eval or cfg.data.train, None, cfg.data,
+                                                      role="eval" if cfg.data.eval else "train"), cfg.data).examples
         eval_out.extend(conversations[i] for i in eval_rows if i < len(conversations))
 
     def select(ds: Any, rows: list[int]) -> tuple[Any, int, int]:
@@ -153,12 +149,14 @@ def common_trainer_args(cfg: Any, run: RunDir, device: str, backend: str, has_ev
 
     from trl import SFTConfig
 
+    from tui_tuner.train.trackers import tracker_trainer_args
+
     t = cfg.training
     eval_on = has_eval and t.eval_steps is not None
     on_gpu = device == "cuda"
     # transformers 5.18 renamed gradient_checkpointing to activation_checkpointing; both releases are supported.
-    ckpt = ("activation_checkpointing" if "activation_checkpointing" in inspect.signature(SFTConfig).parameters
-            else "gradient_checkpointing")
+    accepted = set(inspect.signature(SFTConfig).parameters)
+    ckpt = "activation_checkpointing" if "activation_checkpointing" in accepted else "gradient_checkpointing"
     kwargs = dict(
         output_dir=str(run.checkpoints_dir),
         max_steps=t.max_steps or -1,
@@ -185,8 +183,8 @@ def common_trainer_args(cfg: Any, run: RunDir, device: str, backend: str, has_ev
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=not on_gpu,
-        report_to=[] if cfg.report_to == "none" else [cfg.report_to],
-        run_name=run.name,
+        # Trackers start through guarded callbacks (`tui_tuner.train.trackers`), never from report_to.
+        **tracker_trainer_args(cfg, run.name, accepted),
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
@@ -231,6 +229,13 @@ def train(run: RunDir, cfg: Any, backend: str, device: str, keeper: Any, events:
     download_model(cfg, events)
     if backend == "mlx":  # MLX trains without torch: its own loop, the same run directory
         from tui_tuner.train.backends.mlx_backend import train as mlx_train
+        from tui_tuner.train.trackers import TrackerWarnings
+
+        warnings = TrackerWarnings(events)
+        for name in cfg.tracker_names:
+            warnings.tell(name, "is not used", "the MLX backend reports to no experiment tracker",
+                          "The loss curve is in the run directory (events.jsonl); `backend: transformers` "
+                          "reports to trackers.")
 
         result = mlx_train(run, cfg, keeper, events, resume_from, requests_since=requests_since)
         return TrainResult(result.state, None, None)
@@ -316,7 +321,11 @@ def train(run: RunDir, cfg: Any, backend: str, device: str, keeper: Any, events:
         _record_probe(keeper, events, result)
 
     callback = RunCallback(run.path, events, keeper, on_train_begin_hook=probe_hook, requests_since=requests_since)
-    callbacks = [callback, *samples_callbacks, *(extra_callbacks or [])]
+    from tui_tuner.train.distributed import is_main_process
+    from tui_tuner.train.trackers import tracker_callbacks
+
+    trackers = tracker_callbacks(cfg, events, main_process=is_main_process(), run_path=run.path)
+    callbacks = [callback, *samples_callbacks, *trackers, *(extra_callbacks or [])]
     if cfg.objective == "sft":
         trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                              processing_class=tokenizer, callbacks=callbacks)
@@ -548,6 +557,10 @@ def run_worker(run_dir: str | Path) -> int:
     from tui_tuner.train.distributed import SilentEvents, is_main_process, local_rank, status_keeper_for_rank, world_size
 
     os.umask(0o077)  # everything the run writes is private to its owner (docs/run-directory.md)
+    from tui_tuner.rundir.files import LOG_FILE
+    from tui_tuner.train.supervisor import keep_the_log_if_orphaned
+
+    keep_the_log_if_orphaned(run.path / LOG_FILE)
     keeper = status_keeper_for_rank(run.path, status)  # under torchrun only rank 0 writes status and events
     keeper.update()
     if is_main_process():
@@ -583,13 +596,9 @@ def run_worker(run_dir: str | Path) -> int:
                                            "CUDA_VISIBLE_DEVICES= (empty) in the environment.")
         if device == "cuda" and world_size() > 1:
             torch.cuda.set_device(local_rank())  # each process trains on its own GPU
-        problem = report_to_problem(cfg.report_to)
-        if problem:
-            raise WorkerError(problem)
-        if cfg.report_to == "tensorboard":
-            os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(run.path / "tensorboard"))
-        elif cfg.report_to == "wandb":
-            os.environ.setdefault("WANDB_DIR", str(run.path))
+        from tui_tuner.train.trackers import tracker_environment
+
+        os.environ.update(tracker_environment(cfg, run.path))  # read by the trackers' callbacks
         resume_from = run.latest_checkpoint()
         newer_bad = {p.name: checkpoint_problem(p) for p in run.all_checkpoints()
                      if checkpoint_step(p) > checkpoint_step(resume_from or Path("x-0"))}
