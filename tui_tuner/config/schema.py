@@ -291,6 +291,21 @@ BUILTIN_REWARDS = ("format", "answer_match", "numeric_match", "length_penalty", 
 """GRPO reward functions tui-tuner ships (see `tui_tuner.data.rewards`)."""
 
 
+def reward_name_problem(name: str) -> str | None:
+    """Why `name` is neither a built-in reward nor `file.py:function` (the file itself is not read), or None."""
+    builtins = ", ".join(BUILTIN_REWARDS)
+    if ":" in name:
+        path, _, func = name.rpartition(":")
+        if path.endswith(".py") and func.isidentifier():
+            return None
+        return f"`{name}` is neither a built-in reward ({builtins}) nor `file.py:function`."
+    if name in BUILTIN_REWARDS:
+        return None
+    close = difflib.get_close_matches(name, BUILTIN_REWARDS, n=1)
+    hint = f" — did you mean `{close[0]}`?" if close else ""
+    return f"unknown reward `{name}`: use a built-in ({builtins}) or your own `file.py:function`{hint}"
+
+
 class DpoConfig(_Section):
     beta: float = Field(0.1, gt=0, le=10.0)
     """How far the model may move from the reference: higher keeps it closer (0.1 is typical; IPO uses ~0.01-0.5)."""
@@ -860,18 +875,9 @@ def objective_issues(cfg: RunConfig) -> list[ConfigIssue]:
                 "GRPO needs at least one reward function: e.g. rewards: [format, answer_match].")))
         for i, spec in enumerate(g.rewards):
             name = spec if isinstance(spec, str) else spec.function
-            if ":" in name:
-                path, _, func = name.rpartition(":")
-                if not path.endswith(".py") or not func.isidentifier():
-                    out.append(ConfigIssue(key=f"grpo.rewards.{i}", value=name, message=(
-                        f"`{name}` is neither a built-in reward ({', '.join(BUILTIN_REWARDS)}) nor "
-                        "`file.py:function`.")))
-            elif name not in BUILTIN_REWARDS:
-                close = difflib.get_close_matches(name, BUILTIN_REWARDS, n=1)
-                hint = f" — did you mean `{close[0]}`?" if close else ""
-                out.append(ConfigIssue(key=f"grpo.rewards.{i}", value=name, message=(
-                    f"unknown reward `{name}`: use a built-in ({', '.join(BUILTIN_REWARDS)}) or your own "
-                    f"`file.py:function`{hint}")))
+            problem = reward_name_problem(name)
+            if problem:
+                out.append(ConfigIssue(key=f"grpo.rewards.{i}", value=name, message=problem))
         if g.max_completion_length >= cfg.model.max_seq_length:
             out.append(ConfigIssue(key="grpo.max_completion_length", severity="warning", message=(
                 f"{g.max_completion_length} tokens of completion leave no room for the prompt within "
