@@ -825,6 +825,22 @@ def load_config_text(text: str, *, file: str | None = None, overrides: list[str]
     return loaded
 
 
+def _not_found_message(path: Path) -> str:
+    """Why a config path is missing, and where the shipped one is when the path names it."""
+    clone = Path(__file__).resolve().parents[2]
+    shipped = clone / path if not path.is_absolute() else None
+    if shipped is not None and shipped.is_file():
+        # `tui-tuner train configs/quickstart.yaml` from outside the clone: its relative data paths
+        # (data/sample.jsonl) resolve from the current folder too, so the fix is to run from the clone.
+        return (f"file not found in {Path.cwd()}. tui-tuner's own {path} is in its clone: run from there "
+                f"(`cd {clone}`), or copy its configs/ and data/ folders here.")
+    example = clone / "configs" / "quickstart.yaml"
+    if not example.is_file():  # installed from a wheel: no clone to point at
+        example = Path("configs") / "quickstart.yaml"
+    return (f"file not found. Configs that ship with tui-tuner are in the configs/ folder of its clone "
+            f"(e.g. {example}); `tui-tuner config reference` lists every key.")
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> LoadedConfig:
     """Load and validate a config file, collecting every issue (never raises on bad input)."""
     path = Path(path)
@@ -832,8 +848,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> LoadedC
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        return LoadedConfig(None, [ConfigIssue("", "file not found. Configs that ship with tui-tuner are in "
-                                               "configs/ (e.g. configs/quickstart.yaml).", file=shown)], path=path)
+        return LoadedConfig(None, [ConfigIssue("", _not_found_message(path), file=shown)], path=path)
     except (IsADirectoryError, PermissionError) as exc:
         return LoadedConfig(None, [ConfigIssue("", f"cannot read: {exc.strerror}.", file=shown)], path=path)
     try:

@@ -206,7 +206,7 @@ def tokenize_file(path: str | Path, cfg: Any, tokenizer: Any, template: str | No
     entry = None
     if cache:
         if progress:
-            progress("hashing the data file", 0, None)
+            progress(f"hashing {path.name}", 0, None)
         entry = tokenized_cache_dir() / cache_key(path, data_cfg, tokenizer, template, max_len, completion_only)
         hit = _read_entry(entry)
         if hit is not None:
