@@ -227,3 +227,27 @@ def test_run_directory_file_names_are_spelled_only_in_rundir():
                  for p in root.rglob("*.py") if "rundir" not in p.relative_to(root).parts
                  for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if joined.search(line)]
     assert offenders == [], "use tui_tuner.rundir.files or RunDir's paths:\n" + "\n".join(offenders)
+
+
+def test_resume_right_after_stop_waits_for_the_exiting_supervisor_not_another_launch(tmp_path):
+    """The worker writes `stopped` before its process and supervisor exit; the lock goes with the supervisor."""
+    from tests.tui.conftest import make_fake_run
+    from tui_tuner.rundir.runs import LAUNCH_LOCK, _take_launch_lock
+
+    run = make_fake_run(tmp_path / "runs", "stopped-run", 4, state="stopped")
+    exiting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.5)"])
+    try:
+        write_status(run.path, {**json.loads(run.status_path.read_text()), "supervisor_pid": exiting.pid})
+        (run.path / LAUNCH_LOCK).write_text(json.dumps({"supervisor_pid": exiting.pid,
+                                                        "supervisor_started": process_start_time(exiting.pid)}))
+        lock = _take_launch_lock(run, run.status())  # waits until that process has exited
+        assert exiting.poll() is not None and lock.locked
+        lock.__exit__(None, None, None)
+        # a lock held by anyone else (a concurrent `runs resume`) is still refused at once
+        (run.path / LAUNCH_LOCK).write_text(json.dumps({"supervisor_pid": os.getpid(),
+                                                        "supervisor_started": process_start_time(os.getpid())}))
+        with pytest.raises(RunError, match="being started by another process"):
+            _take_launch_lock(run, run.status())
+    finally:
+        exiting.kill()
+        exiting.wait()

@@ -766,6 +766,45 @@ class _launch_lock:
                 pass
 
 
+EXITING_SUPERVISOR_WAIT_S = 60.0
+"""How long a resume waits for the ended attempt's supervisor to exit (torch's teardown takes seconds)."""
+
+
+def _take_launch_lock(run: RunDir, st: RunStatus) -> _launch_lock:
+    """The run's launch lock, held; waits while the attempt that just ended is still exiting.
+
+    A worker writes `stopped` (or `finished`, `failed`) before its process has exited, and its
+    supervisor lets go of the lock only after that: `runs resume` typed right after `runs stop`
+    waits for it instead of reporting another launch.
+    """
+    lock = _launch_lock(run)
+    deadline = time.monotonic() + EXITING_SUPERVISOR_WAIT_S
+    while True:
+        try:
+            if lock.__enter__():
+                return lock
+        except OSError as exc:
+            raise RunError(_write_failed(run.path, exc)) from None
+        exiting = _previous_supervisor(run, st)
+        if exiting is None:
+            raise RunError(f"{run.name} is being started by another process; `tui-tuner runs ls` shows its state.")
+        if time.monotonic() > deadline:
+            raise RunError(f"{run.name} {st.state}, but its supervisor (pid {exiting}) has not exited after "
+                           f"{EXITING_SUPERVISOR_WAIT_S:.0f} s; try again, or `kill {exiting}` if it hangs.")
+        time.sleep(0.2)
+
+
+def _previous_supervisor(run: RunDir, st: RunStatus) -> int | None:
+    """The ended attempt's supervisor pid while it still holds the launch lock, else None."""
+    if not st.is_final:
+        return None
+    try:
+        holder = json.loads((run.path / LAUNCH_LOCK).read_text() or "{}").get("supervisor_pid")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return holder if holder and holder == run.raw_status().supervisor_pid else None
+
+
 def release_launch_lock(run: RunDir) -> None:
     """Called by the supervisor when its worker has ended."""
     try:
@@ -802,13 +841,7 @@ def start_worker(run: RunDir, detach: bool = True, wait_s: float = 60.0) -> int:
     if st.state in ACTIVE_STATES:
         raise RunError(f"{run.name} is already {st.state} (pid {st.pid}).")
     attempts_before = run.raw_status().attempts
-    lock = _launch_lock(run)
-    try:
-        locked = lock.__enter__()
-    except OSError as exc:
-        raise RunError(_write_failed(run.path, exc)) from None
-    if not locked:
-        raise RunError(f"{run.name} is being started by another process; `tui-tuner runs ls` shows its state.")
+    lock = _take_launch_lock(run, st)
     try:
         env = worker_env()
         env["TUI_TUNER_LAUNCHED_AT"] = repr(time.time())  # stop requests from before this launch are old
