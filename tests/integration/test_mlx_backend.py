@@ -1,4 +1,8 @@
-"""The MLX backend end to end on the CPU build of MLX: `tui-tuner train` with `backend: mlx` on the demo model."""
+"""The MLX backend end to end on the CPU build of MLX: `tui-tuner train` with `backend: mlx`.
+
+Two runs are trained once for the module: LoRA on the demo model (fast, long enough to see it learn)
+and QLoRA on a tiny model with a real tokenizer (Phi-3's), which chat, eval and export then read.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import pytest
 
 pytest.importorskip("mlx_lm", reason="the MLX backend needs `pip install -e '.[mlx]'` (CI installs it)")
 
+from tests.conftest import run_config  # noqa: E402
 from tui_tuner.rundir.events import load_history, read_events  # noqa: E402
 from tui_tuner.rundir.runs import checkpoint_problem, find_run  # noqa: E402
 
@@ -25,13 +30,41 @@ def _train_cli(tmp_path: Path, cfg, name: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=900)
 
 
-def test_mlx_lora_trains_through_the_cli_and_writes_the_run_directory(make_run_config, tmp_path):
-    runs = tmp_path / "runs"
-    cfg = make_run_config(runs, backend="mlx", **{"training.max_steps": 12, "training.save_steps": 5,
-                                                  "training.eval_steps": 6, "training.save_total_limit": 2})
-    out = _train_cli(tmp_path, cfg, "mlx")
+def _tui_tuner(*args, timeout=600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tui_tuner", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def mlx_lora_run(demo_model_dir, tmp_path_factory):
+    """(run, CLI result): LoRA on the demo model, 12 steps, checkpoints at 5 and 10, eval at 6 and 12."""
+    tmp = tmp_path_factory.mktemp("mlx-lora")
+    runs = tmp / "runs"
+    cfg = run_config(runs, backend="mlx", **{"training.max_steps": 12, "training.save_steps": 5,
+                                             "training.eval_steps": 6, "training.save_total_limit": 2})
+    out = _train_cli(tmp, cfg, "mlx")
     run = find_run(runs, "mlx")
     assert out.returncode == 0, out.stdout + out.stderr + "\n".join(run.log_tail(40))
+    return run
+
+
+@pytest.fixture(scope="module")
+def mlx_qlora_run(demo_model_dir, tiny_model, tmp_path_factory):
+    """QLoRA on the tiny Phi-3 (real tokenizer, 32k vocabulary: the cheapest real one for MLX's CPU build), 4 steps."""
+    tmp = tmp_path_factory.mktemp("mlx-qlora")
+    runs = tmp / "runs"
+    cfg = run_config(runs, backend="mlx", method="qlora", **{
+        "model.name_or_path": str(tiny_model("phi3")), "model.max_seq_length": 64, "training.max_steps": 4,
+        "training.batch_size": 2, "training.save_steps": 2, "training.eval_steps": "null",
+        "training.learning_rate": 1e-2})
+    out = _train_cli(tmp, cfg, "q")
+    run = find_run(runs, "q")
+    assert out.returncode == 0, out.stdout + out.stderr + "\n".join(run.log_tail(40))
+    return run
+
+
+def test_mlx_lora_trains_through_the_cli_and_writes_the_run_directory(mlx_lora_run):
+    run = mlx_lora_run
     st = run.status()
     assert st.state == "finished" and st.step == 12 and st.backend == "mlx" and st.device == "cpu"
     assert st.extra.get("peak_memory_bytes", 0) > 0
@@ -50,57 +83,126 @@ def test_mlx_lora_trains_through_the_cli_and_writes_the_run_directory(make_run_c
     assert [p.name for p in kept] == ["checkpoint-10", "checkpoint-12"]
     assert all(checkpoint_problem(p) is None for p in kept)
     adapter = run.adapter_dir
-    config = json.loads((adapter / "adapter_config.json").read_text())
+    config = json.loads((adapter / "mlx" / "adapter_config.json").read_text())
     assert config["lora_parameters"]["rank"] == 16 and config["lora_parameters"]["scale"] == 2.0
     assert set(config["lora_parameters"]["keys"]) == {  # all-linear: every projection of the decoder layers
         f"self_attn.{p}_proj" for p in "qkvo"} | {f"mlp.{p}_proj" for p in ("gate", "up", "down")}
+    peft = json.loads((adapter / "adapter_config.json").read_text())  # the PEFT copy chat/eval/export read
+    assert peft["peft_type"] == "LORA" and peft["r"] == 16 and peft["lora_alpha"] == 32.0
+    assert set(peft["target_modules"]) == {f"{p}_proj" for p in ("q", "k", "v", "o", "gate", "up", "down")}
+    assert all((p / "adapter_model.safetensors").is_file() for p in kept)
     assert json.loads((adapter / "tui_tuner.json").read_text())["backend"] == "mlx"
     assert (adapter / "chat_template.jinja").is_file() and (adapter / "tokenizer_config.json").is_file()
 
-    # chat, eval and export do not read mlx-lm adapters yet, and say so instead of failing inside peft
-    from tui_tuner.inference.chat_model import SourceError, resolve_source
 
-    with pytest.raises(SourceError, match="MLX backend.*mlx_lm.generate"):
-        resolve_source(run.path)
-
-    # The adapter loads back with mlx-lm and changes the model's output.
+def _mlx_logits(run, ids, *, with_adapter: bool):
+    """Logits of the run's base in MLX (16/32-bit, as transformers loads it), with mlx-lm's adapter from adapter/mlx."""
     import mlx.core as mx
-    from mlx_lm.utils import load_model
+    import numpy as np
     from mlx_lm.tuner.utils import load_adapters
+    from mlx_lm.utils import load_model
 
-    base, _ = load_model(Path(config["model"]))
-    tuned, _ = load_model(Path(config["model"]))
-    tuned = load_adapters(tuned, str(adapter))
-    ids = mx.array([[1, 5, 9, 12]])
-    assert not mx.allclose(base(ids), tuned(ids)).item()
+    from tui_tuner.train.backends.mlx_backend import hf_config_overrides
+
+    base = Path(json.loads((run.adapter_dir / "tui_tuner.json").read_text())["base_model_path"])
+    model, _ = load_model(base, model_config=hf_config_overrides(base))
+    model.set_dtype(mx.float32)
+    if with_adapter:
+        model = load_adapters(model, str(run.adapter_dir / "mlx"))
+    model.eval()
+    return np.array(model(mx.array([ids])).astype(mx.float32))[0]
+
+
+@pytest.mark.parametrize("which", ["mlx_lora_run", "mlx_qlora_run"])
+def test_the_peft_copy_of_the_adapter_gives_the_mlx_logits_in_transformers(which, request):
+    """lora_A/lora_B orientation, key names and scaling: PEFT on transformers computes what MLX computes."""
+    import numpy as np
+    import torch
+
+    from tui_tuner.inference.chat_model import load_chat_model, resolve_source
+
+    run = request.getfixturevalue(which)
+    chat = load_chat_model(resolve_source(run.path), device="cpu")
+    ids = chat.encode(chat.render([{"role": "user", "content": "What is the capital of France?"}]))[:24]
+    with torch.no_grad():
+        tuned = chat.model(torch.tensor([ids])).logits[0].float().numpy()
+        with chat.model.disable_adapter():
+            base = chat.model(torch.tensor([ids])).logits[0].float().numpy()
+    mlx_tuned = _mlx_logits(run, ids, with_adapter=True)
+    diff = np.abs(tuned - mlx_tuned).max()
+    print(which, "max |peft - mlx| logits", diff, "adapter's effect", np.abs(tuned - base).max())
+    assert diff < 1e-3
+    assert np.abs(tuned - base).max() > 100 * max(diff, 1e-5)  # the adapter really changes the output
+    np.testing.assert_allclose(base, _mlx_logits(run, ids, with_adapter=False), atol=1e-3)
+
+
+def test_mlx_qlora_trains_on_affine_4bit_then_chats_evals_and_exports(mlx_qlora_run, tmp_path):
+    from tui_tuner.export.exporters import export_gguf, export_merged, gguf_summary
+    from tui_tuner.inference.chat_model import resolve_source
+
+    run = mlx_qlora_run
+    st = run.status()
+    assert st.state == "finished" and st.step == 4 and st.backend == "mlx"
+    assert st.extra["precision"].startswith("4-bit affine (group 64)")
+    # 2 decoder layers x 4 linear (qkv, o, gate_up, down) + the embeddings, which the tied head reads
+    assert st.extra["quantization"] == {"mode": "affine", "bits": 4, "group_size": 64, "layers": 9}
+    meta = json.loads((run.adapter_dir / "tui_tuner.json").read_text())
+    assert meta["method"] == "qlora" and meta["base_quantization"]["mode"] == "affine"
+    assert [p.name for p in run.checkpoints()] == ["checkpoint-2", "checkpoint-4"]
+
+    done = _tui_tuner("chat", run.path, "--prompt", "Hello", "--compare", "--json", "--temperature", "0",
+                      "--max-new-tokens", "8")
+    assert done.returncode == 0, done.stderr
+    answers = json.loads(done.stdout)
+    assert set(answers) == {"base", "tuned"} and all(a["tokens"] > 0 for a in answers.values())
+    assert "MLX QLoRA run loaded on the unquantized base" in done.stderr
+
+    done = _tui_tuner("eval", run.path, "--checkpoint", "2", "--limit", "2", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["source"].endswith("checkpoint-2") and len(report["prompts"]) == 2
+
+    merged = export_merged(resolve_source(run.path), tmp_path / "merged", dtype="float32")
+    assert (merged.path / "model.safetensors").is_file() and (merged.path / "chat_template.jinja").is_file()
+    from tests.integration.infer.test_export import _converter_root
+
+    gguf = export_gguf(resolve_source(run.path), tmp_path / "gguf", quant="f16", llama_cpp=_converter_root(),
+                       verify=False)
+    summary = gguf_summary(gguf.path)
+    assert summary["architecture"] == "phi3" and summary["vocab_size"] == 32064
+    assert len(summary["tensors"]) > 10 and summary["chat_template"]
 
 
 def test_mlx_refuses_what_it_does_not_train_yet_with_what_to_do(make_run_config, tmp_path):
     runs = tmp_path / "runs"
-    out = _train_cli(tmp_path, make_run_config(runs, backend="mlx", method="qlora"), "q")
+    cfg = make_run_config(runs, backend="mlx", method="qlora", **{"quantization.quant_type": "fp4"})
+    out = _train_cli(tmp_path, cfg, "q")
     assert out.returncode != 0
     text = out.stdout + out.stderr
-    run = find_run(runs, "q")
-    if run is not None:
+    try:
+        run = find_run(runs, "q")
         text += str(run.status().error) + str(run.status().hint)
-    assert "method: lora" in text
+    except Exception:  # refused before a run directory was made
+        pass
+    assert "fp4 is a bitsandbytes 4-bit type" in text and "backend: transformers" in text
 
 
-def test_mlx_trains_the_same_token_positions_as_the_transformers_backend(make_run_config, tmp_path):
-    """The masks each backend really feeds its loss: trl's SFTTrainer dataset + collator vs MLX's batches."""
+def test_mlx_trains_the_same_token_positions_as_the_transformers_backend(make_run_config, tiny_model, tmp_path):
+    """The masks each backend really feeds its loss: trl's SFTTrainer dataset + collator vs MLX's batches,
+    on Llama 3's real tokenizer and chat template (BOS, header tokens, <|eot_id|> as the answer's end)."""
     import numpy as np
     from transformers import AutoTokenizer
     from trl import SFTTrainer
 
-    from tui_tuner.models.demo import resolve_model_path
     from tui_tuner.rundir.runs import create_run
     from tui_tuner.train.backends import mlx_backend
     from tui_tuner.train.backends.transformers_backend import load_model
     from tui_tuner.train.worker import _resolve_template, build_datasets, sft_config
 
-    cfg = make_run_config(tmp_path / "runs", **{"model.max_seq_length": 48})  # short: some answers get cut
+    path = str(tiny_model("llama3"))
+    cfg = make_run_config(tmp_path / "runs", **{"model.max_seq_length": 64,  # short: some answers get cut
+                                                "model.name_or_path": path})
     run = create_run(cfg, REPO)
-    path = resolve_model_path(cfg.model.name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(path)
     template = _resolve_template(cfg, tokenizer)
     tokenizer.chat_template = template
@@ -165,7 +267,6 @@ def test_mlx_stop_request_then_kill_9_then_resume_reaches_max_steps(make_run_con
     import signal
 
     from tui_tuner.rundir.runs import start_worker
-    from tui_tuner.train.resume import resume_run
 
     run = _mlx_run(make_run_config, tmp_path, 40)
     start_worker(run)
@@ -173,7 +274,8 @@ def test_mlx_stop_request_then_kill_9_then_resume_reaches_max_steps(make_run_con
     assert "stop requested" in run.request_stop()
     st = wait_for_run(run, ("stopped",))
     assert st.step < 40 and run.latest_checkpoint().name == f"checkpoint-{st.step}"
-    assert (run.adapter_dir / "adapters.safetensors").is_file()
+    assert (run.adapter_dir / "adapter_model.safetensors").is_file()
+    assert (run.adapter_dir / "mlx" / "adapters.safetensors").is_file()
     assert any(e["kind"] == "stop_requested" for e in read_events(run.events_path, 0)[0])
 
     _resume_when_released(run)
@@ -181,7 +283,8 @@ def test_mlx_stop_request_then_kill_9_then_resume_reaches_max_steps(make_run_con
     os.killpg(os.getpgid(st.pid), signal.SIGKILL)  # worker and supervisor: nobody records the end
     st = wait_for_run(run, ("crashed",))
     kept = run.latest_checkpoint()
-    resume_run(run, detach=False)
+    done = _tui_tuner("runs", "--runs-dir", run.path.parent, "resume", run.name, timeout=900)  # follows to the end
+    assert done.returncode == 0, done.stdout + done.stderr
     st = wait_for_run(run, ("finished",))
     assert st.step == 40 and st.resumed_from_step == int(kept.name.split("-")[1])
     assert [s for s, _ in load_history(run.events_path).losses if s > st.resumed_from_step] == \

@@ -42,7 +42,7 @@ async def test_pick_a_tensor_and_see_histogram_and_errors(demo_model_dir, projec
         assert "NF4" in rendered and "FP4" in rendered and "▲" in rendered and "█" in rendered
         assert hist.histogram is screen.report.block_histogram
         table = screen.query_one("#quant-table", DataTable)
-        assert table.row_count == 6
+        assert table.row_count == len(screen.report.formats) >= 6  # +1 for MLX affine where mlx imports
         labels = [str(table.get_row_at(i)[0]) for i in range(6)]
         assert any(label.startswith("NF4 b64") and "★" in label for label in labels)
         assert "Verdict" in str(screen.query_one("#quant-verdict", Static).render())

@@ -154,9 +154,28 @@ def test_auto_on_a_mac_falls_back_for_what_mlx_does_not_train_yet(monkeypatch):
     mac(monkeypatch)
     monkeypatch.setattr(bs, "mlx_importable", lambda: (True, ""))
     c = cfg()
-    c.method = "qlora"
+    c.method = "qlora"  # MLX's own affine 4-bit
+    assert bs.select_backend(c)[0] == "mlx"
+    c.method = "full"
     name, reason = bs.select_backend(c)
     assert name == "transformers" and "method: lora" in reason
+    c.method, c.objective = "lora", "dpo"
+    name, reason = bs.select_backend(c)
+    assert name == "transformers" and "objective: sft" in reason
+
+
+def test_mlx_qlora_refuses_a_bitsandbytes_only_4bit_type(monkeypatch):
+    monkeypatch.setattr(bs, "mlx_importable", lambda: (True, ""))
+    c = cfg("mlx")
+    c.method = "qlora"
+    c.quantization.quant_type = "fp4"
+    with pytest.raises(bs.BackendUnavailable, match="fp4 is a bitsandbytes 4-bit type.*affine 4-bit"):
+        bs.select_backend(c)
+    c.quantization.quant_type = "nf4"  # the default: MLX quantizes with affine 4-bit instead
+    assert bs.select_backend(c)[0] == "mlx"
+    c.lora.bias = "all"
+    with pytest.raises(bs.BackendUnavailable, match="lora.bias: none"):
+        bs.select_backend(c)
 
 
 def test_mlx_when_asked_anywhere_it_imports(monkeypatch):

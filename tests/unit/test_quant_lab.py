@@ -178,3 +178,26 @@ def test_missing_bitsandbytes_is_a_clear_error_not_a_traceback(demo_model_dir, m
     assert main(["learn", "quant", str(demo_model_dir)]) == 2
     err = capsys.readouterr().err
     assert "pip install" in err and "Traceback" not in err
+
+
+def test_mlx_affine_rounds_each_group_of_64_to_the_nearest_of_16_evenly_spaced_levels(known):
+    """The definition: per group of 64 weights, levels edge + k * step (k = 0..15), where the edge is the group's
+    weight of largest magnitude and the step makes zero a level; every weight goes to its nearest level."""
+    pytest.importorskip("mlx.core", reason="the MLX row appears where mlx imports (pip install -e '.[mlx]')")
+    W, report = known
+    from tui_tuner.learn.quant_lab import roundtrip
+
+    mlx = report.format("mlx-affine")
+    restored, _, _ = roundtrip(W, "mlx-affine")
+    groups, restored_groups = W.double().reshape(-1, 64), restored.double().reshape(-1, 64)
+    for group, got in zip(groups[:40], restored_groups[:40]):
+        edge = group[group.abs().argmax()]
+        step = torch.diff(torch.unique(got)).min()
+        levels = edge - torch.sign(edge) * step * torch.arange(16, dtype=torch.float64)
+        assert levels.abs().min() < step * 1e-3  # zero is a level
+        nearest = levels[(group.unsqueeze(-1) - levels).abs().argmin(dim=-1)]
+        torch.testing.assert_close(got, nearest, atol=1e-5, rtol=0)
+    numel = W.numel()
+    assert mlx.bytes_codes == numel // 2 and mlx.bytes_constants == 2 * (numel // 64) * W.element_size()
+    assert mlx.bits_per_param == pytest.approx(4 + 2 * 8 * W.element_size() / 64)
+    assert "MLX's affine 4-bit" in report.verdict

@@ -126,7 +126,7 @@ def print_quant_report(report) -> None:
     console.print(f"mean {s['mean']:.3g}, std {s['std']:.3g}, absmax {s['absmax']:.3g}, "
                   f"excess kurtosis {s['kurtosis']:.2f} (0 = normal)")
     console.print(f"[dim]{report.explanations['lab']}[/]\n")
-    table = Table(title="bitsandbytes round trip: dequantize(quantize(W)) vs W", title_justify="left")
+    table = Table(title="round trip: dequantize(quantize(W)) vs W", title_justify="left")
     for col, justify in (("format", "left"), ("bytes", "right"), ("bits/w", "right"),
                          ("consts", "right"), ("mean|err|", "right"), ("max|err|", "right"), ("SNR dB", "right")):
         table.add_column(col, justify=justify, no_wrap=True)

@@ -146,6 +146,15 @@ def describe_end(run: RunDir, st: RunStatus) -> list[tuple[str, str]]:
     return lines
 
 
+def _print_warnings(console: Any, events: list[dict[str, Any]]) -> None:
+    """The run's `warning` events (a tracker that could not start, another process on the GPU), as they come."""
+    from rich.markup import escape
+
+    for ev in events:
+        if ev.get("kind") == "warning" and ev.get("message"):
+            console.print(f"[yellow]warning:[/] {escape(str(ev['message']))}")
+
+
 def follow_run(run: RunDir, console: Any = None, *, interrupt_stops: bool = True) -> RunStatus:
     """Show the run's progress until it ends; returns the final status.
 
@@ -174,7 +183,7 @@ def follow_run(run: RunDir, console: Any = None, *, interrupt_stops: bool = True
         task = progress.add_task(st.state, total=st.max_steps or None, loss="-", lr="-", tok_s="-", eta="-", gpu="")
         while True:
             try:
-                tail.poll()
+                _print_warnings(console, tail.poll())
                 st = run.status()
                 fields = progress_fields(st, tail)
                 prepare = prepare_text(tail.history.prepare) if tail.history.prepare and st.is_active else None
@@ -208,7 +217,7 @@ def follow_run(run: RunDir, console: Any = None, *, interrupt_stops: bool = True
                 else:
                     said = run.request_stop(now=True)
                     console.print(f"[red]warning:[/] {escape(said)}")
-    tail.poll()
+    _print_warnings(console, tail.poll())
     for style, text in describe_end(run, st):
         console.print(f"[{style}]{escape(text)}[/]" if style else escape(text))
     return st

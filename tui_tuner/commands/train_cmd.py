@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def check_before_start(config_path: str, overrides: list[str], name: str | None,
                        progress: object = None) -> tuple[object | None, list]:
-    """(LoadedConfig, every issue): config, model/dataset/template preflight, dataset, run name and report_to,
+    """(LoadedConfig, every issue): config, model/dataset/template/tracker preflight, dataset and run name,
     all checked before anything is created.
 
     Tokenizing the dataset here is not extra work: the token ids are cached
@@ -79,11 +79,6 @@ def check_before_start(config_path: str, overrides: list[str], name: str | None,
         problem = run_name_problem(name)
         if problem:
             issues.append(ConfigIssue("", problem, file="--name"))
-    from tui_tuner.train.worker import report_to_problem
-
-    problem = report_to_problem(loaded.config.report_to)
-    if problem:
-        issues.append(ConfigIssue("report_to", problem, file=config_path))
     return loaded, issues
 
 

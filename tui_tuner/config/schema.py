@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from tui_tuner.config.defaults import DEMO_MODEL_ID
+from tui_tuner.config.trackers import normalize_report_to
 
 BUILTIN_TEMPLATES = ("chatml", "llama-3", "zephyr", "alpaca")
 
@@ -147,6 +148,56 @@ class OutputConfig(_Section):
     """Folder that holds one directory per run."""
     run_name: str | None = None
     """Run name prefix; default is derived from the model and method."""
+
+
+class TensorBoardSettings(_Section):
+    log_dir: str | None = None
+    """Folder for the event files; default `tensorboard/` in the run directory (`tensorboard --logdir runs`
+    then shows every run)."""
+
+
+class WandbSettings(_Section):
+    project: str | None = None
+    """Weights & Biases project; default $WANDB_PROJECT, else `tui-tuner`."""
+    entity: str | None = None
+    """Team or user that owns the project; default $WANDB_ENTITY, else your default entity."""
+    mode: Literal["online", "offline", "disabled"] | None = None
+    """`offline` writes the run under the run directory's `wandb/` for a later `wandb sync`; default $WANDB_MODE,
+    else online."""
+    group: str | None = None
+    """Group runs together (a sweep, an ablation)."""
+
+
+class MlflowSettings(_Section):
+    tracking_uri: str | None = None
+    """Where runs go: `http(s)://` a tracking server, `databricks`, or a local `file:` folder; default
+    $MLFLOW_TRACKING_URI, else `file:` the runs folder's `mlruns/` (`mlflow ui --backend-store-uri` it)."""
+    experiment: str | None = None
+    """Experiment name (created when missing); default $MLFLOW_EXPERIMENT_NAME, else `tui-tuner`."""
+
+
+class TrackioSettings(_Section):
+    project: str | None = None
+    """Trackio project; default `tui-tuner`. Logged locally (`trackio show`); $TRACKIO_DIR moves the store."""
+    space_id: str | None = None
+    """A Hugging Face Space (`user/name`) to log to instead of locally (needs the hub and a login)."""
+
+
+class TrackersConfig(_Section):
+    """Settings for the experiment trackers named in `report_to`."""
+
+    run_name: str | None = None
+    """The run's name on every tracker; default the run directory's name."""
+    tags: list[str] = Field(default_factory=list)
+    """Tags for the run (Weights & Biases tags, MLflow tags)."""
+    tensorboard: TensorBoardSettings = Field(default_factory=TensorBoardSettings)
+    """TensorBoard (report_to: tensorboard)."""
+    wandb: WandbSettings = Field(default_factory=WandbSettings)
+    """Weights & Biases (report_to: wandb)."""
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+    """MLflow (report_to: mlflow)."""
+    trackio: TrackioSettings = Field(default_factory=TrackioSettings)
+    """Trackio (report_to: trackio)."""
 
 
 class SamplesConfig(_Section):
@@ -304,9 +355,25 @@ class RunConfig(_Section):
     """Sample answers during training (events of kind `samples`; the Train screen's Samples panel)."""
     backend: Literal["auto", "unsloth", "transformers", "mlx"] = "auto"
     """auto: MLX on an Apple Silicon Mac with `.[mlx]` installed; Unsloth when a CUDA GPU is present and it
-    imports; else transformers + peft + trl. mlx: Apple's MLX (LoRA; also runs on the CPU build of MLX on Linux)."""
-    report_to: Literal["none", "tensorboard", "wandb"] = "none"
-    """Also log to TensorBoard or Weights & Biases (must be installed)."""
+    imports; else transformers + peft + trl. mlx: Apple's MLX (LoRA, and QLoRA on its affine 4-bit; also runs on
+    the CPU build of MLX on Linux)."""
+    report_to: str | list[str] = "none"
+    """Experiment trackers to log to as well: one name or a list — tensorboard, wandb, mlflow, trackio (their
+    settings under `trackers:`), or comet_ml, clearml, dvclive, swanlab, neptune, codecarbon, azure_ml, dagshub,
+    flyte (set up by their own environment variables). One that cannot start warns; training goes on."""
+    trackers: TrackersConfig = Field(default_factory=TrackersConfig)
+    """Each tracker's settings (project, run name, tracking URI...)."""
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _known_trackers(cls, value: Any) -> Any:
+        normalize_report_to(value)  # before the type check: its message says what a tracker list looks like
+        return value
+
+    @property
+    def tracker_names(self) -> list[str]:
+        """The trackers `report_to` names, in order ([] for none)."""
+        return normalize_report_to(self.report_to)
 
     def to_yaml(self) -> str:
         """The full config (every field, defaults included) as YAML."""
@@ -688,12 +755,30 @@ def cross_field_issues(cfg: RunConfig) -> list[ConfigIssue]:
         add("model.chat_template", f"`{tmpl}` is neither a built-in template "
             f"({', '.join(BUILTIN_TEMPLATES)}) nor a Jinja template{hint}")
     out.extend(objective_issues(cfg))
+    out.extend(tracker_issues(cfg))
     if cfg.output.run_name is not None:
         from tui_tuner.core.names import run_name_problem
 
         problem = run_name_problem(cfg.output.run_name)
         if problem:
             add("output.run_name", problem)
+    return out
+
+
+def tracker_issues(cfg: RunConfig) -> list[ConfigIssue]:
+    """Tracker settings that `report_to` would leave unused."""
+    from tui_tuner.config.trackers import CONFIGURED
+
+    out: list[ConfigIssue] = []
+    if "trackers" not in cfg.model_fields_set:
+        return out
+    names = cfg.tracker_names
+    for name in CONFIGURED:
+        section = getattr(cfg.trackers, name)
+        if name not in names and section.model_dump() != type(section)().model_dump():
+            out.append(ConfigIssue(key=f"trackers.{name}", severity="warning", message=(
+                f"these settings are set but `report_to` does not name {name}: they would be ignored. "
+                f"Add {name} to report_to, or remove the section.")))
     return out
 
 

@@ -14,10 +14,12 @@ from __future__ import annotations
 import re
 from bisect import bisect_left, bisect_right
 from functools import lru_cache
+from collections.abc import Callable
 from typing import Any
 
 from tui_tuner.chat_format.templates import (
-    has_generation_tags, render_conversation, render_conversation_with_spans, resolve_chat_template,
+    has_generation_tags, render_conversation, render_conversation_with_spans, render_with_spans,
+    resolve_chat_template,
     special_token_kwargs,
 )
 from tui_tuner.chat_format.templates import PROMPT_ROLE
@@ -106,21 +108,26 @@ def assistant_spans(template: str, tokenizer: Any, messages: list[dict[str, Any]
     drops the thinking block of the final answer is trained on the text inference sees: the
     generation prompt followed by the whole answer, thinking included.
     """
+    specials = special_token_kwargs(tokenizer)  # once: the tokenizer builds its map anew on every read
+
+    def render(conversation: list[dict[str, Any]], add_generation_prompt: bool = False, **extra: Any) -> str:
+        return render_with_spans(template, conversation, add_generation_prompt, **{**specials, **extra})[0]
+
     if has_generation_tags(template):
-        text, spans = render_conversation_with_spans(tokenizer, messages, chat_template=template)
+        text, spans = render_with_spans(template, messages, **specials)
         answers = [m for m in messages if m.get("role") == "assistant"]
         if len(answers) == len(spans):  # one generation block per answer: honour weight 0
             spans = [span for span, m in zip(spans, answers) if m.get(NOT_TRAINED) != 0]
         return text, spans
-    full = render_conversation(tokenizer, messages, chat_template=template)
+    full = render(messages)
     if 3 * len(messages) > _MARK_LIMIT - _MARK_BASE or any(
             _MARK_PATTERN.search(m["content"]) for m in messages if isinstance(m.get("content"), str)):
-        return full, _spans_by_prefix(template, tokenizer, messages, full)
-    marked = render_conversation(tokenizer, [_mark(i, m) for i, m in enumerate(messages)], chat_template=template)
+        return full, _spans_by_prefix(render, tokenizer, messages, full)
+    marked = render([_mark(i, m) for i, m in enumerate(messages)])
     text, found = _strip_marks(marked)
     if text != full:  # the template reacts to the markers (it inspects the text): do it turn by turn
-        return full, _spans_by_prefix(template, tokenizer, messages, full)
-    header = _generation_prompt(template, tuple(sorted(special_token_kwargs(tokenizer).items())))
+        return full, _spans_by_prefix(render, tokenizer, messages, full)
+    header = _generation_prompt(template, tuple(sorted(specials.items())))
     spans: list[tuple[int, int]] = []
     previous_end = 0
     for index, message in enumerate(messages):
@@ -139,10 +146,10 @@ def assistant_spans(template: str, tokenizer: Any, messages: list[dict[str, Any]
             end = last + (text[last:].index(marker) + len(marker) if marker else 0)
             spans.append((start, end))
         previous_end = last
-    return _as_inference_renders(template, tokenizer, messages, text, spans)
+    return _as_inference_renders(render, tokenizer, messages, text, spans)
 
 
-def _as_inference_renders(template: str, tokenizer: Any, messages: list[dict[str, Any]], text: str,
+def _as_inference_renders(render: Callable[..., str], tokenizer: Any, messages: list[dict[str, Any]], text: str,
                           spans: list[tuple[int, int]]) -> tuple[str, list[tuple[int, int]]]:
     """Make the final answer follow exactly the prompt inference builds for it.
 
@@ -158,8 +165,7 @@ def _as_inference_renders(template: str, tokenizer: Any, messages: list[dict[str
         return text, spans
     thinking = THINK_CLOSE in final["content"]
     extra = {"enable_thinking": True} if thinking else {}
-    prompt = render_conversation(tokenizer, messages[:-1], add_generation_prompt=True, chat_template=template,
-                                 **extra)
+    prompt = render(messages[:-1], add_generation_prompt=True, **extra)
     if text[: spans[-1][0]] == prompt and not _drops_final_thinking(final["content"], text):
         return text, spans
     earlier = spans[:-1]
@@ -182,7 +188,7 @@ def _drops_final_thinking(content: str, text: str) -> bool:
     return bool(thought) and thought not in text
 
 
-def _spans_by_prefix(template: str, tokenizer: Any, messages: list[dict[str, Any]],
+def _spans_by_prefix(render: Callable[..., str], tokenizer: Any, messages: list[dict[str, Any]],
                      full: str) -> list[tuple[int, int]]:
     """Spans found by rendering the conversation turn by turn (for templates that inspect message text)."""
     spans: list[tuple[int, int]] = []
@@ -190,8 +196,8 @@ def _spans_by_prefix(template: str, tokenizer: Any, messages: list[dict[str, Any
     for i, message in enumerate(messages):
         if message["role"] != "assistant" or message.get(NOT_TRAINED) == 0:
             continue
-        before = render_conversation(tokenizer, messages[:i], add_generation_prompt=True, chat_template=template)
-        through = render_conversation(tokenizer, messages[: i + 1], chat_template=template)
+        before = render(messages[:i], add_generation_prompt=True)
+        through = render(messages[: i + 1])
         if full.startswith(through) and through.startswith(before) and len(before) >= cursor:
             turn = through[len(before):]
             start, end = len(before), len(before) + len(turn.rstrip())

@@ -155,9 +155,13 @@ def _adapter_source(adapter_dir: Path, run_dir: Path | None, kind: SourceKind, l
         raise SourceError(f"{adapter_dir / 'adapter_config.json'} is not a JSON object; the adapter is damaged.")
     if "lora_parameters" in adapter_cfg and "peft_type" not in adapter_cfg:  # mlx-lm's adapter format
         base = adapter_cfg.get("model") or "BASE_MODEL"
-        raise SourceError(f"{adapter_dir} was trained with the MLX backend and is in mlx-lm's adapter format, "
-                          "which chat, eval and export do not read yet. Meanwhile try it with "
-                          f"`mlx_lm.generate --model {base} --adapter-path {adapter_dir} --prompt ...`.")
+        peft_dir = (adapter_dir.parent if adapter_dir.name == "mlx"
+                    else adapter_dir.with_name(adapter_dir.name + "-peft"))
+        raise SourceError(f"{adapter_dir} is an adapter in mlx-lm's format, which chat, eval and export read once "
+                          "converted to PEFT's. Runs of the MLX backend have that conversion in their adapter/ "
+                          "folder: use the run itself. For another mlx-lm adapter: `python -c \"from tui_tuner."
+                          "train.backends.mlx_backend import convert_mlx_adapter; convert_mlx_adapter("
+                          f"'{adapter_dir}', '{peft_dir}', '{base}')\"`, then use {peft_dir}.")
     from tui_tuner.rundir.runs import safetensors_problem
 
     for weights in adapter_dir.glob("*.safetensors"):
@@ -673,6 +677,9 @@ def quantization_plan(source: ModelSource, load_in_4bit: bool | None) -> tuple[A
     want = source.method == "qlora" if load_in_4bit is None else load_in_4bit
     if not want:
         return None, ""
+    if source.backend == "mlx" and load_in_4bit is None:  # NF4 would be another base than the one it trained on
+        return None, ("MLX QLoRA run loaded on the unquantized base: it trained on MLX's affine 4-bit weights, "
+                      "which transformers does not load")
     if not torch.cuda.is_available():
         return None, "QLoRA run loaded unquantized: 4-bit bitsandbytes weights need a CUDA GPU here"
     from transformers import BitsAndBytesConfig

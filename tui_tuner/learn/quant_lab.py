@@ -6,7 +6,8 @@ quantizes it with `bitsandbytes.functional` exactly as QLoRA / LLM.int8() do, an
 dequantizes it again, then reports for each format: bytes before and after, bits per
 parameter including the constants (absmax, double-quant state, lookup tables), mean /
 max absolute error, signal-to-noise ratio, and which format lost least. It also gives
-two histograms of the weights with the 16 NF4 and FP4 levels marked.
+two histograms of the weights with the 16 NF4 and FP4 levels marked. Where `mlx` imports, MLX's
+affine 4-bit (what QLoRA uses on the MLX backend) is measured beside them with MLX's own quantizer.
 
     tui-tuner learn quant tui-tuner/demo-tiny-llama --tensor model.layers.0.self_attn.q_proj.weight
 
@@ -79,8 +80,18 @@ FORMATS: tuple[QuantFormat, ...] = (
         "quantize_4bit(quant_type='nf4', compress_statistics=True)",
         "QLoRA's default: NF4 with the absmax constants quantized to 8 bits (blocks of 256, plus one "
         "FP32 offset). About 4.13 bits per parameter instead of 4.5, at an error close to plain NF4."),
+    QuantFormat(
+        "mlx-affine", "MLX affine 4-bit (group 64)", "MLX aff g64", 4,
+        "mlx.core.quantize(mode='affine') / mlx.core.dequantize",
+        "What QLoRA trains on with the MLX backend (Apple Silicon): per group of 64 weights, 16 evenly "
+        "spaced levels starting at the group's largest-magnitude weight and spanning its range (spaced so "
+        "that zero is a level), stored as a scale and a bias in the weight's dtype: 4.5 bits per parameter "
+        "for 16-bit weights. The grid follows each group's own range, lopsided or not, but does not crowd "
+        "levels near zero as NF4 does. Shown where mlx imports; MLX leaves rows whose length is not a "
+        "multiple of 64 unquantized, so this lab does too."),
 )
 FORMAT_KEYS = tuple(f.key for f in FORMATS)
+MLX_GROUP = 64
 
 EXPLANATIONS = {
     "lab": ("One weight matrix of the model, quantized and dequantized again with bitsandbytes' own "
@@ -251,7 +262,37 @@ def roundtrip(W, key: str):
         else:
             absmax = state.absmax.float()
         return restored, _state_bytes(codes, state), absmax
+    if key == "mlx-affine":
+        return _mlx_roundtrip(W)
     raise ValueError(f"unknown format {key!r}; one of {', '.join(FORMAT_KEYS)}")
+
+
+def mlx_available(W) -> bool:
+    """Whether MLX's affine format can be measured on W here: mlx imports and rows split into groups of 64."""
+    import importlib.util
+
+    if W.dim() < 1 or W.shape[-1] % MLX_GROUP or importlib.util.find_spec("mlx") is None:
+        return False
+    try:
+        import mlx.core  # noqa: F401
+    except Exception:  # a wheel for another platform
+        return False
+    return True
+
+
+def _mlx_roundtrip(W):
+    """MLX's own affine 4-bit quantize + dequantize, in W's dtype (its scales and biases take that dtype)."""
+    import mlx.core as mx
+    import numpy as np
+    import torch
+
+    dtype = {torch.bfloat16: mx.bfloat16, torch.float16: mx.float16}.get(W.dtype, mx.float32)
+    rows = mx.array(W.float().reshape(-1, W.shape[-1]).numpy()).astype(dtype)
+    codes, scales, biases = mx.quantize(rows, group_size=MLX_GROUP, bits=4, mode="affine")
+    restored = mx.dequantize(codes, scales, biases, group_size=MLX_GROUP, bits=4, mode="affine")
+    restored = torch.from_numpy(np.array(restored.astype(mx.float32))).reshape(W.shape)
+    storage = StorageBytes(codes=codes.nbytes, constants=scales.nbytes + biases.nbytes, tables=0)
+    return restored, storage, None
 
 
 # ---------------------------------------------------------------------------- measuring
@@ -316,7 +357,7 @@ def analyze_tensor(W, *, name: str = "tensor", model: str = "", dtype: str | Non
     results: list[FormatResult] = []
     block_absmax = None
     for spec in FORMATS:
-        if spec.key not in formats:
+        if spec.key not in formats or (spec.key == "mlx-affine" and not mlx_available(W)):
             continue
         restored, storage, absmax = roundtrip(W, spec.key)
         if spec.key == "nf4":
@@ -386,6 +427,11 @@ def _verdict(results: list[FormatResult], least: FormatResult, least_4: FormatRe
         better = "below" if ratio < 1 else "above"
         parts.append(f"Among 4-bit formats {least_4.label} did best; NF4's error is {abs(1 - ratio):.0%} "
                      f"{better} FP4's at the same {nf4.bits_per_param:.2f} bits per parameter.")
+    mlx = by_key.get("mlx-affine")
+    if nf4 and mlx and nf4.mean_abs_error > 0:
+        parts.append(f"MLX's affine 4-bit (QLoRA on a Mac) errs {_pct(mlx.mean_abs_error, nf4.mean_abs_error)} "
+                     f"against NF4, at {mlx.bits_per_param:.2f} bits per parameter instead of "
+                     f"{nf4.bits_per_param:.2f}.")
     dq = by_key.get("nf4-dq")
     if nf4 and dq:
         saved = nf4.bits_per_param_codes_and_constants - dq.bits_per_param_codes_and_constants

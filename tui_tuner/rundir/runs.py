@@ -592,6 +592,8 @@ def default_run_name(cfg: "RunConfig") -> str:
 
 def _frozen_config(cfg: "RunConfig", base_dir: Path) -> "RunConfig":
     """A copy whose relative paths are absolute, so the run does not depend on the cwd it started in."""
+    from tui_tuner.config.trackers import mlflow_local_path
+
     frozen = cfg.model_copy(deep=True)
     frozen.data.train = str(cfg.resolve_path(cfg.data.train, base_dir).resolve())
     if cfg.data.eval:
@@ -609,6 +611,12 @@ def _frozen_config(cfg: "RunConfig", base_dir: Path) -> "RunConfig":
             spec = name if isinstance(spec, str) else spec.model_copy(update={"function": name})
         rewards.append(spec)
     frozen.grpo.rewards = rewards
+    if cfg.trackers.tensorboard.log_dir:
+        frozen.trackers.tensorboard.log_dir = str(cfg.resolve_path(cfg.trackers.tensorboard.log_dir, base_dir).resolve())
+    uri = cfg.trackers.mlflow.tracking_uri
+    local = mlflow_local_path(uri)
+    if local is not None:  # a local store, like a data path, is found wherever the run starts from
+        frozen.trackers.mlflow.tracking_uri = "file:" + str(cfg.resolve_path(local, base_dir).resolve())
     if cfg.init_adapter:
         local = cfg.resolve_path(cfg.init_adapter, base_dir)
         if local.exists():

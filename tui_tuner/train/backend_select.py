@@ -64,9 +64,23 @@ def mlx_importable() -> tuple[bool, str]:
 
 def mlx_refusal(cfg: "RunConfig") -> str | None:
     """Why the MLX backend cannot train this config (what it does not do yet), or None."""
-    if cfg.method != "lora":
-        return (f"the MLX backend trains `method: lora` only so far (this config has `method: {cfg.method}`); "
+    if cfg.objective != "sft":
+        return (f"the MLX backend trains `objective: sft` only so far (this config has `objective: "
+                f"{cfg.objective}`); set `backend: transformers` for {cfg.objective}")
+    if cfg.method not in ("lora", "qlora"):
+        return (f"the MLX backend trains `method: lora` or `qlora` (this config has `method: {cfg.method}`); "
                 "set `method: lora`, or `backend: transformers`")
+    if cfg.method == "qlora" and cfg.quantization.quant_type != "nf4":
+        return (f"quantization.quant_type: {cfg.quantization.quant_type} is a bitsandbytes 4-bit type; MLX "
+                "quantizes with its own affine 4-bit (group size 64) instead. Remove quant_type (or set nf4, "
+                "which MLX replaces by affine 4-bit), or set `backend: transformers` for bitsandbytes' "
+                f"{cfg.quantization.quant_type}")
+    if cfg.lora.bias != "none":
+        return (f"the MLX backend trains no biases (lora.bias: {cfg.lora.bias}); set lora.bias: none, "
+                "or `backend: transformers`")
+    if cfg.init_adapter is not None:
+        return ("the MLX backend starts from a fresh adapter (init_adapter is set); remove init_adapter, "
+                "or set `backend: transformers`")
     if cfg.distributed.gpus > 1:
         return "the MLX backend trains on one device; set distributed.gpus: 1"
     if cfg.training.packing:

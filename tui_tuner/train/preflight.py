@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Literal
 from tui_tuner.config.schema import DEMO_MODEL_ID, ConfigIssue, _line_for, yaml_positions
 
 if TYPE_CHECKING:
-    from tui_tuner.config.schema import LoadedConfig
+    from tui_tuner.config.schema import LoadedConfig, RunConfig
     from tui_tuner.fit.hardware import HardwareReport
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
@@ -72,6 +72,14 @@ def model_location(name_or_path: str, base_dir: Path) -> tuple[Literal["demo", "
     return "missing", path
 
 
+def _tracker_issues(cfg: "RunConfig") -> list[ConfigIssue]:
+    """A tracker named in report_to but not installed: a warning (the run goes on without it)."""
+    from tui_tuner.config.trackers import missing_problem
+
+    return [ConfigIssue("report_to", problem, severity="warning")
+            for problem in map(missing_problem, cfg.tracker_names) if problem]
+
+
 def preflight_issues(loaded: "LoadedConfig", hardware: "HardwareReport | None" = None) -> list[ConfigIssue]:
     """Problems that stop `loaded` (a valid config) from starting a run; [] when it can start.
 
@@ -97,7 +105,7 @@ def preflight_issues(loaded: "LoadedConfig", hardware: "HardwareReport | None" =
     if not any(i.severity == "error" and i.key == "model.name_or_path" for i in issues):
         issues += _target_module_issues(cfg, base)
     issues += [*_backend_issues(cfg), *_output_issues(cfg, base), *_download_space_issues(cfg, base),
-               *gpu_issues(cfg, hardware), *_objective_issues(cfg, base)]
+               *gpu_issues(cfg, hardware), *_objective_issues(cfg, base), *_tracker_issues(cfg)]
     for issue in issues:
         issue.file = file
         issue.line, issue.column = _line_for(positions, tuple(issue.key.split(".")))

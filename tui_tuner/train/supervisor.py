@@ -14,13 +14,17 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from tui_tuner.rundir.diskspace import RESERVE_BYTES, free_bytes, release_reserve
 from tui_tuner.rundir.runs import RunDir, release_launch_lock, start_ready_queued, worker_env
 from tui_tuner.rundir.status import FINAL_STATES, RAM_OOM_HINT, read_status, write_status
 
+COPY_DRAIN_S = 5.0
+"""How long the end of the worker's output is waited for after it exits."""
 LOW_MEMORY_FRACTION = 0.05
 """Available RAM below this share of the total counts as "nearly exhausted"."""
 
@@ -74,7 +78,11 @@ def _supervise(run: RunDir) -> int:
     # Ctrl+C in a foreground `python -m tui_tuner.train` reaches the worker too; the supervisor
     # must outlive it to record the result.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    proc = subprocess.Popen(worker_argv(run), stdin=subprocess.DEVNULL, cwd=run.path, env=env)
+    # The worker's output reaches train.log through this process, without the terminal colour codes
+    # that tracker libraries print even into a file.
+    proc = subprocess.Popen(worker_argv(run), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, cwd=run.path, env=env)
+    copier = start_log_copier(proc.stdout)
     signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
     low_memory = False
     stall_s = _stall_seconds(run)
@@ -90,6 +98,9 @@ def _supervise(run: RunDir) -> int:
             if stall_s is not None and not stall_told and _quiet_for(run) > stall_s:
                 stall_told = True  # told once; a run that logs again and stalls again is not re-told
                 _tell(run, stalled=True)
+    # Everything the worker printed lands before the ending is recorded. A process the worker left
+    # behind (a tracker's service) may hold the pipe open: it is not waited for long.
+    copier.join(timeout=COPY_DRAIN_S)
     oom_after = cgroup_oom_kills()
     oom_killed = rc == -signal.SIGKILL and (
         (oom_before is not None and oom_after is not None and oom_after > oom_before) or low_memory)
@@ -104,6 +115,32 @@ def _supervise(run: RunDir) -> int:
     except Exception as exc:  # the queue is best effort; `runs ls` kicks it again
         _say(f"tui-tuner: could not start the next queued run: {exc}")
     return rc if rc >= 0 else 128 - rc
+
+
+def start_log_copier(source: Any, fd: int | None = None) -> threading.Thread:
+    """A thread copying `source` (the worker's output pipe) to `fd` (train.log: this process's stdout)
+    without escape codes, until the pipe closes. It always reads on, so the worker never blocks on a
+    full pipe, even when the file cannot be written (a full disk): then the text is dropped."""
+    from tui_tuner.core.ansi import AnsiStripper
+
+    out = sys.stdout.fileno() if fd is None else fd
+    stripper = AnsiStripper()
+
+    def write(data: bytes) -> None:
+        while data:
+            try:
+                data = data[os.write(out, data):]
+            except OSError:
+                return
+
+    def copy() -> None:
+        while chunk := os.read(source.fileno(), 65536):
+            write(stripper.feed(chunk))
+        write(stripper.flush())
+
+    thread = threading.Thread(target=copy, daemon=True, name="train-log")
+    thread.start()
+    return thread
 
 
 def _stall_seconds(run: RunDir) -> float | None:

@@ -10,7 +10,6 @@ for OOM), and the traceback goes to `train.log` (this process's stderr).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import random
 import sys
@@ -25,25 +24,12 @@ from tui_tuner.rundir.events import PREPARE_KIND, EventWriter, PrepareRate
 from tui_tuner.rundir.runs import RunDir, checkpoint_problem, checkpoint_step, process_start_time
 from tui_tuner.rundir.status import OOM_HINT, RunStatus, is_oom_message
 
-REPORTERS = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}
-
-
 class WorkerError(RuntimeError):
     """A failure with a known cause: `hint` says what to do."""
 
     def __init__(self, message: str, hint: str | None = None):
         super().__init__(message)
         self.hint = hint
-
-
-def report_to_problem(report_to: str) -> str | None:
-    """Why `report_to` cannot be honoured here (the package is missing), or None."""
-    if report_to == "none":
-        return None
-    if any(importlib.util.find_spec(mod) for mod in REPORTERS[report_to]):
-        return None
-    return (f"report_to: {report_to} is set but {report_to} is not installed. Run `pip install {report_to}`, "
-            "or set `report_to: none` (tui-tuner records the loss curve in the run directory either way).")
 
 
 def probe_mode(run: RunDir) -> str:
@@ -153,12 +139,14 @@ def common_trainer_args(cfg: Any, run: RunDir, device: str, backend: str, has_ev
 
     from trl import SFTConfig
 
+    from tui_tuner.train.trackers import tracker_trainer_args
+
     t = cfg.training
     eval_on = has_eval and t.eval_steps is not None
     on_gpu = device == "cuda"
     # transformers 5.18 renamed gradient_checkpointing to activation_checkpointing; both releases are supported.
-    ckpt = ("activation_checkpointing" if "activation_checkpointing" in inspect.signature(SFTConfig).parameters
-            else "gradient_checkpointing")
+    accepted = set(inspect.signature(SFTConfig).parameters)
+    ckpt = "activation_checkpointing" if "activation_checkpointing" in accepted else "gradient_checkpointing"
     kwargs = dict(
         output_dir=str(run.checkpoints_dir),
         max_steps=t.max_steps or -1,
@@ -185,8 +173,8 @@ def common_trainer_args(cfg: Any, run: RunDir, device: str, backend: str, has_ev
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=not on_gpu,
-        report_to=[] if cfg.report_to == "none" else [cfg.report_to],
-        run_name=run.name,
+        # Trackers start through guarded callbacks (`tui_tuner.train.trackers`), never from report_to.
+        **tracker_trainer_args(cfg, run.name, accepted),
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
@@ -231,6 +219,13 @@ def train(run: RunDir, cfg: Any, backend: str, device: str, keeper: Any, events:
     download_model(cfg, events)
     if backend == "mlx":  # MLX trains without torch: its own loop, the same run directory
         from tui_tuner.train.backends.mlx_backend import train as mlx_train
+        from tui_tuner.train.trackers import TrackerWarnings
+
+        warnings = TrackerWarnings(events)
+        for name in cfg.tracker_names:
+            warnings.tell(name, "is not used", "the MLX backend reports to no experiment tracker",
+                          "The loss curve is in the run directory (events.jsonl); `backend: transformers` "
+                          "reports to trackers.")
 
         result = mlx_train(run, cfg, keeper, events, resume_from, requests_since=requests_since)
         return TrainResult(result.state, None, None)
@@ -316,7 +311,11 @@ def train(run: RunDir, cfg: Any, backend: str, device: str, keeper: Any, events:
         _record_probe(keeper, events, result)
 
     callback = RunCallback(run.path, events, keeper, on_train_begin_hook=probe_hook, requests_since=requests_since)
-    callbacks = [callback, *samples_callbacks, *(extra_callbacks or [])]
+    from tui_tuner.train.distributed import is_main_process
+    from tui_tuner.train.trackers import tracker_callbacks
+
+    trackers = tracker_callbacks(cfg, events, main_process=is_main_process(), run_path=run.path)
+    callbacks = [callback, *samples_callbacks, *trackers, *(extra_callbacks or [])]
     if cfg.objective == "sft":
         trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                              processing_class=tokenizer, callbacks=callbacks)
@@ -583,13 +582,9 @@ def run_worker(run_dir: str | Path) -> int:
                                            "CUDA_VISIBLE_DEVICES= (empty) in the environment.")
         if device == "cuda" and world_size() > 1:
             torch.cuda.set_device(local_rank())  # each process trains on its own GPU
-        problem = report_to_problem(cfg.report_to)
-        if problem:
-            raise WorkerError(problem)
-        if cfg.report_to == "tensorboard":
-            os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(run.path / "tensorboard"))
-        elif cfg.report_to == "wandb":
-            os.environ.setdefault("WANDB_DIR", str(run.path))
+        from tui_tuner.train.trackers import tracker_environment
+
+        os.environ.update(tracker_environment(cfg, run.path))  # read by the trackers' callbacks
         resume_from = run.latest_checkpoint()
         newer_bad = {p.name: checkpoint_problem(p) for p in run.all_checkpoints()
                      if checkpoint_step(p) > checkpoint_step(resume_from or Path("x-0"))}

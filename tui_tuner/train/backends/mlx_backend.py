@@ -10,7 +10,14 @@ same too: events and status through `RunTracker` (the logic behind the transform
 A checkpoint holds the adapter weights, the optimizer state (AdamW moments and step) and the
 data position, so a resume continues the same learning-rate schedule and data order; it does not
 restore the random state of LoRA dropout. The adapter is saved in mlx-lm's format
-(`adapters.safetensors` + `adapter_config.json`), loadable with `mlx_lm.load(base, adapter_path=...)`.
+(`adapters.safetensors` + `adapter_config.json`) in `adapter/mlx/`, loadable with
+`mlx_lm.load(base, adapter_path=...)`, and converted to a PEFT adapter in `adapter/` itself (and in
+every checkpoint), so chat, eval and export load it with transformers + peft like any other run.
+
+`method: qlora` quantizes the frozen base with MLX's affine 4-bit scheme (a scale and a bias per
+group of 64 weights; not bitsandbytes' NF4) and trains LoRA on top, as QLoRA does with NF4 on CUDA.
+Like mlx-lm's own 4-bit models (and the MLX fit estimate), it quantizes the embeddings and the output
+head too, which bitsandbytes leaves in 16 bits: on a large vocabulary that is gigabytes of unified memory.
 """
 
 from __future__ import annotations
@@ -33,6 +40,11 @@ MLX_STATE_FILE = "mlx_state.json"
 ADAPTER_WEIGHTS = "adapters.safetensors"
 OPTIMIZER_STATE = "optimizer.safetensors"
 MLX_DTYPES = ("float32", "bfloat16", "float16")
+MLX_ADAPTER_DIR = "mlx"
+"""The mlx-lm copy of the final adapter, inside the run's adapter/ folder."""
+PEFT_WEIGHTS = "adapter_model.safetensors"
+QUANTIZATION = {"mode": "affine", "bits": 4, "group_size": 64}
+"""How `method: qlora` quantizes the base on MLX."""
 
 
 def lr_factor(step: int, total: int, warmup: int, scheduler: str) -> float:
@@ -104,12 +116,69 @@ def masked_loss_sum(model: Any, inputs: Any, targets: Any, mask: Any) -> Any:
 
 
 def weight_dtype_name(cfg: Any) -> str:
-    """The MLX dtype of the frozen weights: `auto` is bfloat16 on the Metal GPU, float32 on a CPU (slow bf16 there)."""
+    """The MLX dtype of the frozen weights: `auto` is bfloat16 on the Metal GPU, float32 on a CPU (slow bf16 there).
+
+    For QLoRA, `quantization.compute_dtype` (when set) wins: MLX computes a 4-bit layer in the dtype of its
+    scales, which is the dtype the model had when it was quantized."""
     import mlx.core as mx
 
+    if cfg.method == "qlora" and cfg.quantization.compute_dtype != "auto":
+        return cfg.quantization.compute_dtype
     if cfg.model.dtype != "auto":
         return cfg.model.dtype
     return "bfloat16" if mx.default_device() == mx.gpu else "float32"
+
+
+def precision_label(cfg: Any) -> str:
+    """What the frozen weights are, for the run's status: `float32`, or `4-bit affine (group 64), float32 compute`."""
+    dtype = weight_dtype_name(cfg)
+    if cfg.method == "qlora":
+        return f"4-bit affine (group {QUANTIZATION['group_size']}), {dtype} compute"
+    return dtype
+
+
+def hf_config_overrides(model_path: Path) -> dict[str, Any]:
+    """Config keys mlx-lm reads at the top level that transformers 5 writes inside `rope_parameters`.
+
+    A model saved by transformers 5 has `rope_parameters: {rope_theta: 500000, ...}` and no top-level
+    `rope_theta`; mlx-lm would silently take its default (10000) and compute different logits."""
+    try:
+        config = json.loads((model_path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    rope = config.get("rope_parameters")
+    if not isinstance(rope, dict):
+        return {}
+    out: dict[str, Any] = {}
+    if "rope_theta" not in config and "rope_theta" in rope:
+        out["rope_theta"] = rope["rope_theta"]
+    if "partial_rotary_factor" not in config and "partial_rotary_factor" in rope:
+        out["partial_rotary_factor"] = rope["partial_rotary_factor"]
+    kind = rope.get("rope_type", "default")
+    if config.get("rope_scaling") is None and kind != "default":
+        out["rope_scaling"] = {"type": kind, **{k: v for k, v in rope.items() if k != "rope_theta"}}
+    return out
+
+
+def quantize_base(model: Any) -> int:
+    """Quantize the linear layers and embeddings in place with MLX's affine 4-bit (group 64); returns how many.
+
+    The same layers as mlx-lm's `convert -q`; a layer whose input width is not a multiple of the group size
+    stays unquantized (MLX cannot group it)."""
+    import mlx.nn as nn
+
+    group = QUANTIZATION["group_size"]
+    count = 0
+
+    def predicate(path: str, module: Any) -> bool:
+        nonlocal count
+        wanted = isinstance(module, (nn.Linear, nn.Embedding)) and module.weight.shape[-1] % group == 0
+        count += wanted
+        return wanted
+
+    nn.quantize(model, group_size=group, bits=QUANTIZATION["bits"], mode=QUANTIZATION["mode"],
+                class_predicate=predicate)
+    return count
 
 
 def load_model(cfg: Any, model_path: str) -> tuple[Any, dict[str, Any]]:
@@ -121,12 +190,19 @@ def load_model(cfg: Any, model_path: str) -> tuple[Any, dict[str, Any]]:
     from tui_tuner.train.worker import WorkerError
 
     try:
-        model, _config = mlx_load_model(Path(model_path))
+        model, _config = mlx_load_model(Path(model_path), model_config=hf_config_overrides(Path(model_path)))
     except ValueError as exc:  # mlx-lm raises ValueError for an architecture it does not implement
         raise WorkerError(f"MLX cannot load {model_path}: {exc}",
                           "Use a model mlx-lm supports (Llama, Qwen, Mistral, Gemma, Phi ...), "
                           "or set `backend: transformers`.") from None
     model.set_dtype(getattr(mx, weight_dtype_name(cfg)))
+    quantized = 0
+    if cfg.method == "qlora":
+        quantized = quantize_base(model)
+        if not quantized:
+            raise WorkerError(f"none of {model_path}'s linear layers can be quantized in groups of "
+                              f"{QUANTIZATION['group_size']} (their input widths are not multiples of it)",
+                              "Use `method: lora` for this model, or `backend: transformers` for NF4 QLoRA.")
     model.freeze()
     keys = sorted(lora_keys(model.layers[0], cfg.lora.target_modules))
     if not keys:
@@ -139,6 +215,8 @@ def load_model(cfg: Any, model_path: str) -> tuple[Any, dict[str, Any]]:
     linear_to_lora_layers(model, len(model.layers), params)
     adapter_config = {"fine_tune_type": "lora", "num_layers": len(model.layers), "lora_parameters": params,
                       "model": str(model_path)}
+    if quantized:  # mlx_lm.load(base) gives the 16-bit base: say what the adapter was trained on
+        adapter_config["base_quantization"] = {**QUANTIZATION, "layers": quantized}
     return model, adapter_config
 
 
@@ -155,6 +233,78 @@ def make_optimizer(cfg: Any) -> tuple[Any, str | None]:
     if t.optimizer != "adamw_torch":
         note = f"{t.optimizer} needs bitsandbytes (CUDA); MLX trains with 32-bit AdamW instead"
     return optim.AdamW(learning_rate=t.learning_rate, weight_decay=t.weight_decay), note
+
+
+# ---------------------------------------------------------------------------- PEFT adapters
+
+
+class AdapterConversionError(ValueError):
+    """An mlx-lm adapter that cannot be written as a PEFT adapter; the message says why."""
+
+
+def peft_tensors(mlx_weights: dict[str, Any]) -> dict[str, Any]:
+    """mlx-lm LoRA weights as PEFT's: `model.layers.0.self_attn.q_proj.lora_a` (in, r) becomes
+    `base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight` (r, in); `lora_b` (r, out) becomes
+    `lora_B.weight` (out, r). MLX adds `scale * (x @ lora_a) @ lora_b`, PEFT `scaling * B(A(x))`: the
+    same product once transposed."""
+    out = {}
+    for key, value in mlx_weights.items():
+        module, _, name = key.rpartition(".")
+        if name not in ("lora_a", "lora_b") or not module:
+            raise AdapterConversionError(f"{key!r} is not a LoRA weight (lora_a/lora_b); only LoRA adapters "
+                                         "convert to PEFT (not DoRA or full fine-tunes)")
+        peft_name = "lora_A" if name == "lora_a" else "lora_B"
+        out[f"base_model.model.{module}.{peft_name}.weight"] = value.T
+    if not out:
+        raise AdapterConversionError("the adapter holds no LoRA weights")
+    return out
+
+
+def peft_config(adapter_config: dict[str, Any], base_model: str, target_names: list[str]) -> dict[str, Any]:
+    """PEFT's adapter_config.json for mlx-lm's LoRA parameters: lora_alpha = scale * r, so PEFT's
+    alpha / r equals MLX's scale whatever rule (alpha / r, rsLoRA's alpha / sqrt(r)) chose it."""
+    params = adapter_config.get("lora_parameters") or {}
+    if adapter_config.get("fine_tune_type", "lora") != "lora":
+        raise AdapterConversionError(f"fine_tune_type {adapter_config.get('fine_tune_type')!r} is not LoRA")
+    try:
+        rank, scale = int(params["rank"]), float(params["scale"])
+    except (KeyError, TypeError, ValueError):
+        raise AdapterConversionError("adapter_config.json has no lora_parameters.rank and .scale") from None
+    return {"peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": base_model,
+            "r": rank, "lora_alpha": scale * rank, "use_rslora": False,
+            "lora_dropout": float(params.get("dropout", 0.0)), "target_modules": sorted(target_names),
+            "bias": "none", "fan_in_fan_out": False, "inference_mode": True, "modules_to_save": None,
+            "init_lora_weights": True}
+
+
+def write_peft_adapter(out_dir: Path, mlx_weights: dict[str, Any], adapter_config: dict[str, Any],
+                       base_model: str) -> None:
+    """adapter_config.json + adapter_model.safetensors in PEFT's format (float32) into `out_dir`."""
+    import mlx.core as mx
+
+    tensors = {k: v.astype(mx.float32) for k, v in peft_tensors(mlx_weights).items()}
+    names = {k.removesuffix(".lora_A.weight").rsplit(".", 1)[-1] for k in tensors if k.endswith("lora_A.weight")}
+    config = peft_config(adapter_config, base_model, sorted(names))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mx.save_safetensors(str(out_dir / PEFT_WEIGHTS), tensors, metadata={"format": "pt"})
+    (out_dir / "adapter_config.json").write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
+
+
+def convert_mlx_adapter(mlx_dir: Path, out_dir: Path, base_model: str | None = None) -> Path:
+    """Convert an mlx-lm adapter folder (adapters.safetensors + adapter_config.json) into a PEFT adapter."""
+    import mlx.core as mx
+
+    mlx_dir, out_dir = Path(mlx_dir), Path(out_dir)
+    try:
+        adapter_config = json.loads((mlx_dir / "adapter_config.json").read_text(encoding="utf-8"))
+        weights = mx.load(str(mlx_dir / ADAPTER_WEIGHTS))
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise AdapterConversionError(f"{mlx_dir} is not a readable mlx-lm adapter: {exc}") from None
+    base = base_model or adapter_config.get("model")
+    if not base:
+        raise AdapterConversionError(f"{mlx_dir / 'adapter_config.json'} does not name its base model; pass it")
+    write_peft_adapter(out_dir, weights, adapter_config, str(base))
+    return out_dir
 
 
 # ---------------------------------------------------------------------------- the training loop
@@ -199,7 +349,8 @@ def total_steps(cfg: Any, n_examples: int) -> int:
     return max(1, math.ceil(per_epoch * t.epochs))
 
 
-def save_checkpoint(run: RunDir, model: Any, optimizer: Any, state: LoopState, cfg: Any) -> Path:
+def save_checkpoint(run: RunDir, model: Any, optimizer: Any, state: LoopState, cfg: Any,
+                    adapter_config: dict[str, Any]) -> Path:
     """checkpoint-N with adapter, optimizer state and data position; written aside and renamed, so never half there."""
     import mlx.core as mx
     from mlx.utils import tree_flatten
@@ -208,8 +359,10 @@ def save_checkpoint(run: RunDir, model: Any, optimizer: Any, state: LoopState, c
     tmp = run.checkpoints_dir / f".writing-checkpoint-{state.global_step}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    mx.save_safetensors(str(tmp / ADAPTER_WEIGHTS), dict(tree_flatten(model.trainable_parameters())))
+    weights = dict(tree_flatten(model.trainable_parameters()))
+    mx.save_safetensors(str(tmp / ADAPTER_WEIGHTS), weights)
     mx.save_safetensors(str(tmp / OPTIMIZER_STATE), dict(tree_flatten(optimizer.state)))
+    write_peft_adapter(tmp, weights, adapter_config, cfg.model.name_or_path)  # chat/eval --checkpoint N read it
     meta = {"global_step": state.global_step, "max_steps": state.max_steps, "epoch": state.epoch,
             "num_tokens": state.num_tokens, "micro_batches_done": state.global_step * cfg.training.grad_accumulation,
             "backend": "mlx"}
@@ -276,7 +429,8 @@ def train(run: RunDir, cfg: Any, keeper: Any, events: EventWriter, resume_from: 
     events.write("data", **info)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     optimizer, note = make_optimizer(cfg)
-    keeper.update(precision=weight_dtype_name(cfg), mlx_device=str(mx.default_device()),
+    keeper.update(precision=precision_label(cfg), mlx_device=str(mx.default_device()),
+                  **({"quantization": adapter_config["base_quantization"]} if cfg.method == "qlora" else {}),
                   **({"optimizer_note": note} if note else {}))
     if note:
         print(f"tui-tuner worker: {note}", flush=True)
@@ -334,7 +488,7 @@ def train(run: RunDir, cfg: Any, keeper: Any, events: EventWriter, resume_from: 
         if eval_ds is not None and t.eval_steps and (state.global_step % t.eval_steps == 0 or last):
             tracker.on_log(args, state, control, logs={"eval_loss": evaluate(model, eval_ds, t.batch_size, pad_id)})
         if state.global_step % t.save_steps == 0 or last or control.should_save:
-            save_checkpoint(run, model, optimizer, state, cfg)
+            save_checkpoint(run, model, optimizer, state, cfg, adapter_config)
             tracker.on_save(args, state, control)
             control.should_save = False
         if control.should_training_stop:
@@ -347,18 +501,25 @@ def train(run: RunDir, cfg: Any, keeper: Any, events: EventWriter, resume_from: 
 
 def save_adapter(run: RunDir, model: Any, tokenizer: Any, template: str, cfg: Any, model_path: str,
                  adapter_config: dict[str, Any], step: int) -> None:
-    """adapter/: mlx-lm's adapter files, the tokenizer, the chat template and what the run was."""
+    """adapter/: the PEFT adapter, the tokenizer, the chat template and what the run was;
+    adapter/mlx/: mlx-lm's own files."""
     import mlx.core as mx
     from mlx.utils import tree_flatten
 
     out = run.adapter_dir
-    out.mkdir(parents=True, exist_ok=True)
-    mx.save_safetensors(str(out / ADAPTER_WEIGHTS), dict(tree_flatten(model.trainable_parameters())))
-    (out / "adapter_config.json").write_text(json.dumps(adapter_config, indent=1) + "\n", encoding="utf-8")
+    mlx_dir = out / MLX_ADAPTER_DIR
+    mlx_dir.mkdir(parents=True, exist_ok=True)
+    weights = dict(tree_flatten(model.trainable_parameters()))
+    mx.save_safetensors(str(mlx_dir / ADAPTER_WEIGHTS), weights)
+    (mlx_dir / "adapter_config.json").write_text(json.dumps(adapter_config, indent=1) + "\n", encoding="utf-8")
+    write_peft_adapter(out, weights, adapter_config, cfg.model.name_or_path)
     tokenizer.save_pretrained(str(out))
     (out / "chat_template.jinja").write_text(template, encoding="utf-8")
     meta = {"run": run.name, "base_model": cfg.model.name_or_path, "base_model_path": model_path,
             "method": cfg.method, "step": step, "chat_template": cfg.model.chat_template,
-            "max_seq_length": cfg.model.max_seq_length, "backend": "mlx", "adapter_format": "mlx-lm"}
+            "max_seq_length": cfg.model.max_seq_length, "backend": "mlx", "adapter_format": "peft",
+            "mlx_adapter": MLX_ADAPTER_DIR}
+    if "base_quantization" in adapter_config:
+        meta["base_quantization"] = adapter_config["base_quantization"]
     (out / "tui_tuner.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
 
