@@ -14,6 +14,17 @@ CI = (REPO / ".ci" / "run").read_text(encoding="utf-8")
 EXTRAS = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
 
 
+def _options(parser) -> set[str]:
+    """Every option string of a command and of its subcommands."""
+    found: set[str] = set()
+    for action in parser._actions:
+        found |= set(action.option_strings)
+        if isinstance(getattr(action, "choices", None), dict):
+            for sub in action.choices.values():
+                found |= _options(sub)
+    return found
+
+
 def _subcommands(parser) -> dict:
     return next(a for a in parser._actions if a.dest in ("command", "subcommand") and a.choices).choices
 
@@ -39,8 +50,16 @@ def test_every_command_in_the_readme_commands_block_parses():
         if len(words) < 2 or words[0] != "tui-tuner":
             continue
         assert words[1] in top, line
+        flags = set(re.findall(r"--[a-z][a-z-]*", line.split("#", 1)[0]))
+        assert flags <= _options(top[words[1]]), (line, flags - _options(top[words[1]]))
         nested = [a for a in top[words[1]]._actions if getattr(a, "choices", None) and a.dest != "help"
                   and isinstance(a.choices, dict)]
         if nested and "|" in words[2]:
             # `runs ls|show|...`: the README lists every subcommand there is
             assert set(words[2].split("|")) == set(nested[0].choices), line
+
+
+def test_every_shipped_config_is_in_the_readme_table():
+    table = README.split("## Configs", 1)[1].split("\n## ", 1)[0]
+    shipped = {p.name for p in (REPO / "configs").glob("*.yaml")}
+    assert shipped and all(f"| `{name}` |" in table for name in shipped), shipped
