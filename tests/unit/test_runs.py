@@ -229,10 +229,10 @@ def test_run_directory_file_names_are_spelled_only_in_rundir():
     assert offenders == [], "use tui_tuner.rundir.files or RunDir's paths:\n" + "\n".join(offenders)
 
 
-def test_resume_right_after_stop_waits_for_the_exiting_supervisor_not_another_launch(tmp_path):
-    """The worker writes `stopped` before its process and supervisor exit; the lock goes with the supervisor."""
+def test_resume_right_after_stop_waits_for_the_exiting_supervisor(tmp_path):
+    """The worker writes `stopped` before its supervisor exits; that supervisor still holds the launch lock."""
     from tests.tui.conftest import make_fake_run
-    from tui_tuner.rundir.runs import LAUNCH_LOCK, _take_launch_lock
+    from tui_tuner.rundir.runs import LAUNCH_LOCK, wait_for_ended_attempt
 
     run = make_fake_run(tmp_path / "runs", "stopped-run", 4, state="stopped")
     exiting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.5)"])
@@ -240,14 +240,15 @@ def test_resume_right_after_stop_waits_for_the_exiting_supervisor_not_another_la
         write_status(run.path, {**json.loads(run.status_path.read_text()), "supervisor_pid": exiting.pid})
         (run.path / LAUNCH_LOCK).write_text(json.dumps({"supervisor_pid": exiting.pid,
                                                         "supervisor_started": process_start_time(exiting.pid)}))
-        lock = _take_launch_lock(run, run.status())  # waits until that process has exited
-        assert exiting.poll() is not None and lock.locked
-        lock.__exit__(None, None, None)
-        # a lock held by anyone else (a concurrent `runs resume`) is still refused at once
+        with pytest.raises(RunError, match=f"supervisor \\(pid {exiting.pid}\\) has not exited"):
+            wait_for_ended_attempt(run, run.status(), timeout_s=0.3)
+        assert run.status().state == "stopped"
+        wait_for_ended_attempt(run, run.status())  # returns once that process has exited
+        assert exiting.poll() is not None
+        # a lock held by another process (a concurrent `runs resume`) is not waited for
         (run.path / LAUNCH_LOCK).write_text(json.dumps({"supervisor_pid": os.getpid(),
                                                         "supervisor_started": process_start_time(os.getpid())}))
-        with pytest.raises(RunError, match="being started by another process"):
-            _take_launch_lock(run, run.status())
+        wait_for_ended_attempt(run, run.status(), timeout_s=0.3)
     finally:
         exiting.kill()
         exiting.wait()

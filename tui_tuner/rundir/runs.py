@@ -778,39 +778,28 @@ EXITING_SUPERVISOR_WAIT_S = 60.0
 """How long a resume waits for the ended attempt's supervisor to exit (torch's teardown takes seconds)."""
 
 
-def _take_launch_lock(run: RunDir, st: RunStatus) -> _launch_lock:
-    """The run's launch lock, held; waits while the attempt that just ended is still exiting.
+def wait_for_ended_attempt(run: RunDir, st: RunStatus, timeout_s: float = EXITING_SUPERVISOR_WAIT_S) -> None:
+    """Wait until the supervisor of an attempt that has written its final state has exited.
 
-    A worker writes `stopped` (or `finished`, `failed`) before its process has exited, and its
-    supervisor lets go of the lock only after that: `runs resume` typed right after `runs stop`
-    waits for it instead of reporting another launch.
+    A worker writes `stopped` (or `failed`) before its process ends, and its supervisor then
+    records the exit, lets go of the launch lock and starts queued runs: `runs resume` typed
+    right after `runs stop` must wait for all that, or the old supervisor would record the
+    resumed run as crashed and the launch would be refused. Raises `RunError` after `timeout_s`.
     """
-    lock = _launch_lock(run)
-    deadline = time.monotonic() + EXITING_SUPERVISOR_WAIT_S
-    while True:
-        try:
-            if lock.__enter__():
-                return lock
-        except OSError as exc:
-            raise RunError(_write_failed(run.path, exc)) from None
-        exiting = _previous_supervisor(run, st)
-        if exiting is None:
-            raise RunError(f"{run.name} is being started by another process; `tui-tuner runs ls` shows its state.")
-        if time.monotonic() > deadline:
-            raise RunError(f"{run.name} {st.state}, but its supervisor (pid {exiting}) has not exited after "
-                           f"{EXITING_SUPERVISOR_WAIT_S:.0f} s; try again, or `kill {exiting}` if it hangs.")
-        time.sleep(0.2)
-
-
-def _previous_supervisor(run: RunDir, st: RunStatus) -> int | None:
-    """The ended attempt's supervisor pid while it still holds the launch lock, else None."""
-    if not st.is_final:
-        return None
+    if not st.is_final or not st.supervisor_pid:
+        return
     try:
-        holder = json.loads((run.path / LAUNCH_LOCK).read_text() or "{}").get("supervisor_pid")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return holder if holder and holder == run.raw_status().supervisor_pid else None
+        lock = json.loads((run.path / LAUNCH_LOCK).read_text() or "{}")
+    except (OSError, ValueError):
+        return  # no lock: that supervisor has let go of the run
+    if not isinstance(lock, dict) or lock.get("supervisor_pid") != st.supervisor_pid:
+        return
+    deadline = time.monotonic() + timeout_s
+    while process_alive(st.supervisor_pid, lock.get("supervisor_started")):
+        if time.monotonic() > deadline:
+            raise RunError(f"{run.name} {st.state}, but its supervisor (pid {st.supervisor_pid}) has not exited "
+                           f"after {timeout_s:.0f} s; try again, or `kill {st.supervisor_pid}` if it hangs.")
+        time.sleep(0.2)
 
 
 def release_launch_lock(run: RunDir) -> None:
@@ -849,7 +838,14 @@ def start_worker(run: RunDir, detach: bool = True, wait_s: float = 60.0) -> int:
     if st.state in ACTIVE_STATES:
         raise RunError(f"{run.name} is already {st.state} (pid {st.pid}).")
     attempts_before = run.raw_status().attempts
-    lock = _take_launch_lock(run, st)
+    wait_for_ended_attempt(run, st)
+    lock = _launch_lock(run)
+    try:
+        locked = lock.__enter__()
+    except OSError as exc:
+        raise RunError(_write_failed(run.path, exc)) from None
+    if not locked:
+        raise RunError(f"{run.name} is being started by another process; `tui-tuner runs ls` shows its state.")
     try:
         env = worker_env()
         env["TUI_TUNER_LAUNCHED_AT"] = repr(time.time())  # stop requests from before this launch are old
