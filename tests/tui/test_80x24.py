@@ -86,3 +86,28 @@ async def test_model_picker_lists_chat_models_first_with_their_memory(project):
         assert "chat" in first and "LoRA" in first and "GiB" in first
         labels = [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
         assert any(label.startswith("Qwen/Qwen2.5-0.5B-Instruct") for label in labels)
+
+
+async def test_train_numbers_stay_on_one_line_at_80_columns(project):
+    from tui_tuner.rundir.events import EventWriter
+
+    run = make_fake_run(project / "runs", "busy", 5)
+    with EventWriter(run.events_path) as writer:  # every number the line can hold, and an eval loss
+        writer.write("eval", step=5, eval_loss=2.3456)
+        writer.write("log", step=5, loss=2.1234, learning_rate=2.25e-3, grad_norm=0.948, tokens_per_s=25.8,
+                     eta_s=790.0)
+    app = app_for(project)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.attach(run)
+        assert await wait_until(pilot, lambda: "2.1234" in str(app.screen.query_one("#train-stats").render()))
+        stats = app.screen.query_one("#train-stats")
+        assert stats.size.height == 1, str(stats.render())
+        shown = str(stats.render())
+        assert "loss 2.1234" in shown and "eval 2.3456" in shown and "elapsed" in shown and "ETA" in shown
+    async with app_for(project).run_test(size=(160, 30)) as pilot:  # wide: every number
+        pilot.app.attach(run)
+
+        def wide() -> str:
+            return str(pilot.app.screen.query_one("#train-stats").render())
+
+        assert await wait_until(pilot, lambda: "grad norm 0.948" in wide() and "checkpoints" in wide())

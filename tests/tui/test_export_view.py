@@ -14,6 +14,7 @@ from tests.tui.conftest import make_fake_run, wait_until
 from tui_tuner.tui import export_view
 from tui_tuner.tui.app import build_app
 from tui_tuner.tui.screens.export import ExportScreen
+from tui_tuner.tui.widgets.key_bar import KeyBar
 
 EXPORT_TIMEOUT_S = 600  # loads torch and converts in a subprocess; CI boxes are slow
 
@@ -80,3 +81,25 @@ async def test_gguf_export_of_a_trained_run_shows_files_verification_and_command
         app.copy_to_clipboard = copied.append
         await pilot.press("y")
         assert await wait_until(pilot, lambda: copied and copied[0].startswith("ollama create "))
+
+
+async def test_train_screen_offers_export_once_the_run_has_ended_with_an_adapter(project):
+    running = make_fake_run(project / "runs", "busy", 3, state="running")
+    done = make_fake_run(project / "runs", "done", 3)
+    for run in (running, done):
+        run.adapter_dir.mkdir(parents=True)
+    app = build_app(project_dir=project, runs_dir=project / "runs", offer_reattach=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.attach(running)
+        train = app.screen
+        assert await wait_until(pilot, lambda: train.snapshot is not None and train.snapshot.status.state != "queued")
+        bar = train.query_one(KeyBar)
+        assert "Export" not in bar.render_line(0).text
+        await pilot.press("g")  # not while it trains
+        await pilot.pause()
+        assert not isinstance(app.screen, ExportScreen)
+        app.attach(done)
+        assert await wait_until(pilot, lambda: train.snapshot is not None and train.snapshot.status.state == "finished"
+                                and "g Export" in bar.render_line(0).text)
+        await pilot.press("g")
+        assert await wait_until(pilot, lambda: isinstance(app.screen, ExportScreen) and app.screen.run == done)

@@ -1,12 +1,17 @@
 """The TUI with a real training worker: start the quickstart, watch loss points arrive, quit
-(the run keeps training), reopen and reattach, then Stop: the run ends `stopped` with a checkpoint.
+(the run keeps training), reopen and reattach, then Stop: the run ends `stopped` with a checkpoint,
+and the config's `notify.webhook` (a local HTTP server) is told.
 
 One worker process serves the whole story, so the test costs one short CPU training run.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -44,7 +49,33 @@ def quickstart_project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-async def test_start_watch_quit_reattach_and_stop(quickstart_project, demo_model_dir):
+class Hook(BaseHTTPRequestHandler):
+    """A local webhook: keeps each POSTed JSON body."""
+
+    posts: list = []
+
+    def do_POST(self):  # noqa: N802 (the stdlib's name)
+        type(self).posts.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0))))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def webhook():
+    Hook.posts = []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/hook", Hook.posts
+    httpd.shutdown()
+
+
+async def test_start_watch_quit_reattach_stop_and_be_told(quickstart_project, demo_model_dir, webhook):
+    url, posts = webhook
+    config = quickstart_project / "configs" / "quickstart.yaml"
+    config.write_text(config.read_text() + f"notify:\n  webhook: {url}\n  when: [finished, stopped, failed]\n")
     runs = quickstart_project / "runs"
     app = build_app(project_dir=quickstart_project, runs_dir=runs, offer_reattach=False)
     run = None
@@ -87,6 +118,11 @@ async def test_start_watch_quit_reattach_and_stop(quickstart_project, demo_model
             assert "stopped" in str(train.query_one("#train-title", Static).render())
         assert run.status().state == "stopped"
         assert run.checkpoints(), "a stopped run keeps a checkpoint to resume from"
+        deadline = time.monotonic() + 120  # the supervisor tells once the worker process has exited
+        while not posts and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [(p["run"], p["state"]) for p in posts] == [(run.name, "stopped")]
+        assert posts[0]["step"] >= step_before and posts[0]["path"] == str(run.path)
     finally:
         if run is not None and run.status().state in ("running", "stopping", "queued"):
             run.request_stop(now=True)

@@ -82,3 +82,21 @@ def test_only_values_still_at_the_demo_value_change():
     assert [(c.key, c.new) for c in changes] == [("training.learning_rate", 2e-5)]
     assert leave_demo_settings(raw, "tui-tuner/demo-tiny-llama", "lora") == []
     assert recipe_run_name("unsloth/Llama-3.2-1B-Instruct", "qlora") == "llama-3.2-1b-instruct-qlora"
+
+
+async def test_a_hub_dataset_id_as_train_data_is_checked_without_downloading(project, monkeypatch):
+    """A hub id typed into the form: no "file not found", no modal, no download; offline says how to fetch it."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    app = quickstart_app(project)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert await wait_until(pilot, lambda: screen.ready)
+        train = screen.query_one("#field-data-train", Input)
+        train.focus()
+        assert await wait_until(pilot, lambda: train.has_focus)
+        train.value = "nobody-at-all/no-such-dataset"
+        assert await wait_until(pilot, lambda: any("tui-tuner data pull nobody-at-all/no-such-dataset" in i.message
+                                                   for i in screen.data_issues))
+        messages = " ".join(i.message for i in screen.data_issues)
+        assert "not found" not in messages and not isinstance(app.screen, ConfirmModal)
+        assert yaml.safe_load(screen.text)["data"]["train"] == "nobody-at-all/no-such-dataset"

@@ -15,7 +15,7 @@ import asyncio, json, sys
 from tui_tuner.tui.app import build_app
 
 async def main():
-    app = build_app(offer_reattach=False)
+    app = build_app(offer_reattach=False, offer_quickstart=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         shown = type(app.screen).__name__

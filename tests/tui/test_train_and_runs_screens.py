@@ -72,9 +72,14 @@ async def test_train_screen_reads_only_appended_events(project, monkeypatch):
         assert chart.series[0].points[-1] == (15, 1.0)
 
 
-async def test_runs_table_colours_states_and_compare_overlays_curves(project):
-    make_fake_run(project / "runs", "r16", 40, r=16)
-    make_fake_run(project / "runs", "r32", 60, r=32)
+async def test_runs_table_colours_states_and_compare_overlays_curves_and_samples(project):
+    r16 = make_fake_run(project / "runs", "r16", 40, r=16)
+    r32 = make_fake_run(project / "runs", "r32", 60, r=32)
+    for run, r, steps in ((r16, 16, (20, 40)), (r32, 32, (20, 40, 60))):
+        with EventWriter(run.events_path) as writer:
+            for step in steps:
+                writer.write("samples", step=step, seconds=0.5, answers=[
+                    {"prompt": "How heavy is Bramble?", "answer": f"r{r} {step // 20}kg"}])
     make_fake_run(project / "runs", "broken", 2, state="failed", error="boom")
     app = app_for(project, start_screen="runs")
     async with app.run_test(size=(80, 24)) as pilot:
@@ -99,6 +104,19 @@ async def test_runs_table_colours_states_and_compare_overlays_curves(project):
         await pilot.press("a")
         keys = [str(diff.get_row_at(i)[0]) for i in range(diff.row_count)]
         assert "method" in keys
+        # s swaps the chart for each run's latest sample answers, side by side
+        await pilot.press("s")
+        samples = compare.query_one("#compare-samples")
+        assert await wait_until(pilot, lambda: samples.display and not chart.display and samples.size.height > 2)
+
+        def shown() -> str:
+            return "\n".join(samples.render_line(y).text for y in range(samples.size.height))
+
+        assert await wait_until(pilot, lambda: "r32 3kg" in shown() and "r16 2kg" in shown())
+        assert "step 60" in shown() and "step 40" in shown() and "How heavy" in shown()
+        assert all(len(line.rstrip()) <= 80 for line in shown().splitlines())
+        await pilot.press("s")
+        assert await wait_until(pilot, lambda: chart.display and not samples.display)
         await pilot.press("escape")
         assert isinstance(app.screen, RunsScreen)
 

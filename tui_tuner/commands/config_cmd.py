@@ -1,4 +1,5 @@
-"""`tui-tuner config check FILE [--set k=v] [--json]`: validate a run config."""
+"""`tui-tuner config check FILE [--set k=v] [--json]`: validate a run config.
+`tui-tuner config quickstart [FOLDER]`: write the quickstart project (config + sample data) there."""
 
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     show.set_defaults(handler=run_show)
     ref = csub.add_parser("reference", help="list every config key with its default and meaning")
     ref.set_defaults(handler=run_reference)
+    quick = csub.add_parser("quickstart", help="write configs/quickstart.yaml and its sample data into a folder "
+                                               "(a first run that works offline on a CPU)")
+    quick.add_argument("folder", nargs="?", default=".", help="project folder (default: this one)")
+    quick.set_defaults(handler=run_quickstart)
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -94,4 +99,19 @@ def run_reference(args: argparse.Namespace) -> int:
             print(f"\n{key}:  {doc}")
         else:
             print(f"  {key} = {default}\n      {doc}")
+    return 0
+
+
+def run_quickstart(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tui_tuner.config.starter import write_quickstart
+
+    try:
+        written = write_quickstart(Path(args.folder))
+    except OSError as exc:
+        print(f"error: cannot write the quickstart into {args.folder}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{written.folder}: {written.describe()}")
+    print("next: tui-tuner train configs/quickstart.yaml   (or `tui-tuner` for the TUI)")
     return 0

@@ -1,4 +1,5 @@
-"""`tui-tuner data check FILE [--config C] [--set k=v] [--show N] [--json]`: check a dataset file.
+"""`tui-tuner data check FILE|ORG/NAME [--config C] [--set k=v] [--show N] [--json]`: check a dataset.
+`tui-tuner data pull ORG/NAME [--subset S] [--split SPLIT]`: download a hub dataset into the standard caches.
 
 Reports the format detected, the example count, token lengths (with the tokenizer of the
 model `--config` names, when it is on this machine), how many examples `max_seq_length`
@@ -22,10 +23,11 @@ PRINTED_ISSUES = 20
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="check dataset files")
+    p = sub.add_parser("data", help="check dataset files and hub datasets; download hub datasets")
     dsub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
     check = dsub.add_parser("check", help="detect the format, count examples and tokens, list every error by line")
-    check.add_argument("file", help="dataset file: .jsonl, .json, .csv or .parquet")
+    check.add_argument("file", help="dataset file (.jsonl, .json, .csv or .parquet), hub dataset ORG/NAME (a local "
+                                    "path of that name wins) or hf://datasets/ORG/NAME/path/file.jsonl")
     check.add_argument("--config", metavar="CONFIG",
                        help="run config whose data settings (format, fields, ...) and model tokenizer to use")
     add_set_option(check)
@@ -34,17 +36,80 @@ def register(sub: argparse._SubParsersAction) -> None:
     check.add_argument("--show", type=int, default=0, metavar="N",
                        help="print the first N examples as the model sees them, trained parts marked (needs the "
                             "model's tokenizer: --config)")
+    _add_hub_options(check)
     check.add_argument("--json", action="store_true", help="print a JSON report (every issue, uncapped)")
     check.set_defaults(handler=run_check)
+    pull = dsub.add_parser("pull", help="download a hub dataset into the standard caches (for offline machines "
+                                        "and later runs)")
+    pull.add_argument("dataset", metavar="ID", help="hub dataset ORG/NAME, or hf://datasets/ORG/NAME/path/file.jsonl")
+    _add_hub_options(pull)
+    pull.set_defaults(handler=run_pull)
+
+
+def _add_hub_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--subset", metavar="S", help="hub datasets: the subset (config name), as data.subset")
+    parser.add_argument("--split", metavar="SPLIT", help="hub datasets: the split with an optional slice, e.g. "
+                                                         "'train[:2000]', as data.split (default train)")
+
+
+def _hub_overrides(args: argparse.Namespace) -> list[str]:
+    """--subset / --split as `--set data.subset=...` overrides (validated by the one schema)."""
+    import json as _json
+
+    out = []
+    if getattr(args, "subset", None) is not None:
+        out.append(f"data.subset={_json.dumps(args.subset)}")
+    if getattr(args, "split", None) is not None:
+        out.append(f"data.split={_json.dumps(args.split)}")
+    return out
+
+
+def run_pull(args: argparse.Namespace) -> int:
+    from tui_tuner.commands.console import print_issues
+    from tui_tuner.config.schema import ConfigIssue, validate_raw
+    from tui_tuner.core.hub_names import looks_like_dataset_id
+    from tui_tuner.data.hub import HubDataError, HubSource, data_source, pull
+
+    try:
+        raw = apply_hub_overrides({}, args)
+    except ValueError as exc:
+        print_issues([ConfigIssue("", str(exc), file="--split")])
+        return 2
+    loaded = validate_raw({"data": {**raw.get("data", {}), "train": args.dataset}}, file="data pull")
+    if not loaded.ok:
+        print_issues(loaded.issues)
+        return 2
+    value = args.dataset
+    if not value.startswith("hf://") and not looks_like_dataset_id(value):
+        print_issues([ConfigIssue("", f"`{value}` is not a hub dataset id: write ORG/NAME (e.g. yahma/alpaca-cleaned) "
+                                      "or hf://datasets/ORG/NAME/path/file.jsonl.", file="data pull")])
+        return 2
+    source = data_source(value, None, loaded.config.data)
+    if not isinstance(source, HubSource):  # a local path of that name exists: it would win in a config
+        source = HubSource(value, None, None, loaded.config.data.subset, loaded.config.data.split)
+    try:
+        _, lines = pull(source)
+    except HubDataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    return 0
+
+
+def apply_hub_overrides(raw: dict, args: argparse.Namespace) -> dict:
+    from tui_tuner.config.schema import apply_overrides
+
+    return apply_overrides(raw, _hub_overrides(args))
 
 
 def _config(args: argparse.Namespace):
     from tui_tuner.config.schema import apply_overrides, load_config, validate_raw
 
+    overrides = [*(args.overrides or []), *_hub_overrides(args)]
     if args.config:
-        return load_config(args.config, args.overrides)
+        return load_config(args.config, overrides)
     try:
-        raw = apply_overrides({}, args.overrides)
+        raw = apply_overrides({}, overrides)
     except ValueError as exc:
         from tui_tuner.config.schema import ConfigIssue, LoadedConfig
 
@@ -56,7 +121,17 @@ def run_check(args: argparse.Namespace) -> int:
     from tui_tuner.commands.console import print_issues
     from tui_tuner.data.report import DataReport, check_file, load_tokenizer_if_local, resolve_template_for_report
 
+    from pathlib import Path
+
+    from tui_tuner.config.schema import ConfigIssue
+    from tui_tuner.core.hub_names import url_problem
+    from tui_tuner.data.hub import HubSource, data_source
+
     loaded = _config(args)
+    problem = url_problem(args.file)
+    if problem:
+        loaded.issues.append(ConfigIssue("", problem, file=args.file))
+        loaded.config = None
     if not loaded.ok:
         if args.json:
             print(json.dumps({"file": args.file, "ok": False, "config_issues": [i.as_dict() for i in loaded.issues]},
@@ -75,16 +150,14 @@ def run_check(args: argparse.Namespace) -> int:
         report.tokenizer_note = "pass --config CONFIG to measure them with that model's tokenizer"
     template = None
     if tokenizer is not None:
-        from pathlib import Path
-
         template, report.chat_template_name, problem = resolve_template_for_report(cfg, tokenizer)
         report.tokenizer_name = Path(str(tokenizer.name_or_path)).name
         if problem:
-            from tui_tuner.config.schema import ConfigIssue
-
             report.config_issues.append(ConfigIssue("model.chat_template", problem, file=args.config))
             tokenizer = None
-    report.files.append(check_file(args.file, cfg, tokenizer, chat_template=template, shown=args.file))
+    source = data_source(args.file, Path.cwd(), cfg.data)
+    report.files.append(check_file(source, cfg, tokenizer, chat_template=template,
+                                   shown=source.shown if isinstance(source, HubSource) else args.file))
     shown = _shown_examples(report.files[0].load, cfg, tokenizer, template, args.show) if args.show > 0 else []
     if args.show > 0 and tokenizer is None:
         why = report.tokenizer_note or "no tokenizer"

@@ -87,9 +87,15 @@ class QuantizationConfig(_Section):
 
 class DataConfig(_Section):
     train: str = "data/sample.jsonl"
-    """Training file: .jsonl, .json, .csv or .parquet (path relative to the config file's project)."""
+    """Training data: a .jsonl, .json, .csv or .parquet file (path relative to the config file's project), a hub dataset `org/name` (a local path of that name wins), or `hf://datasets/org/name/path/file.jsonl`."""
     eval: str | None = None
-    """Optional held-out file for eval loss; else `eval_split` takes a fraction of train."""
+    """Optional held-out data for eval loss (a file, `org/name` or `hf://` URL as for train); else `eval_split` takes a fraction of train."""
+    subset: str | None = None
+    """Hub datasets: the subset (config name) to load, e.g. `main`; null takes the dataset's default."""
+    split: str = "train"
+    """Hub datasets: the split data.train reads, with an optional slice: `train`, `train[:2000]`, `train[10%:]`, `train+validation`."""
+    eval_dataset_split: str = "test"
+    """Hub datasets: the split data.eval reads (e.g. `test`, `validation[:500]`); eval_split is a fraction of train instead."""
     eval_split: float = Field(0.0, ge=0.0, lt=1.0)
     """Fraction of the training file held out for evaluation when `eval` is not given."""
     format: Literal["auto", "instruction", "chat", "sharegpt", "prompt_completion", "text", "reasoning"] = "auto"
@@ -102,6 +108,33 @@ class DataConfig(_Section):
     """Compute the loss on the assistant's answer only, not on the prompt."""
     system_prompt: str | None = None
     """System message prepended to every example that has none."""
+
+    @field_validator("train", "eval")
+    @classmethod
+    def _hub_url(cls, value: str | None) -> str | None:
+        from tui_tuner.core.hub_names import url_problem
+
+        problem = url_problem(value) if value is not None else None
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("split", "eval_dataset_split")
+    @classmethod
+    def _split(cls, value: str) -> str:
+        from tui_tuner.core.hub_names import split_problem
+
+        problem = split_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value.strip()
+
+    @field_validator("subset")
+    @classmethod
+    def _subset(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("empty: name a subset (config name) of the dataset, or remove the key")
+        return value
 
 
 class TrainingConfig(_Section):

@@ -24,13 +24,14 @@ HEAD_KEPT = 100
 class DatasetLoad:
     """A loaded dataset: conversations ready for a chat template, and what was found on the way."""
 
-    path: Path
+    path: Any
+    """The file (`Path`) or the hub dataset (`tui_tuner.data.hub.HubSource`)."""
     format: str
     """One of formats.FORMATS, or `unknown` when no record could be recognised."""
     examples: list[list[dict[str, str]]] = field(default_factory=list)
     """One conversation per usable record (records with errors are left out)."""
     lines: list[int] = field(default_factory=list)
-    """The file line (parquet: row) each example came from."""
+    """The file line (parquet and hub datasets: row, from 1) each example came from."""
     issues: list[DataIssue] = field(default_factory=list)
     records: int = 0
     """Records read from the file, usable or not."""
@@ -76,12 +77,16 @@ def load_dataset_file(path: str | Path, data_cfg: Any = None, *, shown: str | No
     once to find the file's format (auto), once to normalize, so memory holds only counts,
     duplicate fingerprints and issues.
     """
-    path = Path(path)
+    from tui_tuner.data.hub import HubSource, as_source
+
+    path = as_source(path, data_cfg)
     shown = shown or str(path)
     forced = getattr(data_cfg, "format", "auto") or "auto"
     mapping = dict(getattr(data_cfg, "fields", None) or {})
     system_prompt = getattr(data_cfg, "system_prompt", None)
     max_samples = getattr(data_cfg, "max_samples", None)
+    # A hub dataset may hold millions of rows: with max_samples only the rows needed are read.
+    early_stop = isinstance(path, HubSource) and not path.file and max_samples is not None
 
     load = DatasetLoad(path=path, format="unknown")
 
@@ -91,6 +96,8 @@ def load_dataset_file(path: str | Path, data_cfg: Any = None, *, shown: str | No
     counts: Counter[str] = Counter()
     if forced == "auto":  # pass 1: the file's format is its records' majority format
         for rec in RecordStream(path, shown):
+            if early_stop and rec.line > max_samples:
+                break
             if isinstance(rec.value, dict):
                 detected = detect_format(apply_field_mapping(rec.value, mapping))
                 if detected is not None:
@@ -138,6 +145,9 @@ def load_dataset_file(path: str | Path, data_cfg: Any = None, *, shown: str | No
             continue
         if system_prompt and conversation[0]["role"] not in ("system", "text", "prompt"):
             conversation.insert(0, {"role": "system", "content": system_prompt})
+        if early_stop and usable >= max_samples:
+            usable += 1  # one usable row past the limit: enough to know the data was cut
+            break
         # A 16-byte fingerprint per example instead of its text: a million rows stay small.
         key = hashlib.blake2b(json.dumps(conversation, sort_keys=True, ensure_ascii=False).encode("utf-8"),
                               digest_size=16).digest()

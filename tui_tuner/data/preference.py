@@ -284,7 +284,9 @@ def _texts(messages: Messages | None) -> str:
 def load_objective_file(path: str | Path, objective: str, data_cfg: Any = None, *,
                         shown: str | None = None) -> ObjectiveLoad:
     """Read a dataset for `objective` (dpo, orpo, kto, reward, grpo); every problem is an issue by line."""
-    path = Path(path)
+    from tui_tuner.data.hub import as_source
+
+    path = as_source(path, data_cfg)
     shown = shown or str(path)
     kind = objective_kind(objective)
     read = read_records(path, shown)
@@ -532,8 +534,10 @@ class ObjectiveFileReport:
 def check_objective_file(path: str | Path, cfg: Any, objective: str, tokenizer: Any = None, *,
                          config_key: str | None = None, chat_template: str | None = None,
                          shown: str | None = None) -> ObjectiveFileReport:
-    """Load and check one dataset file for `objective`, with token lengths when a tokenizer is given."""
-    path = Path(path)
+    """Load and check one dataset file (or hub dataset) for `objective`, with token lengths when a tokenizer is given."""
+    from tui_tuner.data.hub import as_source
+
+    path = as_source(path, getattr(cfg, "data", None))
     shown = shown or str(path)
     load = load_objective_file(path, objective, getattr(cfg, "data", None), shown=shown)
     report = ObjectiveFileReport(load, shown, config_key)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tui_tuner.core.hub_names import DATA_SUFFIXES
 from tui_tuner.core.units import format_bytes
 
 from tui_tuner.data.issues import DataIssue
@@ -23,7 +24,7 @@ from tui_tuner.data.issues import DataIssue
 MAX_LINE_BYTES = 32 * 1024 * 1024
 """A JSONL line longer than this is reported and skipped without being held in memory."""
 MAX_ENCODING_ISSUES = 50
-SUPPORTED_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+SUPPORTED_SUFFIXES = DATA_SUFFIXES
 _UTF8_BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _WRAPPER_KEYS = ("data", "train", "examples", "rows", "records", "items")
@@ -101,8 +102,12 @@ class RecordStream:
     .parquet are parsed whole first, as before. Iterate once; `count` is the records yielded.
     """
 
-    def __init__(self, path: Path, shown: str | None = None):
-        self.path = Path(path)
+    def __init__(self, path: Any, shown: str | None = None):
+        from tui_tuner.data.hub import HubSource
+
+        self.hub = path if isinstance(path, HubSource) else None
+        """A hub dataset or file (`tui_tuner.data.hub`): loaded on iteration, through the caches."""
+        self.path = Path(path) if self.hub is None else Path(self.hub.file or self.hub.repo_id)
         self.sink = _Sink(shown or str(path))
         self.row_based = False
         self.count = 0
@@ -117,7 +122,32 @@ class RecordStream:
             yield record
 
     def _records(self):
-        path, sink = self.path, self.sink
+        if self.hub is not None:
+            yield from self._hub_records()
+            return
+        yield from self._file_records(self.path)
+
+    def _hub_records(self):
+        """A hub file is read like a local one (it is in the hub cache); a hub dataset row by row, numbered from 1."""
+        from tui_tuner.data.hub import HubDataError, iter_rows, load_hub
+
+        try:
+            loaded = load_hub(self.hub)
+        except HubDataError as exc:
+            self.sink.error(None, str(exc))
+            return
+        if isinstance(loaded, Path):
+            yield from self._file_records(loaded)
+            return
+        self.row_based = self.sink.row_based = True
+        if len(loaded) == 0:
+            self.sink.error(None, f"the split `{self.hub.split}` has no rows: check data.split.")
+            return
+        for index, row in enumerate(iter_rows(loaded)):
+            yield Record(row, index + 1)
+
+    def _file_records(self, path: Path):
+        sink = self.sink
         suffix = path.suffix.lower()
         if suffix not in SUPPORTED_SUFFIXES:
             sink.error(None, f"unsupported file type `{path.suffix or '(none)'}`: use .jsonl, .json, .csv or .parquet.")
@@ -141,7 +171,7 @@ class RecordStream:
         try:
             if suffix == ".parquet":
                 result = _read_parquet(path, sink.shown)
-                self.row_based = True
+                self.row_based = sink.row_based = True
                 sink.issues.extend(result.issues)
                 yield from result.records
                 return

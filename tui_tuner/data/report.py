@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tui_tuner.config.starter import missing_quickstart_data_fix
 from tui_tuner.data.formats import FORMAT_LABELS, mapping_problems, read_as
 from tui_tuner.data.issues import DataIssue, capped
 from tui_tuner.data.loader import DatasetLoad, load_dataset_file
@@ -294,13 +295,21 @@ def _token_issues(report: FileReport) -> list[DataIssue]:
     return refused + out
 
 
-def _objective_for(path: Path, cfg: Any) -> str:
+def _objective_for(path: Any, cfg: Any) -> str:
     """The config's objective; without one, a file of preference pairs or labelled answers says which it is."""
     objective = getattr(cfg, "objective", "sft") if cfg is not None else "sft"
     if objective != "sft" or (cfg is not None and "objective" in cfg.model_fields_set):
         return objective
-    from tui_tuner.data.preference import sniff_first_record
+    from tui_tuner.data.hub import HubSource
+    from tui_tuner.data.preference import sniff_first_record, sniff_objective
 
+    if isinstance(path, HubSource):
+        if path.file:
+            return "sft"  # a hub file is sniffed once the loader has it; a config names its objective
+        from tui_tuner.data.readers import RecordStream
+
+        first = next(iter(RecordStream(path)), None)  # loads the dataset, which the check reads anyway
+        return (sniff_objective(first.value) if first is not None and isinstance(first.value, dict) else None) or "sft"
     return sniff_first_record(path) or "sft"
 
 
@@ -313,8 +322,10 @@ def check_file(path: str | Path, cfg: Any = None, tokenizer: Any = None, *, conf
     says how many there are). With a tokenizer, `cache=True` also stores the token ids for
     training (`tui_tuner.data.tokenized`); `progress(what, done, total)` hears how far it got.
     """
-    path = Path(path)
-    shown = shown or _shown_path(path)
+    from tui_tuner.data.hub import HubSource, as_source
+
+    path = as_source(path, getattr(cfg, "data", None))
+    shown = shown or (path.shown if isinstance(path, HubSource) else _shown_path(path))
     objective = _objective_for(path, cfg)
     if objective != "sft":
         from tui_tuner.data.preference import check_objective_file
@@ -353,10 +364,12 @@ def resolve_template_for_report(cfg: Any, tokenizer: Any) -> tuple[str | None, s
 
 
 def check_config_dataset(loaded: Any, tokenizer: Any = None, *, cache: bool = False,
-                         progress: Any = None) -> DataReport:
+                         progress: Any = None, download: bool = True) -> DataReport:
     """Check the datasets a loaded config names (`data.train`, `data.eval`).
 
-    `cache=True` keeps the token ids for the run's worker (see `check_file`).
+    `cache=True` keeps the token ids for the run's worker (see `check_file`). A hub dataset
+    is downloaded when missing unless `download=False` (the TUI's live check), which reads
+    only what is already on this machine.
 
     Relative paths resolve against `loaded.base_dir`. A missing file, a bad `data.fields`
     entry or a chat template that cannot render become `ConfigIssue`s on the config's
@@ -399,18 +412,39 @@ def check_config_dataset(loaded: Any, tokenizer: Any = None, *, cache: bool = Fa
         report.tokenizer_note = ("not computed here; `tui-tuner data check FILE --config CONFIG` measures them "
                                  "with the model's tokenizer")
 
+    from tui_tuner.data.hub import HubSource, cached_here, data_source, hub_offline, not_here_message, pull_command
+
     base = loaded.base_dir
+    local_files = 0  # local files among train/eval: hub settings do nothing for them
     for key in ("train", "eval"):
         value = getattr(cfg.data, key)
         if value is None:
             continue
-        path = cfg.resolve_path(value, base)
-        if not path.exists():
-            config_issue(f"data.{key}", f"dataset file not found: {path} (`{value}` resolved against {base}). "
-                                        "Fix the path or create the file; see data/README.md for the formats.")
+        path = data_source(value, base, cfg.data, role=key, download=download)
+        if isinstance(path, HubSource):
+            if not download and not cached_here(path):
+                if hub_offline():
+                    config_issue(f"data.{key}", not_here_message(path, "the hub is switched off (HF_HUB_OFFLINE=1)"))
+                else:
+                    config_issue(f"data.{key}", f"hub dataset `{path.shown}` is not downloaded yet: training "
+                                                f"downloads it, or run `{pull_command(path)}` first to check it.",
+                                 "warning")
+                continue
+        elif not path.exists():
+            fix = (missing_quickstart_data_fix(value)
+                   or "Fix the path or create the file (or name a hub dataset as ORG/NAME); see data/README.md "
+                      "for the formats.")
+            config_issue(f"data.{key}", f"dataset file not found: {path} (`{value}` resolved against {base}). {fix}")
             continue
+        else:
+            local_files += 1
         report.files.append(check_file(path, cfg, tokenizer, config_key=f"data.{key}", chat_template=template,
                                        cache=cache, progress=progress))
+    hub_settings = [k for k, default in (("subset", None), ("split", "train"), ("eval_dataset_split", "test"))
+                    if getattr(cfg.data, k) != default and k in cfg.data.model_fields_set]
+    if hub_settings and local_files == sum(1 for k in ("train", "eval") if getattr(cfg.data, k)):
+        config_issue(f"data.{hub_settings[0]}", f"data.{hub_settings[0]} applies to hub datasets (ORG/NAME), but "
+                                                "the data here are local files: it is ignored.", "warning")
     return report
 
 

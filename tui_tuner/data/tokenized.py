@@ -68,10 +68,10 @@ def tokenized_cache_dir() -> Path:
 def _code_fingerprint() -> str:
     """The source of every module that turns a file into token ids: a change there is a new key."""
     from tui_tuner.chat_format import templates
-    from tui_tuner.data import formats, loader, readers, tokenize
+    from tui_tuner.data import formats, hub, loader, readers, tokenize
 
     h = hashlib.blake2b(digest_size=16)
-    for module in (readers, formats, loader, templates, tokenize):
+    for module in (readers, formats, loader, templates, tokenize, hub):
         h.update(Path(module.__file__).read_bytes())
     h.update(Path(__file__).read_bytes())
     return h.hexdigest()
@@ -97,10 +97,23 @@ def file_digest(path: Path) -> str:
         return hashlib.file_digest(fh, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
 
 
-def cache_key(path: Path, data_cfg: Any, tokenizer: Any, template: str | None, max_seq_length: int,
+def source_digest(source: Any) -> str:
+    """What a data source's records depend on: a local file's bytes; a hub dataset's fingerprint (`datasets`')."""
+    from tui_tuner.data.hub import HubDataError, HubSource, hub_fingerprint
+
+    if isinstance(source, HubSource):
+        try:
+            return hub_fingerprint(source)
+        except HubDataError:
+            return f"unavailable:{source.url}"  # the load reports why; nothing is tokenized under this key
+    return file_digest(source)
+
+
+def cache_key(path: Any, data_cfg: Any, tokenizer: Any, template: str | None, max_seq_length: int,
               completion_only_loss: bool) -> str:
+    """`path`: a local file, or a `HubSource` (keyed by its dataset fingerprint, subset and split)."""
     parts = {
-        "cache_format": CACHE_FORMAT, "code": _code_fingerprint(), "file": file_digest(path),
+        "cache_format": CACHE_FORMAT, "code": _code_fingerprint(), "file": source_digest(path),
         "suffix": path.suffix.lower(), "tokenizer": tokenizer_fingerprint(tokenizer), "template": template,
         "max_seq_length": max_seq_length, "completion_only_loss": completion_only_loss,
         "format": getattr(data_cfg, "format", "auto"), "fields": dict(getattr(data_cfg, "fields", None) or {}),
@@ -199,14 +212,17 @@ def tokenize_file(path: str | Path, cfg: Any, tokenizer: Any, template: str | No
     new one is written otherwise.
     """
     from tui_tuner.chat_format.templates import ChatTemplateError
-    path = Path(path)
+    from tui_tuner.data.hub import as_source
+
     data_cfg = getattr(cfg, "data", None)
+    path = as_source(path, data_cfg)
     max_len = cfg.model.max_seq_length if cfg is not None else 1024
     completion_only = data_cfg.completion_only_loss if data_cfg is not None else True
     entry = None
     if cache:
         if progress:
-            progress(f"hashing {path.name}", 0, None)
+            progress(f"hashing {path.name}" if isinstance(path, Path) else f"loading {path.shown} (hub cache, or "
+                     "downloading it)", 0, None)
         entry = tokenized_cache_dir() / cache_key(path, data_cfg, tokenizer, template, max_len, completion_only)
         hit = _read_entry(entry)
         if hit is not None:
@@ -300,9 +316,9 @@ def _prune(folder: Path, keep: Path) -> None:
             shutil.rmtree(child, ignore_errors=True)
 
 
-def _count_lines(path: Path) -> int | None:
+def _count_lines(path: Any) -> int | None:
     """Lines of a JSON Lines file (a fast upper bound on its examples, for progress); None for other types."""
-    if path.suffix.lower() != ".jsonl":
+    if not isinstance(path, Path) or path.suffix.lower() != ".jsonl":
         return None
     n = 0
     try:

@@ -110,14 +110,16 @@ def eval_examples(source: ModelSource, data: str | Path | None = None) -> tuple[
     training file; else `data/heldout.jsonl` of the current project. Raises SourceError when
     there is nothing, or the file has errors.
     """
+    from tui_tuner.data.hub import data_source
+
     cfg = source.config
     data_cfg = cfg.data if cfg else None
     if data is not None:
-        path = Path(data)
+        path = data_source(str(data), Path.cwd(), data_cfg, role="eval")
     elif cfg is not None and cfg.data.eval:
-        path = cfg.resolve_path(cfg.data.eval, project_dir_for(source.run_dir / CONFIG_FILE))
+        path = data_source(cfg.data.eval, project_dir_for(source.run_dir / CONFIG_FILE), data_cfg, role="eval")
     elif cfg is not None and cfg.data.eval_split > 0:
-        train = cfg.resolve_path(cfg.data.train, project_dir_for(source.run_dir / CONFIG_FILE))
+        train = data_source(cfg.data.train, project_dir_for(source.run_dir / CONFIG_FILE), data_cfg)
         loaded = _load(train, data_cfg)
         examples = loaded.examples[: cfg.data.max_samples] if cfg.data.max_samples else loaded.examples
         lines = loaded.lines[: len(examples)]
@@ -132,10 +134,10 @@ def eval_examples(source: ModelSource, data: str | Path | None = None) -> tuple[
     return list(loaded.examples), list(loaded.lines) or [None] * len(loaded.examples), str(path)
 
 
-def _load(path: Path, data_cfg: Any):
+def _load(path: Any, data_cfg: Any):
     from tui_tuner.data import load_dataset_file
 
-    if not Path(path).is_file():
+    if isinstance(path, Path) and not path.is_file():
         raise SourceError(f"{path}: file not found.")
     # max_samples limits training, not evaluation
     cfg = data_cfg.model_copy(update={"max_samples": None}) if data_cfg is not None else None

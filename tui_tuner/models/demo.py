@@ -83,8 +83,11 @@ def demo_model_dir() -> Path:
 
 
 def sample_dataset_path() -> Path:
-    """The project's sample dataset, whose text the demo tokenizer is trained on."""
-    return Path(__file__).resolve().parents[2] / "data" / "sample.jsonl"
+    """The sample dataset the demo tokenizer is trained on: the packaged quickstart's copy, so an
+    installed tui-tuner builds the demo model without the repository's `data/` folder."""
+    from tui_tuner.config.starter import packaged_file
+
+    return packaged_file("data/sample.jsonl")
 
 
 def is_built(folder: Path | None = None) -> bool:

@@ -595,9 +595,13 @@ def _frozen_config(cfg: "RunConfig", base_dir: Path) -> "RunConfig":
     from tui_tuner.config.trackers import mlflow_local_path
 
     frozen = cfg.model_copy(deep=True)
-    frozen.data.train = str(cfg.resolve_path(cfg.data.train, base_dir).resolve())
-    if cfg.data.eval:
-        frozen.data.eval = str(cfg.resolve_path(cfg.data.eval, base_dir).resolve())
+    from tui_tuner.core.hub_names import hub_dataset_url
+
+    for key in ("train", "eval"):  # a hub id becomes its hf:// URL: no local folder can shadow it later
+        value = getattr(cfg.data, key)
+        if value:
+            url = hub_dataset_url(value, base_dir)
+            setattr(frozen.data, key, url or str(cfg.resolve_path(value, base_dir).resolve()))
     local_model = cfg.resolve_path(cfg.model.name_or_path, base_dir)
     if not Path(cfg.model.name_or_path).is_absolute() and local_model.is_dir():
         frozen.model.name_or_path = str(local_model.resolve())

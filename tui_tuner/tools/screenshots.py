@@ -6,8 +6,9 @@ Builds the offline demo model if needed, trains two short quickstart runs (LoRA 
 r=32) with the real worker, starts one more that fails (its dataset is missing), then
 drives the app headless and saves an SVG of the Hardware, Config, Train, Runs, Compare,
 Eval (after running `tui-tuner eval` from the Eval view, tuned vs base), Chat (one streamed
-answer, then base vs tuned) and Learn screens at 120x36, plus Config, Train, the Samples panel,
-Eval, Chat and Export (a q8_0 GGUF through `tui-tuner export`) at 80x24. Takes a few minutes on a CPU. Nothing is downloaded.
+answer, then base vs tuned) and Learn screens at 120x36 (Compare also with the runs' sample
+answers), plus Config, Train, the Samples panel, Eval, Chat and Export (a q8_0 GGUF through
+`tui-tuner export`) at 80x24, and the first screen in an empty folder (the quickstart offer). Takes a few minutes on a CPU. Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ async def shoot(project: Path, runs_dir: Path, runs: list, out: Path) -> list[Pa
             screen.query_one("#eval-message").content))
         if screen.report is None and evaluate:
             await pilot.press("r")
-            await until(pilot, lambda: screen.report is not None, seconds=600)
+            await until(pilot, lambda: screen.report is not None, seconds=1500)  # a loaded CPU box is slow
             if screen.report is None:
                 raise SystemExit("the Eval view did not get a report: " + str(screen.query_one("#eval-status").content))
         await pause(pilot, 0.5)
@@ -213,6 +214,9 @@ async def shoot(project: Path, runs_dir: Path, runs: list, out: Path) -> list[Pa
             await pilot.press("c")
             await pause(pilot, 1.5)
             save(app, "compare")
+            await pilot.press("s")  # the runs' latest sample answers, side by side
+            await pause(pilot, 0.8)
+            save(app, "compare-samples")
             await pilot.press("escape")
             await show_eval(app, pilot, good, evaluate=False)  # never evaluated: the view offers to
             save(app, "eval-none")
@@ -233,6 +237,13 @@ async def shoot(project: Path, runs_dir: Path, runs: list, out: Path) -> list[Pa
             await until(pilot, lambda: app.screen.query_one("#experiments-table").row_count >= 3)
             await pause(pilot, 0.5)
             save(app, "learn-experiments")
+    # The first thing `tui-tuner` shows in an empty folder: the offer to write the quickstart.
+    with tempfile.TemporaryDirectory(prefix="tui-tuner-empty-") as empty:
+        app = build_app(project_dir=Path(empty), offer_reattach=False)
+        async with app.run_test(size=SMALL) as pilot:
+            await until(pilot, lambda: type(app.screen).__name__ == "ConfirmModal")
+            await pause(pilot, 0.5)
+            save(app, "first-run-80x24")
     return saved
 
 

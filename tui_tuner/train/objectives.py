@@ -28,8 +28,10 @@ def build_objective_datasets(cfg: Any, base_dir: Path | None) -> tuple[Any, Any,
 
     from tui_tuner.train.worker import WorkerError
 
-    def load(path: str) -> tuple[list, str]:
-        resolved = cfg.resolve_path(path, base_dir)
+    from tui_tuner.data.hub import data_source
+
+    def load(path: str, role: str = "train") -> tuple[list, str]:
+        resolved = data_source(path, base_dir, cfg.data, role=role)
         loaded = load_objective_file(resolved, cfg.objective, cfg.data)
         errors = [i for i in loaded.issues if i.severity == "error"]
         if errors or not loaded.examples:
@@ -41,7 +43,7 @@ def build_objective_datasets(cfg: Any, base_dir: Path | None) -> tuple[Any, Any,
     train_examples, kind = load(cfg.data.train)
     eval_examples: list = []
     if cfg.data.eval:
-        eval_examples, _ = load(cfg.data.eval)
+        eval_examples, _ = load(cfg.data.eval, "eval")
     elif cfg.data.eval_split > 0 and len(train_examples) > 1:
         order = list(range(len(train_examples)))
         random.Random(cfg.training.seed).shuffle(order)

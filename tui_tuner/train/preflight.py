@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from tui_tuner.config.schema import DEMO_MODEL_ID, ConfigIssue, _line_for, yaml_positions
+from tui_tuner.config.starter import missing_quickstart_data_fix
 
 if TYPE_CHECKING:
     from tui_tuner.config.schema import LoadedConfig, RunConfig
@@ -120,8 +121,10 @@ def _objective_issues(cfg, base: Path) -> list[ConfigIssue]:
 
         for index, problem in reward_spec_problems(cfg.grpo.rewards, base):
             out.append(ConfigIssue(f"grpo.rewards.{index}", problem))
-        train = cfg.resolve_path(cfg.data.train, base)
-        if train.is_file():
+        from tui_tuner.data.hub import data_source
+
+        train = data_source(cfg.data.train, base, cfg.data)
+        if isinstance(train, Path) and train.is_file():
             from tui_tuner.data.preference import load_objective_file
 
             load = load_objective_file(train, "grpo", cfg.data)
@@ -213,19 +216,60 @@ def _hub_issues(repo_id: str, revision: str | None) -> list[ConfigIssue]:
 
 
 def _data_issues(cfg, base: Path) -> list[ConfigIssue]:
+    from tui_tuner.data.hub import HubSource, data_source
+
     out = []
     for key, value in (("data.train", cfg.data.train), ("data.eval", cfg.data.eval)):
         if value is None:
             continue
-        path = cfg.resolve_path(value, base)
-        if not path.exists():
+        path = data_source(value, base, cfg.data, role=key.removeprefix("data."))
+        if isinstance(path, HubSource):
+            out.extend(_hub_dataset_issues(key, path, value))
+        elif not path.exists():
             out.append(ConfigIssue(key, f"dataset file {str(path)!r} does not exist (relative paths are "
-                                   f"read from {str(base)!r}). Fix the path, or run `tui-tuner data check "
-                                   "FILE` on the file you mean.", value=value))
+                                   f"read from {str(base)!r}). " + (missing_quickstart_data_fix(value) or
+                                   "Fix the path, or run `tui-tuner data check FILE` on the file you mean."),
+                                   value=value))
         elif path.is_dir():
             out.append(ConfigIssue(key, f"{str(path)!r} is a folder; `{key}` needs one .jsonl, .json, .csv "
                                    "or .parquet file.", value=value))
     return out
+
+
+def _hub_dataset_issues(key: str, source, value: str) -> list[ConfigIssue]:
+    """A hub dataset that training cannot get: not cached and offline, missing, gated; never downloads."""
+    from tui_tuner.data.hub import cached_here, not_here_message
+    from tui_tuner.data.hub import hub_offline as datasets_offline
+
+    if cached_here(source):
+        return []
+    if datasets_offline():
+        return [ConfigIssue(key, not_here_message(source, "the hub is switched off (HF_HUB_OFFLINE=1)"), value=value)]
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        info = HfApi().dataset_info(source.repo_id, revision=source.revision, timeout=_HUB_TIMEOUT_S)
+    except GatedRepoError:
+        return [ConfigIssue(key, f"hub dataset {source.repo_id!r} is gated: accept its terms on "
+                            f"https://huggingface.co/datasets/{source.repo_id} and log in (`hf auth login`).",
+                            value=value)]
+    except RepositoryNotFoundError:
+        return [ConfigIssue(key, f"{value!r} is neither a local file or folder nor a dataset on the hub (or it is "
+                            "private and you are not logged in: `hf auth login`). Check the path or the spelling "
+                            "of the id, e.g. yahma/alpaca-cleaned.", value=value)]
+    except RevisionNotFoundError:
+        return [ConfigIssue(key, f"hub dataset {source.repo_id!r} has no revision {source.revision!r}: use a "
+                            "branch, tag or commit of it.", value=value)]
+    except Exception as exc:  # network down, DNS, proxy: say so, but let the run try its own download
+        return [ConfigIssue(key, f"could not reach the hub to check dataset {source.repo_id!r} "
+                            f"({type(exc).__name__}); the run will try to download it. Set HF_HUB_OFFLINE=1 to "
+                            "train only from the local cache.", value=value, severity="warning")]
+    files = {s.rfilename for s in (info.siblings or [])}
+    if source.file and files and source.file not in files:
+        return [ConfigIssue(key, f"hub dataset {source.repo_id!r} has no file {source.file!r}: check the path on "
+                            f"https://huggingface.co/datasets/{source.repo_id}/tree/main.", value=value)]
+    return []
 
 
 def _free_bytes(path: Path) -> tuple[Path, int] | None:

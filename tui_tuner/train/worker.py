@@ -54,7 +54,14 @@ def build_datasets(cfg: Any, tokenizer: Any, chat_template: str,
 
     from tui_tuner.data.tokenized import tokenize_file
 
-    def tokenized(path: str) -> tuple[Any, str]:
+    from tui_tuner.data.hub import data_source
+
+    def tokenized(value: str, role: str = "train") -> tuple[Any, str]:
+        # The frozen config holds absolute paths and hf:// URLs; a hub dataset comes from the caches or the hub.
+        path = data_source(value, None, cfg.data, role=role)
+        hub_flags = "".join(f" --{k} '{v}'" for k, v in (("subset", getattr(path, "subset", None)),
+                                                         ("split", getattr(path, "split", None)))
+                            if v and not getattr(path, "file", None))
         result = tokenize_file(path, cfg, tokenizer, chat_template, cache=True, progress=progress)
         loaded = result.load
         if not loaded.ok:
@@ -62,18 +69,20 @@ def build_datasets(cfg: Any, tokenizer: Any, chat_template: str,
             first = errors[0] if errors else (loaded.issues[0] if loaded.issues else None)
             text = first.format() if first is not None and hasattr(first, "format") else str(first)
             raise WorkerError(f"the dataset {path} has errors: {text}",
-                              f"Run `tui-tuner data check {path}` to see every problem.")
+                              f"Run `tui-tuner data check {value}{hub_flags}` to see every problem.")
         if result.tokens is not None and result.tokens.refused:
             line, message = result.tokens.refused[0]
-            raise WorkerError(f"the dataset {path}, line {line}: {message}",
-                              f"Run `tui-tuner data check {path} --config CONFIG` to see every such example.")
+            where = "row" if loaded.row_based else "line"
+            raise WorkerError(f"the dataset {path}, {where} {line}: {message}",
+                              f"Run `tui-tuner data check {value}{hub_flags} --config CONFIG` to see every such "
+                              "example.")
         return Dataset.from_file(str(result.arrow_path)), str(loaded.format)
 
     train_all, fmt = tokenized(cfg.data.train)
     train_rows = list(range(len(train_all)))
     eval_all, eval_rows = None, []
     if cfg.data.eval:
-        eval_all, _ = tokenized(cfg.data.eval)
+        eval_all, _ = tokenized(cfg.data.eval, "eval")
         eval_rows = list(range(len(eval_all)))
     elif cfg.data.eval_split > 0 and len(train_rows) > 1:
         order = list(range(len(train_rows)))
@@ -89,7 +98,8 @@ def build_datasets(cfg: Any, tokenizer: Any, chat_template: str,
         from tui_tuner.data import load_dataset_file
 
         # The sample prompts come from the eval conversations: read them back (cheap next to tokenizing).
-        conversations = load_dataset_file(cfg.data.eval or cfg.data.train, cfg.data).examples
+        conversations = load_dataset_file(data_source(cfg.data.eval or cfg.data.train, None, cfg.data,
+                                                      role="eval" if cfg.data.eval else "train"), cfg.data).examples
         eval_out.extend(conversations[i] for i in eval_rows if i < len(conversations))
 
     def select(ds: Any, rows: list[int]) -> tuple[Any, int, int]:

@@ -51,7 +51,8 @@ class TunerApp(App[int]):
     """The `RunDir` the Train screen shows (set by Config's start, Runs' open, reattach)."""
 
     def __init__(self, *, project_dir: Path | None = None, config_path: Path | None = None,
-                 runs_dir: Path | None = None, offer_reattach: bool = True, start_screen: str = "config") -> None:
+                 runs_dir: Path | None = None, offer_reattach: bool = True, offer_quickstart: bool = True,
+                 start_screen: str = "config") -> None:
         # Building the first frame allocates many long-lived objects; collecting garbage
         # among them before it is drawn is wasted work. Collection resumes right after the
         # first frame (`_resume_gc`).
@@ -65,6 +66,8 @@ class TunerApp(App[int]):
         self.config_path = config_path
         self.runs_dir = (runs_dir or self.project_dir / "runs").resolve()
         self.offer_reattach = offer_reattach
+        self.offer_quickstart = offer_quickstart and config_path is None
+        """Started in an empty folder: offer to write the quickstart project there."""
         self.start_screen = start_screen
         self.watched: dict[Path, tuple[Any, str]] = {}
         """Runs this app started or showed: path -> (RunDir, last state seen), told about when they end."""
@@ -136,6 +139,11 @@ class TunerApp(App[int]):
             callback()
         if self.offer_reattach:
             self.find_running_runs()
+        if self.offer_quickstart:
+            from tui_tuner.config.starter import is_empty_folder
+
+            if is_empty_folder(self.project_dir):
+                self._offer_quickstart()
 
     # ------------------------------------------------------------------ navigation
     def action_show(self, mode: str) -> None:
@@ -185,8 +193,43 @@ class TunerApp(App[int]):
         yield SystemCommand("Toggle light/dark", "Switch between the light and the dark theme", self.action_toggle_theme)
         yield SystemCommand("Reattach to a running run", "List runs still training and show one",
                             self.find_running_runs)
+        yield SystemCommand("Write the quickstart", "configs/quickstart.yaml and its sample data into this folder "
+                            "(files already there are kept)", self.write_quickstart)
         yield SystemCommand("Export a run", "GGUF + Ollama Modelfile, or a merged model, from a trained run",
                             self.choose_run_to_export)
+
+    def _offer_quickstart(self) -> None:
+        from tui_tuner.tui.screens.modals import ConfirmModal
+
+        def answered(write: bool | None) -> None:
+            if write:
+                self.write_quickstart()
+
+        self.push_screen(ConfirmModal(
+            "This folder is empty: write the quickstart here?",
+            "configs/quickstart.yaml and its sample data (data/sample.jsonl, data/heldout.jsonl): LoRA on a "
+            "tiny demo model built on this machine, about a minute on a CPU, nothing downloaded. "
+            "Then ctrl+r starts it. Or start from a blank config (the palette's \"Write the quickstart\" "
+            "does this later).", yes="Write the quickstart", no="Blank config"), answered)
+
+    def write_quickstart(self) -> None:
+        """Write the packaged quickstart into the project folder (never over a file) and open its config."""
+        from tui_tuner.config.starter import write_quickstart
+
+        try:
+            written = write_quickstart(self.project_dir)
+        except OSError as exc:
+            self.notify(f"cannot write the quickstart into {self.project_dir}: {exc}", severity="error", timeout=10)
+            return
+        self.config_path = written.config
+        config = self.config_screen
+        if config is not None and config.is_mounted:
+            if config.dirty:
+                self.notify(f"{written.describe()}; your unsaved config stays open: open configs/quickstart.yaml "
+                            "with ctrl+o", title="Quickstart", timeout=10)
+                return
+            config.load_file(written.config)
+        self.notify(f"{written.describe()}. ctrl+r starts the run.", title="Quickstart", timeout=10)
 
     def choose_run_to_export(self) -> None:
         """List the runs that saved an adapter or a checkpoint; open the Export view on the one chosen."""

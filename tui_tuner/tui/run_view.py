@@ -239,10 +239,3 @@ class RunView:
             completions=list(self.completions), completions_step=self.completions_step,
             warnings=list(self.warnings), prepare=prepare_text(self.prepare) if self.prepare else None,
             samples=list(self.samples))
-
-
-def loss_curve(run: RunDir) -> list[tuple[float, float]]:
-    """A run's whole (decimated) training-loss curve, for comparisons."""
-    view = RunView(run)
-    view.read_new()
-    return view.loss.view()

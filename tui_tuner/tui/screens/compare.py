@@ -1,8 +1,10 @@
-"""Compare screen: two or more runs side by side — config differences and overlaid loss curves.
+"""Compare screen: two or more runs side by side — config differences, overlaid loss curves and
+the runs' latest sample answers.
 
 The "r=16 vs r=32" lab: the table lists every config key whose value differs between the
 runs (press a to list all keys, differing ones highlighted), the chart overlays each
-run's training loss against steps. Curves are read in a thread worker.
+run's training loss against steps, and `s` swaps the chart for each run's latest answers
+to its sample prompts, side by side. Curves and samples are read in a thread worker.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
 from tui_tuner.rundir.runs import RunDir
-from tui_tuner.tui.run_view import loss_curve
+from tui_tuner.tui.run_view import RunView
 from tui_tuner.tui.widgets.line_chart import ChartSeries, LineChart
 from tui_tuner.tui.widgets.key_bar import KeyBar
+from tui_tuner.tui.widgets.samples_panel import compare_samples_table
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -48,6 +51,7 @@ def config_rows(configs: list[dict[str, Any]]) -> list[tuple[str, list[Any], boo
 @dataclass
 class CurvesLoaded(Message):
     curves: list[tuple[str, list[tuple[float, float]]]]
+    samples: list[tuple[str, list[dict[str, Any]]]]
 
 
 class CompareScreen(Screen):
@@ -56,12 +60,15 @@ class CompareScreen(Screen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("a", "toggle_all", "All keys"),
+        Binding("s", "toggle_samples", "Samples"),
     ]
 
     def __init__(self, runs: list[RunDir]) -> None:
         super().__init__()
         self.runs = runs
         self.show_all = False
+        self.samples: list[tuple[str, list[dict[str, Any]]]] | None = None
+        """Each run's sample answers by step, once read."""
         self.configs: list[dict[str, Any]] = []
         for run in runs:
             try:
@@ -74,10 +81,14 @@ class CompareScreen(Screen):
         yield Static(Text.assemble(("Compare ", "bold"), names), classes="screen-title")
         yield DataTable(id="compare-table", cursor_type="row", zebra_stripes=True)
         yield LineChart(id="compare-chart", empty_text="reading loss curves...")
+        yield Static(id="compare-samples")
         yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one(LineChart).border_title = "training loss"
+        panel = self.query_one("#compare-samples", Static)
+        panel.border_title = "latest sample answers"
+        panel.display = False
         self._fill_table()
         self.load_curves()
 
@@ -100,15 +111,42 @@ class CompareScreen(Screen):
         self.show_all = not self.show_all
         self._fill_table()
 
+    def action_toggle_samples(self) -> None:
+        """Swap the loss chart for the runs' latest sample answers, and back."""
+        panel = self.query_one("#compare-samples", Static)
+        panel.display = not panel.display
+        self.query_one(LineChart).display = not panel.display
+        self._show_samples()
+
+    def _show_samples(self) -> None:
+        panel = self.query_one("#compare-samples", Static)
+        if not panel.display:
+            return
+        if self.samples is None:
+            panel.update(Text("reading sample answers...", style="dim"))
+        else:
+            panel.update(compare_samples_table(self.samples, max(40, (panel.size.width or self.size.width) - 2)))
+
+    def on_resize(self) -> None:
+        self._show_samples()
+
     @work(thread=True, exclusive=True, group="compare-curves", exit_on_error=False)
     def load_curves(self) -> None:
-        self.post_message(CurvesLoaded([(run.name, loss_curve(run)) for run in self.runs]))
+        curves, samples = [], []
+        for run in self.runs:
+            view = RunView(run)
+            view.read_new()
+            curves.append((run.name, view.loss.view()))
+            samples.append((run.name, list(view.samples)))
+        self.post_message(CurvesLoaded(curves, samples))
 
     @on(CurvesLoaded)
     def _curves_loaded(self, event: CurvesLoaded) -> None:
         chart = self.query_one(LineChart)
         chart.empty_text = "these runs have no loss points yet"
         chart.set_series([ChartSeries(name, points) for name, points in event.curves])
+        self.samples = event.samples
+        self._show_samples()
 
 
 def _fmt(value: Any) -> str:

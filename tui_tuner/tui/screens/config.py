@@ -257,7 +257,7 @@ class ConfigScreen(Screen):
             return
         from tui_tuner.config.schema import yaml_positions
 
-        report = check_config_dataset(loaded)
+        report = check_config_dataset(loaded, download=False)  # a hub dataset is checked once on this machine
         issues = list(report.issues_as_config_issues())
         # The checker numbers config lines from the saved file; the editor may hold edits.
         positions = yaml_positions(text)

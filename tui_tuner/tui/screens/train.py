@@ -189,7 +189,8 @@ class TrainScreen(Screen):
         if snap.prepare and st.state == "running":
             step_text += f"  ·  {snap.prepare}"  # tokenizing N rows, loading the model: before the first step
         self.query_one("#train-step", Static).update(step_text)
-        self.query_one("#train-stats", Static).update(self._stats_text(snap))
+        stats = self.query_one("#train-stats", Static)
+        stats.update(self._stats_text(snap, stats.size.width or self.size.width - 2))
         width = max(8, self.query_one(Sparkline).size.width)
         self.query_one(Sparkline).data = [y for _, y in snap.loss[-width:]]
         self.query_one(LineChart).empty_text = ("no loss points were logged" if st.is_final
@@ -213,7 +214,8 @@ class TrainScreen(Screen):
     def _log_rows(self) -> int:
         return max(1, self.query_one("#train-log", Static).size.height or 8)
 
-    def _stats_text(self, snap: TrainSnapshot) -> Text:
+    def _stats_text(self, snap: TrainSnapshot, width: int = 1000) -> Text:
+        """One line of numbers; what does not fit `width` is left out, least telling first."""
         last, st = snap.last_log, snap.status
         parts: list[tuple[str, str]] = []
         if snap.loss:
@@ -231,6 +233,10 @@ class TrainScreen(Screen):
         eta = last.get("eta_s") if st.state == "running" else None
         parts.append(("ETA", format_duration(eta) if isinstance(eta, (int, float)) else "-"))
         parts.append(("checkpoints", str(snap.checkpoints)))
+        for name in ("grad norm", "lr", "tok/s", "checkpoints"):
+            if sum(len(n) + len(v) + 3 for n, v in parts) - 2 <= width:
+                break
+            parts = [p for p in parts if p[0] != name]
         text = Text()
         for i, (name, value) in enumerate(parts):
             if i:

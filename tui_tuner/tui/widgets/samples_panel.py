@@ -16,6 +16,8 @@ from textual.widgets import Static
 PROMPT_WIDTH = 18
 MIN_STEP_WIDTH = 18
 MAX_CELL_LINES = 4
+REFERENCE_MIN_WIDTH = 100
+"""From this panel width on, a last column shows the reference answer (at 120 columns the panel is 116 wide)."""
 
 
 def _cut(text: str, width: int, lines: int = MAX_CELL_LINES) -> str:
@@ -44,9 +46,9 @@ def samples_table(samples: list[dict[str, Any]], width: int) -> Table | Text:
                     "`samples:` section (prompts, or from_eval: N).", style="dim")
     has_reference = any(a.get("reference") for a in samples[-1]["answers"])
     room = max(MIN_STEP_WIDTH, width - PROMPT_WIDTH - 2)
-    columns = max(1, min(len(samples), room // MIN_STEP_WIDTH - (1 if has_reference and width >= 120 else 0)))
+    columns = max(1, min(len(samples), room // MIN_STEP_WIDTH - (1 if has_reference and width >= REFERENCE_MIN_WIDTH else 0)))
     shown = samples[-columns:]
-    show_reference = has_reference and width >= 120
+    show_reference = has_reference and width >= REFERENCE_MIN_WIDTH
     cell = max(8, (room - (MIN_STEP_WIDTH if show_reference else 0)) // columns - 1)
     table = Table(box=None, padding=(0, 1, 0, 0), expand=True, show_header=True, header_style="bold")
     table.add_column("prompt", width=PROMPT_WIDTH, style="dim")
@@ -63,6 +65,41 @@ def samples_table(samples: list[dict[str, Any]], width: int) -> Table | Text:
             row.append(Text(_cut(answer, cell) or "(empty)", style="" if answer else "dim"))
         if show_reference:
             row.append(_cut(samples[-1]["answers"][n].get("reference") or "", cell))
+        table.add_row(*row)
+    return table
+
+
+def compare_samples_table(runs: list[tuple[str, list[dict[str, Any]]]], width: int) -> Table | Text:
+    """Prompts down, each run's latest answers across ("run-a · step 80"), for the Compare screen.
+
+    Prompts are matched by their text, so runs whose sample prompts differ show a blank where a
+    run never answered that prompt.
+    """
+    latest = [(name, samples[-1]) for name, samples in runs if samples]
+    if not latest:
+        return Text("None of these runs has sample answers: a config's `samples:` section (prompts, or "
+                    "from_eval: N) records them at each eval and checkpoint step.", style="dim")
+    prompts: list[str] = []
+    for _, event in latest:
+        for answer in event["answers"]:
+            if answer["prompt"] not in prompts:
+                prompts.append(answer["prompt"])
+    cell = max(8, (width - PROMPT_WIDTH - 2) // max(1, len(runs)) - 1)
+    table = Table(box=None, padding=(0, 1, 0, 0), expand=True, show_header=True, header_style="bold")
+    table.add_column("prompt", width=PROMPT_WIDTH, style="dim")
+    by_run = {name: event for name, event in latest}
+    for name, _ in runs:
+        event = by_run.get(name)
+        table.add_column(f"{name} · step {event['step']}" if event else f"{name} · no samples", ratio=1)
+    for prompt in prompts:
+        row: list[Any] = [_cut(prompt, PROMPT_WIDTH, 2)]
+        for name, _ in runs:
+            event = by_run.get(name)
+            answer = next((a["answer"] for a in event["answers"] if a["prompt"] == prompt), None) if event else None
+            if answer is None:
+                row.append(Text("—", style="dim"))
+            else:
+                row.append(Text(_cut(answer, cell) or "(empty)", style="" if answer else "dim"))
         table.add_row(*row)
     return table
 
