@@ -231,8 +231,10 @@ CASES: list[Case] = [
     cfg_case("config-not-utf8", config_text().encode() + b"# caf\xe9\n", ["utf-8"], line=16),
     cfg_case("config-missing", config_text(), ["not found", "config reference"], target="configs/nope.yaml"),
     # the README's `tui-tuner train configs/quickstart.yaml` typed outside the clone: point at the clone
-    cfg_case("config-shipped-outside-clone", config_text(), ["not found", f"cd {REPO}"],
+    cfg_case("config-shipped-outside-clone", config_text(), ["not found", "config quickstart", f"cd {REPO}"],
              target="configs/quickstart.yaml"),
+    cfg_case("config-preset-outside-clone", config_text(), ["not found", f"cd {REPO}"],
+             target="configs/zephyr-7b-beta-qlora.yaml"),
     cfg_case("config-is-folder", config_text(), ["cannot read"], target="configs"),
     # --- YAML tags are data, never code
     cfg_case("yaml-python-object-tag",

@@ -944,19 +944,19 @@ def load_config_text(text: str, *, file: str | None = None, overrides: list[str]
 
 
 def _not_found_message(path: Path) -> str:
-    """Why a config path is missing, and where the shipped one is when the path names it."""
+    """Why a config path is missing, and how to get the shipped one when the path names it."""
     clone = Path(__file__).resolve().parents[2]
-    shipped = clone / path if not path.is_absolute() else None
-    if shipped is not None and shipped.is_file():
-        # `tui-tuner train configs/quickstart.yaml` from outside the clone: its relative data paths
-        # (data/sample.jsonl) resolve from the current folder too, so the fix is to run from the clone.
-        return (f"file not found in {Path.cwd()}. tui-tuner's own {path} is in its clone: run from there "
-                f"(`cd {clone}`), or copy its configs/ and data/ folders here.")
-    example = clone / "configs" / "quickstart.yaml"
-    if not example.is_file():  # installed from a wheel: no clone to point at
-        example = Path("configs") / "quickstart.yaml"
-    return (f"file not found. Configs that ship with tui-tuner are in the configs/ folder of its clone "
-            f"(e.g. {example}); `tui-tuner config reference` lists every key.")
+    in_clone = not path.is_absolute() and (clone / path).is_file()
+    # `tui-tuner train configs/quickstart.yaml` outside the clone: its data paths (data/sample.jsonl)
+    # are relative too, so the fix is the quickstart written here, or running from the clone.
+    from_clone = f" (or run from the clone: `cd {clone}`)" if in_clone else ""
+    if path.as_posix().endswith("configs/quickstart.yaml"):
+        return (f"file not found in {Path.cwd()}. `tui-tuner config quickstart` writes it here with its sample "
+                f"data{from_clone}.")
+    if in_clone:
+        return f"file not found in {Path.cwd()}. tui-tuner's own {path} is in its clone: `cd {clone}` and run it there."
+    return ("file not found. `tui-tuner config quickstart` writes a starting config here, and "
+            "`tui-tuner config reference` lists every key.")
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> LoadedConfig:
