@@ -306,6 +306,24 @@ def test_killing_the_attached_cli_leaves_the_run_training(project, sig):
     assert adapter_complete(run)
 
 
+def test_a_killed_supervisor_leaves_the_worker_training_and_logging(project):
+    """The worker writes through its supervisor's pipe; without the supervisor it keeps train.log itself."""
+    run = start(project, "orphan")
+    wait_for(lambda: (run.raw_status().step or 0) >= 1, what="step 1")
+    st = run.raw_status()
+    log = run.path / "train.log"
+    os.kill(st.supervisor_pid, signal.SIGKILL)
+    wait_for(lambda: not process_alive(st.supervisor_pid), what="the supervisor to die")
+    size_at_kill = log.stat().st_size
+    wait_for(lambda: run.raw_status().is_final and not process_alive(st.pid), what="the worker to end")
+    final = run.raw_status()
+    assert final.state == "finished" and final.step == final.max_steps, final
+    text = log.read_text(errors="replace")
+    assert log.stat().st_size > size_at_kill, text[-2000:]  # the worker went on writing its log
+    assert "BrokenPipe" not in text and "Traceback" not in text, text[-2000:]
+    assert "\x1b[" not in text
+
+
 def test_two_watchers_and_a_cli_stop_twice_and_resume_refused(project):
     run = start(project, "watched")
     seen: dict[str, list[int]] = {"a": [], "b": []}

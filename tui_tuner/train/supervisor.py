@@ -23,6 +23,8 @@ from tui_tuner.rundir.diskspace import RESERVE_BYTES, free_bytes, release_reserv
 from tui_tuner.rundir.runs import RunDir, release_launch_lock, start_ready_queued, worker_env
 from tui_tuner.rundir.status import FINAL_STATES, RAM_OOM_HINT, read_status, write_status
 
+LOG_PIPE_ENV = "TUI_TUNER_LOG_PIPE"
+"""The worker's inherited copy of the read end of its output pipe (a file descriptor number)."""
 COPY_DRAIN_S = 5.0
 """How long the end of the worker's output is waited for after it exits."""
 LOW_MEMORY_FRACTION = 0.05
@@ -80,9 +82,16 @@ def _supervise(run: RunDir) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The worker's output reaches train.log through this process, without the terminal colour codes
     # that tracker libraries print even into a file.
-    proc = subprocess.Popen(worker_argv(run), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, cwd=run.path, env=env)
-    copier = start_log_copier(proc.stdout)
+    # The worker also keeps the pipe's read end: if this process is killed, its writes do not fail
+    # (a broken pipe would end the training) and it takes over train.log itself (worker.py).
+    read_end, write_end = os.pipe()
+    env[LOG_PIPE_ENV] = str(read_end)
+    try:
+        proc = subprocess.Popen(worker_argv(run), stdin=subprocess.DEVNULL, stdout=write_end, stderr=write_end,
+                                pass_fds=(read_end,), cwd=run.path, env=env)
+    finally:
+        os.close(write_end)
+    copier = start_log_copier(os.fdopen(read_end, "rb", buffering=0))
     signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
     low_memory = False
     stall_s = _stall_seconds(run)
@@ -115,6 +124,48 @@ def _supervise(run: RunDir) -> int:
     except Exception as exc:  # the queue is best effort; `runs ls` kicks it again
         _say(f"tui-tuner: could not start the next queued run: {exc}")
     return rc if rc >= 0 else 128 - rc
+
+
+def keep_the_log_if_orphaned(log_path: Path, poll_s: float = 0.5) -> threading.Thread | None:
+    """In the worker: when its supervisor dies, point stdout/stderr at `log_path` itself.
+
+    The worker holds the read end of its output pipe too (`LOG_PIPE_ENV`), so writes made before
+    this notices do not fail; what they left in the pipe is appended to the log. None when the
+    worker does not run under a supervisor.
+    """
+    fd_text, parent_text = os.environ.get(LOG_PIPE_ENV, ""), os.environ.get("TUI_TUNER_SUPERVISOR_PID", "")
+    if not (fd_text.isdigit() and parent_text.isdigit()) or os.getppid() != int(parent_text):
+        return None
+    read_end, supervisor = int(fd_text), int(parent_text)
+
+    def watch() -> None:
+        from tui_tuner.core.ansi import AnsiStripper
+
+        while os.getppid() == supervisor:  # an orphan is adopted by another process
+            time.sleep(poll_s)
+        try:
+            log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        except OSError:
+            return  # nowhere to write: the pipe keeps absorbing output as before
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        stripper = AnsiStripper()
+        os.set_blocking(read_end, False)
+        try:
+            while chunk := os.read(read_end, 65536):
+                os.write(log, stripper.feed(chunk))
+        except OSError:
+            pass  # drained (BlockingIOError), or the disk is full
+        try:
+            os.write(log, stripper.flush())
+        except OSError:
+            pass
+        os.close(log)
+        os.close(read_end)
+
+    thread = threading.Thread(target=watch, daemon=True, name="log-keeper")
+    thread.start()
+    return thread
 
 
 def start_log_copier(source: Any, fd: int | None = None) -> threading.Thread:

@@ -557,6 +557,10 @@ def run_worker(run_dir: str | Path) -> int:
     from tui_tuner.train.distributed import SilentEvents, is_main_process, local_rank, status_keeper_for_rank, world_size
 
     os.umask(0o077)  # everything the run writes is private to its owner (docs/run-directory.md)
+    from tui_tuner.rundir.files import LOG_FILE
+    from tui_tuner.train.supervisor import keep_the_log_if_orphaned
+
+    keep_the_log_if_orphaned(run.path / LOG_FILE)
     keeper = status_keeper_for_rank(run.path, status)  # under torchrun only rank 0 writes status and events
     keeper.update()
     if is_main_process():
