@@ -949,6 +949,22 @@ def load_config_text(text: str, *, file: str | None = None, overrides: list[str]
     return loaded
 
 
+def _not_found_message(path: Path) -> str:
+    """Why a config path is missing, and how to get the shipped one when the path names it."""
+    clone = Path(__file__).resolve().parents[2]
+    in_clone = not path.is_absolute() and (clone / path).is_file()
+    # `tui-tuner train configs/quickstart.yaml` outside the clone: its data paths (data/sample.jsonl)
+    # are relative too, so the fix is the quickstart written here, or running from the clone.
+    from_clone = f" (or run from the clone: `cd {clone}`)" if in_clone else ""
+    if path.as_posix().endswith("configs/quickstart.yaml"):
+        return (f"file not found in {Path.cwd()}. `tui-tuner config quickstart` writes it here with its sample "
+                f"data{from_clone}.")
+    if in_clone:
+        return f"file not found in {Path.cwd()}. tui-tuner's own {path} is in its clone: `cd {clone}` and run it there."
+    return ("file not found. `tui-tuner config quickstart` writes a starting config here, and "
+            "`tui-tuner config reference` lists every key.")
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> LoadedConfig:
     """Load and validate a config file, collecting every issue (never raises on bad input)."""
     path = Path(path)
@@ -956,8 +972,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> LoadedC
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        return LoadedConfig(None, [ConfigIssue("", "file not found. Configs that ship with tui-tuner are in "
-                                               "configs/ (e.g. configs/quickstart.yaml).", file=shown)], path=path)
+        return LoadedConfig(None, [ConfigIssue("", _not_found_message(path), file=shown)], path=path)
     except (IsADirectoryError, PermissionError) as exc:
         return LoadedConfig(None, [ConfigIssue("", f"cannot read: {exc.strerror}.", file=shown)], path=path)
     try:
