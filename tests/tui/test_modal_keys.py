@@ -77,3 +77,39 @@ async def test_text_shows_close(project):
         assert bar.region.y == 23
         await pilot.press("escape")
         assert await wait_until(pilot, lambda: answers == [None])
+
+
+async def test_reward_picker_shows_tick_and_use(project):
+    from textual.widgets import SelectionList
+
+    from tui_tuner.tui.screens.modals import RewardPickerModal
+
+    app = _app(project)
+    async with app.run_test(size=(80, 24)) as pilot:
+        answers: list = []
+        modal = RewardPickerModal([], base_dir=project)
+        await _open(pilot, app, modal, answers)
+        rewards = modal.query_one(SelectionList)
+        assert await wait_until(pilot, lambda: app.focused is rewards and "space Tick" in _bar(app))
+        assert "Use" not in _bar(app)  # enter in the list ticks too; "Use" is the field's and the button's
+        await pilot.press("space")
+        assert await wait_until(pilot, lambda: len(rewards.selected) == 1)
+        modal.query_one("#own-rewards").focus()
+        assert await wait_until(pilot, lambda: "Use" in _bar(app) and "Tick" not in _bar(app))
+        await pilot.press("enter")
+        assert await wait_until(pilot, lambda: answers == [list(rewards.selected)])
+
+
+async def test_publish_shows_enter_publishes_and_esc_cancels(project):
+    from tui_tuner.tui.screens.publish import PublishModal
+
+    app = _app(project)
+    async with app.run_test(size=(80, 24)) as pilot:
+        answers: list = []
+        await _open(pilot, app, PublishModal("garden", "alice/garden-lora"), answers)
+        assert await wait_until(pilot, lambda: "Publish" in _bar(app) and "esc Cancel" in _bar(app))
+        app.screen.query_one("#dry-run").focus()
+        assert await wait_until(pilot, lambda: "Publish" not in _bar(app))
+        await pilot.press("enter")  # the focused Dry run button, not a real upload
+        assert await wait_until(pilot, lambda: len(answers) == 1)
+        assert answers[0].repo == "alice/garden-lora" and answers[0].dry_run

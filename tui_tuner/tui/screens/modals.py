@@ -3,7 +3,7 @@
 Each is a typed `ModalScreen[T]`; callers `push_screen(modal, callback)` or, inside a
 worker, `await push_screen_wait(modal)`. Styles live in DEFAULT_CSS so a dialog can be
 reused anywhere without the app's stylesheet. Each shows its own keys in a `KeyBar` at the
-bottom (over the screen's behind it, whose keys do not work while the dialog is open).
+bottom, over the key bar of the screen behind it (whose own keys wait until the dialog closes).
 """
 
 from __future__ import annotations
@@ -203,7 +203,13 @@ class RewardPickerModal(ModalScreen[list[str] | None]):
     RewardPickerModal SelectionList { height: auto; max-height: 9; margin-bottom: 1; }
     RewardPickerModal #reward-problem { color: $error; height: auto; }
     """
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [
+        # Priority so the key bar can show them over the list's and the field's own (hidden) keys;
+        # each only where it applies (`check_action`).
+        Binding("space", "tick", "Tick", priority=True),
+        Binding("enter", "use", "Use", priority=True),
+        Binding("escape", "cancel", "Cancel"),
+    ]
 
     def __init__(self, chosen: list[str], base_dir=None) -> None:
         super().__init__()
@@ -228,11 +234,32 @@ class RewardPickerModal(ModalScreen[list[str] | None]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button("Use", id="ok", variant="primary")
+        yield KeyBar()
 
     def on_mount(self) -> None:
         from textual.widgets import SelectionList
 
         self.query_one(SelectionList).focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        from textual.widgets import SelectionList
+
+        focused = self.focused
+        if action == "tick":
+            return isinstance(focused, SelectionList) and focused.highlighted is not None
+        if action == "use":
+            return isinstance(focused, Input)
+        return True
+
+    def action_tick(self) -> None:
+        from textual.widgets import SelectionList
+
+        rewards = self.query_one(SelectionList)
+        if rewards.highlighted is not None:
+            rewards.toggle(rewards.get_option_at_index(rewards.highlighted))
+
+    def action_use(self) -> None:
+        self.finish()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.finish()
