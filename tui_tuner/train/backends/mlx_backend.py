@@ -160,14 +160,16 @@ def hf_config_overrides(model_path: Path) -> dict[str, Any]:
     return out
 
 
-def quantize_base(model: Any) -> int:
+def quantize_base(model: Any, quantization: dict[str, Any] | None = None) -> int:
     """Quantize the linear layers and embeddings in place with MLX's affine 4-bit (group 64); returns how many.
 
     The same layers as mlx-lm's `convert -q`; a layer whose input width is not a multiple of the group size
-    stays unquantized (MLX cannot group it)."""
+    stays unquantized (MLX cannot group it). `quantization` (mode, bits, group_size) defaults to
+    `QUANTIZATION`; chat and eval pass what a run recorded, to rebuild the base it trained on."""
     import mlx.nn as nn
 
-    group = QUANTIZATION["group_size"]
+    q = {**QUANTIZATION, **(quantization or {})}
+    group = q["group_size"]
     count = 0
 
     def predicate(path: str, module: Any) -> bool:
@@ -176,8 +178,7 @@ def quantize_base(model: Any) -> int:
         count += wanted
         return wanted
 
-    nn.quantize(model, group_size=group, bits=QUANTIZATION["bits"], mode=QUANTIZATION["mode"],
-                class_predicate=predicate)
+    nn.quantize(model, group_size=group, bits=q["bits"], mode=q["mode"], class_predicate=predicate)
     return count
 
 
