@@ -33,6 +33,8 @@ from tui_tuner.inference.chat_model import (
 
 ENGINES = ("auto", "transformers", "mlx")
 """`auto`: MLX for runs trained with MLX where it imports, else transformers."""
+ENGINE_ENV = "TUI_TUNER_ENGINE"
+"""Sets the engine where no `--engine` is given (the TUI's Chat screen and eval, scripts): e.g. `transformers`."""
 
 
 def mlx_adapter_files(source: ModelSource) -> tuple[Path, Path | None] | None:
@@ -67,10 +69,16 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def use_mlx(source: ModelSource, engine: str = "auto") -> tuple[bool, str]:
     """Whether to chat/eval `source` with MLX, and why (not). `engine: mlx` that cannot be honoured raises."""
+    if engine == "auto":
+        import os
+
+        engine = os.environ.get(ENGINE_ENV, "").strip().lower() or "auto"
+        if engine not in ENGINES:
+            raise SourceError(f"{ENGINE_ENV}={engine!r} is not an engine: use one of {', '.join(ENGINES)}.")
     if engine not in ENGINES:
         raise SourceError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}.")
     if engine == "transformers":
-        return False, "transformers was asked for (--engine transformers)"
+        return False, f"transformers was asked for (--engine transformers or {ENGINE_ENV})"
     why_not = None
     if source.backend != "mlx":
         why_not = f"{source.label} did not train with MLX (backend: {source.backend or 'unknown'})"
