@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "tui_tuner.commands.chat_cmd",
     "tui_tuner.commands.eval_cmd",
     "tui_tuner.commands.export_cmd",
+    "tui_tuner.commands.publish_cmd",
     "tui_tuner.commands.model_cmd",
 ]
 

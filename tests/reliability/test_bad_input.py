@@ -229,7 +229,12 @@ CASES: list[Case] = [
     cfg_case("yaml-top-level-list", "- model\n- lora\n", ["mapping"], line=1),
     cfg_case("yaml-top-level-scalar", "just some words\n", ["mapping"], line=1),
     cfg_case("config-not-utf8", config_text().encode() + b"# caf\xe9\n", ["utf-8"], line=16),
-    cfg_case("config-missing", config_text(), ["not found"], target="configs/nope.yaml"),
+    cfg_case("config-missing", config_text(), ["not found", "config reference"], target="configs/nope.yaml"),
+    # the README's `tui-tuner train configs/quickstart.yaml` typed outside the clone: point at the clone
+    cfg_case("config-shipped-outside-clone", config_text(), ["not found", "config quickstart", f"cd {REPO}"],
+             target="configs/quickstart.yaml"),
+    cfg_case("config-preset-outside-clone", config_text(), ["not found", f"cd {REPO}"],
+             target="configs/zephyr-7b-beta-qlora.yaml"),
     cfg_case("config-is-folder", config_text(), ["cannot read"], target="configs"),
     # --- YAML tags are data, never code
     cfg_case("yaml-python-object-tag",
@@ -322,7 +327,8 @@ CASES: list[Case] = [
               ["surrogate"], line=2),
     data_case("data-broken-json-mid-file", good_jsonl() + '{"instruction": "Half a line", "output": \n' + good_jsonl(),
               ["json"], line=5),
-    data_case("data-bom-mid-file", good_jsonl().encode() + b"\xef\xbb\xbf" + good_jsonl().encode(), ["json"], line=5),
+    data_case("data-bom-mid-file", good_jsonl().encode() + b"\xef\xbb\xbf" + good_jsonl().encode(),
+              ["byte-order mark", "without bom"], line=5),
     data_case("data-non-utf8", good_jsonl().encode() + b'{"instruction": "caf\xe9", "output": "ok"}\n', ["utf-8"], line=5),
     data_case("data-zero-bytes", b"", ["empty"]),
     data_case("data-blank-lines-only", "\n\n   \n", ["no records", "blank"]),

@@ -31,6 +31,11 @@ def test_help_imports_no_heavy_module():
     assert heavy_modules_after(["--help"]) == []
 
 
+def test_check_with_no_argument_imports_no_heavy_module():
+    # the README's first command on a new machine: the hardware report and every shipped config's fit
+    assert heavy_modules_after(["check"]) == []
+
+
 def test_each_subcommand_help_imports_no_heavy_module():
     from tui_tuner.cli import build_parser
 

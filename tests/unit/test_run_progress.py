@@ -50,6 +50,7 @@ def test_plain_output_prints_each_logged_step_and_the_failure(tmp_path, monkeypa
     run = _run(tmp_path)
     with EventWriter(run.events_path) as w:
         w.write("log", step=1, loss=2.5, lr=1e-4, tokens_per_s=900.0, eta_s=30)
+        w.write("eval", step=1, eval_loss=2.75)
     run.log_path.write_text("Traceback (most recent call last):\nRuntimeError: boom\n")
     write_status(run.path, {"state": "failed", "step": 1, "max_steps": 10, "error": "RuntimeError: boom",
                             "hint": "See train.log"})
@@ -58,6 +59,7 @@ def test_plain_output_prints_each_logged_step_and_the_failure(tmp_path, monkeypa
     text = out.getvalue()
     assert st.state == "failed"
     assert "step 1/10 loss 2.5000 lr 1.00e-04 900 tok/s" in text
+    assert text.count("eval at step 1: loss 2.7500") == 1
     assert "RuntimeError: boom" in text and "hint: See train.log" in text and "last lines of" in text
 
 

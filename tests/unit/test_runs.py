@@ -227,3 +227,28 @@ def test_run_directory_file_names_are_spelled_only_in_rundir():
                  for p in root.rglob("*.py") if "rundir" not in p.relative_to(root).parts
                  for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if joined.search(line)]
     assert offenders == [], "use tui_tuner.rundir.files or RunDir's paths:\n" + "\n".join(offenders)
+
+
+def test_resume_right_after_stop_waits_for_the_exiting_supervisor(tmp_path):
+    """The worker writes `stopped` before its supervisor exits; that supervisor still holds the launch lock."""
+    from tests.tui.conftest import make_fake_run
+    from tui_tuner.rundir.runs import LAUNCH_LOCK, wait_for_ended_attempt
+
+    run = make_fake_run(tmp_path / "runs", "stopped-run", 4, state="stopped")
+    exiting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.5)"])
+    try:
+        write_status(run.path, {**json.loads(run.status_path.read_text()), "supervisor_pid": exiting.pid})
+        (run.path / LAUNCH_LOCK).write_text(json.dumps({"supervisor_pid": exiting.pid,
+                                                        "supervisor_started": process_start_time(exiting.pid)}))
+        with pytest.raises(RunError, match=f"supervisor \\(pid {exiting.pid}\\) has not exited"):
+            wait_for_ended_attempt(run, run.status(), timeout_s=0.3)
+        assert run.status().state == "stopped"
+        wait_for_ended_attempt(run, run.status())  # returns once that process has exited
+        assert exiting.poll() is not None
+        # a lock held by another process (a concurrent `runs resume`) is not waited for
+        (run.path / LAUNCH_LOCK).write_text(json.dumps({"supervisor_pid": os.getpid(),
+                                                        "supervisor_started": process_start_time(os.getpid())}))
+        wait_for_ended_attempt(run, run.status(), timeout_s=0.3)
+    finally:
+        exiting.kill()
+        exiting.wait()

@@ -105,3 +105,14 @@ def test_rich_table_turns_on_its_side_when_too_wide():
     narrow = to_rich_table(rows, width=80)
     assert [c.header for c in narrow.columns] == ["", "sweep-r8", "sweep-r16"]
     assert narrow.row_count == len(COLUMNS) - 1
+
+
+def test_sweep_watch_commands_name_the_runs_dir_only_when_not_the_default(tmp_path, monkeypatch):
+    from tui_tuner.commands.sweep_cmd import watch_commands
+
+    monkeypatch.chdir(tmp_path)
+    default = watch_commands(tmp_path / "runs", "exp-r8-1", "20260101-000000")
+    assert default == ["tui-tuner runs ls", "tui-tuner runs attach exp-r8-1",
+                       "tui-tuner runs table --sweep 20260101-000000 --plot"]
+    elsewhere = watch_commands(tmp_path / "other", "exp-r8-1", "20260101-000000")
+    assert all(c.endswith(f" --runs-dir {tmp_path / 'other'}") for c in elsewhere)

@@ -80,3 +80,19 @@ def test_sections_lists_and_broken_text_are_left_alone():
     assert set_yaml_value(text, ("lora",), 3) == text
     assert set_yaml_value(text, ("lora", "target_modules"), "all-linear") == text
     assert set_yaml_value("lora:\n  r: [1,\n", ("lora", "r"), 4) == "lora:\n  r: [1,\n"
+
+
+def test_a_whole_list_replaces_a_block_or_flow_list_and_keeps_the_rest():
+    # The GRPO reward picker writes grpo.rewards as a whole: entries with settings stay mappings.
+    block = ("grpo:  # reward functions\n  num_generations: 4\n  rewards:\n    - format\n"
+             "    - {function: short, weight: 0.5}\n  beta: 0.0\ntraining:\n  max_steps: 2\n")
+    value = ["format", {"function": "short", "weight": 0.5}, "my.py:score"]
+    out = set_yaml_value(block, ("grpo", "rewards"), value)
+    assert out == ("grpo:  # reward functions\n  num_generations: 4\n"
+                   "  rewards: [format, {function: short, weight: 0.5}, 'my.py:score']\n  beta: 0.0\n"
+                   "training:\n  max_steps: 2\n")
+    assert set_yaml_value(out, ("grpo", "rewards"), ["short"]) == out.replace(
+        "[format, {function: short, weight: 0.5}, 'my.py:score']", "[short]")
+    assert yaml.safe_load(set_yaml_value("objective: grpo\n", ("grpo", "rewards"), ["format"])) == {
+        "objective": "grpo", "grpo": {"rewards": ["format"]}}
+    assert set_yaml_value("grpo:\n  rewards: x\n", ("grpo",), ["a"]) == "grpo:\n  rewards: x\n"  # a section

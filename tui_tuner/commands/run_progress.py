@@ -176,6 +176,7 @@ def follow_run(run: RunDir, console: Any = None, *, interrupt_stops: bool = True
         console=console, disable=not fancy, transient=False,
     )
     last_printed_step = -1
+    evals_printed: set[Any] = set()
     last_prepare: tuple[str, float] = ("", 0.0)
     st = run.status()
     with progress:
@@ -197,6 +198,10 @@ def follow_run(run: RunDir, console: Any = None, *, interrupt_stops: bool = True
                     last_printed_step = tail.history.last_log["step"]
                     console.print(f"step {last_printed_step}/{st.max_steps or '?'} loss {fields['loss']} "
                                   f"lr {fields['lr']} {fields['tok_s']} tok/s ETA {fields['eta']}")
+                for ev in tail.history.evals:  # a resume drops later evals: remember steps, not a count
+                    if ev.get("step") not in evals_printed and isinstance(ev.get("eval_loss"), (int, float)):
+                        evals_printed.add(ev.get("step"))
+                        console.print(f"eval at step {ev.get('step')}: loss {ev['eval_loss']:.4f}")
                 if st.is_final:
                     break
                 time.sleep(POLL_S)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from tui_tuner.commands.options import add_set_option
 
@@ -70,13 +71,19 @@ def run_sweep(args: argparse.Namespace) -> int:
     sweep_id = _sweep_id(runs[0])
     console.print(f"sweep [bold]{sweep_id}[/] created in {runs_dir}; {runs[0].name} started, the rest are queued.")
     console.print("The runs go on if this terminal or SSH session closes. Watch them with:")
-    console.print(f"  tui-tuner runs ls --runs-dir {runs_dir}")
-    console.print(f"  tui-tuner runs attach {runs[0].name} --runs-dir {runs_dir}")
-    console.print(f"  tui-tuner runs table --sweep {sweep_id} --plot --runs-dir {runs_dir}")
+    for command in watch_commands(runs_dir, runs[0].name, sweep_id):
+        console.print(f"  {escape(command)}", soft_wrap=True)  # to copy: never wrapped mid-command
     console.print("  or open `tui-tuner` and compare them on the Runs screen.")
     if not args.wait:
         return 0
     return wait_and_compare(runs, console)
+
+
+def watch_commands(runs_dir: Path, first_run: str, sweep_id: str) -> list[str]:
+    """The commands that follow a sweep; `--runs-dir` only when it is not the default ./runs."""
+    where = "" if Path(runs_dir).resolve() == Path("runs").resolve() else f" --runs-dir {runs_dir}"
+    return [f"tui-tuner {command}{where}" for command in
+            ("runs ls", f"runs attach {first_run}", f"runs table --sweep {sweep_id} --plot")]
 
 
 def _sweep_id(run) -> str:

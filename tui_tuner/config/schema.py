@@ -291,6 +291,21 @@ BUILTIN_REWARDS = ("format", "answer_match", "numeric_match", "length_penalty", 
 """GRPO reward functions tui-tuner ships (see `tui_tuner.data.rewards`)."""
 
 
+def reward_name_problem(name: str) -> str | None:
+    """Why `name` is neither a built-in reward nor `file.py:function` (the file itself is not read), or None."""
+    builtins = ", ".join(BUILTIN_REWARDS)
+    if ":" in name:
+        path, _, func = name.rpartition(":")
+        if path.endswith(".py") and func.isidentifier():
+            return None
+        return f"`{name}` is neither a built-in reward ({builtins}) nor `file.py:function`."
+    if name in BUILTIN_REWARDS:
+        return None
+    close = difflib.get_close_matches(name, BUILTIN_REWARDS, n=1)
+    hint = f" — did you mean `{close[0]}`?" if close else ""
+    return f"unknown reward `{name}`: use a built-in ({builtins}) or your own `file.py:function`{hint}"
+
+
 class DpoConfig(_Section):
     beta: float = Field(0.1, gt=0, le=10.0)
     """How far the model may move from the reference: higher keeps it closer (0.1 is typical; IPO uses ~0.01-0.5)."""
@@ -860,18 +875,9 @@ def objective_issues(cfg: RunConfig) -> list[ConfigIssue]:
                 "GRPO needs at least one reward function: e.g. rewards: [format, answer_match].")))
         for i, spec in enumerate(g.rewards):
             name = spec if isinstance(spec, str) else spec.function
-            if ":" in name:
-                path, _, func = name.rpartition(":")
-                if not path.endswith(".py") or not func.isidentifier():
-                    out.append(ConfigIssue(key=f"grpo.rewards.{i}", value=name, message=(
-                        f"`{name}` is neither a built-in reward ({', '.join(BUILTIN_REWARDS)}) nor "
-                        "`file.py:function`.")))
-            elif name not in BUILTIN_REWARDS:
-                close = difflib.get_close_matches(name, BUILTIN_REWARDS, n=1)
-                hint = f" — did you mean `{close[0]}`?" if close else ""
-                out.append(ConfigIssue(key=f"grpo.rewards.{i}", value=name, message=(
-                    f"unknown reward `{name}`: use a built-in ({', '.join(BUILTIN_REWARDS)}) or your own "
-                    f"`file.py:function`{hint}")))
+            problem = reward_name_problem(name)
+            if problem:
+                out.append(ConfigIssue(key=f"grpo.rewards.{i}", value=name, message=problem))
         if g.max_completion_length >= cfg.model.max_seq_length:
             out.append(ConfigIssue(key="grpo.max_completion_length", severity="warning", message=(
                 f"{g.max_completion_length} tokens of completion leave no room for the prompt within "
@@ -943,6 +949,22 @@ def load_config_text(text: str, *, file: str | None = None, overrides: list[str]
     return loaded
 
 
+def _not_found_message(path: Path) -> str:
+    """Why a config path is missing, and how to get the shipped one when the path names it."""
+    clone = Path(__file__).resolve().parents[2]
+    in_clone = not path.is_absolute() and (clone / path).is_file()
+    # `tui-tuner train configs/quickstart.yaml` outside the clone: its data paths (data/sample.jsonl)
+    # are relative too, so the fix is the quickstart written here, or running from the clone.
+    from_clone = f" (or run from the clone: `cd {clone}`)" if in_clone else ""
+    if path.as_posix().endswith("configs/quickstart.yaml"):
+        return (f"file not found in {Path.cwd()}. `tui-tuner config quickstart` writes it here with its sample "
+                f"data{from_clone}.")
+    if in_clone:
+        return f"file not found in {Path.cwd()}. tui-tuner's own {path} is in its clone: `cd {clone}` and run it there."
+    return ("file not found. `tui-tuner config quickstart` writes a starting config here, and "
+            "`tui-tuner config reference` lists every key.")
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> LoadedConfig:
     """Load and validate a config file, collecting every issue (never raises on bad input)."""
     path = Path(path)
@@ -950,8 +972,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> LoadedC
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        return LoadedConfig(None, [ConfigIssue("", "file not found. Configs that ship with tui-tuner are in "
-                                               "configs/ (e.g. configs/quickstart.yaml).", file=shown)], path=path)
+        return LoadedConfig(None, [ConfigIssue("", _not_found_message(path), file=shown)], path=path)
     except (IsADirectoryError, PermissionError) as exc:
         return LoadedConfig(None, [ConfigIssue("", f"cannot read: {exc.strerror}.", file=shown)], path=path)
     try:

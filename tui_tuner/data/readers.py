@@ -207,12 +207,17 @@ def _check_head(head: bytes, sink: _Sink) -> bool:
     return True
 
 
+STRAY_BOM = ("a UTF-8 byte-order mark (BOM) starts this line, usually left by joining files that each had one "
+             "(`cat a.jsonl b.jsonl`): delete it, e.g. `sed -i '2,$s/^\\xEF\\xBB\\xBF//' FILE`, or re-save "
+             "each file as UTF-8 without BOM before joining them.")
+
+
 def _bad_byte_message(raw: bytes, start: int) -> str:
     byte = raw[start]
     hint = ""
     try:
         raw[max(0, start - 8): start + 8].decode("cp1252")
-        hint = " It looks like Windows-1252/Latin-1 text"
+        hint = " It looks like Windows-1252/Latin-1 text."
     except UnicodeDecodeError:
         pass
     return (f"byte 0x{byte:02x} is not valid UTF-8.{hint} Re-save the file as UTF-8, e.g. "
@@ -276,6 +281,9 @@ def _iter_jsonl(path: Path, sink: _Sink):
                 continue
             if line == 1 and raw.startswith(_UTF8_BOM):
                 raw = raw[len(_UTF8_BOM):]
+            elif raw.startswith(_UTF8_BOM):
+                sink.error(line, STRAY_BOM, 1)
+                continue
             text = _decode_line(raw, line, sink)
             if text is None:
                 continue

@@ -118,6 +118,16 @@ def make_short(target_chars: int) -> Callable[..., list[float]]:
     return short
 
 
+BUILTIN_REWARD_HELP = {
+    "format": "1 for <think>…</think> then an answer, 0.5 for the think block alone, else 0",
+    "answer_match": "1 when the answer equals the dataset's `answer` column (ignoring case and spaces)",
+    "numeric_match": "1 when the answer's last number equals the `answer` column's number",
+    "length_penalty": "0 up to target_chars characters (200), down to -1 at twice that",
+    "short": "1 for an empty answer, falling to 0 at target_chars characters (200)",
+}
+"""One line per built-in reward, for pickers and listings."""
+
+
 # ---------------------------------------------------------------------------- specs
 
 
@@ -229,6 +239,20 @@ def reward_spec_problems(specs: list[Any], base_dir: Path | None) -> list[tuple[
             if problem:
                 out.append((i, problem))
     return out
+
+
+def reward_entry_problem(name: str, base_dir: Path | None) -> str | None:
+    """Why `name` cannot be a `grpo.rewards` entry, as `config check` reports it, or None.
+
+    An unknown built-in, a `file.py:function` that is malformed, or a user file that is
+    missing, does not parse or lacks the function (read, never run).
+    """
+    from tui_tuner.config.schema import reward_name_problem as name_problem
+
+    problem = name_problem(name)
+    if problem or ":" not in name:
+        return problem
+    return user_reward_problem(name, base_dir)
 
 
 # ---------------------------------------------------------------------------- running them

@@ -221,7 +221,7 @@ def tokenize_file(path: str | Path, cfg: Any, tokenizer: Any, template: str | No
     entry = None
     if cache:
         if progress:
-            progress("hashing the data file" if isinstance(path, Path) else f"loading {path.shown} (hub cache, or "
+            progress(f"hashing {path.name}" if isinstance(path, Path) else f"loading {path.shown} (hub cache, or "
                      "downloading it)", 0, None)
         entry = tokenized_cache_dir() / cache_key(path, data_cfg, tokenizer, template, max_len, completion_only)
         hit = _read_entry(entry)

@@ -240,6 +240,21 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def summary_table(report: EvalReport) -> list[str]:
+    """The markdown table of each model's aggregate scores (tuned, and base when compared), one line a row."""
+    models = list(report.models)
+    if not models:
+        return []
+    lines = ["| | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+    rows = [("held-out loss", lambda s: _fmt(s.loss)), ("perplexity", lambda s: _fmt(s.perplexity, 2)),
+            ("exact match", lambda s: _fmt(s.exact_match)), ("token F1", lambda s: _fmt(s.token_f1)),
+            ("ROUGE-L", lambda s: _fmt(s.rouge_l)),
+            ("possible hallucinations", lambda s: f"{s.possible_hallucinations} / {s.answered}")]
+    for label, get in rows:
+        lines.append(f"| {label} | " + " | ".join(get(report.models[m]) for m in models) + " |")
+    return lines
+
+
 def report_markdown(report: EvalReport) -> str:
     """The report as markdown: a summary table, then every prompt with each model's answer."""
     models = list(report.models)
@@ -252,13 +267,7 @@ def report_markdown(report: EvalReport) -> str:
     if not models:
         lines += [f"> {note}" for note in report.notes]
         return "\n".join(lines)
-    lines += ["| | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
-    rows = [("held-out loss", lambda s: _fmt(s.loss)), ("perplexity", lambda s: _fmt(s.perplexity, 2)),
-            ("exact match", lambda s: _fmt(s.exact_match)), ("token F1", lambda s: _fmt(s.token_f1)),
-            ("ROUGE-L", lambda s: _fmt(s.rouge_l)),
-            ("possible hallucinations", lambda s: f"{s.possible_hallucinations} / {s.answered}")]
-    for label, get in rows:
-        lines.append(f"| {label} | " + " | ".join(get(report.models[m]) for m in models) + " |")
+    lines += summary_table(report)
     lines.append("")
     for note in report.notes:
         lines.append(f"> {note}")

@@ -27,8 +27,9 @@ SAFETENSORS_DTYPE = {"float32": "F32", "bfloat16": "BF16"}
 EXPLANATIONS = {
     "shapes": ("LoRA freezes each targeted weight W (out x in) and trains two thin matrices: A (r x in) and "
                "B (out x r). Their product B·A has W's shape, but costs only r x (in + out) numbers."),
-    "percent": ("That is why LoRA trains well under 1% of the parameters: the count grows with r and with "
-                "which modules are targeted, never with in x out."),
+    "percent": ("That is why LoRA trains a small share of the parameters, well under 1% of a billion-weight "
+                "model (more of a tiny one, whose matrices are narrow): the count grows with r and with which "
+                "modules are targeted, never with in x out."),
     "scaling": ("The update is multiplied by alpha / r. With alpha fixed, doubling r halves that factor, so a "
                 "higher rank moves the model less per step unless alpha grows too (alpha = 2r is common). "
                 "rsLoRA scales by alpha / sqrt(r) instead, which keeps the update's size steady as r grows."),

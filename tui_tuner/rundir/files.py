@@ -39,6 +39,8 @@ MERGED_DIR = "merged"
 """`tui-tuner export --merged` output (`merged-checkpoint-N` for a checkpoint)."""
 GGUF_DIR = "gguf"
 """`tui-tuner export --gguf` output."""
+PUBLISH_DIR = "publish"
+"""`tui-tuner publish` output: the folder uploaded to the hub (`publish-checkpoint-N` for a checkpoint)."""
 
 
 def is_run_folder(path: str | Path) -> bool:

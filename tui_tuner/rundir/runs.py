@@ -778,6 +778,34 @@ class _launch_lock:
                 pass
 
 
+EXITING_SUPERVISOR_WAIT_S = 60.0
+"""How long a resume waits for the ended attempt's supervisor to exit (torch's teardown takes seconds)."""
+
+
+def wait_for_ended_attempt(run: RunDir, st: RunStatus, timeout_s: float = EXITING_SUPERVISOR_WAIT_S) -> None:
+    """Wait until the supervisor of an attempt that has written its final state has exited.
+
+    A worker writes `stopped` (or `failed`) before its process ends, and its supervisor then
+    records the exit, lets go of the launch lock and starts queued runs: `runs resume` typed
+    right after `runs stop` must wait for all that, or the old supervisor would record the
+    resumed run as crashed and the launch would be refused. Raises `RunError` after `timeout_s`.
+    """
+    if not st.is_final or not st.supervisor_pid:
+        return
+    try:
+        lock = json.loads((run.path / LAUNCH_LOCK).read_text() or "{}")
+    except (OSError, ValueError):
+        return  # no lock: that supervisor has let go of the run
+    if not isinstance(lock, dict) or lock.get("supervisor_pid") != st.supervisor_pid:
+        return
+    deadline = time.monotonic() + timeout_s
+    while process_alive(st.supervisor_pid, lock.get("supervisor_started")):
+        if time.monotonic() > deadline:
+            raise RunError(f"{run.name} {st.state}, but its supervisor (pid {st.supervisor_pid}) has not exited "
+                           f"after {timeout_s:.0f} s; try again, or `kill {st.supervisor_pid}` if it hangs.")
+        time.sleep(0.2)
+
+
 def release_launch_lock(run: RunDir) -> None:
     """Called by the supervisor when its worker has ended."""
     try:
@@ -814,6 +842,7 @@ def start_worker(run: RunDir, detach: bool = True, wait_s: float = 60.0) -> int:
     if st.state in ACTIVE_STATES:
         raise RunError(f"{run.name} is already {st.state} (pid {st.pid}).")
     attempts_before = run.raw_status().attempts
+    wait_for_ended_attempt(run, st)
     lock = _launch_lock(run)
     try:
         locked = lock.__enter__()

@@ -7,7 +7,7 @@ Lives in `train/` rather than `rundir/` because the space a run needs comes from
 from __future__ import annotations
 
 from tui_tuner.rundir.runs import (
-    ACTIVE_STATES, FINAL_STATES, RunDir, RunError, _write_failed, start_worker,
+    ACTIVE_STATES, FINAL_STATES, RunDir, RunError, _write_failed, start_worker, wait_for_ended_attempt,
 )
 from tui_tuner.rundir.status import write_status
 
@@ -37,6 +37,7 @@ def resume_run(run: RunDir, detach: bool = True) -> int:
     problem = space_problem(run.path, run_disk_need(loaded.config), f"resuming {run.name}")
     if problem:
         raise RunError(problem)
+    wait_for_ended_attempt(run, st)  # `runs resume` right after `runs stop`: the old supervisor is exiting
     if st.state != "queued":
         # Queued again until the new worker takes it, so no reader mistakes the old end for the new one.
         st.state, st.error, st.hint, st.message, st.queued_after = "queued", None, None, None, None

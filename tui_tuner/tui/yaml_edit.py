@@ -147,12 +147,29 @@ def _round_trip_set(text: str, path: tuple[str, ...], value: Any) -> str | None:
         return None
 
 
+def _replace_list(text: str, root, path: tuple[str, ...], value: list) -> str | None:
+    """`text` with the list at `path` (block or flow) rewritten as one flow-style line, or None."""
+    parent = root
+    for part in path[:-1]:
+        parent = _child(parent, part)
+    key = next((k for k, _ in getattr(parent, "value", []) if getattr(k, "value", None) == path[-1]), None)
+    node = _child(parent, path[-1])
+    if key is None or node is None:
+        return None
+    start, end = key.end_mark.index, node.end_mark.index
+    between = text[start:end]
+    # A block list ends where the next key starts: keep that line break and indentation.
+    tail = between[between.rindex("\n"):] if "\n" in between else ""
+    out = text[:start] + ": " + yaml_scalar(value) + tail + text[end:]
+    return out if _holds(out, path, value) else None
+
+
 def set_yaml_value(text: str, path: tuple[str, ...], value: Any) -> str:
-    """`text` with the scalar at `path` (e.g. ("lora", "r")) set to `value`.
+    """`text` with the scalar at `path` (e.g. ("lora", "r")) set to `value`, or a list to a list.
 
     Keeps comments, quoting, flow style, indentation and the order of keys. A key that is
     missing is added at the end of its section (the section is created when absent). When the
-    text does not parse, or `path` names a section or list, the text is returned unchanged:
+    text does not parse, or `path` names a section (or a list, for a scalar `value`), the text is returned unchanged:
     the user fixes the YAML first (or edits the list in the YAML editor).
     """
     from ruamel.yaml.error import YAMLError as RuamelError
@@ -171,6 +188,8 @@ def set_yaml_value(text: str, path: tuple[str, ...], value: Any) -> str:
     if not isinstance(parsed, dict) or (root is not None and not isinstance(root, MappingNode)):
         return text
     existing = _lookup(parsed, path)
+    if isinstance(value, list) and isinstance(existing, list):
+        return _replace_list(text, root, path, value) or text  # a whole list, e.g. grpo.rewards from its picker
     if isinstance(existing, (dict, list)):
         return text  # a section or list, not a scalar: leave it to the YAML editor
 

@@ -313,6 +313,30 @@ class ConfigScreen(Screen):
         if event.button.id in actions:
             event.stop()
             actions[event.button.id]()
+        elif event.button.id == "field-grpo-rewards-pick":
+            event.stop()
+            self.action_pick_rewards()
+
+    def action_pick_rewards(self) -> None:
+        """Open the GRPO reward picker; what it returns replaces `grpo.rewards` in the YAML."""
+        from tui_tuner.tui.screens.modals import RewardPickerModal
+        from tui_tuner.tui.widgets.config_form import entry_name
+        from tui_tuner.tui.yaml_edit import get_path
+
+        if self.loaded is None:
+            return
+        current = get_path(self.loaded.raw or {}, ("grpo", "rewards"))
+        if not isinstance(current, list):
+            current = list(self._defaults.get("grpo", {}).get("rewards", []))
+        base = self.loaded.base_dir
+
+        def picked(names: list[str] | None) -> None:
+            if names is None:
+                return
+            previous = {entry_name(e): e for e in current}  # keep a reward's weight and column
+            self.post_message(FieldEdited(("grpo", "rewards"), [previous.get(n, n) for n in names]))
+
+        self.app.push_screen(RewardPickerModal([entry_name(e) for e in current], base), picked)
 
     def load_file(self, path: Path) -> None:
         """Replace the editor's content with a config file."""

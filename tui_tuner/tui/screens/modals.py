@@ -1,4 +1,4 @@
-"""Small self-contained dialogs: confirm, ask for a path, pick one item from a list.
+"""Small self-contained dialogs: confirm, ask for a path, pick one item from a list, pick GRPO rewards.
 
 Each is a typed `ModalScreen[T]`; callers `push_screen(modal, callback)` or, inside a
 worker, `await push_screen_wait(modal)`. Styles live in DEFAULT_CSS so a dialog can be
@@ -153,4 +153,78 @@ class TextModal(ModalScreen[None]):
         self.dismiss(None)
 
     def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class RewardPickerModal(ModalScreen[list[str] | None]):
+    """Choose GRPO's reward functions: built-ins ticked in a list, your own as `file.py:function`.
+
+    Your own entries are checked as `config check` checks them (the file is read, never run)
+    before the dialog closes; it returns the names, built-ins first.
+    """
+
+    DEFAULT_CSS = _DIALOG_CSS.format(name="RewardPickerModal") + """
+    RewardPickerModal > Vertical { width: 92; }
+    RewardPickerModal SelectionList { height: auto; max-height: 9; margin-bottom: 1; }
+    RewardPickerModal #reward-problem { color: $error; height: auto; }
+    """
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, chosen: list[str], base_dir=None) -> None:
+        super().__init__()
+        self.chosen, self.base_dir = chosen, base_dir
+
+    def compose(self) -> ComposeResult:
+        from textual.widgets import SelectionList
+
+        from tui_tuner.config.schema import BUILTIN_REWARDS
+        from tui_tuner.data.rewards import BUILTIN_REWARD_HELP
+
+        own = [n for n in self.chosen if n not in BUILTIN_REWARDS]
+        width = max(len(n) for n in BUILTIN_REWARDS) + 2
+        with Vertical():
+            yield Label(Text("GRPO reward functions"), classes="dialog-title")
+            yield SelectionList[str](*[(Text.assemble((name.ljust(width), "bold"), (BUILTIN_REWARD_HELP[name], "dim")),
+                                        name, name in self.chosen) for name in BUILTIN_REWARDS],
+                                     id="builtin-rewards")
+            yield Label(Text("your own, comma-separated: file.py:function (its code runs in the training worker)"))
+            yield Input(", ".join(own), placeholder="rewards.py:my_reward", id="own-rewards")
+            yield Static("", id="reward-problem")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button("Use", id="ok", variant="primary")
+
+    def on_mount(self) -> None:
+        from textual.widgets import SelectionList
+
+        self.query_one(SelectionList).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.finish()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "ok":
+            self.finish()
+        else:
+            self.dismiss(None)
+
+    def finish(self) -> None:
+        """Close with the chosen names, or say what is wrong with them and stay open."""
+        from textual.widgets import SelectionList
+
+        from tui_tuner.config.schema import BUILTIN_REWARDS
+        from tui_tuner.data.rewards import reward_entry_problem
+
+        selected = set(self.query_one(SelectionList).selected)
+        picked = [n for n in BUILTIN_REWARDS if n in selected]
+        own = [n.strip() for n in self.query_one("#own-rewards", Input).value.split(",") if n.strip()]
+        problems = [p for p in (reward_entry_problem(n, self.base_dir) for n in own) if p]
+        if not picked and not own:
+            problems.append("GRPO needs at least one reward function: tick a built-in or name your own.")
+        if problems:
+            self.query_one("#reward-problem", Static).update(Text("✗ " + "\n✗ ".join(problems)))
+            return
+        self.dismiss(picked + own)
+
+    def action_cancel(self) -> None:
         self.dismiss(None)

@@ -4,13 +4,16 @@ A thread worker lists the runs every two seconds (`tui_tuner.rundir.runs.list_ru
 run's status) and posts `RunsListed`; the table is updated in place so the cursor and
 the selection stay where they were. Select two or more runs (space) and press c to
 compare their configs and loss curves; e opens the highlighted run's evaluation report
-(or runs `tui-tuner eval` on it).
+(or runs `tui-tuner eval` on it); p publishes it to the Hugging Face Hub (a dialog, then
+`tui-tuner publish` as a subprocess, its progress on the line under the table).
 """
 
 from __future__ import annotations
 
 import re
+import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from datetime import datetime
 
 from rich.text import Text
@@ -24,6 +27,7 @@ from textual.widgets import DataTable, Static
 from tui_tuner.rundir.runs import RunDir, delete_run, list_runs, run_summary
 from tui_tuner.train.resume import resume_run
 from tui_tuner.core.units import format_duration
+from tui_tuner.tui import publish_view
 from tui_tuner.tui.screens.modals import ConfirmModal
 from tui_tuner.tui.screens.train import STATE_STYLES
 from tui_tuner.tui.text import short_path
@@ -75,6 +79,16 @@ class RunsListFailed(Message):
     error: str
 
 
+@dataclass
+class PublishProgressed(Message):
+    line: str
+
+
+@dataclass
+class PublishEnded(Message):
+    outcome: publish_view.PublishOutcome
+
+
 def _started(ts: float | None) -> str:
     if not ts:
         return "-"
@@ -119,6 +133,7 @@ class RunsScreen(Screen):
         Binding("s", "stop", "Stop"),
         Binding("r", "resume", "Resume"),
         Binding("x,delete", "delete", "Delete"),
+        Binding("p", "publish", "Publish"),
     ]
 
     def __init__(self) -> None:
@@ -128,11 +143,17 @@ class RunsScreen(Screen):
         self._config_cache: dict[str, tuple[str, str]] = {}
         self._listing = False
         self._shown_columns: tuple[str, ...] = ()
+        self.publishing: str | None = None
+        """The run being published (one at a time), None when none is."""
+        self.publish_outcome: publish_view.PublishOutcome | None = None
+        self._publish_proc: subprocess.Popen | None = None
+        self._last_repo = ""
 
     def compose(self) -> ComposeResult:
         yield Static(id="runs-title", classes="screen-title")
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         yield Static(id="runs-detail")
+        yield Static(id="runs-publish")
         yield KeyBar()
 
     @property
@@ -294,6 +315,80 @@ class RunsScreen(Screen):
         if row is None:
             return
         self.app.export_run(row.run)
+
+    def action_publish(self) -> None:
+        row = self._cursor_row()
+        if row is None:
+            return
+        if self.publishing:
+            self.notify(f"{self.publishing} is being published; wait for it to end", severity="warning")
+            return
+        if row.state in ("running", "queued", "stopping", "unreadable"):
+            self.notify(f"{row.run.name} is {row.state}: publish it once it has ended", severity="warning")
+            return
+        if not (row.run.adapter_dir.is_dir() or row.run.latest_checkpoint()):
+            self.notify(f"{row.run.name} has no saved model (no adapter, no checkpoint): nothing to publish",
+                        severity="error")
+            return
+        from tui_tuner.tui.screens.publish import PublishModal
+
+        def answered(request: publish_view.PublishRequest | None) -> None:
+            if request is not None:
+                self.start_publish(row.run, request)
+
+        self.app.push_screen(PublishModal(row.run.name, self._last_repo), answered)
+
+    def start_publish(self, run: RunDir, request: publish_view.PublishRequest) -> None:
+        """Run `tui-tuner publish` for `run` in a thread worker; its progress shows under the table."""
+        self._last_repo = request.repo
+        self.publishing = run.name
+        self.publish_outcome = None
+        what = "writing the folder to publish (dry run)" if request.dry_run else f"publishing to {request.repo}"
+        line = self.query_one("#runs-publish", Static)
+        line.display = True  # hidden until the first publish: the table keeps the row otherwise
+        line.update(Text(f"{run.name}: {what} …", style="yellow"))
+        argv = publish_view.publish_command(run.path, Path(self.app.runs_dir), request)
+        self.publish_worker(argv, Path(self.app.project_dir), request)
+
+    @work(thread=True, exclusive=True, group="publish", exit_on_error=False)
+    def publish_worker(self, argv: list[str], cwd: Path, request: publish_view.PublishRequest) -> None:
+        lines: list[str] = []
+        try:
+            self._publish_proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                                  stderr=subprocess.PIPE, text=True, bufsize=1)
+        except OSError as exc:
+            self.post_message(PublishEnded(publish_view.PublishOutcome(
+                -1, request, log=[f"error: could not start {argv[0]}: {exc}"])))
+            return
+        assert self._publish_proc.stderr is not None and self._publish_proc.stdout is not None
+        for line in self._publish_proc.stderr:
+            if line.strip():
+                lines.append(line.rstrip())
+                self.post_message(PublishProgressed(line.strip()))
+        stdout = self._publish_proc.stdout.read()  # the folder, its files and the URL: small
+        self.post_message(PublishEnded(publish_view.read_outcome(self._publish_proc.wait(), stdout, lines, request)))
+
+    @on(PublishProgressed)
+    def _publish_progressed(self, event: PublishProgressed) -> None:
+        self.query_one("#runs-publish", Static).update(Text(f"{self.publishing}: {event.line}", style="yellow"))
+
+    @on(PublishEnded)
+    def _publish_ended(self, event: PublishEnded) -> None:
+        outcome = event.outcome
+        name, self.publishing, self._publish_proc = self.publishing, None, None
+        self.publish_outcome = outcome
+        style = "green" if outcome.ok else "bold red"
+        self.query_one("#runs-publish", Static).update(Text(f"{name}: {outcome.summary()}", style=style))
+        if outcome.ok:
+            self.notify(outcome.summary(), title=f"{name}: published" if outcome.url else f"{name}: dry run",
+                        timeout=15)
+        else:
+            self.notify(outcome.error, title=f"{name}: not published", severity="error", timeout=20)
+
+    def on_unmount(self) -> None:
+        proc = self._publish_proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
 
     def action_stop(self) -> None:
         row = self._cursor_row()

@@ -15,7 +15,7 @@ import yaml
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Input, Label, Select, Static
+from textual.widgets import Button, Input, Label, Select, Static
 
 from tui_tuner.tui.messages import FieldEdited
 from tui_tuner.tui.yaml_edit import get_path
@@ -23,12 +23,18 @@ from tui_tuner.tui.yaml_edit import get_path
 
 @dataclass(frozen=True)
 class FormField:
-    """One form row: the config key it edits, its label, and a choice list for selects."""
+    """One form row: the config key it edits, its label, and a choice list for selects.
+
+    `objective`: the row is shown only for that objective. `names_list`: the value is a list
+    typed as comma-separated names (entries given as mappings keep their other settings).
+    """
 
     path: tuple[str, ...]
     label: str
     choices: tuple[str, ...] = ()
     placeholder: str = ""
+    objective: str | None = None
+    names_list: bool = False
 
     @property
     def key(self) -> str:
@@ -43,6 +49,8 @@ FORM_FIELDS: tuple[FormField, ...] = (
     FormField(("model", "name_or_path"), "Model", placeholder="hub id, folder or demo"),
     FormField(("method",), "Method", choices=("lora", "qlora", "full")),
     FormField(("objective",), "Objective", choices=("sft", "dpo", "orpo", "kto", "reward", "grpo")),
+    FormField(("grpo", "rewards"), "Rewards", placeholder="format, answer_match, file.py:function",
+              objective="grpo", names_list=True),
     FormField(("lora", "r"), "LoRA r"),
     FormField(("lora", "alpha"), "LoRA alpha"),
     FormField(("training", "learning_rate"), "Learning rate"),
@@ -72,10 +80,25 @@ def parse_field_text(text: str) -> Any:
     return value if isinstance(value, (int, float, str, bool)) else text
 
 
+def entry_name(entry: Any) -> str:
+    """The name of a list entry: a plain string, or a mapping's `function`."""
+    return str(entry.get("function", "")) if isinstance(entry, dict) else str(entry)
+
+
+def parse_names_text(text: str, shown: Any) -> list:
+    """Comma-separated names as a list; an entry of `shown` (the list as it was) with the same name
+    is kept as it was, so a reward's weight or column survives editing the names."""
+    previous = {entry_name(e): e for e in shown} if isinstance(shown, list) else {}
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    return [previous.get(n, n) for n in names]
+
+
 def display_value(value: Any) -> str:
     """How a config value appears in its input box."""
     if value is None:
         return ""
+    if isinstance(value, list):
+        return ", ".join(entry_name(e) for e in value)
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
@@ -94,13 +117,16 @@ class ConfigForm(VerticalScroll):
 
     def compose(self) -> ComposeResult:
         for f in FORM_FIELDS:
-            with Horizontal(classes="form-row"):
+            # A row for one objective's setting starts hidden; `show_values` shows it for that objective.
+            with Horizontal(classes="form-row -objective-only" if f.objective else "form-row", id=f"{f.widget_id}-row"):
                 yield Label(f.label, classes="form-label")
                 if f.choices:
                     yield Select([(c, c) for c in f.choices], id=f.widget_id, allow_blank=False,
                                  value=f.choices[0], compact=True)
                 else:
                     yield Input(placeholder=f.placeholder, id=f.widget_id, compact=True)
+                if f.names_list:
+                    yield Button("pick", id=f"{f.widget_id}-pick", compact=True, classes="form-pick")
             yield Static("", id=f"{f.widget_id}-error", classes="form-error")
 
     def _field_for(self, widget_id: str | None) -> FormField | None:
@@ -110,7 +136,9 @@ class ConfigForm(VerticalScroll):
         field = self._field_for(event.input.id)
         if field is not None:
             event.stop()
-            self._edited(field, event.input, event.value, parse_field_text(event.value))
+            parsed = (parse_names_text(event.value, self._shown.get(field.key)) if field.names_list
+                      else parse_field_text(event.value))
+            self._edited(field, event.input, event.value, parsed)
 
     def on_select_changed(self, event: Select.Changed) -> None:
         field = self._field_for(event.select.id)
@@ -133,12 +161,19 @@ class ConfigForm(VerticalScroll):
     def show_values(self, raw: dict[str, Any], defaults: dict[str, Any]) -> None:
         """Fill each field from the parsed YAML (`raw`), falling back to the schema's defaults.
 
-        A field the user is typing in is left alone so the cursor never jumps.
+        A field the user is typing in is left alone so the cursor never jumps. Rows that
+        belong to another objective are hidden.
         """
+        objective = raw.get("objective") or defaults.get("objective")
         for f in FORM_FIELDS:
             value = get_path(raw, f.path)
             if value is None and not get_path_present(raw, f.path):
                 value = get_path(defaults, f.path)
+            if f.objective is not None:
+                shown = objective == f.objective
+                self.query_one(f"#{f.widget_id}-row").display = shown
+                if not shown:
+                    self.query_one(f"#{f.widget_id}-error").display = False
             widget = self.query_one(f"#{f.widget_id}")
             if widget.has_focus:
                 continue
@@ -166,7 +201,8 @@ class ConfigForm(VerticalScroll):
             worst = next((i for i in mine if i.severity == "error"), mine[0] if mine else None)
             widget.set_class(bool(worst) and worst.severity == "error", "-invalid")
             error_line.set_class(bool(worst) and worst.severity == "warning", "-warning")
-            error_line.display = worst is not None
+            row_shown = self.query_one(f"#{f.widget_id}-row").display
+            error_line.display = worst is not None and row_shown
             mark = "✗ " if worst and worst.severity == "error" else "! "
             error_line.update(Text(mark + worst.message) if worst else "")
         return unplaced
