@@ -122,7 +122,7 @@ def test_the_peft_copy_of_the_adapter_gives_the_mlx_logits_in_transformers(which
     from tui_tuner.inference.chat_model import load_chat_model, resolve_source
 
     run = request.getfixturevalue(which)
-    chat = load_chat_model(resolve_source(run.path), device="cpu")
+    chat = load_chat_model(resolve_source(run.path), device="cpu", engine="transformers")  # the PEFT copy
     ids = chat.encode(chat.render([{"role": "user", "content": "What is the capital of France?"}]))[:24]
     with torch.no_grad():
         tuned = chat.model(torch.tensor([ids])).logits[0].float().numpy()
