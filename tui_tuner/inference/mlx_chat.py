@@ -30,6 +30,7 @@ from tui_tuner.inference.chat_model import (
     SourceError,
     load_tokenizer_and_template,
 )
+from tui_tuner.rundir.runs import RunDir
 
 ENGINES = ("auto", "transformers", "mlx")
 """`auto`: MLX for runs trained with MLX where it imports, else transformers."""
@@ -44,7 +45,7 @@ def mlx_adapter_files(source: ModelSource) -> tuple[Path, Path | None] | None:
     folder = source.adapter_dir
     if folder is None:
         return None
-    run_mlx_dir = source.run_dir / "adapter" / MLX_ADAPTER_DIR if source.run_dir else None
+    run_mlx_dir = RunDir(source.run_dir).adapter_dir / MLX_ADAPTER_DIR if source.run_dir else None
     for weights in (folder / MLX_ADAPTER_DIR / ADAPTER_WEIGHTS, folder / ADAPTER_WEIGHTS):
         if weights.is_file():
             own = weights.parent / "adapter_config.json"
