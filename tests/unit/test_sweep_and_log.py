@@ -173,6 +173,24 @@ def test_short_labels_without_sweep_labels():
     assert short_labels(rows("run-" + "x" * 30 + "-1", "run-" + "y" * 30 + "-1")) == ["A", "B"]
 
 
+def test_side_table_wraps_long_cells_between_words_to_keep_runs_together():
+    from rich.console import Console
+
+    from tui_tuner.rundir.experiment_log import RunRecord, to_rich_tables
+
+    scores = {"exact_match": 0.5, "token_f1": 0.41, "rouge_l": 0.38, "perplexity": 3.49}
+    rows = [RunRecord({"run": f"quickstart-r{r}-20261202-113044", "r": r, "model": "demo-tiny-llama",
+                       "eval_scores": scores}, [], []) for r in (8, 16, 32)]
+    parts = to_rich_tables(rows, width=80)
+    assert len(parts) == 2 and [c.header for c in parts[0].columns] == ["", "r8", "r16", "r32"]  # + legend
+    console = Console(width=80, file=io.StringIO())
+    for part in parts:
+        console.print(part)
+    out = console.file.getvalue()
+    assert all(len(line) <= 80 for line in out.splitlines())
+    assert out.count("perplexity=3.49") == 3 and out.count("exact_match=0.5") == 3  # words whole
+
+
 def test_sweep_watch_commands_name_the_runs_dir_only_when_not_the_default(tmp_path, monkeypatch):
     from tui_tuner.commands.sweep_cmd import watch_commands
 

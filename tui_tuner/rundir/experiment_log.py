@@ -311,6 +311,16 @@ def short_labels(rows: list[RunRecord]) -> list[str]:
     return differing if usable(differing) else _letters(len(rows))
 
 
+SIDE_CELL_MAX = 16
+
+
+def _side_cell_width(text: str) -> int:
+    """Columns a cell needs on its side: all of it up to SIDE_CELL_MAX, else it wraps between words."""
+    if len(text) <= SIDE_CELL_MAX:
+        return len(text)
+    return max([SIDE_CELL_MAX, *(len(word) for word in text.split())])
+
+
 def _side_width(label_w: int, column_widths: list[int]) -> int:
     """Width of a rich Table (default box, one space of padding) with these column contents."""
     return sum(w + 3 for w in [label_w, *column_widths]) + 1
@@ -342,7 +352,7 @@ def to_rich_tables(rows: list[RunRecord], title: str = "experiments", width: int
     fields = COLUMNS[1:]
     field_w = max(len(t) for _, t in fields)
     names = [row[0].plain for row in cells]
-    values_w = [max(len(c.plain) for c in row[1:]) for row in cells]
+    values_w = [max(_side_cell_width(c.plain) for c in row[1:]) for row in cells]
     labels = names
     if _side_width(field_w, [max(len(n), v) for n, v in zip(names, values_w)]) > width:
         labels = short_labels(rows)
