@@ -158,7 +158,8 @@ def test_mlx_chat_engine_answers_as_transformers_peft_does_and_compares_with_the
     tuned = chat.generate(messages, greedy, on_text=pieces.append)
     base = chat.generate(messages, greedy, use_adapter=False)
     ref_tuned, ref_base = ref.generate(messages, greedy), ref.generate(messages, greedy, use_adapter=False)
-    print("mlx tuned", tuned.token_ids, tuned.finish_reason, "| transformers", ref_tuned.token_ids, "| base", base.token_ids)
+    print("mlx tuned", tuned.token_ids, tuned.finish_reason, "| transformers", ref_tuned.token_ids,
+          "| base", base.token_ids)
     print("tokens/s on this CPU: mlx", round(tuned.tokens_per_s, 1), "transformers", round(ref_tuned.tokens_per_s, 1))
     assert tuned.error is None and tuned.new_tokens > 0 and tuned.text == "".join(pieces).strip()
     assert tuned.token_ids == ref_tuned.token_ids and tuned.finish_reason == ref_tuned.finish_reason

@@ -1,4 +1,5 @@
-"""Chat and eval of MLX runs through MLX itself: the fast path on an Apple Silicon Mac (Metal), MLX's CPU build elsewhere.
+"""Chat and eval of MLX runs through MLX itself: the fast path on an Apple Silicon Mac (Metal), MLX's CPU
+build elsewhere.
 
     chat = load_mlx_chat_model(resolve_source("runs/mac-20260101-120000"))   # or load_chat_model(source)
     chat.generate([{"role": "user", "content": "Hi"}], GenerationSettings(temperature=0))
@@ -291,7 +292,8 @@ def load_mlx_chat_model(source: ModelSource, *, log: Callable[[str], None] = lam
     try:
         weights = mx.load(str(weights_path))
     except Exception as exc:  # noqa: BLE001 - MLX raises RuntimeError/ValueError for a damaged file
-        raise SourceError(f"{weights_path}: cannot read it ({exc}); use an earlier checkpoint (--checkpoint N).") from None
+        raise SourceError(f"{weights_path}: cannot read it ({exc}); use an earlier checkpoint "
+                          "(--checkpoint N).") from None
     wanted = set(dict(tree_flatten(model.trainable_parameters())))
     if set(weights) != wanted:
         missing, extra = sorted(wanted - set(weights))[:3], sorted(set(weights) - wanted)[:3]
