@@ -41,7 +41,7 @@ ENGINE_ENV = "TUI_TUNER_ENGINE"
 
 def mlx_adapter_files(source: ModelSource) -> tuple[Path, Path | None] | None:
     """(mlx-lm adapter weights, its adapter_config.json or None) for an MLX run's adapter or checkpoint, or None."""
-    from tui_tuner.train.backends.mlx_backend import ADAPTER_WEIGHTS, MLX_ADAPTER_DIR
+    from tui_tuner.models.mlx_model import ADAPTER_WEIGHTS, MLX_ADAPTER_DIR
 
     folder = source.adapter_dir
     if folder is None:
@@ -87,7 +87,7 @@ def use_mlx(source: ModelSource, engine: str = "auto") -> tuple[bool, str]:
     elif mlx_adapter_files(source) is None:
         why_not = f"{source.label} has no mlx-lm adapter (adapters.safetensors) to apply"
     else:
-        from tui_tuner.train.backend_select import mlx_importable
+        from tui_tuner.fit.mac import mlx_importable
 
         ok, why = mlx_importable()
         if not ok:
@@ -217,7 +217,7 @@ class MlxChatModel(ChatModel):
     def loss_sum(self, input_ids: list[int], labels: list[int]) -> tuple[float, int]:
         import mlx.core as mx
 
-        from tui_tuner.train.backends.mlx_backend import masked_loss_sum, pad_batch
+        from tui_tuner.models.mlx_model import masked_loss_sum, pad_batch
 
         inputs, targets, mask, _ = pad_batch([list(input_ids)], [list(labels)], 0)
         n = int(mask.sum().item())
@@ -233,7 +233,7 @@ def _lora_config_from_run(source: ModelSource, model: Any) -> dict[str, Any]:
     that has no final adapter yet)."""
     import math
 
-    from tui_tuner.train.backends.mlx_backend import QUANTIZATION, lora_keys
+    from tui_tuner.models.mlx_model import QUANTIZATION, lora_keys
 
     cfg = source.config
     if cfg is None:
@@ -256,7 +256,7 @@ def load_mlx_chat_model(source: ModelSource, *, log: Callable[[str], None] = lam
     from mlx_lm.tuner.utils import linear_to_lora_layers
     from mlx_lm.utils import load_model
 
-    from tui_tuner.train.backends.mlx_backend import hf_config_overrides, quantize_base, weight_dtype_name
+    from tui_tuner.models.mlx_model import hf_config_overrides, quantize_base, weight_dtype_name
 
     files = mlx_adapter_files(source)
     if files is None:
