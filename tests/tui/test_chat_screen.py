@@ -82,7 +82,7 @@ async def test_load_send_stream_and_compare(memorised_run):
         assert not screen.turns and not list(tuned_log.query(ChatMessage))
 
         # base vs tuned: two columns, two different answers
-        await pilot.press("ctrl+b")
+        await pilot.press("ctrl+o")
         assert screen.query_one("#chat-log-base").display
         screen.query_one("#chat-input").value = MEMORISED[1][0]
         await pilot.press("enter")

@@ -93,7 +93,8 @@ class ChatScreen(Screen):
         Binding("escape", "stop_generation", "Stop"),
         Binding("ctrl+l", "clear", "Clear"),
         Binding("ctrl+s", "save", "Save transcript"),
-        Binding("ctrl+b", "toggle_compare", "Base vs tuned"),
+        # ctrl+b is tmux's prefix key: inside tmux it never reaches the app, so ctrl+o comes first.
+        Binding("ctrl+o,ctrl+b", "toggle_compare", "Base vs tuned"),
     ]
 
     def __init__(self, target: str | Path | None = None, checkpoint: int | None = None) -> None:
