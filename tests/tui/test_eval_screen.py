@@ -156,3 +156,69 @@ async def test_a_failed_evaluation_shows_the_commands_error(project):
         text = str(status.render())
         assert "exit status 2" in text and "error:" in text
         assert not screen.running and screen.report is None
+
+
+def _pair_item(line, prompt, chosen_logp, rejected_logp):
+    return {"line": line, "prompt": prompt, "chosen": "Bramble weighs 4 kilograms.", "rejected": "It sings opera.",
+            "chosen_logp": chosen_logp, "rejected_logp": rejected_logp, "margin": round(chosen_logp - rejected_logp, 3)}
+
+
+def test_objective_report_summary_rows_and_detail_share_the_markdown_reports_tables():
+    from tui_tuner.inference.evaluate import EvalReport, report_markdown
+    from tui_tuner.inference.objective_eval import example_table
+    from tui_tuner.tui import eval_view
+
+    section = {"objective": "dpo", "headline": "preference_accuracy", "models": {
+        "tuned": {"preference_accuracy": 1.0, "mean_margin": 2.5, "pairs": 2,
+                  "items": [_pair_item(3, "How much does Bramble weigh?", -10.0, -14.0), _pair_item(5, "Who?", -8.0, -9.0)]},
+        "base": {"preference_accuracy": 0.5, "mean_margin": -0.5, "pairs": 2,
+                 "items": [_pair_item(3, "How much does Bramble weigh?", -12.0, -11.0), _pair_item(5, "Who?", -9.0, -9.0)]}}}
+    summary = _plain(eval_view.objective_summary(section))
+    assert "preference accuracy: the share of held-out pairs" in summary  # what the number means, one line
+    accuracy = next(ln for ln in summary.splitlines() if ln.strip().startswith("preference accuracy "))
+    assert accuracy.split()[-2:] == ["1.000", "0.500"]
+    assert "pairs" in summary and "2.500" in summary
+
+    labels, rows = eval_view.objective_rows(section, prompt_width=12)
+    assert labels == ["line", "prompt", "tuned chosen", "rejected", "margin", "base chosen", "rejected", "margin"]
+    assert [str(c) for c in rows[0]] == ["3", "How much do…", "-10.00", "-14.00", "4.00", "-12.00", "-11.00", "-1.00"]
+    assert rows[0][7].style == "red"  # the base prefers the rejected answer
+    detail = eval_view.objective_detail(section, 0).plain
+    assert "line 3" in detail and "Bramble weighs 4 kilograms." in detail and "It sings opera." in detail
+    assert "margin 4.00" in detail and "margin -1.00" in detail
+
+    # the markdown report lays out the same rows
+    report = EvalReport("run", "pairs.jsonl", 2, "2026-01-01T00:00:00", {}, objective=section)
+    markdown = report_markdown(report)
+    assert "| preference accuracy | 1.000 | 0.500 |" in markdown
+    assert "| " + " | ".join(example_table(section)[1][1]) + " |" in markdown
+
+    # a report written before per-example items were saved still shows its scores, and no rows
+    for model in section["models"].values():
+        del model["items"]
+    assert eval_view.objective_rows(section, 40) == ([], [])
+    assert "1.000" in _plain(eval_view.objective_summary(section))
+
+
+def test_grpo_and_kto_rows_show_rewards_per_answer_and_labels():
+    from tui_tuner.tui import eval_view
+
+    grpo = {"objective": "grpo", "headline": "mean_reward", "models": {"tuned": {
+        "mean_reward": 0.75, "rewards/format": 0.5, "prompts": 1,
+        "items": [{"line": 1, "prompt": "What is 2+2?", "answer": "<think>add</think> 4",
+                   "rewards": {"format": 1.0, "numeric_match": 0.5}, "total": 1.5}]}}}
+    labels, rows = eval_view.objective_rows(grpo, 40)
+    assert labels == ["line", "prompt", "tuned reward"] and rows == [["1", "What is 2+2?", "1.50"]]
+    detail = eval_view.objective_detail(grpo, 0).plain
+    assert "<think>add</think> 4" in detail and "format 1.00" in detail and "numeric_match 0.50" in detail
+    assert "rewards/format" in _plain(eval_view.objective_summary(grpo))
+
+    kto = {"objective": "kto", "headline": "desirability_margin", "models": {"tuned": {
+        "desirable_logp": None, "undesirable_logp": -2.0, "desirability_margin": None, "desirable": 0,
+        "undesirable": 1, "items": [{"line": 2, "prompt": "Hi", "completion": "Go away.", "label": "undesirable",
+                                     "logp_per_token": -2.0}]}}}
+    labels, rows = eval_view.objective_rows(kto, 40)
+    assert labels == ["line", "prompt", "label", "tuned logp/tok"] and rows == [["2", "Hi", "undesirable", "-2.00"]]
+    summary = _plain(eval_view.objective_summary(kto))
+    assert "desirability margin: mean per-token log-probability" in summary and "–" in summary
+    assert "completion (undesirable)" in eval_view.objective_detail(kto, 0).plain
