@@ -254,24 +254,24 @@ def evaluate_objective(source: ModelSource, examples: list[ObjectiveExample], da
 
 
 MEANING = {
-    "dpo": "the share of held-out pairs where the model gives the chosen answer a higher log-probability "
-           "than the rejected one (0.5 is a coin toss; higher is better)",
-    "kto": "mean per-token log-probability of desirable answers minus undesirable ones (above 0: the model "
-           "prefers the desirable ones; higher is better)",
-    "grpo": "the run's reward functions (weighted) on greedy answers to held-out prompts, averaged (higher is better)",
-    "reward": "the share of held-out pairs the reward model scores chosen above rejected (0.5 is a coin toss)",
+    "dpo": "the share of held-out pairs where the model finds the chosen answer likelier than the rejected one "
+           "(0.5 = chance)",
+    "kto": "desirable answers' mean log-probability per token minus undesirable ones' (above 0: prefers desirable)",
+    "grpo": "the run's weighted reward functions on greedy answers to held-out prompts, averaged",
+    "reward": "the share of held-out pairs the reward model scores chosen above rejected (0.5 = chance)",
 }
 MEANING["orpo"] = MEANING["dpo"]
 """One line per objective: what its headline number means."""
 
 EXAMPLE_COLUMNS = {
-    "dpo": (("chosen_logp", "chosen"), ("rejected_logp", "rejected"), ("margin", "margin")),
+    "dpo": (("margin", "margin"),),
     "kto": (("logp_per_token", "logp/tok"),),
     "grpo": (("total", "reward"),),
-    "reward": (("chosen_score", "chosen"), ("rejected_score", "rejected"), ("margin", "margin")),
+    "reward": (("margin", "margin"),),
 }
 EXAMPLE_COLUMNS["orpo"] = EXAMPLE_COLUMNS["dpo"]
-"""Per-example scores of each objective's items: (item key, column label), one set per model."""
+"""Per-example table columns of each objective's items, (item key, label), one set per model: the margin is
+chosen minus rejected (log-probability, or reward-model score); each side's value is in the item."""
 
 
 def format_value(value: Any, digits: int = 3) -> str:

@@ -180,16 +180,18 @@ def objective_rows(section: dict, prompt_width: int) -> tuple[list[str], list[li
         cells: list[Text | str] = list(row)
         if len(row[1]) > prompt_width:
             cells[1] = row[1][: max(1, prompt_width - 1)] + "…"
-        for i, label in enumerate(labels):
-            if label.endswith("margin") and row[i].startswith("-"):
-                cells[i] = Text(row[i], style="red")
+        first_score = 3 if section["objective"] == "kto" else 2  # after line, prompt (and KTO's label)
+        for i in range(first_score, len(row)):
+            negative_margin = labels[i].endswith("margin") and row[i].startswith("-")
+            cells[i] = Text(row[i], style="red" if negative_margin else "", justify="right")
         styled_rows.append(cells)
     return labels, styled_rows
 
 
 def objective_detail(section: dict, index: int) -> Text:
-    """One example in full: its prompt, the answers compared (or each model's answer) and each model's scores."""
-    from tui_tuner.inference.objective_eval import EXAMPLE_COLUMNS, format_value
+    """One example in full: its prompt, the answers compared (or each model's answer) and each model's scores
+    (chosen and rejected log-probabilities and their margin; each reward function's score and the total)."""
+    from tui_tuner.inference.objective_eval import format_value
 
     models = list(section.get("models") or {})
     items = [(m, (section["models"][m].get("items") or [])) for m in models]
@@ -203,12 +205,12 @@ def objective_detail(section: dict, index: int) -> Text:
             label = f"{key} ({first['label']})" if key == "completion" and first.get("label") else key
             text.append(f"\n{label}  ", style="bold")
             text.append(str(first[key]).strip(), style=style)
-    columns = EXAMPLE_COLUMNS.get(section["objective"], ())
     for model, item in items:
         text.append(f"\n{model}  ", style="bold")
         if "answer" in item:
             text.append((str(item["answer"]).strip() or "(empty answer)") + "\n    ")
-        scores = [f"{label} {format_value(item.get(key), 2)}" for key, label in columns]
+        scores = [f"{key.replace('_', ' ')} {format_value(value, 2)}" for key, value in item.items()
+                  if key != "line" and isinstance(value, (int, float))]
         scores += [f"{name} {format_value(value, 2)}" for name, value in (item.get("rewards") or {}).items()]
         text.append(" · ".join(scores), style="dim")
     return text
