@@ -97,14 +97,98 @@ def test_experiment_log_rows_markdown_and_csv(tmp_path, capsys):
 
 
 def test_rich_table_turns_on_its_side_when_too_wide():
-    from tui_tuner.rundir.experiment_log import COLUMNS, RunRecord, to_rich_table
+    from tui_tuner.rundir.experiment_log import COLUMNS, RunRecord, to_rich_tables
 
     rows = [RunRecord({"run": f"sweep-r{r}", "r": r, "method": "lora", "model": "demo"}, [], []) for r in (8, 16)]
-    wide = to_rich_table(rows, width=400)
+    [wide] = to_rich_tables(rows, width=400)
     assert len(wide.columns) == len(COLUMNS) and wide.row_count == 2
-    narrow = to_rich_table(rows, width=80)
+    [narrow] = to_rich_tables(rows, width=80)  # short names fit: no labels, no legend
     assert [c.header for c in narrow.columns] == ["", "sweep-r8", "sweep-r16"]
     assert narrow.row_count == len(COLUMNS) - 1
+
+
+def fake_sweep(runs_dir, rs, sweep_id="20261202-113044", label=True):
+    runs = []
+    for i, r in enumerate(rs):
+        run = make_fake_run(runs_dir, f"quickstart-r{r}", 10, r=r)
+        record = {"sweep": sweep_id, "index": i, "of": len(rs), **({"label": f"r{r}"} if label else {})}
+        (run.path / "sweep.json").write_text(json.dumps(record), encoding="utf-8")
+        runs.append(run)
+    return runs
+
+
+def table_output(monkeypatch, capsys, columns, *args):
+    monkeypatch.setenv("COLUMNS", str(columns))
+    assert main(["runs", "table", *args]) == 0
+    return capsys.readouterr().out
+
+
+def header_cells(out):
+    """The run column headers of each table in `runs table` output."""
+    return [[c.strip() for c in line.strip("┃").split("┃")][1:] for line in out.splitlines() if line.startswith("┃")]
+
+
+@pytest.mark.parametrize("columns, count", [(80, 3), (120, 5)])
+def test_runs_table_labels_runs_when_full_names_would_break(tmp_path, monkeypatch, capsys, columns, count):
+    runs_dir = tmp_path / "runs"
+    runs = fake_sweep(runs_dir, [8, 16, 32, 64, 128][:count])
+    out = table_output(monkeypatch, capsys, columns, "--runs-dir", str(runs_dir), "--sweep", "20261202-113044", "--plot")
+    lines = out.splitlines()
+    assert all(len(line) <= columns for line in lines), out
+    labels = [f"r{r}" for r in [8, 16, 32, 64, 128][:count]]
+    assert header_cells(out) == [labels]  # one header line, each label whole
+    for label, run in zip(labels, runs):  # the legend maps each label to the whole name
+        assert f"{label.ljust(max(map(len, labels)))}  {run.name}" in lines
+    assert "training loss" in out and all(f"  {run.name}" in out for run in runs)  # the plot's legend
+
+
+def test_runs_table_keeps_full_names_when_they_fit(tmp_path, monkeypatch, capsys):
+    runs_dir = tmp_path / "runs"
+    runs = fake_sweep(runs_dir, [8, 16, 32])
+    out = table_output(monkeypatch, capsys, 120, "--runs-dir", str(runs_dir), "--sweep", "20261202-113044")
+    assert header_cells(out) == [[run.name for run in runs]]
+    assert all(len(line) <= 120 for line in out.splitlines())
+    assert not any(line.startswith("r8 ") for line in out.splitlines())  # no legend needed
+
+
+def test_runs_table_continues_in_further_tables_when_many_runs(tmp_path, monkeypatch, capsys):
+    runs_dir = tmp_path / "runs"
+    fake_sweep(runs_dir, [1, 2, 4, 8, 16, 32, 64])
+    out = table_output(monkeypatch, capsys, 80, "--runs-dir", str(runs_dir))
+    assert all(len(line) <= 80 for line in out.splitlines()), out
+    headers = header_cells(out)
+    assert len(headers) > 1 and sum(headers, []) == ["r1", "r2", "r4", "r8", "r16", "r32", "r64"]
+    assert out.count("final train loss") == len(headers)
+
+
+def test_short_labels_without_sweep_labels():
+    from tui_tuner.rundir.experiment_log import RunRecord, short_labels
+
+    def rows(*names):
+        return [RunRecord({"run": n}, [], []) for n in names]
+
+    assert short_labels(rows("qwen-lora-r8-20261202-113044", "qwen-lora-r16-20261202-113101")) == ["r8", "r16"]
+    assert short_labels(rows("a-x-lr1e-4-20261202-113044", "a-y-lr1e-4-20261202-113044-2")) == ["x", "y"]
+    assert short_labels(rows("same-20261202-113044", "same-20261202-113044-2")) == ["A", "B"]
+    assert short_labels(rows("run-" + "x" * 30 + "-1", "run-" + "y" * 30 + "-1")) == ["A", "B"]
+
+
+def test_side_table_wraps_long_cells_between_words_to_keep_runs_together():
+    from rich.console import Console
+
+    from tui_tuner.rundir.experiment_log import RunRecord, to_rich_tables
+
+    scores = {"exact_match": 0.5, "token_f1": 0.41, "rouge_l": 0.38, "perplexity": 3.49}
+    rows = [RunRecord({"run": f"quickstart-r{r}-20261202-113044", "r": r, "model": "demo-tiny-llama",
+                       "eval_scores": scores}, [], []) for r in (8, 16, 32)]
+    parts = to_rich_tables(rows, width=80)
+    assert len(parts) == 2 and [c.header for c in parts[0].columns] == ["", "r8", "r16", "r32"]  # + legend
+    console = Console(width=80, file=io.StringIO())
+    for part in parts:
+        console.print(part)
+    out = console.file.getvalue()
+    assert all(len(line) <= 80 for line in out.splitlines())
+    assert out.count("perplexity=3.49") == 3 and out.count("exact_match=0.5") == 3  # words whole
 
 
 def test_sweep_watch_commands_name_the_runs_dir_only_when_not_the_default(tmp_path, monkeypatch):

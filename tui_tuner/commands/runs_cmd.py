@@ -159,6 +159,9 @@ def run_ls(args: argparse.Namespace) -> int:
     cells = [ls_cells(row) for row in rows]
     styles = [colours.get(str(row["state"])) for row in rows]
     console.print(aligned_table(cells, styles, console.width), soft_wrap=True)
+    hidden = [name for i, name in enumerate(LS_COLUMNS) if i not in ls_layout(cells, console.width)[0]]
+    if hidden:
+        console.print(f"[dim]hidden at {console.width} columns: {', '.join(hidden)} (runs ls | cat shows all)[/]")
     for row in stalled_or_unreadable:
         if row.get("stalled"):
             console.print(f"[yellow]stalled[/] {escape(row['name'])}: {escape(row['stalled'])}")
@@ -169,38 +172,64 @@ def run_ls(args: argparse.Namespace) -> int:
 
 
 
+LS_MODEL, LS_NAME = LS_COLUMNS.index("model"), LS_COLUMNS.index("name")
+LS_GIVE_WAY = ("objective", "method", "model", "duration", "r", "loss", "step")
+"""Columns `runs ls` hides, in this order, when the terminal is too narrow for whole run names."""
+
+
+def ls_layout(cells: list[list[str]], width: int) -> tuple[list[int], list[int], list[list[str]]]:
+    """Which `runs ls` columns to show in `width` terminal columns, their widths, and the cells to show.
+
+    The run name is what the other commands take, so it is the last to give way: first the model
+    loses its organisation (`Qwen/Qwen2.5-0.5B` -> `Qwen2.5-0.5B`), then it is cut with an ellipsis
+    down to 8 columns, then columns are hidden (`LS_GIVE_WAY`); only a terminal too narrow for the
+    name and state alone cuts the name.
+    """
+    from rich.cells import cell_len
+
+    def total(shown: list[int], widths: list[int]) -> int:
+        return sum(widths[i] for i in shown) + 2 * (len(shown) - 1)
+
+    header = list(LS_COLUMNS)
+    shown = list(range(len(LS_COLUMNS)))
+    widths = [max(cell_len(r[i]) for r in [header, *cells]) for i in shown]
+    if total(shown, widths) > width:
+        cells = [[*r[:LS_MODEL], r[LS_MODEL].rstrip("/").split("/")[-1], *r[LS_MODEL + 1:]] for r in cells]
+        widths[LS_MODEL] = max(cell_len(r[LS_MODEL]) for r in [header, *cells])
+    widths[LS_MODEL] -= min(max(0, total(shown, widths) - width), max(0, widths[LS_MODEL] - 8))
+    for name in LS_GIVE_WAY:
+        if total(shown, widths) > width:
+            shown.remove(LS_COLUMNS.index(name))
+    widths[LS_NAME] -= min(max(0, total(shown, widths) - width), max(0, widths[LS_NAME] - 8))
+    return shown, widths, cells
+
+
 def aligned_table(cells: list[list[str]], state_styles: list[str | None], width: int):
-    """The runs table as one rich `Text`: columns aligned, the state coloured, fitted to `width`.
+    """The runs table as one rich `Text`: columns aligned, the state coloured, fitted to `width` (`ls_layout`).
 
     rich's `Table` measures and wraps every cell, which took seconds for 1,000 runs; plain
-    columns cost a few milliseconds. The model (then the name) column gives way, with an
-    ellipsis, when the terminal is too narrow.
+    columns cost a few milliseconds.
     """
     from rich.cells import cell_len, set_cell_size
     from rich.text import Text
 
-    columns = [(name, "right" if name in _RIGHT else "left") for name in LS_COLUMNS]
-    header = list(LS_COLUMNS)
-    widths = [max(cell_len(r[i]) for r in [header, *cells]) for i in range(len(columns))]
-    excess = sum(widths) + 2 * (len(columns) - 1) - width
-    for shrink in (2, 0):  # model, then name
-        if excess > 0:
-            cut = min(excess, max(0, widths[shrink] - 8))
-            widths[shrink] -= cut
-            excess -= cut
+    shown, widths, cells = ls_layout(cells, width)
+    align = ["right" if name in _RIGHT else "left" for name in LS_COLUMNS]
 
-    def fit(value: str, w: int, align: str) -> str:
+    def fit(value: str, i: int) -> str:
+        w = widths[i]
         if cell_len(value) > w:
             value = set_cell_size(value, w - 1) + "…"
         pad = " " * (w - cell_len(value))
-        return pad + value if align == "right" else value + pad
+        return pad + value if align[i] == "right" else value + pad
 
     text = Text(no_wrap=True)
-    text.append("  ".join(fit(h, w, a) for h, w, (_, a) in zip(header, widths, columns)).rstrip() + "\n", "bold")
+    text.append("  ".join(fit(LS_COLUMNS[i], i) for i in shown).rstrip() + "\n", "bold")
+    state = LS_COLUMNS.index("state")
     for row, style in zip(cells, state_styles):
-        for i, (value, w, (_, align)) in enumerate(zip(row, widths, columns)):
-            text.append(fit(value, w, align), style if i == 1 else None)
-            text.append("  " if i < len(columns) - 1 else "\n")
+        for n, i in enumerate(shown):
+            text.append(fit(row[i], i), style if i == state else None)
+            text.append("  " if n < len(shown) - 1 else "\n")
     text.rstrip()
     return text
 

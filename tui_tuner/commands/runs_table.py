@@ -52,7 +52,7 @@ def selected_runs(args: argparse.Namespace):
 
 
 def run_table(args: argparse.Namespace) -> int:
-    from tui_tuner.rundir.experiment_log import records, to_csv, to_markdown, to_rich_table
+    from tui_tuner.rundir.experiment_log import records, to_csv, to_markdown, to_rich_tables
 
     runs = selected_runs(args)
     if runs is None:
@@ -66,12 +66,14 @@ def run_table(args: argparse.Namespace) -> int:
         sys.stdout.write(to_markdown(rows))
     else:
         from rich.console import Console
+        from rich.text import Text
 
         console = Console(highlight=False)
         if not rows:
             console.print(f"no runs in {args.runs_dir}. Start one: tui-tuner train configs/quickstart.yaml")
             return 0
-        console.print(to_rich_table(rows, title=f"experiments in {args.runs_dir}", width=console.width))
+        for part in to_rich_tables(rows, title=f"experiments in {args.runs_dir}", width=console.width):
+            console.print(part, soft_wrap=isinstance(part, Text))
     if args.plot and not (args.json or args.csv or args.markdown):
         print_loss_plot(rows)
     return 0
@@ -87,4 +89,4 @@ def print_loss_plot(rows, console=None) -> None:
     width = max(30, min(90, console.width - 12))
     plot = line_plot({r["run"]: r.losses for r in rows}, width=width, height=12)
     console.print("[bold]training loss[/]")
-    console.print(rich_plot(plot))
+    console.print(rich_plot(plot), soft_wrap=True)  # a long run name in the legend is never cut

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,7 @@ def objective_metric(objective: str, logs: list[dict[str, Any]]) -> tuple[str, f
 def run_record(run) -> RunRecord:
     """One experiment-log row for a `tui_tuner.rundir.runs.RunDir`."""
     from tui_tuner.rundir.events import load_history
+    from tui_tuner.rundir.sweep import sweep_record
 
     status = run.status()
     history = load_history(run.events_path)
@@ -158,6 +160,9 @@ def run_record(run) -> RunRecord:
                               "adapter_bytes": adapter_bytes(run.adapter_dir), "steps_done": status.step}
     if status.state == "unreadable":
         values["error"] = status.error
+    sweep = sweep_record(run.path)
+    if sweep and sweep.get("label"):
+        values["sweep_label"] = sweep["label"]
     if cfg is not None:
         t = cfg.training
         lora = cfg.method in ("lora", "qlora")
@@ -259,11 +264,75 @@ def to_csv(rows: list[RunRecord]) -> str:
     return buffer.getvalue()
 
 
-def to_rich_table(rows: list[RunRecord], title: str = "experiments", width: int | None = None):
-    """A rich Table of the runs (the terminal view of `runs table`).
+_STAMP = re.compile(r"-\d{8}-\d{6}(-\d+)?$")
+"""The `-yyyymmdd-hhmmss[-n]` that `create_run` appends to every run name."""
 
-    One row per run when that fits in `width` columns; otherwise turned on its side (one
-    column per run, one row per field), which is how a few runs of a sweep fit 80 columns.
+
+def _differing_part(names: list[str]) -> list[str]:
+    """What tells the names apart: each without its time stamp and the `-`-separated words all share."""
+    words = [_STAMP.sub("", n).split("-") for n in names]
+    shortest = min(len(w) for w in words)
+    head = 0
+    while head < shortest - 1 and len({w[head] for w in words}) == 1:
+        head += 1
+    tail = 0
+    while tail < shortest - head - 1 and len({w[-1 - tail] for w in words}) == 1:
+        tail += 1
+    return ["-".join(w[head:len(w) - tail]) for w in words]
+
+
+def _letters(n: int) -> list[str]:
+    """A, B, ..., Z, AA, AB, ...: labels that say nothing but are short."""
+    out = []
+    for i in range(n):
+        label, i = "", i + 1
+        while i:
+            i, rem = divmod(i - 1, 26)
+            label = chr(65 + rem) + label
+        out.append(label)
+    return out
+
+
+SHORT_LABEL_MAX = 16
+
+
+def short_labels(rows: list[RunRecord]) -> list[str]:
+    """A short, unique column label per run: its sweep label (`r8`), else the part of the names that
+    differs between the runs, else A, B, C. Full names go in a legend beside the table."""
+    def usable(labels: list[Any]) -> bool:
+        return (all(isinstance(x, str) and x and len(x) <= SHORT_LABEL_MAX for x in labels)
+                and len(set(labels)) == len(labels))
+
+    sweep = [r["sweep_label"] for r in rows]
+    if usable(sweep):
+        return sweep
+    names = [str(r["run"]) for r in rows]
+    differing = _differing_part(names) if len(names) > 1 else [_STAMP.sub("", n) for n in names]
+    return differing if usable(differing) else _letters(len(rows))
+
+
+SIDE_CELL_MAX = 16
+
+
+def _side_cell_width(text: str) -> int:
+    """Columns a cell needs on its side: all of it up to SIDE_CELL_MAX, else it wraps between words."""
+    if len(text) <= SIDE_CELL_MAX:
+        return len(text)
+    return max([SIDE_CELL_MAX, *(len(word) for word in text.split())])
+
+
+def _side_width(label_w: int, column_widths: list[int]) -> int:
+    """Width of a rich Table (default box, one space of padding) with these column contents."""
+    return sum(w + 3 for w in [label_w, *column_widths]) + 1
+
+
+def to_rich_tables(rows: list[RunRecord], title: str = "experiments", width: int | None = None) -> list[Any]:
+    """What `runs table` prints: rich renderables, never breaking a run name.
+
+    One row per run when that fits in `width` columns. Otherwise turned on its side (one column per
+    run, one row per field), which is how a few runs of a sweep fit 80 columns; when the full run names
+    make that too wide, the columns get short labels (`short_labels`) and a legend maps each label to
+    its run, and runs that still do not fit continue in further tables.
     """
     from rich.markup import escape
     from rich.table import Table
@@ -272,16 +341,42 @@ def to_rich_table(rows: list[RunRecord], title: str = "experiments", width: int 
     cells = [[Text(format_cell(r, key)) for key, _ in COLUMNS] for r in rows]
     natural = sum(max([len(t)] + [len(c[i].plain) for c in cells]) + 3 for i, (_, t) in enumerate(COLUMNS)) + 1
     numeric = {"r", "alpha", "lr", "train_loss", "eval_loss", "wall_time", "peak_memory", "adapter_size", "seq_len"}
-    table = Table(title=title, title_justify="left")
     if width is None or natural <= width:
+        table = Table(title=title, title_justify="left")
         for key, title_text in COLUMNS:
-            table.add_column(title_text, justify="right" if key in numeric else "left", overflow="fold")
+            table.add_column(title_text, justify="right" if key in numeric else "left", overflow="fold",
+                             no_wrap=key == "run")
         for row in cells:
             table.add_row(*row)
-        return table
-    table.add_column("")
-    for row in cells:
-        table.add_column(escape(row[0].plain), justify="right", overflow="fold")
-    for i, (_, title_text) in enumerate(COLUMNS[1:], start=1):
-        table.add_row(title_text, *(row[i] for row in cells))
-    return table
+        return [table]
+    fields = COLUMNS[1:]
+    field_w = max(len(t) for _, t in fields)
+    names = [row[0].plain for row in cells]
+    values_w = [max(_side_cell_width(c.plain) for c in row[1:]) for row in cells]
+    labels = names
+    if _side_width(field_w, [max(len(n), v) for n, v in zip(names, values_w)]) > width:
+        labels = short_labels(rows)
+    widths = [max(len(lab), v) for lab, v in zip(labels, values_w)]
+    groups: list[list[int]] = [[]]
+    for i, w in enumerate(widths):
+        if groups[-1] and _side_width(field_w, [widths[j] for j in groups[-1]] + [w]) > width:
+            groups.append([])
+        groups[-1].append(i)
+    out: list[Any] = []
+    for n, group in enumerate(groups):
+        table = Table(title=title if n == 0 else None, title_justify="left")
+        table.add_column("", no_wrap=True)
+        for i in group:
+            table.add_column(escape(labels[i]), justify="right", min_width=len(labels[i]))
+        for f, (_, title_text) in enumerate(fields, start=1):
+            table.add_row(title_text, *(cells[i][f] for i in group))
+        out.append(table)
+    if labels is not names:
+        legend = Text(no_wrap=True)
+        label_w = max(len(lab) for lab in labels)
+        for lab, name in zip(labels, names):
+            legend.append(lab.ljust(label_w), "bold")
+            legend.append(f"  {name}\n")
+        legend.rstrip()
+        out.append(legend)
+    return out
