@@ -147,12 +147,12 @@ class EvalScreen(Screen):
     def _what_eval_measures(self) -> str:
         from tui_tuner.rundir.runs import run_summary
 
-        objective = run_summary(self.run).get("objective") or "sft"
-        if objective == "sft":
-            return ("held-out loss, perplexity, and each held-out prompt answered and scored against its "
-                    "reference (greedy decoding)")
         from tui_tuner.inference.objective_eval import HEADLINE, MEANING
 
+        objective = run_summary(self.run).get("objective") or "sft"
+        if objective not in MEANING:  # sft (or a config that cannot be read: eval itself will say why)
+            return ("held-out loss, perplexity, and each held-out prompt answered and scored against its "
+                    "reference (greedy decoding)")
         return f"{objective.upper()}'s {HEADLINE[objective].replace('_', ' ')}, {MEANING[objective]}"
 
     def _fill_prompts(self) -> None:
