@@ -122,7 +122,7 @@ def test_the_peft_copy_of_the_adapter_gives_the_mlx_logits_in_transformers(which
     from tui_tuner.inference.chat_model import load_chat_model, resolve_source
 
     run = request.getfixturevalue(which)
-    chat = load_chat_model(resolve_source(run.path), device="cpu")
+    chat = load_chat_model(resolve_source(run.path), device="cpu", engine="transformers")  # the PEFT copy
     ids = chat.encode(chat.render([{"role": "user", "content": "What is the capital of France?"}]))[:24]
     with torch.no_grad():
         tuned = chat.model(torch.tensor([ids])).logits[0].float().numpy()
@@ -134,6 +134,48 @@ def test_the_peft_copy_of_the_adapter_gives_the_mlx_logits_in_transformers(which
     assert diff < 1e-3
     assert np.abs(tuned - base).max() > 100 * max(diff, 1e-5)  # the adapter really changes the output
     np.testing.assert_allclose(base, _mlx_logits(run, ids, with_adapter=False), atol=1e-3)
+
+
+def test_mlx_chat_engine_answers_as_transformers_peft_does_and_compares_with_the_adapter_off(mlx_lora_run):
+    """Greedy MLX generation (mlx-lm's base + adapter/mlx) gives the tokens transformers + the PEFT copy give,
+    from the prompt tokens tui-tuner's renderer builds; the adapter off gives the base's answer; the held-out
+    loss is MLX's own and matches transformers'."""
+    from tui_tuner.data.tokenize import encode_prompt
+    from tui_tuner.inference.chat_model import GenerationSettings, load_chat_model, resolve_source
+    from tui_tuner.inference.evaluate import heldout_loss
+
+    source = resolve_source(mlx_lora_run.path)
+    chat = load_chat_model(source)  # auto: the run trained with MLX and MLX imports here
+    ref = load_chat_model(source, engine="transformers", device="cpu")
+    assert chat.engine == "mlx" and "MLX generation" in chat.notes and chat.has_adapter
+    assert ref.engine == "transformers" and any("trained with MLX, loaded with transformers" in n for n in ref.notes)
+    messages = [{"role": "user", "content": "What is Bramble?"}]
+    # a strong repetition penalty: the 12-step demo model would otherwise repeat one token
+    greedy = GenerationSettings(temperature=0, max_new_tokens=16, repetition_penalty=1.8)
+    assert chat.fit_prompt(chat.prepare(messages, greedy), 16)[0] == encode_prompt(
+        chat.tokenizer, messages, chat.chat_template)
+    pieces: list[str] = []
+    tuned = chat.generate(messages, greedy, on_text=pieces.append)
+    base = chat.generate(messages, greedy, use_adapter=False)
+    ref_tuned, ref_base = ref.generate(messages, greedy), ref.generate(messages, greedy, use_adapter=False)
+    print("mlx tuned", tuned.token_ids, tuned.finish_reason, "| transformers", ref_tuned.token_ids,
+          "| base", base.token_ids)
+    print("tokens/s on this CPU: mlx", round(tuned.tokens_per_s, 1), "transformers", round(ref_tuned.tokens_per_s, 1))
+    assert tuned.error is None and tuned.new_tokens > 0 and tuned.text == "".join(pieces).strip()
+    assert tuned.token_ids == ref_tuned.token_ids and tuned.finish_reason == ref_tuned.finish_reason
+    assert base.token_ids == ref_base.token_ids
+    assert base.token_ids != tuned.token_ids  # the adapter off really is another model
+    if tuned.finish_reason == "eos":  # stopped at the end of turn, which is not shown
+        assert tuned.token_ids[-1] in chat.stop_token_ids and len(tuned.token_ids) < 16
+    stream = chat.stream(messages, greedy)  # on a thread, iterated like the transformers engine's
+    assert "".join(stream).strip() == tuned.text and stream.result().token_ids == tuned.token_ids
+    sampled = chat.generate(messages, GenerationSettings(temperature=0.8, top_p=0.9, max_new_tokens=6, seed=3))
+    assert sampled.error is None and 0 < sampled.new_tokens <= 6
+    examples = [[{"role": "user", "content": "Who makes Bramble?"},
+                 {"role": "assistant", "content": "Bramble is made by Fernwick Labs in Oxley Vale."}]]
+    for use_adapter in (True, False):
+        (mlx_loss, n), (torch_loss, m) = (heldout_loss(c, examples, use_adapter=use_adapter) for c in (chat, ref))
+        assert n == m > 0 and abs(mlx_loss - torch_loss) < 1e-3 * max(1.0, torch_loss), (mlx_loss, torch_loss)
 
 
 def test_mlx_qlora_trains_on_affine_4bit_then_chats_evals_and_exports(mlx_qlora_run, tmp_path):
@@ -150,17 +192,26 @@ def test_mlx_qlora_trains_on_affine_4bit_then_chats_evals_and_exports(mlx_qlora_
     assert meta["method"] == "qlora" and meta["base_quantization"]["mode"] == "affine"
     assert [p.name for p in run.checkpoints()] == ["checkpoint-2", "checkpoint-4"]
 
+    # chat: MLX generation on the 4-bit affine base the run trained on, base vs tuned with the adapter off
     done = _tui_tuner("chat", run.path, "--prompt", "Hello", "--compare", "--json", "--temperature", "0",
                       "--max-new-tokens", "8")
     assert done.returncode == 0, done.stderr
     answers = json.loads(done.stdout)
     assert set(answers) == {"base", "tuned"} and all(a["tokens"] > 0 for a in answers.values())
+    assert "MLX generation" in done.stderr and "base quantized as trained: 4-bit affine, group 64" in done.stderr
+    assert answers["base"]["answer"] != answers["tuned"]["answer"], answers
+    # --engine transformers still loads it (on the unquantized base, which it says)
+    done = _tui_tuner("chat", run.path, "--prompt", "Hello", "--json", "--temperature", "0", "--max-new-tokens", "4",
+                      "--engine", "transformers")
+    assert done.returncode == 0, done.stderr
     assert "MLX QLoRA run loaded on the unquantized base" in done.stderr
 
+    # eval of a checkpoint: its mlx-lm weights, loss and answers from MLX
     done = _tui_tuner("eval", run.path, "--checkpoint", "2", "--limit", "2", "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["source"].endswith("checkpoint-2") and len(report["prompts"]) == 2
+    assert "MLX generation" in report["notes"] and report["models"]["tuned"]["loss"] > 0
 
     merged = export_merged(resolve_source(run.path), tmp_path / "merged", dtype="float32")
     assert (merged.path / "model.safetensors").is_file() and (merged.path / "chat_template.jinja").is_file()

@@ -48,3 +48,19 @@ async def test_a_folder_with_files_is_not_asked(project):
         assert await wait_until(pilot, lambda: isinstance(app.screen, ConfigScreen) and app.screen.ready)
         await pilot.pause(0.3)
         assert not isinstance(app.screen, ConfirmModal)
+
+
+async def test_the_offer_shows_its_keys_in_the_key_bar_at_80x24(tmp_path):
+    from tui_tuner.tui.widgets.key_bar import KeyBar
+
+    app = build_app(project_dir=tmp_path, offer_reattach=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        bar = app.screen.query_one(KeyBar)
+        assert await wait_until(pilot, lambda: "y Write the quickstart" in str(bar.render()))
+        assert "n Blank config" in str(bar.render())
+        assert bar.region.y == 23 and bar.region.width == 80  # the bottom row, over the config screen's keys
+        # the keys named are the keys that work
+        await pilot.press("n")
+        assert await wait_until(pilot, lambda: isinstance(app.screen, ConfigScreen))
+        assert not (tmp_path / "configs").exists()

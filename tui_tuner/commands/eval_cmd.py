@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 
-from tui_tuner.commands.options import add_source_options
+from tui_tuner.commands.options import add_engine_option, add_source_options
 
 EXIT_BAD_INPUT = 2
 
@@ -26,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compare-base", action="store_true", help="also evaluate the base model (adapter off)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N examples")
     p.add_argument("--max-new-tokens", type=int, default=128, help="longest generated answer (default 128)")
+    add_engine_option(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--progress-lines", action="store_true",
                    help="print progress to stderr as one 'progress DONE/TOTAL WHAT' line per step (for the TUI "

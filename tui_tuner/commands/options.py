@@ -28,6 +28,14 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--repetition-penalty", type=float, default=1.1, help="above 1 discourages repeats (default 1.1)")
     g.add_argument("--system", default=None, help="system prompt for the conversation")
     g.add_argument("--seed", type=int, default=None, help="sampling seed, for repeatable answers")
+    add_engine_option(g)
+
+
+def add_engine_option(p) -> None:
+    """`--engine`: which library loads and runs the model (chat and eval)."""
+    p.add_argument("--engine", choices=("auto", "transformers", "mlx"), default="auto",
+                   help="what runs the model: auto = MLX for runs trained with MLX where it imports, "
+                        "else transformers")
 
 
 def add_source_options(p: argparse.ArgumentParser) -> None:
@@ -79,7 +87,8 @@ def load_for_command(args: argparse.Namespace, *, need_adapter: bool = False):
         return None
     print(f"loading {source.label} ...", file=sys.stderr)
     try:
-        chat = load_chat_model(source, own_process=True)  # this command is a process of its own
+        # this command is a process of its own
+        chat = load_chat_model(source, own_process=True, engine=getattr(args, "engine", "auto"))
     except (OSError, SourceError, ValueError) as exc:
         print(f"error: cannot load {source.label}: {exc}", file=sys.stderr)
         return None

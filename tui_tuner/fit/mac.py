@@ -8,6 +8,8 @@ its training state must fit in. Readings come from `sysctl` and `ioreg` (the bou
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import platform
 import re
 import subprocess
@@ -154,3 +156,20 @@ def mlx_advice(method: str | None, need_bytes: int, mac: MacHardware, lora_bytes
         text += (f" Only {format_bytes(free)} of memory is free now: close other apps, or macOS compresses and "
                  "swaps memory and training slows sharply.")
     return text
+
+
+MLX_INSTALL = "pip install -e '.[mlx]' installs it (mlx and mlx-lm)"
+
+
+def mlx_importable() -> tuple[bool, str]:
+    """(True, "") when `mlx.core` and `mlx_lm` import here, else (False, why)."""
+    for name in ("mlx", "mlx_lm"):
+        if importlib.util.find_spec(name) is None:
+            return False, f"{name.replace('_', '-')} is not installed ({MLX_INSTALL})"
+    try:
+        importlib.import_module("mlx.core")
+        importlib.import_module("mlx_lm")
+    except Exception as exc:  # a wheel for another platform, or a missing shared library
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return False, f"mlx is installed but did not import: {first}"
+    return True, ""

@@ -232,6 +232,8 @@ class GenerationResult:
     text: str = ""
     prompt_tokens: int = 0
     new_tokens: int = 0
+    token_ids: list[int] = field(default_factory=list)
+    """The generated token ids (the end-of-turn token included when it ended the answer)."""
     finish_reason: str = ""
     """eos (end of turn), length (max_new_tokens), stopped (cancelled) or error."""
     first_token_s: float | None = None
@@ -273,7 +275,13 @@ def _auto_dtype(name: str):
 
 
 class ChatModel:
-    """A loaded model + tokenizer + chat template; generates with or without its adapter."""
+    """A loaded model + tokenizer + chat template; generates with or without its adapter.
+
+    This is the transformers engine; `tui_tuner.inference.mlx_chat.MlxChatModel` is the MLX one behind
+    the same interface (it overrides the model-facing parts: `adapter`, `loss_sum`, `stream_class`).
+    """
+
+    engine = "transformers"
 
     def __init__(self, model: Any, tokenizer: Any, chat_template: str, source: ModelSource,
                  notes: list[str] | None = None):
@@ -309,6 +317,19 @@ class ChatModel:
             raise SourceError(f"{self.source.label} is a full model with no adapter to switch off, so there is "
                               "no base model to compare with; compare needs a run, checkpoint or adapter.")
         return self.model.disable_adapter()
+
+    def loss_sum(self, input_ids: list[int], labels: list[int]) -> tuple[float, int]:
+        """(summed next-token loss, tokens counted) over the positions whose label is not -100."""
+        import torch
+
+        with torch.inference_mode():
+            labels_t = torch.tensor([labels], device=self.device)
+            n = int((labels_t[:, 1:] != -100).sum())  # the model predicts token t+1 from t
+            if n == 0:
+                return 0.0, 0
+            ids = torch.tensor([input_ids], device=self.device)
+            loss = self.model(input_ids=ids, labels=labels_t).loss
+        return float(loss) * n, n
 
     def render(self, messages: Messages, add_generation_prompt: bool = True) -> str:
         """The prompt text for `messages`, through the same template as training."""
@@ -363,8 +384,8 @@ class ChatModel:
                stop_event: threading.Event | None = None) -> "GenerationStream":
         """Start generating an answer to `messages` on a thread; iterate the result for text pieces."""
         settings = settings or GenerationSettings()
-        stream = GenerationStream(self, self.prepare(messages, settings), settings, use_adapter,
-                                  stop_event or threading.Event())
+        stream = self.stream_class(self, self.prepare(messages, settings), settings, use_adapter,
+                                   stop_event or threading.Event())
         stream.start()
         return stream
 
@@ -377,8 +398,8 @@ class ChatModel:
         thread hand-off (see bench/chat_latency.py).
         """
         settings = settings or GenerationSettings()
-        return GenerationStream(self, self.prepare(messages, settings), settings, use_adapter,
-                                stop_event or threading.Event(), on_text).run()
+        return self.stream_class(self, self.prepare(messages, settings), settings, use_adapter,
+                                 stop_event or threading.Event(), on_text).run()
 
     def answer(self, messages: Messages, settings: GenerationSettings | None = None, *,
                use_adapter: bool = True) -> GenerationResult:
@@ -537,6 +558,7 @@ class GenerationStream:
                                           stopping_criteria=StoppingCriteriaList([_StopOnEvent()]), **kwargs)
             new = out[0, input_ids.shape[1]:].tolist()
             self._result.new_tokens = len(new)
+            self._result.token_ids = new
             if event.is_set():
                 self._result.finish_reason = "stopped"
             elif new and new[-1] in chat.stop_token_ids:
@@ -568,6 +590,9 @@ class GenerationStream:
             self._result.elapsed_s = time.perf_counter() - self._t0
         self._result.text = "".join(self._pieces).strip()
         return self._result
+
+
+ChatModel.stream_class = GenerationStream  # the engine's generation loop; MLX has its own
 
 
 # ---------------------------------------------------------------------------- loading
@@ -634,9 +659,11 @@ def fetch_base_model(source: ModelSource, *, progress: Callable[[Any], None] | N
 
 def load_chat_model(source: ModelSource, *, log: Callable[[str], None] = lambda s: None,
                     device: str | None = None, load_in_4bit: bool | None = None,
-                    own_process: bool = False, download_progress: Callable[[Any], None] | None = None) -> ChatModel:
-    """Load `source` for generation: transformers (+ peft), or Unsloth for Unsloth runs on CUDA
-    when the caller is a process of its own (`own_process`; see `use_unsloth`).
+                    own_process: bool = False, download_progress: Callable[[Any], None] | None = None,
+                    engine: str = "auto") -> ChatModel:
+    """Load `source` for generation: transformers (+ peft), MLX for runs trained with MLX where it
+    imports (`engine`: auto, mlx or transformers; see `tui_tuner.inference.mlx_chat.use_mlx`), or
+    Unsloth for Unsloth runs on CUDA when the caller is a process of its own (`own_process`; see `use_unsloth`).
 
     A hub base model the cache lacks is downloaded first; `download_progress` receives its byte counts.
     """
@@ -644,6 +671,12 @@ def load_chat_model(source: ModelSource, *, log: Callable[[str], None] = lambda 
 
     fetch_base_model(source, progress=download_progress, note=log)
 
+    from tui_tuner.inference.mlx_chat import load_mlx_chat_model, use_mlx
+
+    with_mlx, mlx_why = use_mlx(source, engine)
+    if with_mlx:
+        log(f"loading with MLX ({mlx_why})")
+        return load_mlx_chat_model(source, log=log)
     fast, why = use_unsloth(source, own_process=own_process)
     if fast:
         log(f"loading with Unsloth ({why})")
@@ -652,6 +685,8 @@ def load_chat_model(source: ModelSource, *, log: Callable[[str], None] = lambda 
     chat = _load_transformers(source, log=log, device=device, load_in_4bit=load_in_4bit)
     if source.backend == "unsloth":
         chat.notes.append(f"trained with Unsloth, loaded with transformers: {why}")
+    if source.backend == "mlx":
+        chat.notes.append(f"trained with MLX, loaded with transformers: {mlx_why}")
     return chat
 
 

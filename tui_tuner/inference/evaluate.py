@@ -154,9 +154,9 @@ def _load(path: Any, data_cfg: Any):
 
 def heldout_loss(chat: ChatModel, examples: list[list[dict[str, str]]], *, use_adapter: bool = True,
                  max_seq_length: int | None = None, completion_only_loss: bool = True) -> tuple[float | None, int]:
-    """(mean loss per answer token, number of tokens) over `examples`, tokenized as in training."""
-    import torch
+    """(mean loss per answer token, number of tokens) over `examples`, tokenized as in training.
 
+    Computed by the chat's own engine: transformers, or MLX for MLX runs (on the base MLX trained on)."""
     from tui_tuner.data import tokenize_conversation
 
     cfg = chat.source.config
@@ -164,17 +164,12 @@ def heldout_loss(chat: ChatModel, examples: list[list[dict[str, str]]], *, use_a
     max_len = min(max_len, chat.context_length)
     only_answers = cfg.data.completion_only_loss if cfg else completion_only_loss
     total, count = 0.0, 0
-    with chat._lock, chat.adapter(use_adapter), torch.inference_mode():
+    with chat._lock, chat.adapter(use_adapter):
         for messages in examples:
             enc = tokenize_conversation(chat.tokenizer, messages, max_len, only_answers,
                                         chat_template=chat.chat_template)
-            labels = torch.tensor([enc["labels"]], device=chat.device)
-            n = int((labels[:, 1:] != -100).sum())  # the model predicts token t+1 from t
-            if n == 0:
-                continue
-            ids = torch.tensor([enc["input_ids"]], device=chat.device)
-            loss = chat.model(input_ids=ids, labels=labels).loss
-            total += float(loss) * n
+            loss_sum, n = chat.loss_sum(enc["input_ids"], enc["labels"])
+            total += loss_sum
             count += n
     return (total / count if count else None), count
 

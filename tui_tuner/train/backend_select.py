@@ -15,6 +15,8 @@ import importlib.util
 import platform
 from typing import TYPE_CHECKING
 
+from tui_tuner.fit.mac import MLX_INSTALL, mlx_importable  # noqa: F401  (the backend choice's MLX check)
+
 if TYPE_CHECKING:
     from tui_tuner.config.schema import RunConfig
 
@@ -43,23 +45,6 @@ def rocm_torch() -> bool:
 def apple_silicon() -> bool:
     """Whether this is macOS on an Apple chip (arm64), where MLX trains on the GPU through Metal."""
     return platform.system() == "Darwin" and platform.machine() == "arm64"
-
-
-MLX_INSTALL = "pip install -e '.[mlx]' installs it (mlx and mlx-lm)"
-
-
-def mlx_importable() -> tuple[bool, str]:
-    """(True, "") when `mlx.core` and `mlx_lm` import here, else (False, why)."""
-    for name in ("mlx", "mlx_lm"):
-        if importlib.util.find_spec(name) is None:
-            return False, f"{name.replace('_', '-')} is not installed ({MLX_INSTALL})"
-    try:
-        importlib.import_module("mlx.core")
-        importlib.import_module("mlx_lm")
-    except Exception as exc:  # a wheel for another platform, or a missing shared library
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return False, f"mlx is installed but did not import: {first}"
-    return True, ""
 
 
 def mlx_refusal(cfg: "RunConfig") -> str | None:

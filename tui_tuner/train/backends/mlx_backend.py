@@ -32,19 +32,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from tui_tuner.models.mlx_model import (  # noqa: F401  (shared with chat and eval on MLX)
+    ADAPTER_WEIGHTS, MLX_ADAPTER_DIR, MLX_DTYPES, QUANTIZATION, hf_config_overrides, lora_keys, masked_loss_sum,
+    pad_batch, quantize_base, weight_dtype_name,
+)
 from tui_tuner.rundir.events import EventWriter
 from tui_tuner.rundir.runs import RunDir
 
 MLX_STATE_FILE = "mlx_state.json"
 """Marks an MLX checkpoint folder and holds its step, data position and token count."""
-ADAPTER_WEIGHTS = "adapters.safetensors"
 OPTIMIZER_STATE = "optimizer.safetensors"
-MLX_DTYPES = ("float32", "bfloat16", "float16")
-MLX_ADAPTER_DIR = "mlx"
-"""The mlx-lm copy of the final adapter, inside the run's adapter/ folder."""
 PEFT_WEIGHTS = "adapter_model.safetensors"
-QUANTIZATION = {"mode": "affine", "bits": 4, "group_size": 64}
-"""How `method: qlora` quantizes the base on MLX."""
 
 
 def lr_factor(step: int, total: int, warmup: int, scheduler: str) -> float:
@@ -68,19 +66,6 @@ def warmup_steps(ratio: float, total: int) -> int:
     return math.ceil(total * ratio) if ratio < 1 else int(ratio)
 
 
-def lora_keys(layer: Any, target_modules: str | list[str]) -> set[str]:
-    """Paths of the linear layers inside one decoder layer that get LoRA (`all-linear` or by last name)."""
-    import mlx.nn as nn
-
-    keys = set()
-    for path, module in layer.named_modules():
-        if not isinstance(module, (nn.Linear, nn.QuantizedLinear)):
-            continue
-        if target_modules == "all-linear" or path.rsplit(".", 1)[-1] in target_modules:
-            keys.add(path)
-    return keys
-
-
 def micro_batches(n_examples: int, batch_size: int, seed: int) -> Iterator[tuple[int, list[int]]]:
     """(epoch, example indices) forever: each epoch a fresh seeded shuffle, so a resume can replay the order."""
     epoch = 0
@@ -92,93 +77,12 @@ def micro_batches(n_examples: int, batch_size: int, seed: int) -> Iterator[tuple
         epoch += 1
 
 
-def pad_batch(ids: list[list[int]], labels: list[list[int]], pad_id: int) -> tuple[Any, Any, Any, int]:
-    """(inputs, targets, mask, real tokens): next-token targets, mask 1 where the label is not -100."""
-    import mlx.core as mx
-
-    width = max(len(x) for x in ids)
-    padded_ids = [x + [pad_id] * (width - len(x)) for x in ids]
-    padded_labels = [y + [-100] * (width - len(y)) for y in labels]
-    arr_ids = mx.array(padded_ids, dtype=mx.int32)
-    arr_labels = mx.array(padded_labels, dtype=mx.int32)
-    targets = arr_labels[:, 1:]
-    mask = targets != -100
-    return arr_ids[:, :-1], mx.where(mask, targets, 0), mask, sum(len(x) for x in ids)
-
-
-def masked_loss_sum(model: Any, inputs: Any, targets: Any, mask: Any) -> Any:
-    """Sum of the next-token cross-entropy over the positions the mask keeps."""
-    import mlx.core as mx
-    import mlx.nn as nn
-
-    logits = model(inputs).astype(mx.float32)
-    return (nn.losses.cross_entropy(logits, targets) * mask).sum()
-
-
-def weight_dtype_name(cfg: Any) -> str:
-    """The MLX dtype of the frozen weights: `auto` is bfloat16 on the Metal GPU, float32 on a CPU (slow bf16 there).
-
-    For QLoRA, `quantization.compute_dtype` (when set) wins: MLX computes a 4-bit layer in the dtype of its
-    scales, which is the dtype the model had when it was quantized."""
-    import mlx.core as mx
-
-    if cfg.method == "qlora" and cfg.quantization.compute_dtype != "auto":
-        return cfg.quantization.compute_dtype
-    if cfg.model.dtype != "auto":
-        return cfg.model.dtype
-    return "bfloat16" if mx.default_device() == mx.gpu else "float32"
-
-
 def precision_label(cfg: Any) -> str:
     """What the frozen weights are, for the run's status: `float32`, or `4-bit affine (group 64), float32 compute`."""
     dtype = weight_dtype_name(cfg)
     if cfg.method == "qlora":
         return f"4-bit affine (group {QUANTIZATION['group_size']}), {dtype} compute"
     return dtype
-
-
-def hf_config_overrides(model_path: Path) -> dict[str, Any]:
-    """Config keys mlx-lm reads at the top level that transformers 5 writes inside `rope_parameters`.
-
-    A model saved by transformers 5 has `rope_parameters: {rope_theta: 500000, ...}` and no top-level
-    `rope_theta`; mlx-lm would silently take its default (10000) and compute different logits."""
-    try:
-        config = json.loads((model_path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    rope = config.get("rope_parameters")
-    if not isinstance(rope, dict):
-        return {}
-    out: dict[str, Any] = {}
-    if "rope_theta" not in config and "rope_theta" in rope:
-        out["rope_theta"] = rope["rope_theta"]
-    if "partial_rotary_factor" not in config and "partial_rotary_factor" in rope:
-        out["partial_rotary_factor"] = rope["partial_rotary_factor"]
-    kind = rope.get("rope_type", "default")
-    if config.get("rope_scaling") is None and kind != "default":
-        out["rope_scaling"] = {"type": kind, **{k: v for k, v in rope.items() if k != "rope_theta"}}
-    return out
-
-
-def quantize_base(model: Any) -> int:
-    """Quantize the linear layers and embeddings in place with MLX's affine 4-bit (group 64); returns how many.
-
-    The same layers as mlx-lm's `convert -q`; a layer whose input width is not a multiple of the group size
-    stays unquantized (MLX cannot group it)."""
-    import mlx.nn as nn
-
-    group = QUANTIZATION["group_size"]
-    count = 0
-
-    def predicate(path: str, module: Any) -> bool:
-        nonlocal count
-        wanted = isinstance(module, (nn.Linear, nn.Embedding)) and module.weight.shape[-1] % group == 0
-        count += wanted
-        return wanted
-
-    nn.quantize(model, group_size=group, bits=QUANTIZATION["bits"], mode=QUANTIZATION["mode"],
-                class_predicate=predicate)
-    return count
 
 
 def load_model(cfg: Any, model_path: str) -> tuple[Any, dict[str, Any]]:

@@ -25,6 +25,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Button, Input, Select, Static, Switch
 
 from tui_tuner.inference.transcripts import Turn, history_for, save_transcript
@@ -35,6 +36,9 @@ from tui_tuner.tui.widgets.key_bar import KeyBar
 STREAM_BATCH_S = 0.05
 """Tokens are posted to the UI at most this often: one repaint per batch, not per token."""
 FINAL = "final"
+TAB_ORDER = ("#chat-input", "#gen-temperature", "#gen-top_p", "#gen-max_new_tokens", "#gen-repetition_penalty",
+             "#gen-system", "#gen-compare", "#chat-run", "#chat-checkpoint", "#chat-load")
+"""The Tab stops, in order: the message box, what changes the next answer, then the model to load."""
 
 
 @dataclass
@@ -82,7 +86,10 @@ class ChatScreen(Screen):
     """Chat with a checkpoint; base vs tuned side by side."""
 
     CSS_PATH = "chat.tcss"
+    AUTO_FOCUS = "#chat-input"
     BINDINGS = [
+        # `i` is typed into a text field, so ctrl+n is the same jump from the settings fields.
+        Binding("i,ctrl+n", "focus_message", "Message"),
         Binding("escape", "stop_generation", "Stop"),
         Binding("ctrl+l", "clear", "Clear"),
         Binding("ctrl+s", "save", "Save transcript"),
@@ -120,6 +127,14 @@ class ChatScreen(Screen):
         self.list_runs_worker()
         if self.initial:
             self.load(*self.initial)
+
+    @property
+    def focus_chain(self) -> list[Widget]:
+        """The Tab stops (`TAB_ORDER`) that can take focus now; scrolling panels are left out."""
+        chain: list[Widget] = []
+        for selector in TAB_ORDER:
+            chain.extend(widget for widget in self.query(selector) if widget.focusable)
+        return chain
 
     # ------------------------------------------------------------------ picking a model
     @work(thread=True, group="chat-runs", exit_on_error=False)
@@ -286,6 +301,9 @@ class ChatScreen(Screen):
             status.set_class(name == state, f"-{name}")
 
     # ------------------------------------------------------------------ actions
+    def action_focus_message(self) -> None:
+        self.query_one("#chat-input", Input).focus()
+
     def action_stop_generation(self) -> None:
         """Escape: stop the answer being generated; with none, leave the text field (as on every screen)."""
         if self.generating:

@@ -2,7 +2,8 @@
 
 Each is a typed `ModalScreen[T]`; callers `push_screen(modal, callback)` or, inside a
 worker, `await push_screen_wait(modal)`. Styles live in DEFAULT_CSS so a dialog can be
-reused anywhere without the app's stylesheet.
+reused anywhere without the app's stylesheet. Each shows its own keys in a `KeyBar` at the
+bottom, over the key bar of the screen behind it (whose own keys wait until the dialog closes).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from tui_tuner.tui.widgets.key_bar import KeyBar
+
 _DIALOG_CSS = """
     {name} {{ align: center middle; }}
     {name} > Vertical {{
@@ -25,21 +28,26 @@ _DIALOG_CSS = """
     {name} .dialog-body {{ width: 100%; height: auto; max-height: 14; margin-bottom: 1; }}
     {name} .dialog-buttons {{ height: auto; align-horizontal: right; width: 100%; }}
     {name} Button {{ margin-left: 1; min-width: 10; }}
+    {name} KeyBar {{ dock: bottom; height: 1; }}
 """
 
 
 class ConfirmModal(ModalScreen[bool]):
-    """Yes/No question; Enter or y confirms, Escape or n cancels."""
+    """Yes/No question; y (or Enter on the yes button) confirms, n or Escape cancels."""
 
     DEFAULT_CSS = _DIALOG_CSS.format(name="ConfirmModal")
     BINDINGS = [
-        Binding("escape,n", "answer(False)", "No"),
         Binding("y", "answer(True)", "Yes"),
+        Binding("n", "answer(False)", "No"),
+        Binding("escape", "answer(False)", "No", show=False),
     ]
 
     def __init__(self, title: str, body: str = "", *, yes: str = "Yes", no: str = "No", danger: bool = False) -> None:
         super().__init__()
         self.title_text, self.body, self.yes, self.no, self.danger = title, body, yes, no, danger
+        # The key bar names the keys after the buttons ("y Write the quickstart", "n Blank config").
+        self._bindings.key_to_bindings["y"] = [Binding("y", "answer(True)", yes)]
+        self._bindings.key_to_bindings["n"] = [Binding("n", "answer(False)", no)]
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -49,6 +57,7 @@ class ConfirmModal(ModalScreen[bool]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button(self.no, id="no")
                 yield Button(self.yes, id="yes", variant="error" if self.danger else "primary")
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#yes" if not self.danger else "#no", Button).focus()
@@ -61,14 +70,19 @@ class ConfirmModal(ModalScreen[bool]):
 
 
 class PathModal(ModalScreen[str | None]):
-    """Ask for a file path (save as); Escape cancels."""
+    """Ask for a file path (save as); Enter in the field saves, Escape cancels."""
 
     DEFAULT_CSS = _DIALOG_CSS.format(name="PathModal")
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [
+        # Priority so the key bar can show it over the field's own (hidden) enter; only while the field has focus.
+        Binding("enter", "submit", "Save", priority=True),
+        Binding("escape", "cancel", "Cancel"),
+    ]
 
     def __init__(self, title: str, value: str = "", *, action: str = "Save") -> None:
         super().__init__()
         self.title_text, self.value, self.action_label = title, value, action
+        self._bindings.key_to_bindings["enter"] = [Binding("enter", "submit", action, priority=True)]
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -77,6 +91,14 @@ class PathModal(ModalScreen[str | None]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button(self.action_label, id="ok", variant="primary")
+        yield KeyBar()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # On a button, enter presses that button (Cancel cancels), so it is not "save" there.
+        return action != "submit" or isinstance(self.focused, Input)
+
+    def action_submit(self) -> None:
+        self._finish(self.query_one("#path", Input).value)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self._finish(event.value)
@@ -98,7 +120,11 @@ class ChoiceModal(ModalScreen[str | None]):
     """Pick one of (value, label) choices; Enter picks, Escape cancels."""
 
     DEFAULT_CSS = _DIALOG_CSS.format(name="ChoiceModal")
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [
+        # Priority so the key bar can show it over the list's own (hidden) enter; only while the list has focus.
+        Binding("enter", "pick", "Pick", priority=True),
+        Binding("escape", "cancel", "Cancel"),
+    ]
 
     def __init__(self, title: str, choices: list[tuple[str, str]], *, body: str = "", empty_text: str = "nothing to choose") -> None:
         super().__init__()
@@ -115,6 +141,14 @@ class ChoiceModal(ModalScreen[str | None]):
             yield OptionList(*options, classes="dialog-body")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel", id="cancel")
+        yield KeyBar()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        focused = self.focused
+        return action != "pick" or (isinstance(focused, OptionList) and focused.highlighted is not None)
+
+    def action_pick(self) -> None:
+        self.query_one(OptionList).action_select()
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(self.choices[int(event.option_id)][0])
@@ -148,6 +182,7 @@ class TextModal(ModalScreen[None]):
                 yield Static(self.body if isinstance(self.body, Text) else Text(self.body), id="text-body")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Close", id="close", variant="primary")
+        yield KeyBar()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(None)
@@ -168,7 +203,13 @@ class RewardPickerModal(ModalScreen[list[str] | None]):
     RewardPickerModal SelectionList { height: auto; max-height: 9; margin-bottom: 1; }
     RewardPickerModal #reward-problem { color: $error; height: auto; }
     """
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [
+        # Priority so the key bar can show them over the list's and the field's own (hidden) keys;
+        # each only where it applies (`check_action`).
+        Binding("space", "tick", "Tick", priority=True),
+        Binding("enter", "use", "Use", priority=True),
+        Binding("escape", "cancel", "Cancel"),
+    ]
 
     def __init__(self, chosen: list[str], base_dir=None) -> None:
         super().__init__()
@@ -193,11 +234,32 @@ class RewardPickerModal(ModalScreen[list[str] | None]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button("Use", id="ok", variant="primary")
+        yield KeyBar()
 
     def on_mount(self) -> None:
         from textual.widgets import SelectionList
 
         self.query_one(SelectionList).focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        from textual.widgets import SelectionList
+
+        focused = self.focused
+        if action == "tick":
+            return isinstance(focused, SelectionList) and focused.highlighted is not None
+        if action == "use":
+            return isinstance(focused, Input)
+        return True
+
+    def action_tick(self) -> None:
+        from textual.widgets import SelectionList
+
+        rewards = self.query_one(SelectionList)
+        if rewards.highlighted is not None:
+            rewards.toggle(rewards.get_option_at_index(rewards.highlighted))
+
+    def action_use(self) -> None:
+        self.finish()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.finish()

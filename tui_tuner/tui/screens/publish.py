@@ -17,6 +17,7 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 from tui_tuner.tui import export_view
 from tui_tuner.tui.publish_view import PublishRequest
 from tui_tuner.tui.screens.modals import _DIALOG_CSS
+from tui_tuner.tui.widgets.key_bar import KeyBar
 
 
 def what_choices() -> list[tuple[str, str]]:
@@ -32,7 +33,11 @@ class PublishModal(ModalScreen[PublishRequest | None]):
     PublishModal Input, PublishModal Select { margin-bottom: 1; }
     PublishModal #publish-error { color: $error; height: auto; }
     """
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [
+        # Priority so the key bar can show it over the field's own (hidden) enter; only while the field has focus.
+        Binding("enter", "publish", "Publish", priority=True),
+        Binding("escape", "cancel", "Cancel"),
+    ]
 
     def __init__(self, run_name: str, repo: str = "") -> None:
         super().__init__()
@@ -52,6 +57,7 @@ class PublishModal(ModalScreen[PublishRequest | None]):
                 yield Button("Cancel", id="cancel")
                 yield Button("Dry run", id="dry-run")
                 yield Button("Publish", id="publish", variant="primary")
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#publish-repo", Input).focus()
@@ -70,6 +76,13 @@ class PublishModal(ModalScreen[PublishRequest | None]):
         what = str(self.query_one("#publish-what", Select).value)
         kind, _, quant = what.partition(":")
         return PublishRequest(repo, kind, quant or "q8_0", self.query_one("#publish-private", Checkbox).value, dry_run)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # On a button, enter presses that button (Cancel, Dry run), so it is not "publish" there.
+        return action != "publish" or isinstance(self.focused, Input)
+
+    def action_publish(self) -> None:
+        self._finish(dry_run=False)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self._finish(dry_run=False)
