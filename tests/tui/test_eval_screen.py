@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 from textual.widgets import DataTable, Static
 
-from tests.tui.conftest import make_fake_run
+from tests.tui.conftest import make_fake_run, wait_until
 from tui_tuner.tui.app import build_app
 
 
@@ -156,3 +156,131 @@ async def test_a_failed_evaluation_shows_the_commands_error(project):
         text = str(status.render())
         assert "exit status 2" in text and "error:" in text
         assert not screen.running and screen.report is None
+
+
+def _pair_item(line, prompt, chosen_logp, rejected_logp):
+    return {"line": line, "prompt": prompt, "chosen": "Bramble weighs 4 kilograms.", "rejected": "It sings opera.",
+            "chosen_logp": chosen_logp, "rejected_logp": rejected_logp, "margin": round(chosen_logp - rejected_logp, 3)}
+
+
+def test_objective_report_summary_rows_and_detail_share_the_markdown_reports_tables():
+    from tui_tuner.inference.evaluate import EvalReport, report_markdown
+    from tui_tuner.inference.objective_eval import example_table
+    from tui_tuner.tui import eval_view
+
+    section = {"objective": "dpo", "headline": "preference_accuracy", "models": {
+        "tuned": {"preference_accuracy": 1.0, "mean_margin": 2.5, "pairs": 2,
+                  "items": [_pair_item(3, "How much does Bramble weigh?", -10.0, -14.0), _pair_item(5, "Who?", -8.0, -9.0)]},
+        "base": {"preference_accuracy": 0.5, "mean_margin": -0.5, "pairs": 2,
+                 "items": [_pair_item(3, "How much does Bramble weigh?", -12.0, -11.0), _pair_item(5, "Who?", -9.0, -9.0)]}}}
+    summary = _plain(eval_view.objective_summary(section))
+    assert "preference accuracy: the share of held-out pairs" in summary  # what the number means, one line
+    accuracy = next(ln for ln in summary.splitlines() if ln.strip().startswith("preference accuracy "))
+    assert accuracy.split()[-2:] == ["1.000", "0.500"]
+    assert "pairs" in summary and "2.500" in summary
+
+    labels, rows = eval_view.objective_rows(section, prompt_width=12)
+    assert labels == ["line", "prompt", "tuned margin", "base margin"]
+    assert [str(c) for c in rows[0]] == ["3", "How much do…", "4.00", "-1.00"]
+    assert rows[0][3].style == "red"  # the base prefers the rejected answer
+    detail = eval_view.objective_detail(section, 0).plain
+    assert "line 3" in detail and "Bramble weighs 4 kilograms." in detail and "It sings opera." in detail
+    assert "chosen logp -10.00 · rejected logp -14.00 · margin 4.00" in detail and "margin -1.00" in detail
+
+    # the markdown report lays out the same rows
+    report = EvalReport("run", "pairs.jsonl", 2, "2026-01-01T00:00:00", {}, objective=section)
+    markdown = report_markdown(report)
+    assert "| preference accuracy | 1.000 | 0.500 |" in markdown
+    assert "| " + " | ".join(example_table(section)[1][1]) + " |" in markdown
+
+    # a report written before per-example items were saved still shows its scores, and no rows
+    for model in section["models"].values():
+        del model["items"]
+    assert eval_view.objective_rows(section, 40) == ([], [])
+    assert "1.000" in _plain(eval_view.objective_summary(section))
+
+
+def test_grpo_and_kto_rows_show_rewards_per_answer_and_labels():
+    from tui_tuner.tui import eval_view
+
+    grpo = {"objective": "grpo", "headline": "mean_reward", "models": {"tuned": {
+        "mean_reward": 0.75, "rewards/format": 0.5, "prompts": 1,
+        "items": [{"line": 1, "prompt": "What is 2+2?", "answer": "<think>add</think> 4",
+                   "rewards": {"format": 1.0, "numeric_match": 0.5}, "total": 1.5}]}}}
+    labels, rows = eval_view.objective_rows(grpo, 40)
+    assert labels == ["line", "prompt", "tuned reward"] and [str(c) for c in rows[0]] == ["1", "What is 2+2?", "1.50"]
+    detail = eval_view.objective_detail(grpo, 0).plain
+    assert "<think>add</think> 4" in detail and "total 1.50 · format 1.00 · numeric_match 0.50" in detail
+    assert "rewards/format" in _plain(eval_view.objective_summary(grpo))
+
+    kto = {"objective": "kto", "headline": "desirability_margin", "models": {"tuned": {
+        "desirable_logp": None, "undesirable_logp": -2.0, "desirability_margin": None, "desirable": 0,
+        "undesirable": 1, "items": [{"line": 2, "prompt": "Hi", "completion": "Go away.", "label": "undesirable",
+                                     "logp_per_token": -2.0}]}}}
+    labels, rows = eval_view.objective_rows(kto, 40)
+    assert labels == ["line", "prompt", "label", "tuned logp/tok"] and [str(c) for c in rows[0]] == ["2", "Hi", "undesirable", "-2.00"]
+    summary = _plain(eval_view.objective_summary(kto))
+    assert "desirability margin: desirable answers' mean log-probability per token" in summary and "–" in summary
+    assert "completion (undesirable)" in eval_view.objective_detail(kto, 0).plain
+
+
+@pytest.fixture(scope="module")
+def dpo_project(demo_model_dir, tmp_path_factory):
+    """A project with one DPO run of the demo model (two steps), its held-out pairs in data.eval."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    repo = Path(__file__).resolve().parents[2]
+    root = tmp_path_factory.mktemp("dpo-eval")
+    shutil.copytree(repo / "data", root / "data")
+    config = {"model": {"name_or_path": "tui-tuner/demo-tiny-llama", "dtype": "float32", "max_seq_length": 128},
+              "objective": "dpo", "method": "lora", "lora": {"r": 8, "alpha": 16, "dropout": 0.0},
+              "data": {"train": "data/preference_sample.jsonl", "eval": "data/preference_heldout.jsonl"},
+              "training": {"max_steps": 2, "batch_size": 4, "learning_rate": 1e-3, "gradient_checkpointing": False,
+                           "logging_steps": 1, "save_steps": 100},
+              "output": {"run_name": "dpo-eval"}, "backend": "transformers"}
+    (root / "dpo.yaml").write_text(yaml.safe_dump(config))
+    proc = subprocess.run([sys.executable, "-m", "tui_tuner", "train", "dpo.yaml"], cwd=root, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(repo)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return root
+
+
+@pytest.mark.slow
+async def test_dpo_run_evaluates_and_shows_preference_accuracy_tuned_vs_base(dpo_project):
+    heldout = (dpo_project / "data" / "preference_heldout.jsonl").read_text().splitlines()
+    app = build_app(project_dir=dpo_project, runs_dir=dpo_project / "runs", offer_reattach=False, start_screen="runs")
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_eval(pilot, app)
+        message = screen.query_one("#eval-message", Static)
+        assert await wait_until(pilot, lambda: "no evaluation report" in str(message.render()))
+        assert "preference accuracy" in str(message.render())  # says what the evaluation measures
+        statuses = []
+        set_status = screen._set_status
+        screen._set_status = lambda text: (statuses.append(text.plain), set_status(text))
+        await pilot.press("r")  # with the base model (the default)
+        assert await wait_until(pilot, lambda: screen.report is not None, timeout=300), statuses
+        assert any("tuned: pair" in s for s in statuses) and any("base: pair" in s for s in statuses)
+
+        saved = json.loads(next((dpo_project / "runs").glob("*/eval/eval-*.json")).read_text())
+        models = saved["objective"]["models"]
+        assert list(models) == ["tuned", "base"] and models["tuned"]["pairs"] == len(heldout)
+        summary = _plain(screen.query_one("#eval-summary", Static).content)
+        assert "preference accuracy: the share of held-out pairs" in summary
+        accuracy = next(ln for ln in summary.splitlines() if ln.strip().startswith("preference accuracy "))
+        assert accuracy.split()[-2:] == [f"{models[m]['preference_accuracy']:.3f}" for m in ("tuned", "base")]
+
+        table = screen.query_one("#eval-prompts", DataTable)
+        assert table.row_count == len(heldout)
+        second = models["tuned"]["items"][1]
+        assert str(table.get_cell("1", "c2")) == f"{second['margin']:.2f}"  # tuned margin
+        assert str(table.get_cell("1", "c3")) == f"{models['base']['items'][1]['margin']:.2f}"
+        await pilot.press("down")
+        detail = screen.query_one("#eval-detail", Static)
+        assert await wait_until(pilot, lambda: second["chosen"] in " ".join(_plain(detail.content).split()))
+        assert f"chosen logp {second['chosen_logp']:.2f} · rejected logp {second['rejected_logp']:.2f} · " \
+               f"margin {second['margin']:.2f}" in _plain(detail.content)
+        assert json.loads(heldout[1])["rejected"] in " ".join(_plain(detail.content).split())

@@ -58,6 +58,21 @@ def objective_examples(source: ModelSource, data: str | Path | None) -> tuple[li
     return examples, str(path)
 
 
+ITEM_TEXT_CHARS = 500
+"""Prompts and answers are kept in the report up to this length (enough to recognise them)."""
+
+
+def prompt_line(messages: list[dict[str, str]]) -> str:
+    """The prompt's last user turn, as the report's per-example rows show it."""
+    users = [m["content"] for m in messages if m.get("role") == "user"]
+    return (users[-1] if users else "\n".join(m["content"] for m in messages))[:ITEM_TEXT_CHARS]
+
+
+def answer_text(messages: list[dict[str, str]] | None) -> str:
+    """An answer's assistant text (the side of a pair, or a KTO completion)."""
+    return "\n".join(m["content"] for m in messages or [] if m.get("role") == "assistant")[:ITEM_TEXT_CHARS]
+
+
 def answer_logprob(chat: ChatModel, prompt: list[dict[str, str]], answer: list[dict[str, str]]) -> tuple[float, int]:
     """(sum of log-probabilities of the answer's tokens after the prompt, token count) under the current adapter state."""
     import torch
@@ -89,7 +104,9 @@ def preference_scores(chat: ChatModel, examples: list[ObjectiveExample], use_ada
             margin = chosen - rejected
             wins += margin > 0
             margins.append(margin)
-            items.append({"line": ex.line, "chosen_logp": round(chosen, 3), "rejected_logp": round(rejected, 3)})
+            items.append({"line": ex.line, "prompt": prompt_line(ex.prompt), "chosen": answer_text(ex.chosen),
+                          "rejected": answer_text(ex.rejected), "chosen_logp": round(chosen, 3),
+                          "rejected_logp": round(rejected, 3), "margin": round(margin, 3)})
     n = len(examples)
     return {"preference_accuracy": wins / n if n else None, "mean_margin": sum(margins) / n if n else None,
             "pairs": n, "items": items}
@@ -100,17 +117,20 @@ def kto_scores(chat: ChatModel, examples: list[ObjectiveExample], use_adapter: b
     """Mean per-token log-probability of desirable minus undesirable answers (higher is better)."""
     import torch
 
-    good, bad = [], []
+    good, bad, items = [], [], []
     with chat._lock, chat.adapter(use_adapter), torch.inference_mode():
         for i, ex in enumerate(examples):
             progress(f"answer {i + 1}/{len(examples)}")
             logp, n = answer_logprob(chat, ex.prompt, ex.completion or [])
-            (good if ex.label else bad).append(logp / max(n, 1))
+            per_token = logp / max(n, 1)
+            (good if ex.label else bad).append(per_token)
+            items.append({"line": ex.line, "prompt": prompt_line(ex.prompt), "completion": answer_text(ex.completion),
+                          "label": "desirable" if ex.label else "undesirable", "logp_per_token": round(per_token, 3)})
     mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
     g, b = mean(good), mean(bad)
     return {"desirable_logp": g, "undesirable_logp": b,
             "desirability_margin": (g - b) if g is not None and b is not None else None,
-            "desirable": len(good), "undesirable": len(bad)}
+            "desirable": len(good), "undesirable": len(bad), "items": items}
 
 
 def reward_scores(chat: ChatModel, examples: list[ObjectiveExample], use_adapter: bool,
@@ -142,7 +162,8 @@ def reward_scores(chat: ChatModel, examples: list[ObjectiveExample], use_adapter
                 per[r.name].append(float(value))
         total = sum(r.weight * scores[r.name] for r in rewards if isinstance(scores[r.name], (int, float)))
         totals.append(total)
-        items.append({"line": ex.line, "answer": result.text[:500], "rewards": scores, "total": round(total, 4)})
+        items.append({"line": ex.line, "prompt": prompt_line(ex.prompt), "answer": result.text[:500], "rewards": scores,
+                      "total": round(total, 4)})
     return {"mean_reward": sum(totals) / len(totals) if totals else None,
             **{f"rewards/{k}": (sum(v) / len(v) if v else None) for k, v in per.items()},
             "prompts": len(examples), "items": items}
@@ -175,15 +196,20 @@ def reward_model_scores(source: ModelSource, examples: list[ObjectiveExample],
         ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")
         return float(model(**ids).logits[0, 0])
 
-    wins, margins = 0, []
+    wins, margins, items = 0, [], []
     with torch.inference_mode():
         for i, ex in enumerate(examples):
             progress(f"pair {i + 1}/{len(examples)}")
-            margin = score(ex.prompt + (ex.chosen or [])) - score(ex.prompt + (ex.rejected or []))
+            chosen, rejected = score(ex.prompt + (ex.chosen or [])), score(ex.prompt + (ex.rejected or []))
+            margin = chosen - rejected
             wins += margin > 0
             margins.append(margin)
+            items.append({"line": ex.line, "prompt": prompt_line(ex.prompt), "chosen": answer_text(ex.chosen),
+                          "rejected": answer_text(ex.rejected), "chosen_score": round(chosen, 3),
+                          "rejected_score": round(rejected, 3), "margin": round(margin, 3)})
     n = len(examples)
-    return {"reward_accuracy": wins / n if n else None, "mean_margin": sum(margins) / n if n else None, "pairs": n}
+    return {"reward_accuracy": wins / n if n else None, "mean_margin": sum(margins) / n if n else None, "pairs": n,
+            "items": items}
 
 
 HEADLINE = {"dpo": "preference_accuracy", "orpo": "preference_accuracy", "kto": "desirability_margin",
@@ -227,17 +253,88 @@ def evaluate_objective(source: ModelSource, examples: list[ObjectiveExample], da
     return report
 
 
+MEANING = {
+    "dpo": "the share of held-out pairs where the model finds the chosen answer likelier than the rejected one "
+           "(0.5 = chance)",
+    "kto": "desirable answers' mean log-probability per token minus undesirable ones' (above 0: prefers desirable)",
+    "grpo": "the run's weighted reward functions on greedy answers to held-out prompts, averaged",
+    "reward": "the share of held-out pairs the reward model scores chosen above rejected (0.5 = chance)",
+}
+MEANING["orpo"] = MEANING["dpo"]
+"""One line per objective: what its headline number means."""
+
+EXAMPLE_COLUMNS = {
+    "dpo": (("margin", "margin"),),
+    "kto": (("logp_per_token", "logp/tok"),),
+    "grpo": (("total", "reward"),),
+    "reward": (("margin", "margin"),),
+}
+EXAMPLE_COLUMNS["orpo"] = EXAMPLE_COLUMNS["dpo"]
+"""Per-example table columns of each objective's items, (item key, label), one set per model: the margin is
+chosen minus rejected (log-probability, or reward-model score); each side's value is in the item."""
+
+
+def format_value(value: Any, digits: int = 3) -> str:
+    """A score as the report prints it: `–` when missing, floats to `digits` places."""
+    if value is None:
+        return "–"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def headline_line(section: dict[str, Any]) -> str:
+    """`preference accuracy: <what it means>` for the section's objective."""
+    return f"{section['headline'].replace('_', ' ')}: {MEANING.get(section['objective'], '')}".rstrip(": ")
+
+
+def summary_rows(section: dict[str, Any]) -> tuple[list[str], list[tuple[str, str, list[str]]]]:
+    """(models, rows): one row per aggregate score, as (key, label, one formatted cell per model)."""
+    models = list(section.get("models") or {})
+    if not models:
+        return [], []
+    keys = [k for k, v in section["models"][models[0]].items() if isinstance(v, (int, float)) or v is None]
+    return models, [(k, k.replace("_", " "), [format_value(section["models"][m].get(k)) for m in models])
+                    for k in keys]
+
+
+def example_table(section: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """(labels, rows) of the per-example table: line, prompt, (KTO: label), then each model's scores.
+
+    Empty when the report holds no per-example items (reports written before they were saved)."""
+    models = list(section.get("models") or {})
+    items = {m: section["models"][m].get("items") or [] for m in models}
+    if not models or not items[models[0]]:
+        return [], []
+    objective = section["objective"]
+    columns = EXAMPLE_COLUMNS.get(objective, ())
+    labels = ["line", "prompt"] + (["label"] if objective == "kto" else [])
+    for model in models:
+        labels += [f"{model} {label}" if i == 0 else label for i, (_, label) in enumerate(columns)]
+    rows = []
+    for i, first in enumerate(items[models[0]]):
+        row = [format_value(first.get("line")), " ".join(str(first.get("prompt", "")).split())]
+        if objective == "kto":
+            row.append(str(first.get("label", "")))
+        for model in models:
+            item = items[model][i] if i < len(items[model]) else {}
+            row += [format_value(item.get(key), 2) for key, _ in columns]
+        rows.append(row)
+    return labels, rows
+
+
 def objective_markdown(section: dict[str, Any]) -> list[str]:
-    """The objective's table for the markdown report."""
-    models = list(section["models"])
-    keys = [k for k, v in next(iter(section["models"].values())).items() if isinstance(v, (int, float))]
+    """The objective's part of the markdown report: what the number means, the scores, then every example."""
+    models, rows = summary_rows(section)
     lines = [f"## {section['objective']}: {section['headline'].replace('_', ' ')}", "",
+             f"_{headline_line(section)}_", "",
              "| | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
-    for key in keys:
-        cells = []
-        for m in models:
-            v = section["models"][m].get(key)
-            cells.append("–" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v)))
-        lines.append(f"| {key.replace('_', ' ')} | " + " | ".join(cells) + " |")
+    lines += [f"| {label} | " + " | ".join(cells) + " |" for _, label, cells in rows]
     lines.append("")
+    labels, examples = example_table(section)
+    if examples:
+        lines += ["| " + " | ".join(labels) + " |", "|" + "---|" * len(labels)]
+        for row in examples:
+            cells = [c.replace("|", "\\|") for c in row]
+            cells[1] = cells[1][:60] + ("…" if len(cells[1]) > 60 else "")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
     return lines

@@ -1,5 +1,9 @@
 """What the Eval view draws from an `EvalReport`: the summary table, prompt rows and the selected prompt.
 
+SFT reports show loss, perplexity and scored answers; reports of the other objectives (DPO, ORPO,
+KTO, reward models, GRPO) show the objective's own scores and per-example rows, laid out by
+`tui_tuner.inference.objective_eval` (the same rows as the markdown report).
+
 No textual here (rich renderables only), so the formatting is testable on its own and the
 screen module stays about widgets and workers. Also the `tui-tuner eval` command line the
 screen runs and the parser of its `--progress-lines` output.
@@ -11,6 +15,7 @@ import re
 import sys
 from pathlib import Path
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
@@ -132,4 +137,80 @@ def report_heading(report: EvalReport, path: Path) -> Text:
                          report.created.replace("T", " "), (" · ", "dim"), (path.name, "dim"))
     for note in report.notes:
         text.append(f"\nnote: {note}", style="italic dim")
+    return text
+
+
+# ---------------------------------------------------------------------------- objectives beyond SFT
+
+
+def objective_summary(section: dict) -> Group:
+    """What the headline number means (one line), then one row per score with a column per model;
+    the better headline value in bold green."""
+    from tui_tuner.inference.objective_eval import headline_line, summary_rows
+
+    models, rows = summary_rows(section)
+    table = Table(box=None, padding=(0, 1), header_style="bold", expand=False)
+    table.add_column(section["objective"].upper())
+    for model in models:
+        table.add_column(model, justify="right")
+    values = section.get("models") or {}
+    for key, label, cells in rows:
+        headline = key == section.get("headline")
+        styled: list[Text | str] = [Text(label, style="bold" if headline else "")]
+        for model, cell in zip(models, cells):
+            others = [values[m].get(key) for m in models if m != model]
+            better = headline and others and all(_higher(values[model].get(key), o) for o in others)
+            styled.append(Text(cell, style="bold green" if better else ("bold" if headline else "")))
+        table.add_row(*styled)
+    return Group(Text(headline_line(section), style="italic"), table)
+
+
+def _higher(mine, other) -> bool:
+    return isinstance(mine, (int, float)) and isinstance(other, (int, float)) and mine > other
+
+
+def objective_rows(section: dict, prompt_width: int) -> tuple[list[str], list[list[Text | str]]]:
+    """(labels, rows) of the per-example table, the prompt cut to `prompt_width` cells and
+    a negative margin (the model prefers the rejected answer) in red."""
+    from tui_tuner.inference.objective_eval import example_table
+
+    labels, rows = example_table(section)
+    styled_rows = []
+    for row in rows:
+        cells: list[Text | str] = list(row)
+        if len(row[1]) > prompt_width:
+            cells[1] = row[1][: max(1, prompt_width - 1)] + "…"
+        first_score = 3 if section["objective"] == "kto" else 2  # after line, prompt (and KTO's label)
+        for i in range(first_score, len(row)):
+            negative_margin = labels[i].endswith("margin") and row[i].startswith("-")
+            cells[i] = Text(row[i], style="red" if negative_margin else "", justify="right")
+        styled_rows.append(cells)
+    return labels, styled_rows
+
+
+def objective_detail(section: dict, index: int) -> Text:
+    """One example in full: its prompt, the answers compared (or each model's answer) and each model's scores
+    (chosen and rejected log-probabilities and their margin; each reward function's score and the total)."""
+    from tui_tuner.inference.objective_eval import format_value
+
+    models = list(section.get("models") or {})
+    items = [(m, (section["models"][m].get("items") or [])) for m in models]
+    items = [(m, it[index]) for m, it in items if index < len(it)]
+    if not items:
+        return Text("")
+    first = items[0][1]
+    text = Text.assemble((f"line {first.get('line')}  prompt  ", "bold"), str(first.get("prompt", "")).strip())
+    for key, style in (("chosen", "green"), ("rejected", "red"), ("completion", "")):
+        if first.get(key):
+            label = f"{key} ({first['label']})" if key == "completion" and first.get("label") else key
+            text.append(f"\n{label}  ", style="bold")
+            text.append(str(first[key]).strip(), style=style)
+    for model, item in items:
+        text.append(f"\n{model}  ", style="bold")
+        if "answer" in item:
+            text.append((str(item["answer"]).strip() or "(empty answer)") + "\n    ")
+        scores = [f"{key.replace('_', ' ')} {format_value(value, 2)}" for key, value in item.items()
+                  if key != "line" and isinstance(value, (int, float))]
+        scores += [f"{name} {format_value(value, 2)}" for name, value in (item.get("rewards") or {}).items()]
+        text.append(" · ".join(scores), style="dim")
     return text

@@ -5,6 +5,10 @@ count of possible hallucinations, tuned and base side by side when the report co
 them; the table lists every prompt with its scores (flagged answers in red, ⚠), and the
 selected prompt's prompt, reference and answers are shown below it.
 
+Runs of the other objectives (DPO, ORPO, KTO, reward models, GRPO) show their objective's own
+report instead: what its number means, the scores (tuned vs base when compared), and a row per
+held-out example (chosen vs rejected log-probabilities, rewards per answer), detailed below.
+
 Without a report the view offers to run the evaluation: `tui-tuner eval RUN` runs as a
 subprocess (the TUI never loads a model for it), read by a thread worker that posts
 `EvalProgressed` / `EvalEnded`; when it ends the report is loaded, when it fails its error
@@ -124,8 +128,7 @@ class EvalScreen(Screen):
             self.query_one("#eval-runner").display = True
             text = Text.assemble((event.error or f"{self.run.name} has no evaluation report yet.",
                                   "red" if event.error else "bold"))
-            text.append("\nRun `tui-tuner eval` on it: held-out loss, perplexity, and each held-out prompt "
-                        "answered and scored against its reference (greedy decoding). Enter or r starts it; "
+            text.append(f"\nRun `tui-tuner eval` on it: {self._what_eval_measures()}. Enter or r starts it; "
                         "b switches the base-model comparison.", style="")
             message.update(text)
             if not self.running:
@@ -135,15 +138,31 @@ class EvalScreen(Screen):
         self.query_one("#eval-runner").display = self.running
         message.update(Text("running a new evaluation …", style="bold"))
         self.query_one("#eval-heading", Static).update(eval_view.report_heading(event.report, event.path))
-        self.query_one("#eval-summary", Static).update(eval_view.summary_table(event.report))
+        summary = (eval_view.objective_summary(event.report.objective) if event.report.objective
+                   else eval_view.summary_table(event.report))
+        self.query_one("#eval-summary", Static).update(summary)
         self._fill_prompts()
         self.query_one("#eval-prompts", DataTable).focus()
+
+    def _what_eval_measures(self) -> str:
+        from tui_tuner.rundir.runs import run_summary
+
+        from tui_tuner.inference.objective_eval import HEADLINE, MEANING
+
+        objective = run_summary(self.run).get("objective") or "sft"
+        if objective not in MEANING:  # sft (or a config that cannot be read: eval itself will say why)
+            return ("held-out loss, perplexity, and each held-out prompt answered and scored against its "
+                    "reference (greedy decoding)")
+        return f"{objective.upper()}'s {HEADLINE[objective].replace('_', ' ')}, {MEANING[objective]}"
 
     def _fill_prompts(self) -> None:
         table = self.query_one("#eval-prompts", DataTable)
         table.clear(columns=True)
         report = self.report
         if report is None:
+            return
+        if report.objective:
+            self._fill_objective_rows(table, report.objective)
             return
         columns = eval_view.prompt_columns(report)
         for key, label in columns:
@@ -159,6 +178,22 @@ class EvalScreen(Screen):
                 "No prompt ended with a reference answer, so only the loss was measured.", style="dim"))
         self._show_prompt()
 
+    def _fill_objective_rows(self, table: DataTable, section: dict) -> None:
+        labels, rows = eval_view.objective_rows(section, prompt_width=10_000)
+        for i, label in enumerate(labels):
+            table.add_column(label, key=f"c{i}")
+        others = sum(max(len(label), *(len(str(r[i])) for r in rows)) + CELL_PADDING
+                     for i, label in enumerate(labels) if i != 1) if rows else 0
+        _, rows = eval_view.objective_rows(section, prompt_width=max(16, self.size.width - others - CELL_PADDING
+                                                                     - SCROLLBAR))
+        for i, row in enumerate(rows):
+            table.add_row(*row, key=str(i))
+        if not rows:
+            self.query_one("#eval-detail", Static).update(Text(
+                "This report has no per-example scores (it was written before they were saved): "
+                "r re-runs the evaluation.", style="dim"))
+        self._show_prompt()
+
     def on_resize(self) -> None:
         if self.report is not None:
             self._fill_prompts()
@@ -167,6 +202,11 @@ class EvalScreen(Screen):
     def _show_prompt(self) -> None:
         table = self.query_one("#eval-prompts", DataTable)
         if self.report is None or not table.row_count:
+            return
+        if self.report.objective:
+            self.query_one("#eval-detail", Static).update(
+                eval_view.objective_detail(self.report.objective, table.cursor_row))
+            self.query_one("#eval-detail-pane").scroll_home(animate=False)
             return
         prompt = self.report.prompts[table.cursor_row]
         self.query_one("#eval-detail", Static).update(eval_view.prompt_detail(self.report, prompt))
