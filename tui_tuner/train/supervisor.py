@@ -126,33 +126,49 @@ def _supervise(run: RunDir) -> int:
     return rc if rc >= 0 else 128 - rc
 
 
-def keep_the_log_if_orphaned(log_path: Path, poll_s: float = 0.5) -> threading.Thread | None:
-    """In the worker: when its supervisor dies, point stdout/stderr at `log_path` itself.
+class LogKeeper:
+    """In the worker: when its supervisor dies, stdout/stderr go to train.log itself.
 
     The worker holds the read end of its output pipe too (`LOG_PIPE_ENV`), so writes made before
-    this notices do not fail; what they left in the pipe is appended to the log. None when the
-    worker does not run under a supervisor.
+    this notices do not fail; what they left in the pipe is appended to the log. A thread checks
+    twice a second; `settle()` checks once more as the worker ends, so a run that finishes right
+    after its supervisor died still logs its last lines.
     """
-    fd_text, parent_text = os.environ.get(LOG_PIPE_ENV, ""), os.environ.get("TUI_TUNER_SUPERVISOR_PID", "")
-    if not (fd_text.isdigit() and parent_text.isdigit()) or os.getppid() != int(parent_text):
-        return None
-    read_end, supervisor = int(fd_text), int(parent_text)
 
-    def watch() -> None:
+    def __init__(self, log_path: Path, read_end: int, supervisor: int):
+        self.log_path, self.read_end, self.supervisor = log_path, read_end, supervisor
+        self._lock = threading.Lock()
+        self._done = False
+
+    def orphaned(self) -> bool:
+        return os.getppid() != self.supervisor  # an orphan is adopted by another process
+
+    def settle(self) -> None:
+        """Take the log over now if the supervisor is gone (once)."""
+        with self._lock:
+            if self._done or not self.orphaned():
+                return
+            self._done = True
+            self._take_over()
+
+    def _take_over(self) -> None:
         from tui_tuner.core.ansi import AnsiStripper
 
-        while os.getppid() == supervisor:  # an orphan is adopted by another process
-            time.sleep(poll_s)
         try:
-            log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            log = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         except OSError:
             return  # nowhere to write: the pipe keeps absorbing output as before
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()  # what Python still buffers goes into the pipe first, then is drained
+            except (OSError, ValueError):
+                pass
         os.dup2(log, 1)
         os.dup2(log, 2)
         stripper = AnsiStripper()
-        os.set_blocking(read_end, False)
+        os.set_blocking(self.read_end, False)
         try:
-            while chunk := os.read(read_end, 65536):
+            while chunk := os.read(self.read_end, 65536):
                 os.write(log, stripper.feed(chunk))
         except OSError:
             pass  # drained (BlockingIOError), or the disk is full
@@ -161,11 +177,24 @@ def keep_the_log_if_orphaned(log_path: Path, poll_s: float = 0.5) -> threading.T
         except OSError:
             pass
         os.close(log)
-        os.close(read_end)
+        os.close(self.read_end)
 
-    thread = threading.Thread(target=watch, daemon=True, name="log-keeper")
-    thread.start()
-    return thread
+    def watch(self, poll_s: float = 0.5) -> None:
+        while not self._done:
+            if self.orphaned():
+                self.settle()
+                return
+            time.sleep(poll_s)
+
+
+def keep_the_log_if_orphaned(log_path: Path, poll_s: float = 0.5) -> LogKeeper | None:
+    """Start a `LogKeeper` for this worker (None when it does not run under a supervisor)."""
+    fd_text, parent_text = os.environ.get(LOG_PIPE_ENV, ""), os.environ.get("TUI_TUNER_SUPERVISOR_PID", "")
+    if not (fd_text.isdigit() and parent_text.isdigit()) or os.getppid() != int(parent_text):
+        return None
+    keeper = LogKeeper(log_path, int(fd_text), int(parent_text))
+    threading.Thread(target=keeper.watch, args=(poll_s,), daemon=True, name="log-keeper").start()
+    return keeper
 
 
 def start_log_copier(source: Any, fd: int | None = None) -> threading.Thread:

@@ -560,7 +560,7 @@ def run_worker(run_dir: str | Path) -> int:
     from tui_tuner.rundir.files import LOG_FILE
     from tui_tuner.train.supervisor import keep_the_log_if_orphaned
 
-    keep_the_log_if_orphaned(run.path / LOG_FILE)
+    log_keeper = keep_the_log_if_orphaned(run.path / LOG_FILE)
     keeper = status_keeper_for_rank(run.path, status)  # under torchrun only rank 0 writes status and events
     keeper.update()
     if is_main_process():
@@ -663,6 +663,8 @@ def run_worker(run_dir: str | Path) -> int:
             events.close()
             if is_main_process():
                 release_reserve(run.path)
+    if log_keeper is not None:
+        log_keeper.settle()  # a supervisor that died in the last half second: these lines still reach train.log
     _log_line(f"tui-tuner worker {pid}: {keeper.status.state}"
               + (f": {keeper.status.error}" if keeper.status.error else ""))
     return code
