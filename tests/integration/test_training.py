@@ -168,8 +168,9 @@ def test_forced_out_of_memory_ends_failed_with_the_hint(make_run_config, wait_fo
     start_worker(run)
     st = wait_for_run(run, ("failed",))
     assert st.error.startswith("out of memory") and st.hint == OOM_HINT and st.exit_code == 1
-    assert "OutOfMemoryError" in run.log_path.read_text()
-    assert read_events(run.events_path, 0)[0][-1]["kind"] == "end"
+    # The final state is written first; the traceback and the closing `end` event follow it.
+    assert wait_until_true(lambda: "OutOfMemoryError" in run.log_path.read_text()
+                           and read_events(run.events_path, 0)[0][-1]["kind"] == "end")
 
 
 def _write_config(tmp_path: Path, cfg) -> Path:
@@ -246,3 +247,15 @@ def test_detach_prints_how_to_reattach_and_runs_commands(make_run_config, wait_f
     rm = subprocess.run([sys.executable, "-m", "tui_tuner", "runs", "rm", "det", "--yes", "--runs-dir", str(runs)],
                         capture_output=True, text=True)
     assert rm.returncode == 0 and not run.path.exists()
+
+
+def wait_until_true(predicate, timeout: float = 60.0) -> bool:
+    """Poll `predicate` until it holds (True) or `timeout` passes (False)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return bool(predicate())

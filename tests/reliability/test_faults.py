@@ -96,8 +96,10 @@ def cli(project: Path, *args: str, env: dict | None = None, timeout: float = 120
     return proc
 
 
-def start(project: Path, name: str, fault: dict | None = None, **extra: str) -> RunDir:
-    proc = cli(project, "train", "configs/run.yaml", "--detach", "--name", name, env=env_for(fault, **extra))
+def start(project: Path, name: str, fault: dict | None = None, *overrides: str, **extra: str) -> RunDir:
+    """`train --detach`; `overrides` are `--set` values (e.g. more steps, so a request lands mid-run)."""
+    sets = [arg for value in overrides for arg in ("--set", value)]
+    proc = cli(project, "train", "configs/run.yaml", "--detach", "--name", name, *sets, env=env_for(fault, **extra))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     runs = [r for r in list_runs(project / "runs") if r.name.startswith(name + "-")]
     assert len(runs) == 1, runs
@@ -325,7 +327,7 @@ def test_a_killed_supervisor_leaves_the_worker_training_and_logging(project):
 
 
 def test_two_watchers_and_a_cli_stop_twice_and_resume_refused(project):
-    run = start(project, "watched")
+    run = start(project, "watched", None, "training.max_steps=40")  # the stops land mid-run on a quiet machine too
     seen: dict[str, list[int]] = {"a": [], "b": []}
     done = threading.Event()
 
@@ -421,10 +423,17 @@ def test_ctrl_c_twice_stops_now_with_a_warning_and_labels_nothing_half_written_c
     run = wait_for(lambda: next(iter(r for r in list_runs(project / "runs") if r.name.startswith("ctrlc-")), None),
                    what="the run directory")
     wait_for(lambda: (run.raw_status().step or 0) >= 1, what="step 1")
+    # Ctrl+C once the CLI follows the run (its first step line), as a person watching it would.
+    before = []
+    for line in proc.stdout:
+        before.append(line)
+        if line.startswith("step ") or "finished at step" in line:
+            break
     proc.send_signal(signal.SIGINT)
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=120)
+    rest, _ = proc.communicate(timeout=120)
+    out = "".join(before) + rest
     assert "Traceback" not in out, out
     assert "stop requested" in out and "warning" in out.lower(), out
     st = wait_ended(run)
