@@ -89,6 +89,16 @@ def env_for(fault: dict | None = None, **extra: str) -> dict[str, str]:
     return env
 
 
+def default_signals() -> None:
+    """In a child before exec: SIGINT and SIGHUP as a terminal gives them, whatever this test process inherited.
+
+    A library loaded earlier in the test session may leave them blocked or ignored, and a child
+    inherits both; a user's shell starts `tui-tuner` with them delivered."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGHUP})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def cli(project: Path, *args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     proc = subprocess.run([sys.executable, "-m", "tui_tuner", *args], cwd=project, env=env or env_for(),
                           capture_output=True, text=True, timeout=timeout)
@@ -296,7 +306,8 @@ def test_killing_the_attached_cli_leaves_the_run_training(project, sig):
     proc = subprocess.Popen([sys.executable, "-m", "tui_tuner", "train", "configs/run.yaml", "--name", f"cli{sig}",
                              "--set", f"training.max_steps={steps}"],
                             cwd=project, env=env_for(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # its own process group, as a shell job in a terminal
+                            start_new_session=True,  # its own process group, as a shell job in a terminal
+                            preexec_fn=default_signals)
     run = wait_for(lambda: next(iter(r for r in list_runs(project / "runs") if r.name.startswith(f"cli{sig}-")), None),
                    what="the run directory")
     wait_for(lambda: (run.raw_status().step or 0) >= 1, what="step 1")
@@ -419,7 +430,8 @@ def test_oom_killer_kill_is_reported_with_the_ram_hint(project, tmp_path):
 def test_ctrl_c_twice_stops_now_with_a_warning_and_labels_nothing_half_written_complete(project):
     proc = subprocess.Popen([sys.executable, "-m", "tui_tuner", "train", "configs/run.yaml", "--name", "ctrlc",
                              "--set", "training.max_steps=30"],  # the stop lands mid-run however fast steps are
-                            cwd=project, env=env_for(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            cwd=project, env=env_for(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=default_signals)
     run = wait_for(lambda: next(iter(r for r in list_runs(project / "runs") if r.name.startswith("ctrlc-")), None),
                    what="the run directory")
     wait_for(lambda: (run.raw_status().step or 0) >= 1, what="step 1")
