@@ -204,7 +204,8 @@ def plan_trial(seed: int) -> tuple[str, dict | None, int, float]:
     if where == "events":
         nth = rng.randint(1, MAX_STEPS - 1)
         return f"events log #{nth}", {"at": "events", "nth": nth, "action": "kill"}, 0, 0.0
-    step, delay = rng.randint(1, MAX_STEPS - 2), rng.uniform(0.0, 0.5)
+    # A short delay: two steps of a quiet machine take about 0.1 s, and the kill must land before the end.
+    step, delay = rng.randint(1, MAX_STEPS - 2), rng.uniform(0.0, 0.05)
     return f"step >= {step} + {delay:.2f}s", None, step, delay
 
 
