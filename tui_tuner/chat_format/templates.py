@@ -185,6 +185,17 @@ def compile_template(source: str):
         raise ChatTemplateError(f"the chat template is not valid Jinja{where}: {exc}") from exc
 
 
+@lru_cache(maxsize=64)
+def _render_parts(source: str) -> tuple[Any, dict[str, Any]]:
+    """The compiled template and its globals as one plain dict, built once per template.
+
+    Jinja's own `generate` merges the globals (a ChainMap) into every render's context: for a
+    short conversation that merge costs as much as the rendering itself.
+    """
+    template = compile_template(source)
+    return template, dict(template.globals)
+
+
 def has_generation_tags(source: str) -> bool:
     """True when the template marks assistant text with `{% generation %}` (trl's training templates do)."""
     return re.search(r"\{%-?\s*generation\s*-?%\}", source) is not None
@@ -222,15 +233,22 @@ def render_with_spans(source: str, messages: list[dict[str, Any]], add_generatio
     """Render like `render_template`, also returning the character spans of `{% generation %}` blocks."""
     from jinja2.exceptions import TemplateError
 
-    template = compile_template(source)
+    template, template_globals = _render_parts(source)
     blocks: list[str] = []
     spans: list[tuple[int, int]] = []
     token = _GENERATION_SPANS.set((blocks, spans))
+    variables = {**template_globals, "tools": kwargs.pop("tools", None), "documents": kwargs.pop("documents", None),
+                 **kwargs, "messages": _template_messages(messages), "add_generation_prompt": add_generation_prompt}
+    # What `Template.generate` does, with the globals merged once (see `_render_parts`)
+    environment = template.environment
+    context = environment.context_class(environment, variables, template.name, template.blocks,
+                                        globals=template_globals)
     try:
-        for block in template.generate(messages=_template_messages(messages), tools=kwargs.pop("tools", None),
-                                       documents=kwargs.pop("documents", None),
-                                       add_generation_prompt=add_generation_prompt, **kwargs):
-            blocks.append(block)
+        try:
+            for block in template.root_render_func(context):
+                blocks.append(block)
+        except Exception:  # noqa: BLE001 - re-raised by Jinja with the template's own line numbers
+            environment.handle_exception()
     except ChatTemplateError:
         raise
     except (TemplateError, TypeError, KeyError, AttributeError, ValueError, IndexError, ArithmeticError,

@@ -56,18 +56,45 @@ def tokenize_within_budget(tokenizer: Any, conversation: list[dict[str, str]], m
     memory for nothing (training cuts it), so a prefix of each message is tokenized and the
     length scaled. Its first max_seq_length ids and labels are those of the whole example.
     """
-    from tui_tuner.data.tokenize import tokenize_conversation
+    ((enc, estimated),) = tokenize_many_within_budget(tokenizer, [conversation], max_seq_length, completion_only_loss,
+                                                      chat_template)
+    if isinstance(enc, Exception):
+        raise enc
+    return enc, estimated
+
+
+def tokenize_many_within_budget(tokenizer: Any, conversations: list[list[dict[str, str]]], max_seq_length: int,
+                                completion_only_loss: bool, chat_template: str | None
+                                ) -> list[tuple[dict[str, Any] | Exception, bool]]:
+    """`tokenize_within_budget` for many conversations, tokenized in one batch.
+
+    A conversation the chat template refuses is its `ChatTemplateError` in the result.
+    """
+    from tui_tuner.data.tokenize import tokenize_conversations
 
     budget = text_budget(max_seq_length)
-    size = sum(len(m["content"]) for m in conversation)
-    if size <= budget:
-        return tokenize_conversation(tokenizer, conversation, max_seq_length, completion_only_loss, chat_template), False
-    cut = [{**m, "content": m["content"][:budget]} for m in conversation]
-    enc = tokenize_conversation(tokenizer, cut, max_seq_length, completion_only_loss, chat_template)
-    kept = sum(len(m["content"]) for m in cut) or 1
-    enc["length"] = max(enc["length"], round(enc["length"] * size / kept))
-    enc["truncated"] = enc["truncated"] or enc["length"] > max_seq_length
-    return enc, True
+    prepared: list[list[dict[str, str]]] = []
+    scales: list[tuple[int, int] | None] = []  # (whole size, size tokenized) of a cut conversation
+    for conversation in conversations:
+        size = sum(len(m["content"]) for m in conversation)
+        if size <= budget:
+            prepared.append(conversation)
+            scales.append(None)
+            continue
+        cut = [{**m, "content": m["content"][:budget]} for m in conversation]
+        prepared.append(cut)
+        scales.append((size, sum(len(m["content"]) for m in cut) or 1))
+    out: list[tuple[dict[str, Any] | Exception, bool]] = []
+    for enc, scale in zip(tokenize_conversations(tokenizer, prepared, max_seq_length, completion_only_loss,
+                                                 chat_template), scales):
+        if scale is None or isinstance(enc, Exception):
+            out.append((enc, False))
+            continue
+        size, kept = scale
+        enc["length"] = max(enc["length"], round(enc["length"] * size / kept))
+        enc["truncated"] = enc["truncated"] or enc["length"] > max_seq_length
+        out.append((enc, True))
+    return out
 
 
 def token_stats(tokenizer: Any, examples: list[list[dict[str, str]]], lines: list[int], max_seq_length: int,

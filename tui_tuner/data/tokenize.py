@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tui_tuner.chat_format.templates import (
-    has_generation_tags, render_conversation, render_conversation_with_spans, render_with_spans,
+    ChatTemplateError, has_generation_tags, render_conversation, render_conversation_with_spans, render_with_spans,
     resolve_chat_template,
     special_token_kwargs,
 )
@@ -246,15 +246,46 @@ def tokenize_conversation(tokenizer: Any, messages: list[dict[str, str]], max_se
         ids, labels = _encode_with_spans(tokenizer, full, spans)
         if not completion_only_loss:
             labels = list(ids)
+    return _encoding(ids, labels, max_seq_length)
+
+
+def tokenize_conversations(tokenizer: Any, conversations: list[list[dict[str, str]]], max_seq_length: int,
+                           completion_only_loss: bool, chat_template: str | None = None
+                           ) -> list[dict[str, Any] | ChatTemplateError]:
+    """`tokenize_conversation` for many conversations, with one batched tokenizer call: the same ids and labels.
+
+    A conversation the chat template refuses to render is returned as its `ChatTemplateError`.
+    """
+    out: list[dict[str, Any] | ChatTemplateError | None] = [None] * len(conversations)
+    template: str | None = None
+    pending: list[tuple[int, str, list[tuple[int, int]]]] = []
+    for index, messages in enumerate(conversations):
+        try:
+            if messages[0]["role"] in (TEXT_ROLE, PROMPT_ROLE):
+                out[index] = tokenize_conversation(tokenizer, messages, max_seq_length, completion_only_loss,
+                                                   chat_template)
+                continue
+            template = template or _template_for(tokenizer, chat_template)
+            full, spans = assistant_spans(template, tokenizer, messages)
+        except ChatTemplateError as exc:
+            out[index] = exc
+            continue
+        pending.append((index, full, spans))
+    encoded = _encode_many_with_spans(tokenizer, [text for _, text, _ in pending], [spans for _, _, spans in pending])
+    for (index, _, _), (ids, labels) in zip(pending, encoded):
+        out[index] = _encoding(ids, labels if completion_only_loss else list(ids), max_seq_length)
+    return out  # type: ignore[return-value]
+
+
+def _encoding(ids: list[int], labels: list[int], max_seq_length: int) -> dict[str, Any]:
     length = len(ids)
-    truncated = length > max_seq_length
     ids, labels = ids[:max_seq_length], labels[:max_seq_length]
     return {
         "input_ids": ids,
         "labels": labels,
         "attention_mask": [1] * len(ids),
         "length": length,
-        "truncated": truncated,
+        "truncated": length > max_seq_length,
         "trained_tokens": len(labels) - labels.count(IGNORE_INDEX),
     }
 
@@ -268,20 +299,56 @@ def _encode_text(tokenizer: Any, text: str) -> list[int]:
     return ids
 
 
+def _labels_from_offsets(ids: list[int], offsets: list[tuple[int, int]],
+                         spans: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
+    labels = [IGNORE_INDEX] * len(ids)
+    starts, ends = zip(*offsets) if offsets else ((), ())
+    # A token is trained when it lies wholly inside a span (and is not zero-width); offsets only
+    # grow along the text, so each span's tokens are one slice found by bisection.
+    for span_start, span_end in spans:
+        first, stop = bisect_left(starts, span_start), bisect_right(ends, span_end)
+        labels[first:stop] = [i if s < e else IGNORE_INDEX
+                              for i, s, e in zip(ids[first:stop], starts[first:stop], ends[first:stop])]
+    return ids, labels
+
+
+def _batch_backend(tokenizer: Any) -> Any:
+    """The `tokenizers` backend of a transformers fast tokenizer, set as `tokenizer(texts, add_special_tokens=False)`
+    sets it before its own `encode_batch` call; None for any other tokenizer.
+
+    Calling the backend directly gives the same encodings without the wrapper's per-call work
+    (argument checks, BatchEncoding), which costs as much as tokenizing a short conversation.
+    """
+    import sys
+
+    module = sys.modules.get("transformers.tokenization_utils_tokenizers")
+    base = getattr(module, "TokenizersBackend", None)
+    if base is None or not isinstance(tokenizer, base) or type(tokenizer)._encode_plus is not base._encode_plus \
+            or hasattr(tokenizer, "_switch_to_input_mode"):
+        return None
+    backend = tokenizer.backend_tokenizer
+    if backend.truncation is not None:
+        backend.no_truncation()
+    if backend.padding is not None:
+        backend.no_padding()
+    if backend.encode_special_tokens != tokenizer.split_special_tokens:
+        backend.encode_special_tokens = tokenizer.split_special_tokens
+    return backend
+
+
+def _encode_many_with_spans(tokenizer: Any, texts: list[str],
+                            spans: list[list[tuple[int, int]]]) -> list[tuple[list[int], list[int]]]:
+    backend = _batch_backend(tokenizer) if texts else None
+    if backend is None:
+        return [_encode_with_spans(tokenizer, text, text_spans) for text, text_spans in zip(texts, spans)]
+    return [_labels_from_offsets(enc.ids, enc.offsets, text_spans)
+            for enc, text_spans in zip(backend.encode_batch(texts, add_special_tokens=False), spans)]
+
+
 def _encode_with_spans(tokenizer: Any, text: str, spans: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
     if getattr(tokenizer, "is_fast", False):
         enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        ids = list(enc["input_ids"])
-        labels = [IGNORE_INDEX] * len(ids)
-        offsets = enc["offset_mapping"]
-        starts, ends = zip(*offsets) if offsets else ((), ())
-        # A token is trained when it lies wholly inside a span (and is not zero-width); offsets only
-        # grow along the text, so each span's tokens are one slice found by bisection.
-        for span_start, span_end in spans:
-            first, stop = bisect_left(starts, span_start), bisect_right(ends, span_end)
-            labels[first:stop] = [i if s < e else IGNORE_INDEX
-                                  for i, s, e in zip(ids[first:stop], starts[first:stop], ends[first:stop])]
-        return ids, labels
+        return _labels_from_offsets(list(enc["input_ids"]), enc["offset_mapping"], spans)
     # Tokenizers without offsets: find each span's token boundaries by tokenizing the text up to it.
     def count(prefix: str) -> int:
         return len(tokenizer(prefix, add_special_tokens=False)["input_ids"]) if prefix else 0

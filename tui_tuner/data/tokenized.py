@@ -31,12 +31,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tui_tuner.data.loader import DatasetLoad, load_dataset_file
-from tui_tuner.data.report import TokenStats, template_refusal, tokenize_within_budget
+from tui_tuner.data.report import TokenStats, template_refusal, tokenize_many_within_budget
 
 KEEP_ENTRIES = 8
 """Tokenized datasets kept in the cache (least recently used go first)."""
 BATCH_ROWS = 1000
 """Examples per Arrow record batch (and per progress report)."""
+TOKENIZE_BATCH = 256
+"""Examples tokenized per batched tokenizer call (small enough that memory holds only lengths)."""
 CACHE_FORMAT = 1
 """Bump when the cached files' layout changes."""
 ARROW_FILE = "data.arrow"
@@ -241,25 +243,35 @@ def tokenize_file(path: str | Path, cfg: Any, tokenizer: Any, template: str | No
         sink = _ArrowSink(tmp_dir / ARROW_FILE)
     done = 0
     last_report = 0.0
-    def on_example(line: int, conversation: list[dict[str, str]]) -> None:
+    waiting: list[tuple[int, list[dict[str, str]]]] = []
+
+    def tokenize_waiting() -> None:
         nonlocal done, last_report
-        try:
-            enc, estimated = tokenize_within_budget(tokenizer, conversation, max_len, completion_only, template)
-        except ChatTemplateError as exc:  # e.g. `raise_exception(...)` for a role the model does not have
-            stats.refused.append((line, template_refusal(exc, conversation)))
-            return
-        trained = enc["trained_tokens"]
-        stats.add(line, enc["length"], enc["truncated"], trained, estimated)
-        if sink is not None:
-            sink.add(enc["input_ids"], enc["labels"], line, enc["length"], trained)
-        done += 1
-        if progress and done % 200 == 0 and time.monotonic() - last_report > 0.5:
+        results = tokenize_many_within_budget(tokenizer, [c for _, c in waiting], max_len, completion_only, template)
+        for (line, conversation), (enc, estimated) in zip(waiting, results):
+            if isinstance(enc, ChatTemplateError):  # e.g. `raise_exception(...)` for a role the model does not have
+                stats.refused.append((line, template_refusal(enc, conversation)))
+                continue
+            trained = enc["trained_tokens"]
+            stats.add(line, enc["length"], enc["truncated"], trained, estimated)
+            if sink is not None:
+                sink.add(enc["input_ids"], enc["labels"], line, enc["length"], trained)
+            done += 1
+        waiting.clear()
+        if progress and time.monotonic() - last_report > 0.5:
             last_report = time.monotonic()
             progress("tokenizing", done, total)
+
+    def on_example(line: int, conversation: list[dict[str, str]]) -> None:
+        waiting.append((line, conversation))
+        if len(waiting) >= TOKENIZE_BATCH:
+            tokenize_waiting()
 
     try:
         load = load_dataset_file(path, data_cfg, shown=shown, report_mapping=report_mapping, keep_examples=False,
                                  on_example=on_example)
+        if waiting:
+            tokenize_waiting()
         tokens = stats.result()
         if progress:
             progress("tokenizing", done, done)
