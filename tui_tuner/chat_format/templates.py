@@ -69,6 +69,7 @@ _DEFAULT_BOS = "<s>"
 _DEFAULT_EOS = "</s>"
 _SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 _REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
+_PLAIN_KEYS = {"role", "content"}
 
 
 class ChatTemplateError(ValueError):
@@ -196,6 +197,14 @@ def _render_parts(source: str) -> tuple[Any, dict[str, Any]]:
     return template, dict(template.globals)
 
 
+@lru_cache(maxsize=1)
+def _template_error_class() -> type[Exception]:
+    from jinja2.exceptions import TemplateError
+
+    return TemplateError
+
+
+@lru_cache(maxsize=64)
 def has_generation_tags(source: str) -> bool:
     """True when the template marks assistant text with `{% generation %}` (trl's training templates do)."""
     return re.search(r"\{%-?\s*generation\s*-?%\}", source) is not None
@@ -218,6 +227,8 @@ def special_token_kwargs(tokenizer: Any) -> dict[str, str]:
 
 def _template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Messages as transformers hands them to a template: None values dropped, reasoning under its usual names."""
+    if all(m.keys() == _PLAIN_KEYS and m["content"] is not None and m["role"] is not None for m in messages):
+        return messages  # nothing to drop or rename (the sandbox keeps the template from changing them)
     out = []
     for message in messages:
         message = {k: v for k, v in message.items() if v is not None}
@@ -231,9 +242,8 @@ def _template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def render_with_spans(source: str, messages: list[dict[str, Any]], add_generation_prompt: bool = False,
                       **kwargs: Any) -> tuple[str, list[tuple[int, int]]]:
     """Render like `render_template`, also returning the character spans of `{% generation %}` blocks."""
-    from jinja2.exceptions import TemplateError
-
     template, template_globals = _render_parts(source)
+    TemplateError = _template_error_class()
     blocks: list[str] = []
     spans: list[tuple[int, int]] = []
     token = _GENERATION_SPANS.set((blocks, spans))

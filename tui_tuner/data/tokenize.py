@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_left, bisect_right
 from functools import lru_cache
+from operator import sub
 from collections.abc import Callable
 from typing import Any
 
@@ -81,6 +82,18 @@ def _end_of_turn(text: str, tokenizer: Any) -> str | None:
     return next((m for m in candidates if m and rest.startswith(m)), None)
 
 
+def _end_of_turn_end(text: str, at: int, tokenizer: Any) -> int:
+    """Where the end-of-turn token the template wrote at `at` (spaces allowed before it) ends; `at` if none."""
+    start = at
+    while start < len(text) and text[start] == " ":
+        start += 1
+    eos = getattr(tokenizer, "eos_token", None)
+    for marker in (eos, *_END_MARKERS) if eos else _END_MARKERS:
+        if text.startswith(marker, start):
+            return start + len(marker)
+    return at
+
+
 @lru_cache(maxsize=32)
 def _generation_prompt(template: str, specials: tuple[tuple[str, str], ...]) -> str | None:
     """What the template adds for `add_generation_prompt` (e.g. `<|im_start|>assistant\\n`), or None."""
@@ -98,7 +111,8 @@ def _generation_prompt(template: str, specials: tuple[tuple[str, str], ...]) -> 
     return with_prompt[len(without):]
 
 
-def assistant_spans(template: str, tokenizer: Any, messages: list[dict[str, Any]]) -> tuple[str, list[tuple[int, int]]]:
+def assistant_spans(template: str, tokenizer: Any, messages: list[dict[str, Any]],
+                    specials: dict[str, str] | None = None) -> tuple[str, list[tuple[int, int]]]:
     """The training text of a conversation and the character span of each assistant answer plus its end-of-turn.
 
     The conversation is rendered once with each message's text marked, which gives where every
@@ -106,9 +120,11 @@ def assistant_spans(template: str, tokenizer: Any, messages: list[dict[str, Any]
     generation prompt) to the end of the answer plus the end-of-turn token the template writes.
     Templates with `{% generation %}` blocks give the spans themselves. A reasoning template that
     drops the thinking block of the final answer is trained on the text inference sees: the
-    generation prompt followed by the whole answer, thinking included.
+    generation prompt followed by the whole answer, thinking included. `specials` is
+    `special_token_kwargs(tokenizer)`, read once for many conversations.
     """
-    specials = special_token_kwargs(tokenizer)  # once: the tokenizer builds its map anew on every read
+    if specials is None:
+        specials = special_token_kwargs(tokenizer)  # once: the tokenizer builds its map anew on every read
 
     def render(conversation: list[dict[str, Any]], add_generation_prompt: bool = False, **extra: Any) -> str:
         return render_with_spans(template, conversation, add_generation_prompt, **{**specials, **extra})[0]
@@ -142,8 +158,7 @@ def assistant_spans(template: str, tokenizer: Any, messages: list[dict[str, Any]
                 at = text.rfind(header, previous_end, first)
                 if at >= 0:
                     start = at + len(header)
-            marker = _end_of_turn(text[last:], tokenizer)
-            end = last + (text[last:].index(marker) + len(marker) if marker else 0)
+            end = _end_of_turn_end(text, last, tokenizer)
             spans.append((start, end))
         previous_end = last
     return _as_inference_renders(render, tokenizer, messages, text, spans)
@@ -259,6 +274,7 @@ def tokenize_conversations(tokenizer: Any, conversations: list[list[dict[str, st
     out: list[dict[str, Any] | ChatTemplateError | None] = [None] * len(conversations)
     template: str | None = None
     pending: list[tuple[int, str, list[tuple[int, int]]]] = []
+    specials = special_token_kwargs(tokenizer)
     for index, messages in enumerate(conversations):
         try:
             if messages[0]["role"] in (TEXT_ROLE, PROMPT_ROLE):
@@ -266,7 +282,7 @@ def tokenize_conversations(tokenizer: Any, conversations: list[list[dict[str, st
                                                    chat_template)
                 continue
             template = template or _template_for(tokenizer, chat_template)
-            full, spans = assistant_spans(template, tokenizer, messages)
+            full, spans = assistant_spans(template, tokenizer, messages, specials)
         except ChatTemplateError as exc:
             out[index] = exc
             continue
@@ -307,8 +323,11 @@ def _labels_from_offsets(ids: list[int], offsets: list[tuple[int, int]],
     # grow along the text, so each span's tokens are one slice found by bisection.
     for span_start, span_end in spans:
         first, stop = bisect_left(starts, span_start), bisect_right(ends, span_end)
-        labels[first:stop] = [i if s < e else IGNORE_INDEX
-                              for i, s, e in zip(ids[first:stop], starts[first:stop], ends[first:stop])]
+        labels[first:stop] = ids[first:stop]
+        if first < stop and min(map(sub, ends[first:stop], starts[first:stop])) <= 0:  # rare: zero-width tokens
+            for k in range(first, stop):
+                if starts[k] >= ends[k]:
+                    labels[k] = IGNORE_INDEX
     return ids, labels
 
 
