@@ -111,3 +111,30 @@ def test_an_example_the_template_refuses_is_an_error_on_its_line(tmp_path, token
         assert [(line, "System role not supported" in m) for line, m in result.tokens.refused] == [(2, True)]
         assert result.tokens.min > 0
     assert result.from_cache
+
+
+@pytest.mark.parametrize("later", [300, 1500])
+def test_a_big_file_read_once_with_a_guessed_format_reports_what_reading_it_twice_does(tmp_path, tokenizer, cache,
+                                                                                      monkeypatch, later):
+    """1,000 instruction rows, then `later` chat rows: the first records guess instruction, which the
+    majority confirms (300: those rows are mixed-format errors) or overturns (1,500: read again as chat)."""
+    import tui_tuner.data.loader as loader
+
+    chat = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    rows = [{"instruction": f"Say {i}", "output": f"{i}"} for i in range(1000)]
+    rows += [{"messages": [{**chat[0], "content": f"hi {i}"}, chat[1]]} for i in range(later)] + rows[:3]
+    path = _data(tmp_path, rows)
+    cfg = RunConfig()
+    once = tokenize_file(path, cfg, tokenizer, tokenizer.chat_template, cache=True)
+    monkeypatch.setattr(loader, "FORMAT_GUESS_RECORDS", 10**9)  # the file's format from all its records first
+    twice = tokenize_file(path, cfg, tokenizer, tokenizer.chat_template)
+    assert once.load.format == twice.load.format == ("instruction" if later == 300 else "chat")
+    assert once.load.issues == twice.load.issues and once.load.format_counts == twice.load.format_counts
+    assert once.load.count == twice.load.count == (1003 if later == 300 else later)
+    assert once.load.duplicates == twice.load.duplicates and once.tokens == twice.tokens
+    mixed = [i for i in once.load.errors if "mixed formats" in i.message]
+    assert len(mixed) == min(later, 1003) and f"({max(1003, later)} of {1003 + later} records)" in mixed[0].message
+    from datasets import Dataset
+
+    ds = Dataset.from_file(str(once.arrow_path))
+    assert len(ds) == once.load.count and ds["line"][0] == (1 if later == 300 else 1001)

@@ -17,6 +17,8 @@ from tui_tuner.data.readers import RecordStream
 
 _SHOWN_PAIRS = 5
 HEAD_KEPT = 100
+FORMAT_GUESS_RECORDS = 1000
+"""A file with more records is read once, its format guessed from these first ones (and checked)."""
 """Examples a streamed load keeps (the first ones): enough to show, never the whole file."""
 
 
@@ -62,7 +64,8 @@ class DatasetLoad:
 
 def load_dataset_file(path: str | Path, data_cfg: Any = None, *, shown: str | None = None,
                       report_mapping: bool = True, keep_examples: bool = True,
-                      on_example: Callable[[int, list[dict[str, str]]], None] | None = None) -> DatasetLoad:
+                      on_example: Callable[[int, list[dict[str, str]]], None] | None = None,
+                      on_restart: Callable[[], None] | None = None) -> DatasetLoad:
     """Read, detect and normalize a dataset file; never raises on bad data.
 
     `data_cfg` (a `DataConfig`) supplies `format` (auto or forced), `fields` (name mapping),
@@ -73,9 +76,12 @@ def load_dataset_file(path: str | Path, data_cfg: Any = None, *, shown: str | No
     Big files: with `keep_examples=False` only the first `HEAD_KEPT` conversations are kept
     (`examples` and `lines`, for `data check --show` and how the file was read; `count` says
     how many there are); `on_example(line, conversation)` sees each
-    usable example (up to `max_samples`) in file order as it is read. JSON Lines are streamed:
-    once to find the file's format (auto), once to normalize, so memory holds only counts,
-    duplicate fingerprints and issues.
+    usable example (up to `max_samples`) in file order as it is read. JSON Lines are streamed,
+    so memory holds only counts, duplicate fingerprints and issues. The file's format (auto) is its
+    records' majority format: a file of over `FORMAT_GUESS_RECORDS` records is read once, with the
+    format of its first records, and checked against the majority at the end; in the rare file where
+    they differ it is read again with the right one (`on_restart()` first: forget what
+    `on_example` saw).
     """
     from tui_tuner.data.hub import HubSource, as_source
 
@@ -88,26 +94,50 @@ def load_dataset_file(path: str | Path, data_cfg: Any = None, *, shown: str | No
     # A hub dataset may hold millions of rows: with max_samples only the rows needed are read.
     early_stop = isinstance(path, HubSource) and not path.file and max_samples is not None
 
-    load = DatasetLoad(path=path, format="unknown")
-
-    def issue(line: int | None, message: str, severity: str = "error") -> None:
-        load.issues.append(DataIssue(shown, line, message, None, severity, load.row_based))
-
     counts: Counter[str] = Counter()
+    guessing = False  # the format comes from the first records only: count them all in pass 2
     if forced == "auto":  # pass 1: the file's format is its records' majority format
-        for rec in RecordStream(path, shown):
+        for records, rec in enumerate(RecordStream(path, shown)):
             if early_stop and rec.line > max_samples:
+                break
+            if records == FORMAT_GUESS_RECORDS and not early_stop:
+                guessing = True
                 break
             if isinstance(rec.value, dict):
                 detected = detect_format(apply_field_mapping(rec.value, mapping))
                 if detected is not None:
                     counts[detected] += 1
         fmt = _file_format(counts) if counts else "unknown"
+        if guessing:
+            counts.clear()
     else:
         fmt = forced
-    load.format = fmt
+    while True:
+        load = _read_examples(path, shown, fmt, forced, guessing, counts, mapping, system_prompt, max_samples,
+                              early_stop, keep_examples, on_example, report_mapping)
+        if guessing:
+            majority = _file_format(counts) if counts else "unknown"
+            if majority != fmt:  # the first records were not the file's majority: read it again
+                fmt, guessing = majority, False
+                if on_restart is not None:
+                    on_restart()
+                continue
+        break
+    return load
 
-    stream = RecordStream(path, shown)  # pass 2 (the only one for a forced format)
+
+def _read_examples(path: Any, shown: str, fmt: str, forced: str, guessing: bool, counts: Counter[str],
+                   mapping: dict[str, str], system_prompt: str | None, max_samples: int | None, early_stop: bool,
+                   keep_examples: bool, on_example: Callable[[int, list[dict[str, str]]], None] | None,
+                   report_mapping: bool) -> DatasetLoad:
+    """Pass 2 of `load_dataset_file`: normalize every record as `fmt` (and count formats when `guessing`)."""
+    load = DatasetLoad(path=path, format=fmt)
+
+    def issue(line: int | None, message: str, severity: str = "error") -> None:
+        load.issues.append(DataIssue(shown, line, message, None, severity, load.row_based))
+
+    stream = RecordStream(path, shown)  # the only pass for a forced format
+    mixed: list[tuple[int, str]] = []  # (line, format) of records in another format, said once counts are known
     seen: dict[bytes, int] = {}
     unused: Counter[str] = Counter()
     first_unused_line: int | None = None
@@ -122,7 +152,7 @@ def load_dataset_file(path: str | Path, data_cfg: Any = None, *, shown: str | No
             continue
         value = apply_field_mapping(rec.value, mapping)
         record_format = detect_format(value)
-        if forced != "auto" and record_format is not None:
+        if (forced != "auto" or guessing) and record_format is not None:
             counts[record_format] += 1
 
         def report(severity: str, message: str, _line: int = line) -> None:
@@ -132,9 +162,7 @@ def load_dataset_file(path: str | Path, data_cfg: Any = None, *, shown: str | No
             report("error", describe_unknown(value))
             continue
         if forced == "auto" and not _compatible(record_format, fmt):
-            report("error", f"mixed formats: this record is {record_format} but the file is {fmt} "
-                            f"({counts[fmt]} of {sum(counts.values())} records); use one format per file "
-                            "(or force one with data.format).")
+            mixed.append((line, record_format))
             continue
         conversation = normalize(value, fmt, report, lambda name: empty.update([name]))
         extras = extra_fields(value, fmt)
@@ -164,6 +192,10 @@ def load_dataset_file(path: str | Path, data_cfg: Any = None, *, shown: str | No
             load.examples.append(conversation)
             load.lines.append(line)
     load.row_based = stream.row_based
+    for line, record_format in mixed:
+        issue(line, f"mixed formats: this record is {record_format} but the file is {fmt} "
+                    f"({counts[fmt]} of {sum(counts.values())} records); use one format per file "
+                    "(or force one with data.format).")
     load.records = stream.count
     load.issues = stream.issues + load.issues
     load.format_counts = dict(counts)

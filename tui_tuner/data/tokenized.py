@@ -267,9 +267,17 @@ def tokenize_file(path: str | Path, cfg: Any, tokenizer: Any, template: str | No
         if len(waiting) >= TOKENIZE_BATCH:
             tokenize_waiting()
 
+    def on_restart() -> None:  # the file is read again in another format: forget what was tokenized
+        nonlocal stats, sink, done
+        waiting.clear()
+        stats, done = _Stats(max_len), 0
+        if sink is not None:
+            sink.close()
+            sink = _ArrowSink(tmp_dir / ARROW_FILE)
+
     try:
         load = load_dataset_file(path, data_cfg, shown=shown, report_mapping=report_mapping, keep_examples=False,
-                                 on_example=on_example)
+                                 on_example=on_example, on_restart=on_restart)
         if waiting:
             tokenize_waiting()
         tokens = stats.result()
