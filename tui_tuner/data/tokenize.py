@@ -35,9 +35,11 @@ _END_MARKERS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<turn|>
 _MARK_BASE, _MARK_LIMIT = 0xE000, 0xF8FF
 
 
+_MARKS = [(chr(code), chr(code + 1), chr(code + 2)) for code in range(_MARK_BASE, _MARK_LIMIT - 1, 3)]
+
+
 def _marks(index: int) -> tuple[str, str, str]:
-    code = _MARK_BASE + 3 * index
-    return chr(code), chr(code + 1), chr(code + 2)
+    return _MARKS[index]
 
 
 _MARK_PATTERN = re.compile(f"[{chr(_MARK_BASE)}-{chr(_MARK_LIMIT)}]")

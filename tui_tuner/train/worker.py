@@ -135,6 +135,10 @@ def sft_config(cfg: Any, run: RunDir, device: str, backend: str, has_eval: bool,
     kwargs, ckpt = common_trainer_args(cfg, run, device, backend, has_eval, precision)
     kwargs.update(max_length=cfg.model.max_seq_length, packing=cfg.training.packing,
                   completion_only_loss=None)  # labels are built by tokenize_conversation
+    if not cfg.training.packing:
+        # The examples are final: cut to max_seq_length and those with no answer token left dropped
+        # (`build_datasets`). trl would map over every row again to do both (14 s on 100k rows).
+        kwargs["dataset_kwargs"] = {"skip_prepare_dataset": True}
     extra = dict(extra or {})
     if extra.pop("gradient_checkpointing", None) is False:
         kwargs[ckpt] = False  # FSDP checkpoints activations itself
