@@ -77,13 +77,6 @@ def _strip_marks(text: str) -> tuple[str, dict[str, int]]:
     return _MARK_PATTERN.sub("", text), found
 
 
-def _end_of_turn(text: str, tokenizer: Any) -> str | None:
-    """The end-of-turn token the template wrote at the start of `text` (spaces allowed before it), or None."""
-    rest = text.lstrip(" ")
-    candidates = [getattr(tokenizer, "eos_token", None), *_END_MARKERS]
-    return next((m for m in candidates if m and rest.startswith(m)), None)
-
-
 def _end_of_turn_end(text: str, at: int, tokenizer: Any) -> int:
     """Where the end-of-turn token the template wrote at `at` (spaces allowed before it) ends; `at` if none."""
     start = at
@@ -227,9 +220,7 @@ def _spans_by_prefix(render: Callable[..., str], tokenizer: Any, messages: list[
             if start < 0:
                 continue
             end = start + len(content)
-            marker = _end_of_turn(full[end:], tokenizer)
-            if marker:
-                end += full[end:].index(marker) + len(marker)
+            end = _end_of_turn_end(full, end, tokenizer)
         spans.append((start, end))
         cursor = end
     return spans
