@@ -406,3 +406,16 @@ def test_json_lines_in_a_json_file_are_read_with_a_warning(tmp_path):
     path.write_text('{"text": "a"}\n{"text": "b"}\n')
     load = load_dataset_file(path)
     assert load.ok and len(load.examples) == 2 and "JSON Lines" in warnings(load)[0][1]
+
+
+def test_labels_cover_whole_tokens_inside_each_span_and_never_zero_width_ones():
+    from tui_tuner.data.tokenize import IGNORE_INDEX, _labels_from_offsets
+
+    ids = [10, 11, 12, 13, 14, 15]
+    offsets = [(0, 3), (3, 5), (5, 5), (5, 8), (8, 10), (10, 12)]
+    # span 4..10: token 11 (3..5) straddles its start, token 12 is zero-width, 15 lies after it
+    _, labels = _labels_from_offsets(ids, offsets, [(4, 10)])
+    assert labels == [IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX, 13, 14, IGNORE_INDEX]
+    _, labels = _labels_from_offsets(ids, offsets, [(0, 5), (10, 12)])
+    assert labels == [10, 11, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX, 15]
+    assert _labels_from_offsets([], [], [(0, 4)]) == ([], [])
