@@ -138,3 +138,35 @@ def test_a_big_file_read_once_with_a_guessed_format_reports_what_reading_it_twic
 
     ds = Dataset.from_file(str(once.arrow_path))
     assert len(ds) == once.load.count and ds["line"][0] == (1 if later == 300 else 1001)
+
+
+def test_several_tokenizing_processes_write_what_one_does(tmp_path, tokenizer, cache, monkeypatch):
+    """Big files are tokenized by a pool of processes (forced to 2 here, as on a machine with cores to
+    spare): the same ids, stats and refusals, in file order, also when the file is read a second time."""
+    from datasets import Dataset
+
+    template = ("{% for m in messages %}{% if m['content'] == 'refuse' %}{{ raise_exception('no') }}{% endif %}"
+                "{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}")
+    rows = [{"instruction": f"Say {i} " * (i % 9 + 1), "output": f"{i} " * (i % 13 + 1)} for i in range(1000)]
+    rows += [{"messages": [{"role": "user", "content": "refuse" if i == 5 else f"hi {i}"},
+                           {"role": "assistant", "content": f"hello {i}"}]} for i in range(1400)]
+    path = _data(tmp_path, rows)
+    cfg = RunConfig()
+    cfg.model.max_seq_length = 16
+    import tui_tuner.data.tokenized as tokenized
+
+    submitted = []
+    submit = tokenized._TokenizerPool.submit
+    monkeypatch.setattr(tokenized._TokenizerPool, "submit",
+                        lambda pool, batch, convs: submitted.append(len(convs)) or submit(pool, batch, convs))
+    results = {}
+    for processes in ("1", "2"):
+        monkeypatch.setenv("TUI_TUNER_TOKENIZE_PROCESSES", processes)
+        monkeypatch.setenv("TUI_TUNER_CACHE", str(tmp_path / f"cache-{processes}"))
+        results[processes] = tokenize_file(path, cfg, tokenizer, template, cache=True)
+    one, two = results["1"], results["2"]
+    assert sum(submitted) == 3 * 256 + 1400  # through the pool: full batches of the first reading, then all
+    assert one.load.format == "chat" and one.tokens.refused and one.tokens.truncated  # read again as chat
+    assert one.tokens == two.tokens and one.load.issues == two.load.issues
+    a, b = Dataset.from_file(str(one.arrow_path)), Dataset.from_file(str(two.arrow_path))
+    assert len(a) == len(b) == 1399 and a.to_dict() == b.to_dict()

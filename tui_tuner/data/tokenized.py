@@ -39,6 +39,9 @@ BATCH_ROWS = 1000
 """Examples per Arrow record batch (and per progress report)."""
 TOKENIZE_BATCH = 256
 """Examples tokenized per batched tokenizer call (small enough that memory holds only lengths)."""
+PARALLEL_MIN_ROWS = 50_000
+"""Files with fewer rows are tokenized in the reading process (starting others costs seconds)."""
+MAX_PROCESSES = 8
 CACHE_FORMAT = 1
 """Bump when the cached files' layout changes."""
 ARROW_FILE = "data.arrow"
@@ -194,6 +197,94 @@ class _ArrowSink:
         self.file.close()
 
 
+def tokenize_processes(rows: int | None) -> int:
+    """How many processes tokenize a file of `rows` rows (None: unknown).
+
+    One below `PARALLEL_MIN_ROWS` rows or where the machine has 2 cores or fewer; else one per
+    core but the one that reads the file, at most `MAX_PROCESSES`. `TUI_TUNER_TOKENIZE_PROCESSES`
+    sets the number (1 turns it off).
+    """
+    chosen = os.environ.get("TUI_TUNER_TOKENIZE_PROCESSES", "").strip()
+    if chosen.isdigit():
+        return max(1, int(chosen))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if rows is None or rows < PARALLEL_MIN_ROWS or cores <= 2:
+        return 1
+    return min(MAX_PROCESSES, cores - 1)
+
+
+_WORKER_SETTINGS: tuple[Any, int, bool, str | None] | None = None
+
+
+def _start_tokenizer_process(tokenizer_state: bytes, max_len: int, completion_only: bool,
+                             template: str | None) -> None:
+    import pickle
+
+    global _WORKER_SETTINGS
+    _WORKER_SETTINGS = (pickle.loads(tokenizer_state), max_len, completion_only, template)
+
+
+def _tokenize_in_process(conversations: list[list[dict[str, str]]]) -> list[tuple[Any, bool]]:
+    assert _WORKER_SETTINGS is not None
+    tokenizer, max_len, completion_only, template = _WORKER_SETTINGS
+    return tokenize_many_within_budget(tokenizer, conversations, max_len, completion_only, template)
+
+
+class _TokenizerPool:
+    """Batches tokenized by other processes, handed back in the order they were given.
+
+    The reading process keeps parsing and checking the file while the others render and
+    tokenize; at most `2 x processes` batches are in flight, so memory stays bounded.
+    """
+
+    def __init__(self, processes: int, tokenizer: Any, max_len: int, completion_only: bool,
+                 template: str | None):
+        import multiprocessing
+        import pickle
+        from collections import deque
+
+        state = pickle.dumps(tokenizer)
+        # spawn: forking a process that holds tokenizer or torch threads can deadlock the child
+        self.pool = multiprocessing.get_context("spawn").Pool(
+            processes, initializer=_start_tokenizer_process, initargs=(state, max_len, completion_only, template))
+        self.pending: Any = deque()
+        self.limit = 2 * processes
+
+    def submit(self, batch: list[Any], conversations: list[list[dict[str, str]]]) -> list[tuple[list[Any], list]]:
+        """Queue a batch; returns the (batch, results) pairs done so far, in order."""
+        self.pending.append((batch, self.pool.apply_async(_tokenize_in_process, (conversations,))))
+        done = []
+        while self.pending and (len(self.pending) > self.limit or self.pending[0][1].ready()):
+            batch, result = self.pending.popleft()
+            done.append((batch, result.get()))
+        return done
+
+    def drain(self) -> list[tuple[list[Any], list]]:
+        done = [(batch, result.get()) for batch, result in self.pending]
+        self.pending.clear()
+        return done
+
+    def forget(self) -> None:
+        for _, result in self.pending:
+            result.wait()
+        self.pending.clear()
+
+    def close(self) -> None:
+        self.pool.terminate()
+        self.pool.join()
+
+
+def _start_pool(processes: int, tokenizer: Any, max_len: int, completion_only: bool,
+                template: str | None) -> _TokenizerPool | None:
+    """A pool of tokenizing processes, or None (tokenize here) for a tokenizer that cannot be sent to one."""
+    import pickle
+
+    try:
+        return _TokenizerPool(processes, tokenizer, max_len, completion_only, template)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return None
+
+
 def _meta_for(load: DatasetLoad, tokens: TokenStats | None) -> dict[str, Any]:
     return {"cache_format": CACHE_FORMAT, "created": time.time(), "format": load.format, "count": load.count,
             "tokens": tokens.as_dict() if tokens else None}
@@ -234,7 +325,8 @@ def tokenize_file(path: str | Path, cfg: Any, tokenizer: Any, template: str | No
             tokens = _stats_from_meta(hit["tokens"]) if hit.get("tokens") else None
             return TokenizedFile(load, tokens, entry / ARROW_FILE, from_cache=True)
 
-    total = _count_lines(path) if progress else None
+    total = _count_lines(path)
+    processes = tokenize_processes(total)
     stats = _Stats(max_len)
     tmp_dir = sink = None
     if entry is not None:
@@ -244,11 +336,11 @@ def tokenize_file(path: str | Path, cfg: Any, tokenizer: Any, template: str | No
     done = 0
     last_report = 0.0
     waiting: list[tuple[int, list[dict[str, str]]]] = []
+    pool: _TokenizerPool | None = None
 
-    def tokenize_waiting() -> None:
+    def take(batch: list[tuple[int, list[dict[str, str]]]], results: list[tuple[Any, bool]]) -> None:
         nonlocal done, last_report
-        results = tokenize_many_within_budget(tokenizer, [c for _, c in waiting], max_len, completion_only, template)
-        for (line, conversation), (enc, estimated) in zip(waiting, results):
+        for (line, conversation), (enc, estimated) in zip(batch, results):
             if isinstance(enc, ChatTemplateError):  # e.g. `raise_exception(...)` for a role the model does not have
                 stats.refused.append((line, template_refusal(enc, conversation)))
                 continue
@@ -257,10 +349,19 @@ def tokenize_file(path: str | Path, cfg: Any, tokenizer: Any, template: str | No
             if sink is not None:
                 sink.add(enc["input_ids"], enc["labels"], line, enc["length"], trained)
             done += 1
-        waiting.clear()
         if progress and time.monotonic() - last_report > 0.5:
             last_report = time.monotonic()
             progress("tokenizing", done, total)
+
+    def tokenize_waiting() -> None:
+        batch = list(waiting)
+        waiting.clear()
+        conversations = [c for _, c in batch]
+        if pool is None:
+            take(batch, tokenize_many_within_budget(tokenizer, conversations, max_len, completion_only, template))
+            return
+        for ready, results in pool.submit(batch, conversations):
+            take(ready, results)
 
     def on_example(line: int, conversation: list[dict[str, str]]) -> None:
         waiting.append((line, conversation))
@@ -270,16 +371,23 @@ def tokenize_file(path: str | Path, cfg: Any, tokenizer: Any, template: str | No
     def on_restart() -> None:  # the file is read again in another format: forget what was tokenized
         nonlocal stats, sink, done
         waiting.clear()
+        if pool is not None:
+            pool.forget()
         stats, done = _Stats(max_len), 0
         if sink is not None:
             sink.close()
             sink = _ArrowSink(tmp_dir / ARROW_FILE)
 
     try:
+        if processes > 1:
+            pool = _start_pool(processes, tokenizer, max_len, completion_only, template)
         load = load_dataset_file(path, data_cfg, shown=shown, report_mapping=report_mapping, keep_examples=False,
                                  on_example=on_example, on_restart=on_restart)
         if waiting:
             tokenize_waiting()
+        if pool is not None:
+            for ready, results in pool.drain():
+                take(ready, results)
         tokens = stats.result()
         if progress:
             progress("tokenizing", done, done)
@@ -293,6 +401,8 @@ def tokenize_file(path: str | Path, cfg: Any, tokenizer: Any, template: str | No
             tmp_dir = None
             _prune(entry.parent, keep=entry)
     finally:
+        if pool is not None:
+            pool.close()
         if tmp_dir is not None:
             if sink is not None:
                 try:
