@@ -96,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", default="1000,10000,100000", help="comma-separated sizes")
     ap.add_argument("--repeats", type=int, default=3, help="pairs per size (1 for sizes of 100k and more)")
     ap.add_argument("--with-1m", action="store_true", help="add the 1,000,000-row case")
+    ap.add_argument("--processes", type=int, default=1,
+                    help="tokenizing processes for ours (TUI_TUNER_TOKENIZE_PROCESSES; default 1, the goal's "
+                         "CPU comparison; more trade CPU time for wall time)")
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.rows.split(",") if s] + ([1_000_000] if args.with_1m else [])
 
@@ -103,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model_dir = ensure_demo_model()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false",
-           "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+           "HF_DATASETS_DISABLE_PROGRESS_BARS": "1", "TUI_TUNER_TOKENIZE_PROCESSES": str(args.processes)}
     print(f"{'rows':>9}  {'ours CPU':>9} {'base CPU':>9} {'ratio':>6}  {'ours RSS':>9} {'base RSS':>9} {'ratio':>6}"
           f"  {'ours wall':>9} {'base wall':>9}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
