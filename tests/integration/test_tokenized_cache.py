@@ -170,3 +170,25 @@ def test_several_tokenizing_processes_write_what_one_does(tmp_path, tokenizer, c
     assert one.tokens == two.tokens and one.load.issues == two.load.issues
     a, b = Dataset.from_file(str(one.arrow_path)), Dataset.from_file(str(two.arrow_path))
     assert len(a) == len(b) == 1399 and a.to_dict() == b.to_dict()
+
+
+def test_a_tokenizer_the_processes_cannot_load_is_tokenized_in_the_reading_process(tmp_path, tokenizer, cache,
+                                                                                  monkeypatch):
+    import tui_tuner.data.tokenized as tokenized
+
+    assert tokenized._start_pool(2, lambda: None, 16, True, None) is None  # cannot even be pickled
+    # pickled, but the processes fail to load it: the pool is shut and the file tokenized here
+    assert tokenized._start_pool(2, _Unloadable(), 16, True, None) is None
+    monkeypatch.setenv("TUI_TUNER_TOKENIZE_PROCESSES", "2")
+    monkeypatch.setattr(tokenized, "_start_pool", lambda *a: None)
+    result = tokenize_file(_data(tmp_path, ROWS), RunConfig(), tokenizer, tokenizer.chat_template, cache=True)
+    assert result.load.count == 30 and result.tokens.total_tokens > 0
+
+
+class _Unloadable:
+    def __reduce__(self):
+        return (_refuse, ())
+
+
+def _refuse():
+    raise OSError("the tokenizer files are gone")

@@ -214,18 +214,23 @@ def tokenize_processes(rows: int | None) -> int:
 
 
 _WORKER_SETTINGS: tuple[Any, int, bool, str | None] | None = None
+_WORKER_ERROR = ""
 
 
 def _start_tokenizer_process(tokenizer_state: bytes, max_len: int, completion_only: bool,
                              template: str | None) -> None:
     import pickle
 
-    global _WORKER_SETTINGS
-    _WORKER_SETTINGS = (pickle.loads(tokenizer_state), max_len, completion_only, template)
+    global _WORKER_SETTINGS, _WORKER_ERROR
+    try:
+        _WORKER_SETTINGS = (pickle.loads(tokenizer_state), max_len, completion_only, template)
+    except Exception as exc:  # noqa: BLE001 - said by the first task (a pool restarts a process that raises here)
+        _WORKER_ERROR = f"{type(exc).__name__}: {exc}"
 
 
 def _tokenize_in_process(conversations: list[list[dict[str, str]]]) -> list[tuple[Any, bool]]:
-    assert _WORKER_SETTINGS is not None
+    if _WORKER_SETTINGS is None:
+        raise RuntimeError(f"a tokenizing process could not load the tokenizer ({_WORKER_ERROR})")
     tokenizer, max_len, completion_only, template = _WORKER_SETTINGS
     return tokenize_many_within_budget(tokenizer, conversations, max_len, completion_only, template)
 
@@ -249,6 +254,11 @@ class _TokenizerPool:
             processes, initializer=_start_tokenizer_process, initargs=(state, max_len, completion_only, template))
         self.pending: Any = deque()
         self.limit = 2 * processes
+        try:
+            self.pool.apply(_tokenize_in_process, ([],))  # the processes can load the tokenizer
+        except BaseException:
+            self.close()
+            raise
 
     def submit(self, batch: list[Any], conversations: list[list[dict[str, str]]]) -> list[tuple[list[Any], list]]:
         """Queue a batch; returns the (batch, results) pairs done so far, in order."""
@@ -276,12 +286,12 @@ class _TokenizerPool:
 
 def _start_pool(processes: int, tokenizer: Any, max_len: int, completion_only: bool,
                 template: str | None) -> _TokenizerPool | None:
-    """A pool of tokenizing processes, or None (tokenize here) for a tokenizer that cannot be sent to one."""
+    """A pool of tokenizing processes, or None (tokenize here) when the tokenizer cannot be sent to one."""
     import pickle
 
     try:
         return _TokenizerPool(processes, tokenizer, max_len, completion_only, template)
-    except (pickle.PicklingError, TypeError, AttributeError):
+    except (pickle.PicklingError, TypeError, AttributeError, RuntimeError):
         return None
 
 
