@@ -36,6 +36,13 @@ async def wait_until(pilot, predicate, timeout: float = WAIT_TIMEOUT_S, interval
         return False
 
 
+async def set_select(pilot, find_select, value) -> None:
+    """Set a Select's value once it is composed: setting it earlier fails inside Textual (its label
+    is not mounted yet), which a loaded machine makes likely right after the screen opens."""
+    assert await wait_until(pilot, lambda: find_select().query_one("SelectCurrent #label") is not None)
+    find_select().value = value
+
+
 @pytest.fixture(autouse=True)
 def frozen_cursor_blink(monkeypatch):
     """A blinking cursor makes two renders of the same state differ; tests never want that."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import OptionList, Select
 
-from tests.tui.conftest import make_fake_run, wait_until
+from tests.tui.conftest import make_fake_run, set_select, wait_until
 from tui_tuner.tui import export_view
 from tui_tuner.tui.app import build_app
 from tui_tuner.tui.screens.export import ExportScreen
@@ -64,7 +64,7 @@ async def test_gguf_export_of_a_trained_run_shows_files_verification_and_command
         await pilot.press("g")
         assert await wait_until(pilot, lambda: isinstance(app.screen, ExportScreen))
         screen = app.screen
-        screen.query_one("#export-quant", Select).value = "f16"
+        await set_select(pilot, lambda: screen.query_one("#export-quant", Select), "f16")
         await pilot.press("r")
         assert await wait_until(pilot, lambda: screen.running)
         assert await wait_until(pilot, lambda: screen.outcome is not None, timeout=EXPORT_TIMEOUT_S)

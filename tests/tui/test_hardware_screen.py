@@ -8,7 +8,7 @@ import io
 from rich.console import Console
 from textual.widgets import Input, Select, Static
 
-from tests.tui.conftest import wait_until
+from tests.tui.conftest import set_select, wait_until
 from tests.unit.test_mac_hardware import mocked_mac  # noqa: F401  (the fixture: a 16 GB M2 Pro, no NVIDIA GPU)
 from tui_tuner.fit.estimate import GIB
 from tui_tuner.tui.app import build_app
@@ -40,7 +40,7 @@ async def test_fit_breakdown_follows_the_settings_and_carries_into_config(projec
         assert "CPU" in machine and "torch" in machine
         lora_total = plain(panel.query_one("#fit-total", Static))
         # QLoRA needs less memory than LoRA for the same model: the total follows the method.
-        panel.query_one("#fit-method", Select).value = "qlora"
+        await set_select(pilot, lambda: panel.query_one("#fit-method", Select), "qlora")
         assert await wait_until(pilot, lambda: "qlora needs" in plain(panel.query_one("#fit-total", Static)))
         assert "4-bit" in plain(breakdown)
         assert plain(panel.query_one("#fit-total", Static)) != lora_total
@@ -81,7 +81,7 @@ async def test_make_it_fit_lists_ranked_changes_and_carries_the_chosen_one_into_
         assert await wait_until(pilot, lambda: screen.query_one(FitPanel).query_one("#fit-gpu", Select) is not None)
         panel = screen.query_one(FitPanel)
         t4 = next(i for i, (name, _) in enumerate(panel.gpus) if name.startswith("Tesla T4"))
-        panel.query_one("#fit-gpu", Select).value = t4
+        await set_select(pilot, lambda: panel.query_one("#fit-gpu", Select), t4)
         assert await wait_until(pilot, lambda: panel.request is not None and panel.request.gpu_name.startswith("Tesla T4"))
         await pilot.press("ctrl+f")
         assert await wait_until(pilot, lambda: isinstance(app.screen, ChoiceModal))
@@ -108,7 +108,7 @@ async def test_on_a_mac_the_fit_is_against_the_metal_limit_with_mlx_terms(projec
         assert panel.gpus[0][1:] == (int(16 * GIB * 2 / 3), "mlx")  # the Mac first, then the common cards
         assert await wait_until(pilot, lambda: panel.request is not None and panel.request.backend == "mlx")
         breakdown = panel.query_one("#fit-breakdown", Static)
-        panel.query_one("#fit-method", Select).value = "qlora"
+        await set_select(pilot, lambda: panel.query_one("#fit-method", Select), "qlora")
         assert await wait_until(pilot, lambda: "MLX 4-bit affine" in plain(breakdown))
         assert "CUDA context" not in plain(breakdown) and "dequantization" not in plain(breakdown)
         assert "of 10.7 GiB" in plain(panel.query_one("#fit-total", Static))
